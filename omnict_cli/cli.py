@@ -1,0 +1,93 @@
+"""The ``omnict`` command line: thin commands over the library.
+
+Each command parses options, calls one library function and prints.
+Heavy modules (numpy, torch, nibabel) are imported inside the commands so
+``omnict --help`` and ``omnict --version`` stay instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from omnict_cli import __version__
+
+EXIT_USAGE = 2
+
+
+def _load_options(function):
+    """Options shared by every command that loads studies."""
+    function = click.option("--allow-non-ct", is_flag=True,
+                            help="Load MR/PET/other DICOM series instead of refusing them.")(function)
+    function = click.option("--max-voxels", type=click.IntRange(min=1), default=None,
+                            help="Refuse studies with more voxels (default 1024^3, about 2 GiB as int16).")(function)
+    return function
+
+
+def _make_load_options(allow_non_ct: bool, max_voxels: int | None):
+    from omnict_cli.readers.base import DEFAULT_MAX_VOXELS, LoadOptions
+
+    return LoadOptions(allow_non_ct=allow_non_ct, max_voxels=max_voxels or DEFAULT_MAX_VOXELS)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="omnict")
+def main():
+    """omnict: CT scans in, radiology findings out (OmniCT, ICLR 2026).
+
+    \b
+    Example:
+      omnict inspect ./studies
+    """
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=True, dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list for scripts instead of a table.")
+@_load_options
+def inspect(path, as_json, allow_non_ct, max_voxels):
+    """List the studies found under PATH: kind, format, shape, spacing,
+    orientation found in the file, HU range, and any warning or error.
+
+    Bad files never stop the walk: each gets one line saying what is wrong.
+
+    \b
+    Examples:
+      omnict inspect ../shared/testdata
+      omnict inspect ./studies --json > studies.json
+    """
+    from omnict_cli.errors import OmnictError
+    from omnict_cli.inspection import summarize_study
+    from omnict_cli.studies import discover_studies
+    from omnict_cli.ui import progress, stderr_console, studies_table
+
+    options = _make_load_options(allow_non_ct, max_voxels)
+    try:
+        studies = discover_studies(path)
+    except OmnictError as error:
+        raise click.ClickException(error.one_line()) from error
+    summaries = []
+    with progress(disable=as_json or len(studies) < 2) as bar:
+        task = bar.add_task("inspecting", total=len(studies))
+        for study in studies:
+            summaries.append(summarize_study(study, options))
+            bar.advance(task)
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+        return
+    from rich.console import Console
+
+    Console().print(studies_table(summaries))
+    failed = [s for s in summaries if s.status == "error"]
+    warned = sum(s.status == "warning" for s in summaries)
+    console = stderr_console()
+    for summary in failed:
+        console.print(f"[red]error[/red] {summary.error}", highlight=False, soft_wrap=True)
+    console.print(f"{len(summaries)} studies: {len(summaries) - len(failed) - warned} ok, "
+                  f"{warned} with warnings, {len(failed)} failed", highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""2D pictures (PNG, JPEG, BMP, TIFF) as slice studies, via Pillow.
+
+A picture from a paper or a VQA set is assumed to be an axial slice shown
+the way a radiologist reads it (patient right on the image left, anterior
+at the top), with unknown pixel size (1 mm is recorded). 8- and 16-bit
+pictures hold display grey values, not HU: they are scaled to [0, 1] by
+their bit depth. 32-bit integer or float TIFFs are taken to hold HU.
+Colour pictures are converted to grey (luminance) with a warning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from omnict_cli.errors import StudyLoadError
+from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.volume import INTENSITY_DISPLAY, INTENSITY_HU, canonical_affine
+
+
+def read_picture(path: Path, options: LoadOptions) -> RawImage:
+    """Read a 2D picture as a ``(1, H, W)`` slice."""
+    warnings = []
+    try:
+        with Image.open(path) as picture:
+            check_voxel_count((1, picture.height, picture.width), path, options)
+            if getattr(picture, "n_frames", 1) > 1:
+                warnings.append(f"{picture.n_frames} pages/frames: used the first")
+            picture.load()
+            pixels, intensity = _grey_pixels(picture, warnings)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise StudyLoadError(f"cannot read image ({type(error).__name__}: {error})", path=path,
+                             hint="The file is damaged or not a picture; re-export it") from error
+    warnings.append("2D picture: assumed an axial slice in radiological view, pixel size unknown (1 mm recorded)")
+    return RawImage(array=pixels[None], affine=canonical_affine(), source_format=_format(path),
+                    intensity=intensity, meta={"mode": picture.mode}, warnings=warnings)
+
+
+def _grey_pixels(picture, warnings):
+    if picture.mode in ("I", "F"):
+        return np.asarray(picture, dtype=np.float32), INTENSITY_HU
+    if picture.mode.startswith("I;16"):
+        return np.asarray(picture, dtype=np.float32) / 65535.0, INTENSITY_DISPLAY
+    if picture.mode in ("1", "L"):
+        return np.asarray(picture.convert("L"), dtype=np.float32) / 255.0, INTENSITY_DISPLAY
+    rgb = np.asarray(picture.convert("RGB"), dtype=np.float32)
+    if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
+        warnings.append("colour picture: converted to grey (luminance)")
+    grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return grey / 255.0, INTENSITY_DISPLAY
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    return {"jpg": "jpeg", "tif": "tiff"}.get(suffix, suffix)

@@ -1,0 +1,67 @@
+"""NRRD / MetaImage (``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``) through SimpleITK.
+
+ITK stores geometry in LPS with a direction matrix whose columns are the
+index axes (i fastest); the array SimpleITK hands back is ``[k, j, i]``.
+The size limit is checked from the header before pixels are read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from omnict_cli.errors import StudyLoadError
+from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.volume import lps_to_ras
+
+FORMAT_BY_SUFFIX = {".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mhd"}
+
+
+def read_itk(path: Path, options: LoadOptions) -> RawImage:
+    """Read a NRRD/MHA/MHD file into HU voxels and an RAS affine."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+        check_voxel_count(reader.GetSize(), path, options)
+        image = reader.Execute()
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown ITK error"
+        raise StudyLoadError(f"cannot read image ({first_line})", path=path,
+                             hint="The file or its data file is damaged or missing; re-export it") from error
+    warnings = []
+    if image.GetDimension() == 4:
+        image = image[:, :, :, 0]
+        warnings.append(f"4D input (size {reader.GetSize()}): used the first volume")
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        image = sitk.VectorIndexSelectionCast(image, 0)
+        warnings.append("multi-component pixels: used the first component")
+    array = sitk.GetArrayFromImage(image)
+    affine = _affine_lps(image)
+    if image.GetDimension() == 2:
+        array = array[None]
+    return RawImage(array=array, affine=lps_to_ras(affine), source_format=FORMAT_BY_SUFFIX[_suffix(path)],
+                    meta={"stored_dtype": str(array.dtype)}, warnings=warnings)
+
+
+def _affine_lps(image) -> np.ndarray:
+    """Voxel-to-LPS affine for the ``[k, j, i]`` array (2D images get a unit normal)."""
+    dimension = image.GetDimension()
+    direction = np.array(image.GetDirection(), dtype=float).reshape(dimension, dimension)
+    spacing = np.array(image.GetSpacing(), dtype=float)
+    origin = np.array(image.GetOrigin(), dtype=float)
+    if dimension == 2:
+        direction3 = np.eye(3)
+        direction3[:2, :2] = direction
+        direction, spacing, origin = direction3, np.append(spacing, 1.0), np.append(origin, 0.0)
+    columns = direction * spacing  # column c: index axis c in world mm
+    affine = np.eye(4)
+    affine[:3, :3] = columns[:, ::-1]  # array axes are (k, j, i)
+    affine[:3, 3] = origin
+    return affine
+
+
+def _suffix(path: Path) -> str:
+    return path.suffix.lower()

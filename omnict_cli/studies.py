@@ -1,0 +1,231 @@
+"""Discover studies in a folder: one per NIfTI/NRRD/MHA file, DICOM series or picture.
+
+The walk is recursive, follows symlinked folders once (a symlink loop is
+reported, not followed forever), and never stops on a bad file: problems
+found while walking become studies with a ``problem`` so that every
+command can report them as one line and carry on.
+
+Study ids are stable: the path relative to the root without its image
+suffix (``chest/case_001.nii.gz`` -> ``chest/case_001``); a DICOM series is
+named by its folder, with ``#series<N>`` (or a short hash of its series
+key) added when one folder holds several series. Pixel data is not read
+here; DICOM headers are (to group files into series).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omnict_cli.errors import StudyLoadError
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+NUMPY_SUFFIXES = (".npy",)
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+IGNORED_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
+IGNORED_SUFFIXES = (".raw", ".zraw", ".json", ".csv", ".txt", ".md", ".jsonl", ".xml", ".html", ".pdf",
+                    ".py", ".yaml", ".yml", ".log", ".gz.tmp")
+
+
+@dataclass(frozen=True)
+class Study:
+    """One thing to load: a file, or the files of one DICOM series.
+
+    Attributes:
+        study_id: stable id from the relative path (see module docs).
+        format: ``nifti``, ``dicom``, ``nrrd``, ``mha``, ``mhd``, ``png``, ``jpeg``, ...
+        paths: the file(s); a DICOM series lists its files sorted by name.
+        root: the folder discovery started from.
+        problem: set when discovery already knows the study cannot load.
+        notes: facts found while grouping (e.g. localizers left out).
+    """
+
+    study_id: str
+    format: str
+    paths: tuple[Path, ...]
+    root: Path
+    problem: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def input(self) -> str:
+        """What the record's ``input`` shows: the file, or the series' folder."""
+        target = self.paths[0].parent if self.format == "dicom" and len(self.paths) > 1 else self.paths[0]
+        return _relative(target, self.root)
+
+
+def discover_studies(root: str | Path) -> list[Study]:
+    """Find every study under ``root`` (a folder or a single file), sorted by id."""
+    root = Path(root)
+    if not root.exists() and not root.is_symlink():
+        raise StudyLoadError("no such file or folder", path=root, hint="Check the path")
+    if root.is_file():
+        return _single_file_studies(root)
+    files, problems = _walk(root)
+    studies = list(problems)
+    dicom_candidates = []
+    for path in files:
+        kind = _format_from_name(path)
+        if kind == "ignored":
+            continue
+        if kind in ("dicom", "unknown"):
+            dicom_candidates.append((path, kind == "dicom"))
+            continue
+        studies.append(Study(_strip_suffix(_relative(path, root)), kind, (path,), root))
+    studies.extend(_dicom_studies(dicom_candidates, root))
+    return _unique_ids(sorted(studies, key=lambda s: s.study_id))
+
+
+def _single_file_studies(path: Path) -> list[Study]:
+    kind = _format_from_name(path)
+    if kind in ("ignored", "unknown"):
+        from omnict_cli.readers.dicom import looks_like_dicom
+
+        kind = "dicom" if looks_like_dicom(path) else kind
+    if kind in ("ignored", "unknown"):
+        return [Study(path.name, "unknown", (path,), path.parent,
+                      problem="not a supported image format (NIfTI, DICOM, NRRD/MHA, PNG/JPEG/BMP/TIFF, .npy)")]
+    return [Study(_strip_suffix(path.name), kind, (path,), path.parent)]
+
+
+def _walk(root: Path):
+    """All regular files under root; unreadable folders and link loops as problem studies."""
+    files, problems, seen = [], [], set()
+
+    def on_error(error: OSError):
+        where = Path(error.filename) if error.filename else root
+        problems.append(Study(_relative(where, root), "unknown", (where,), root,
+                              problem=f"cannot list folder ({error.strerror or error})"))
+
+    for folder, subfolders, names in os.walk(root, onerror=on_error, followlinks=True):
+        folder_path = Path(folder)
+        try:
+            identity = (os.stat(folder_path).st_dev, os.stat(folder_path).st_ino)
+        except OSError as error:
+            on_error(error)
+            subfolders[:] = []
+            continue
+        if identity in seen:
+            problems.append(Study(_relative(folder_path, root), "unknown", (folder_path,), root,
+                                  problem="symlink loop: this folder was already visited, not followed again"))
+            subfolders[:] = []
+            continue
+        seen.add(identity)
+        subfolders.sort()
+        for name in sorted(names):
+            path = folder_path / name
+            if name.startswith("._") or name in IGNORED_NAMES:
+                continue
+            if path.is_symlink() and not path.exists():
+                problems.append(Study(_relative(path, root), "unknown", (path,), root,
+                                      problem="broken symlink: its target does not exist"))
+                continue
+            files.append(path)
+    return files, problems
+
+
+def _format_from_name(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    if name.endswith(ITK_SUFFIXES):
+        from omnict_cli.readers.itk import FORMAT_BY_SUFFIX
+
+        return FORMAT_BY_SUFFIX[path.suffix.lower()]
+    if name.endswith(PICTURE_SUFFIXES):
+        suffix = path.suffix.lower().lstrip(".")
+        return {"jpg": "jpeg", "tif": "tiff"}.get(suffix, suffix)
+    if name.endswith(NUMPY_SUFFIXES):
+        return "npy"
+    if name.endswith(DICOM_SUFFIXES):
+        return "dicom"
+    if name.endswith(IGNORED_SUFFIXES) or name.startswith("."):
+        return "ignored"
+    return "unknown"
+
+
+def _dicom_studies(candidates, root: Path) -> list[Study]:
+    """Group DICOM files into series; files without a DICOM preamble are skipped silently
+    unless their name says DICOM."""
+    from omnict_cli.readers.dicom import looks_like_dicom, read_header
+
+    groups: dict[tuple, list] = defaultdict(list)
+    studies, skipped = [], defaultdict(list)
+    for path, named_dicom in candidates:
+        if not named_dicom and not looks_like_dicom(path):
+            continue
+        try:
+            if path.stat().st_size == 0:
+                raise StudyLoadError("empty file (0 bytes)", path=path, hint="Re-export it or remove it")
+            header = read_header(path)
+        except StudyLoadError as error:
+            studies.append(Study(_strip_suffix(_relative(path, root)), "dicom", (path,), root, problem=error.message))
+            continue
+        if header.is_localizer:
+            skipped[path.parent].append("localizer")
+            continue
+        if not header.has_pixels:
+            studies.append(Study(_strip_suffix(_relative(path, root)), "dicom", (path,), root,
+                                 problem=f"DICOM file has no pixel data ({header.sop_class or header.modality}): "
+                                         "not an image, nothing to load"))
+            continue
+        groups[header.series_key(path.parent)].append(header)
+    studies.extend(_name_series(groups, root, skipped))
+    return studies
+
+
+def _name_series(groups, root: Path, skipped) -> list[Study]:
+    by_folder = defaultdict(list)
+    for key, headers in groups.items():
+        folder = Path(os.path.commonpath([str(h.path.parent) for h in headers]))
+        by_folder[folder].append((key, sorted(headers, key=lambda h: h.path.name)))
+    studies = []
+    for folder, series in by_folder.items():
+        base = _relative(folder, root) if folder != root else root.resolve().name
+        numbers = [headers[0].series_number for _, headers in series]
+        for key, headers in series:
+            study_id = base
+            if len(series) > 1:
+                number = headers[0].series_number
+                suffix = (f"series{number}" if number and numbers.count(number) == 1
+                          else hashlib.sha1(repr(key).encode()).hexdigest()[:8])
+                study_id = f"{base}#{suffix}"
+            notes = (f"{len(skipped[folder])} localizer image(s) left out",) if skipped.get(folder) else ()
+            studies.append(Study(study_id, "dicom", tuple(h.path for h in headers), root, notes=notes))
+    return studies
+
+
+def _unique_ids(studies: list[Study]) -> list[Study]:
+    """Two files that strip to one id (``a.nii`` and ``a.nii.gz``) keep their full names."""
+    counts = defaultdict(int)
+    for study in studies:
+        counts[study.study_id] += 1
+    unique = []
+    for study in studies:
+        if counts[study.study_id] > 1 and len(study.paths) == 1:
+            study = Study(_relative(study.paths[0], study.root), study.format, study.paths, study.root,
+                          study.problem, study.notes)
+        unique.append(study)
+    return unique
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        relative = Path(os.path.relpath(path, root))
+    text = relative.as_posix()
+    return text if text != "." else root.name
+
+
+def _strip_suffix(relative: str) -> str:
+    lower = relative.lower()
+    for suffix in NIFTI_SUFFIXES + ITK_SUFFIXES + PICTURE_SUFFIXES + NUMPY_SUFFIXES + DICOM_SUFFIXES:
+        if lower.endswith(suffix):
+            return relative[: -len(suffix)]
+    return relative

@@ -1,0 +1,38 @@
+"""rich helpers shared by commands: progress bars on stderr, result tables."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+def progress(disable: bool = False) -> Progress:
+    """A progress bar on stderr, so stdout stays clean for results."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=stderr_console(), disable=disable, transient=True)
+
+
+def studies_table(summaries) -> Table:
+    """The ``omnict inspect`` table."""
+    table = Table(title="studies", show_lines=False)
+    for name in ("study", "kind", "format", "shape", "spacing mm", "orientation", "HU range", "status"):
+        table.add_column(name, overflow="fold")
+    for s in summaries:
+        shape = "x".join(map(str, s.shape)) if s.shape else "-"
+        spacing = "x".join(f"{v:.4g}" for v in s.spacing) if s.spacing else "-"
+        value_range = f"{s.hu_range[0]:g}..{s.hu_range[1]:g}" if s.hu_range else "-"
+        if s.intensity == "display":
+            value_range += " (grey)"
+        if s.status == "error":
+            status = "[red]error[/red]: " + (s.error or "")
+        elif s.warnings:
+            status = "[yellow]warning[/yellow]: " + "; ".join(s.warnings)
+        else:
+            status = "[green]ok[/green]"
+        table.add_row(s.study_id, s.kind or "-", s.format, shape, spacing, s.orientation or "-", value_range, status)
+    return table
