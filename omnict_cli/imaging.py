@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.readers.base import DEFAULT_MAX_VOXELS, LoadOptions, RawImage
+from omnict_cli.readers.base import DEFAULT_MAX_VOXELS, LoadOptions, RawImage, permission_denied
 from omnict_cli.studies import Study, discover_studies
 from omnict_cli.volume import (
     CANONICAL_AXCODES,
@@ -37,12 +37,11 @@ __all__ = ["LoadOptions", "DEFAULT_MAX_VOXELS", "load_study", "load_path", "volu
 def load_study(study: Study, options: LoadOptions = LoadOptions()) -> Volume:
     """Read one discovered study; raises StudyLoadError with the file and a hint."""
     if study.problem:
-        raise StudyLoadError(study.problem, path=study.paths[0])
+        raise StudyLoadError(study.problem, path=study.paths[0], hint=study.hint)
     try:
         raw = _read(study, options)
     except PermissionError as error:
-        raise StudyLoadError("permission denied", path=error.filename or study.paths[0],
-                             hint="Make the file readable for this user (chmod/chown)") from error
+        raise permission_denied(error.filename or study.paths[0]) from error
     except IsADirectoryError as error:
         raise StudyLoadError("is a folder, not a file", path=study.paths[0]) from error
     volume = volume_from_raw(raw, study.paths[0])
@@ -109,15 +108,33 @@ def volume_from_raw(raw: RawImage, path: str | Path) -> Volume:
         kind = "volume"
         if voxels.shape[0] < THIN_VOLUME_SLICES:
             warnings.append(f"only {voxels.shape[0]} slices: a very thin volume, resampling will interpolate heavily")
-    oblique = obliquity_degrees(raw.affine)
+    oblique = _obliquity_beyond_tilt(raw)
     if oblique > OBLIQUE_WARN_DEGREES:
         warnings.append(f"oblique axes ({oblique:.1f} degrees off the anatomical axes): "
                         "snapped to the nearest axes, not resampled")
-    if raw.intensity == INTENSITY_HU:
+    if raw.intensity == INTENSITY_HU and str(raw.meta.get("modality", "CT") or "CT").upper() == "CT":
+        # HU plausibility only means something for CT; an MR/PET series loaded
+        # with allow_non_ct already carries a "not CT HU" warning from its reader.
         warnings.extend(hu_warnings(voxels))
     return Volume(voxels=voxels, affine=affine, kind=kind, source_format=raw.source_format,
                   source_ornt=source_ornt, source_shape=tuple(array.shape), intensity=raw.intensity,
                   meta=dict(raw.meta), warnings=warnings)
+
+
+def _obliquity_beyond_tilt(raw: RawImage) -> float:
+    """Obliquity of the axes, leaving out a gantry tilt the reader already reported.
+
+    A tilted DICOM series has a sheared slice axis; its own warning says so.
+    Counting that shear again as "oblique axes" would report one cause
+    twice, so the slice axis (array axis 0) is replaced by the in-plane
+    normal and only the in-plane axes are judged.
+    """
+    if not raw.meta.get("gantry_tilt_degrees"):
+        return obliquity_degrees(raw.affine)
+    affine = np.array(raw.affine, dtype=float)
+    normal = np.cross(affine[:3, 1], affine[:3, 2])
+    affine[:3, 0] = normal / np.linalg.norm(normal) * np.linalg.norm(affine[:3, 0])
+    return obliquity_degrees(affine)
 
 
 def _ornt(affine):

@@ -14,6 +14,7 @@ here; DICOM headers are (to group files into series).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections import defaultdict
@@ -43,6 +44,10 @@ class Study:
         root: the folder discovery started from.
         problem: set when discovery already knows the study cannot load.
         notes: facts found while grouping (e.g. localizers left out).
+        hint: what the user can do about ``problem``; kept apart from it so
+            the error line reads ``<file>: <problem>. <hint>`` like every
+            load error (a problem found while walking is reported later,
+            when the study is loaded).
     """
 
     study_id: str
@@ -51,6 +56,7 @@ class Study:
     root: Path
     problem: str | None = None
     notes: tuple[str, ...] = field(default=())
+    hint: str = ""
 
     @property
     def input(self) -> str:
@@ -84,9 +90,16 @@ def discover_studies(root: str | Path) -> list[Study]:
 def _single_file_studies(path: Path) -> list[Study]:
     kind = _format_from_name(path)
     if kind in ("ignored", "unknown"):
-        from omnict_cli.readers.dicom import looks_like_dicom
+        from omnict_cli.readers.base import PERMISSION_HINT
+        from omnict_cli.readers.dicom import has_dicom_preamble
 
-        kind = "dicom" if looks_like_dicom(path) else kind
+        try:
+            kind = "dicom" if has_dicom_preamble(path) else kind
+        except PermissionError:
+            return [Study(path.name, "unknown", (path,), path.parent, problem="permission denied: cannot read the "
+                          "file to tell whether it is DICOM", hint=PERMISSION_HINT)]
+        except OSError:
+            pass
     if kind in ("ignored", "unknown"):
         return [Study(path.name, "unknown", (path,), path.parent,
                       problem="not a supported image format (NIfTI, DICOM, NRRD/MHA, PNG/JPEG/BMP/TIFF, .npy)")]
@@ -100,7 +113,8 @@ def _walk(root: Path):
     def on_error(error: OSError):
         where = Path(error.filename) if error.filename else root
         problems.append(Study(_relative(where, root), "unknown", (where,), root,
-                              problem=f"cannot list folder ({error.strerror or error})"))
+                              problem=f"cannot list folder ({error.strerror or error})",
+                              hint="Make the folder readable for this user (chmod/chown); the rest was walked"))
 
     for folder, subfolders, names in os.walk(root, onerror=on_error, followlinks=True):
         folder_path = Path(folder)
@@ -112,7 +126,8 @@ def _walk(root: Path):
             continue
         if identity in seen:
             problems.append(Study(_relative(folder_path, root), "unknown", (folder_path,), root,
-                                  problem="symlink loop: this folder was already visited, not followed again"))
+                                  problem="symlink loop: this folder was already visited, not followed again",
+                                  hint="Nothing is lost; remove the link if it should not be there"))
             subfolders[:] = []
             continue
         seen.add(identity)
@@ -123,7 +138,8 @@ def _walk(root: Path):
                 continue
             if path.is_symlink() and not path.exists():
                 problems.append(Study(_relative(path, root), "unknown", (path,), root,
-                                      problem="broken symlink: its target does not exist"))
+                                      problem="broken symlink: its target does not exist",
+                                      hint="Fix or remove the link"))
                 continue
             files.append(path)
     return files, problems
@@ -151,28 +167,39 @@ def _format_from_name(path: Path) -> str:
 
 def _dicom_studies(candidates, root: Path) -> list[Study]:
     """Group DICOM files into series; files without a DICOM preamble are skipped silently
-    unless their name says DICOM."""
-    from omnict_cli.readers.dicom import looks_like_dicom, read_header
+    unless their name says DICOM. A file that cannot be opened is reported, not skipped:
+    it may be a slice of a series, and a silently shorter series is worse than a line."""
+    from omnict_cli.readers.base import PERMISSION_HINT
+    from omnict_cli.readers.dicom import has_dicom_preamble, read_header
 
     groups: dict[tuple, list] = defaultdict(list)
     studies, skipped = [], defaultdict(list)
     for path, named_dicom in candidates:
-        if not named_dicom and not looks_like_dicom(path):
+        study_id = _strip_suffix(_relative(path, root))
+        try:
+            if not named_dicom and not has_dicom_preamble(path):
+                continue
+        except PermissionError:
+            studies.append(Study(study_id, "unknown", (path,), root, problem="permission denied: cannot read the "
+                                 "file to tell whether it is DICOM", hint=PERMISSION_HINT))
+            continue
+        except OSError:
             continue
         try:
             if path.stat().st_size == 0:
                 raise StudyLoadError("empty file (0 bytes)", path=path, hint="Re-export it or remove it")
             header = read_header(path)
         except StudyLoadError as error:
-            studies.append(Study(_strip_suffix(_relative(path, root)), "dicom", (path,), root, problem=error.message))
+            studies.append(Study(study_id, "dicom", (path,), root, problem=error.message, hint=error.hint))
             continue
         if header.is_localizer:
             skipped[path.parent].append("localizer")
             continue
         if not header.has_pixels:
-            studies.append(Study(_strip_suffix(_relative(path, root)), "dicom", (path,), root,
-                                 problem=f"DICOM file has no pixel data ({header.sop_class or header.modality}): "
-                                         "not an image, nothing to load"))
+            studies.append(Study(study_id, "dicom", (path,), root,
+                                 problem=f"DICOM file has no pixel data ({header.sop_class or header.modality})",
+                                 hint="It is not an image (report, structure set, ...), so there is nothing to "
+                                      "load; leave it out of the folder or ignore this line"))
             continue
         groups[header.series_key(path.parent)].append(header)
     studies.extend(_name_series(groups, root, skipped))
@@ -208,8 +235,7 @@ def _unique_ids(studies: list[Study]) -> list[Study]:
     unique = []
     for study in studies:
         if counts[study.study_id] > 1 and len(study.paths) == 1:
-            study = Study(_relative(study.paths[0], study.root), study.format, study.paths, study.root,
-                          study.problem, study.notes)
+            study = dataclasses.replace(study, study_id=_relative(study.paths[0], study.root))
         unique.append(study)
     return unique
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omnict_cli.errors import StudyTooLargeError
+from omnict_cli.errors import StudyLoadError, StudyTooLargeError
 from omnict_cli.volume import INTENSITY_HU
 
 DEFAULT_MAX_VOXELS = 1024**3
@@ -16,6 +16,19 @@ DEFAULT_MAX_VOXELS = 1024**3
 1024^3 voxels is 2 GiB as int16 and covers the largest CT-RATE volumes
 (1024x1024x921). Loading beyond it risks exhausting memory on a shared GPU
 server mid-run; raise it with ``--max-voxels`` when the machine allows."""
+
+
+PERMISSION_HINT = "Make the file readable for this user (chmod/chown), or run as a user who may read it"
+
+
+def permission_denied(path: str | Path) -> StudyLoadError:
+    """The one error for a file this user may not read.
+
+    Readers let ``PermissionError`` through (it is an ``OSError``, which
+    they otherwise report as damaged data) and the loader turns it into
+    this, so the line says what is really wrong and what to do.
+    """
+    return StudyLoadError("permission denied: cannot read the file", path=path, hint=PERMISSION_HINT)
 
 
 @dataclass(frozen=True)

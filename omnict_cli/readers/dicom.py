@@ -20,7 +20,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from omnict_cli.errors import NotCTError, StudyLoadError
-from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count, permission_denied
 from omnict_cli.volume import INTENSITY_DISPLAY, canonical_affine, lps_to_ras
 
 GANTRY_TILT_WARN_DEGREES = 0.5
@@ -69,12 +69,22 @@ class DicomHeader:
         return (series, orientation, self.rows, self.columns)
 
 
+def has_dicom_preamble(path: Path) -> bool:
+    """True if the file has the DICOM preamble ('DICM' at byte 128).
+
+    Raises ``OSError`` (e.g. ``PermissionError``) when the file cannot be
+    opened, so discovery can report an unreadable file instead of taking
+    it for "not DICOM".
+    """
+    with open(path, "rb") as handle:
+        handle.seek(128)
+        return handle.read(4) == b"DICM"
+
+
 def looks_like_dicom(path: Path) -> bool:
-    """True if the file has the DICOM preamble ('DICM' at byte 128)."""
+    """Like :func:`has_dicom_preamble`, but False for a file that cannot be opened."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
+        return has_dicom_preamble(path)
     except OSError:
         return False
 
@@ -83,6 +93,8 @@ def read_header(path: Path) -> DicomHeader:
     """Read one file's header (large values deferred, pixels not decoded)."""
     try:
         dataset = pydicom.dcmread(path, defer_size="2 KB", force=path.suffix.lower() == ".dcm")
+    except PermissionError as error:  # an OSError, but not damage: say what to do about it
+        raise permission_denied(path) from error
     except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError) as error:
         raise StudyLoadError(f"cannot read DICOM header ({type(error).__name__}: {error})", path=path,
                              hint="The file is damaged or not DICOM; remove it or re-export the series") from error
@@ -113,6 +125,7 @@ def _floats(value) -> tuple[float, ...] | None:
 
 def read_dicom(paths: list[Path], options: LoadOptions) -> RawImage:
     """Read one series (or one single-frame file) into HU with an RAS affine."""
+    _check_before_pixels(paths, options)
     datasets, warnings = _read_datasets(paths)
     first = datasets[0][1]
     _check_modality(first, paths[0], options)
@@ -120,6 +133,10 @@ def read_dicom(paths: list[Path], options: LoadOptions) -> RawImage:
     if int(first.get("SamplesPerPixel", 1) or 1) == 3:
         return _read_colour_capture(datasets[0], warnings)
     check_voxel_count((len(datasets), int(first.Rows), int(first.Columns)), paths[0], options)
+    modality = str(first.get("Modality", "") or "").upper()
+    if modality and modality != "CT":
+        warnings.append(f"modality is {modality}, loaded because non-CT was allowed: values are {modality} "
+                        "intensities, not CT HU")
     row_cos, col_cos, normal = _cosines(first, paths[0])
     row_spacing, col_spacing = _pixel_spacing(first, warnings)
     positions = _positions(datasets, normal, warnings)
@@ -127,7 +144,7 @@ def read_dicom(paths: list[Path], options: LoadOptions) -> RawImage:
     positions = {key: value[order] for key, value in positions.items()}
     datasets = [datasets[i] for i in order]
     slices = _slices_in_hu(datasets)
-    slices, step_vector, grid_warnings = _regular_grid(slices, positions, normal, first)
+    slices, step_vector, tilt, grid_warnings = _regular_grid(slices, positions, normal, first)
     warnings.extend(grid_warnings)
     affine_lps = np.eye(4)
     affine_lps[:3, 0] = step_vector
@@ -136,9 +153,30 @@ def read_dicom(paths: list[Path], options: LoadOptions) -> RawImage:
     affine_lps[:3, 3] = positions["xyz"][0]
     meta = {name: _plain(first.get(tag)) for tag, name in SAFE_META_TAGS.items() if first.get(tag) not in (None, "")}
     meta["slices_in_file"] = len(datasets)
+    if tilt > GANTRY_TILT_WARN_DEGREES:
+        meta["gantry_tilt_degrees"] = round(tilt, 2)
     meta["transfer_syntax"] = str(getattr(first.file_meta, "TransferSyntaxUID", "").name) if hasattr(first, "file_meta") else ""
     return RawImage(array=slices, affine=lps_to_ras(affine_lps), source_format="dicom", meta=meta,
                     warnings=warnings)
+
+
+def _check_before_pixels(paths, options):
+    """Refuse a non-CT or too-large series from the first file's header alone.
+
+    Reading a series loads every file's pixel bytes, so the modality and
+    the voxel count (files x rows x columns, an upper bound) are checked
+    first: an oversized series must not be read into memory only to be
+    refused. A first file that cannot be read is left to the full read,
+    which reports it.
+    """
+    try:
+        header = pydicom.dcmread(paths[0], stop_before_pixels=True, force=True)
+        shape = (len(paths), int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0))
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
+        return
+    _check_modality(header, paths[0], options)
+    if int(header.get("NumberOfFrames", 1) or 1) == 1:
+        check_voxel_count(shape, paths[0], options)
 
 
 def _read_datasets(paths):
@@ -147,6 +185,10 @@ def _read_datasets(paths):
     for path in paths:
         try:
             datasets.append((path, pydicom.dcmread(path, force=True)))
+        except PermissionError as error:
+            if len(paths) == 1:
+                raise permission_denied(path) from error
+            warnings.append(f"skipped unreadable file {path.name} (permission denied)")
         except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError) as error:
             if len(paths) == 1:
                 raise StudyLoadError(f"cannot read DICOM ({type(error).__name__}: {error})", path=path,
@@ -234,33 +276,41 @@ def _slices_in_hu(datasets) -> np.ndarray:
 
 
 def _regular_grid(slices, positions, normal, first):
-    """Place slices on a regular grid: drop duplicates, fill gaps, report tilt."""
+    """Place slices on a regular grid: drop duplicates, fill gaps, report tilt.
+
+    Returns ``(slices, step_vector, tilt_degrees, warnings)``: the step
+    vector is the LPS offset from one grid slice to the next (sheared by
+    any gantry tilt), so the affine keeps the true slice positions.
+    """
     warnings = []
     along = positions["along_normal"]
     xyz = positions["xyz"]
     if len(slices) == 1:
         thickness = float(first.get("SliceThickness", 1.0) or 1.0)
-        return slices, normal * thickness, warnings
+        return slices, normal * thickness, 0.0, warnings
     keep = np.concatenate([[True], np.diff(along) > 1e-3])
     if not keep.all():
         warnings.append(f"{int((~keep).sum())} slice(s) at duplicate positions dropped")
         slices, along, xyz = slices[keep], along[keep], xyz[keep]
     if len(slices) == 1:
-        return slices, normal * float(first.get("SliceThickness", 1.0) or 1.0), warnings
+        return slices, normal * float(first.get("SliceThickness", 1.0) or 1.0), 0.0, warnings
     steps = np.diff(along)
     step = float(np.median(steps))
     tolerance = max(0.01, 0.01 * step)
     if np.abs(steps - step).max() > tolerance:
         slices, warning = _fill_to_regular(slices, along, step)
         warnings.append(warning)
-    count = len(slices)
-    step_vector = (xyz[-1] - xyz[0]) / (count - 1) if count > 1 else normal * step
+        # The grid now steps ``step`` mm along the normal; the first-to-last
+        # vector per mm along the normal keeps any gantry-tilt shear.
+        step_vector = (xyz[-1] - xyz[0]) * (step / (along[-1] - along[0]))
+    else:
+        step_vector = (xyz[-1] - xyz[0]) / (len(slices) - 1)
     cosine = abs(float(step_vector @ normal)) / float(np.linalg.norm(step_vector))
     tilt = float(np.degrees(np.arccos(min(1.0, cosine))))
     if tilt > GANTRY_TILT_WARN_DEGREES:
         warnings.append(f"gantry tilt of {tilt:.1f} degrees: slices are sheared; the affine keeps the true "
                         "slice positions but voxels are not de-sheared")
-    return slices, step_vector, warnings
+    return slices, step_vector, tilt, warnings
 
 
 def _fill_to_regular(slices, along, step):

@@ -30,6 +30,8 @@ def read_picture(path: Path, options: LoadOptions) -> RawImage:
                 warnings.append(f"{picture.n_frames} pages/frames: used the first")
             picture.load()
             pixels, intensity = _grey_pixels(picture, warnings)
+    except PermissionError:
+        raise  # an OSError, but not damage: the loader reports it as "permission denied"
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise StudyLoadError(f"cannot read image ({type(error).__name__}: {error})", path=path,
                              hint="The file is damaged or not a picture; re-export it") from error

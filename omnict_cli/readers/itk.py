@@ -21,6 +21,16 @@ FORMAT_BY_SUFFIX = {".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mh
 
 def read_itk(path: Path, options: LoadOptions) -> RawImage:
     """Read a NRRD/MHA/MHD file into HU voxels and an RAS affine."""
+    # ITK reports an unreadable file as a generic RuntimeError ("could not
+    # create IO object"); opening it first lets PermissionError reach the
+    # loader, which says "permission denied". Other errors are ITK's to report.
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise
+    except OSError:
+        pass
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

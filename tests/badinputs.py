@@ -1,0 +1,376 @@
+"""Build a corpus of bad inputs (and valid NIfTI and DICOM controls) with our own code, for tests.
+
+Not a test module: tests import it (``from badinputs import ...``; pytest
+puts ``tests/`` on ``sys.path``). Everything is written from scratch with
+nibabel (NIfTI) and pydicom (DICOM), small (16x16 or 32x32 pixels) so the
+whole corpus builds in about a second.
+
+``write_dicom_series`` writes a valid, uncompressed (Explicit VR Little
+Endian) CT series from a canonical HU array and is meant for reuse by
+other tests. The canonical layout is omnict's: ``hu_volume[z, y, x]`` with
+z from inferior to superior, y from anterior to posterior and x from the
+patient's right to left. With the default ImageOrientationPatient
+``[1, 0, 0, 0, 1, 0]`` (rows run to +x = patient left, columns to +y =
+posterior, both LPS) and positions stepping along +z (superior), a
+correct loader gives back ``hu_volume`` exactly.
+
+The size-limit case documents omnict's default limit: studies over
+``DEFAULT_MAX_VOXELS`` (1024^3 voxels, 2 GiB as int16) are refused from the
+header, before any pixel is read, with an error naming ``--max-voxels``;
+nothing is loaded and the walk goes on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    RTStructureSetStorage,
+    generate_uid,
+)
+
+SOP_CLASS_BY_MODALITY = {"CT": CTImageStorage, "MR": MRImageStorage}
+
+HUGE_NIFTI_SHAPE = (2048, 2048, 1024)
+"""What the header-only ``too_large`` NIfTI claims: 4 Gi voxels, 4x the default limit."""
+
+NIFTI_SPACING = (0.8, 0.8, 2.0)
+"""(x, y, z) voxel size in mm of the NIfTI cases (RAS affine, so x/y/z are R/A/S)."""
+
+DICOM_SPACING = (2.5, 0.7, 0.7)
+"""(z, y, x) voxel size in mm of the DICOM cases: slice step, row spacing, column spacing."""
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def write_dicom_series(
+    folder: str | Path,
+    hu_volume: np.ndarray,
+    spacing=DICOM_SPACING,
+    *,
+    modality: str = "CT",
+    series_uid: str | None = None,
+    series_number: int | str | None = 1,
+    positions=None,
+    origin=(0.0, 0.0, 0.0),
+    orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    rescale_intercept: float = -1024.0,
+    rescale_slope: float = 1.0,
+    study_uid: str | None = None,
+    prefix: str = "slice",
+    instance_numbers=None,
+    image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+    slice_thickness: float | None = None,
+) -> list[Path]:
+    """Write ``hu_volume[z, y, x]`` as one DICOM file per slice; returns the paths.
+
+    Args:
+        folder: created if needed; files are ``<prefix><k:04d>.dcm``.
+        hu_volume: 3D array in HU (canonical layout, see module docs); a 2D
+            array is one slice.
+        spacing: ``(slice step, row spacing, column spacing)`` in mm; the row
+            spacing is the distance between rows (along y), as PixelSpacing[0].
+        modality: written to Modality; picks the SOP class (CT or MR Image Storage).
+        series_uid: ``None`` generates one; ``""`` writes a blank
+            SeriesInstanceUID (as anonymised exports do).
+        series_number: SeriesNumber (``None`` leaves it out).
+        positions: per-slice ImagePositionPatient ``(x, y, z)`` in LPS mm;
+            default ``origin + k * spacing[0] * normal``, the normal being the
+            cross product of the orientation cosines (+z, superior, by default).
+            Give it to write gaps, uneven steps, duplicates or a gantry tilt.
+        origin: position of slice 0 when ``positions`` is not given.
+        orientation: ImageOrientationPatient (row cosine, then column cosine).
+        rescale_intercept, rescale_slope: stored = (HU - intercept) / slope,
+            rounded; uint16 when non-negative, else int16.
+        study_uid: StudyInstanceUID (generated when ``None``).
+        prefix: file name prefix, so several series can share a folder.
+        instance_numbers: InstanceNumber per slice (default 1..n); readers
+            must not rely on it.
+        image_type: ImageType values (add ``"LOCALIZER"`` for a scout).
+        slice_thickness: SliceThickness (default: the slice step).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    volume = np.asarray(hu_volume)
+    if volume.ndim == 2:
+        volume = volume[None]
+    if volume.ndim != 3:
+        raise ValueError(f"hu_volume must be 2D or 3D, got shape {volume.shape}")
+    count, rows, columns = volume.shape
+    step, row_spacing, column_spacing = (float(s) for s in spacing)
+    orientation = tuple(float(v) for v in orientation)
+    if positions is None:
+        normal = np.cross(orientation[:3], orientation[3:])
+        positions = [np.asarray(origin, dtype=float) + k * step * normal for k in range(count)]
+    positions = [tuple(float(v) for v in p) for p in positions]
+    if len(positions) != count:
+        raise ValueError(f"{len(positions)} positions for {count} slices")
+    stored = np.rint((volume.astype(np.float64) - rescale_intercept) / rescale_slope)
+    if stored.min() >= 0 and stored.max() <= 65535:
+        stored, signed = stored.astype(np.uint16), 0
+    elif stored.min() >= -32768 and stored.max() <= 32767:
+        stored, signed = stored.astype(np.int16), 1
+    else:
+        raise ValueError("HU values do not fit 16-bit stored values with this rescale")
+    series_uid = generate_uid() if series_uid is None else series_uid
+    study_uid = generate_uid() if study_uid is None else study_uid
+    frame_uid = generate_uid()
+    instance_numbers = list(range(1, count + 1)) if instance_numbers is None else list(instance_numbers)
+    sop_class = SOP_CLASS_BY_MODALITY.get(modality.upper(), CTImageStorage)
+    paths = []
+    for k in range(count):
+        dataset = _new_dataset(folder / f"{prefix}{k:04d}.dcm", sop_class)
+        dataset.Modality = modality
+        dataset.StudyInstanceUID = study_uid
+        dataset.SeriesInstanceUID = series_uid
+        if series_number is not None:
+            dataset.SeriesNumber = series_number
+        dataset.FrameOfReferenceUID = frame_uid
+        dataset.InstanceNumber = instance_numbers[k]
+        dataset.ImageType = list(image_type)
+        dataset.ImagePositionPatient = [_ds(v) for v in positions[k]]
+        dataset.ImageOrientationPatient = [_ds(v) for v in orientation]
+        dataset.PixelSpacing = [_ds(row_spacing), _ds(column_spacing)]
+        dataset.SliceThickness = _ds(step if slice_thickness is None else slice_thickness)
+        dataset.RescaleIntercept = _ds(rescale_intercept)
+        dataset.RescaleSlope = _ds(rescale_slope)
+        dataset.RescaleType = "HU"
+        dataset.SamplesPerPixel = 1
+        dataset.PhotometricInterpretation = "MONOCHROME2"
+        dataset.Rows, dataset.Columns = rows, columns
+        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 16, 15
+        dataset.PixelRepresentation = signed
+        dataset.PixelData = np.ascontiguousarray(stored[k]).astype(stored.dtype.newbyteorder("<")).tobytes()
+        dataset.save_as(dataset.filename, enforce_file_format=True)
+        paths.append(Path(dataset.filename))
+    return paths
+
+
+def write_dicom_without_pixels(path: str | Path) -> Path:
+    """An RT structure set: valid DICOM, no PixelData (not an image)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset = _new_dataset(path, RTStructureSetStorage)
+    dataset.Modality = "RTSTRUCT"
+    dataset.StudyInstanceUID = generate_uid()
+    dataset.SeriesInstanceUID = generate_uid()
+    dataset.SeriesNumber = 99
+    dataset.StructureSetLabel = "organs"
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _new_dataset(path: Path, sop_class) -> FileDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
+    dataset.SOPClassUID = sop_class
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    return dataset
+
+
+def _ds(value: float) -> str:
+    """A Decimal String value (at most 16 characters)."""
+    text = f"{float(value):.6g}"
+    return "0" if text == "-0" else text
+
+
+# --------------------------------------------------------------------------- volumes
+
+
+def phantom_hu(shape=(16, 32, 32)) -> np.ndarray:
+    """A body-like int16 HU phantom ``[z, y, x]``: air, a soft-tissue body, a bone rod, a lung."""
+    nz, ny, nx = shape
+    z, y, x = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    cy, cx = (ny - 1) / 2, (nx - 1) / 2
+    volume = np.full(shape, -1000, dtype=np.int16)
+    body = ((y - cy) / (0.42 * ny)) ** 2 + ((x - cx) / (0.45 * nx)) ** 2 <= 1
+    volume[body] = 40
+    lung = ((y - cy) / (0.2 * ny)) ** 2 + ((x - cx - 0.2 * nx) / (0.12 * nx)) ** 2 <= 1
+    volume[lung] = -850
+    bone = (y - (cy + 0.25 * ny)) ** 2 + (x - cx) ** 2 <= (0.08 * nx) ** 2
+    volume[bone] = 700
+    volume += (z * 2).astype(np.int16)  # each slice differs a little
+    return volume
+
+
+def dicom_test_volume(slices: int = 12, seed: int = 0) -> np.ndarray:
+    """16x16 slices of even HU values: the mean of two slices is a whole HU,
+    so linear interpolation between neighbours is exact in int16."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-500, 500, size=(slices, 16, 16)) * 2).astype(np.int16)
+
+
+def nifti_affine(spacing=NIFTI_SPACING) -> np.ndarray:
+    """RAS affine for a ``[x, y, z]`` NIfTI array (NIfTI's usual layout)."""
+    return np.diag([*spacing, 1.0])
+
+
+def canonical_to_nifti(volume_zyx: np.ndarray) -> np.ndarray:
+    """``[z, y, x]`` canonical (S, P, L) -> ``[x, y, z]`` NIfTI array in RAS (R, A, S)."""
+    return np.ascontiguousarray(np.transpose(volume_zyx, (2, 1, 0))[::-1, ::-1, :])
+
+
+def write_nifti(path: str | Path, array_xyz: np.ndarray, spacing=NIFTI_SPACING) -> Path:
+    """Save an ``[x, y, z(, t)]`` array with an RAS affine (sform set)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array_xyz, nifti_affine(spacing)), path)
+    return path
+
+
+def write_header_only_nifti(path: str | Path, shape=HUGE_NIFTI_SHAPE, dtype=np.int16) -> Path:
+    """A gzip NIfTI holding only a header that claims ``shape``; no voxel data at all."""
+    header = nib.Nifti1Header()
+    header.set_data_dtype(dtype)
+    header.set_data_shape(shape)
+    header.set_sform(nifti_affine(), code="scanner")
+    buffer = io.BytesIO()
+    header.write_to(buffer)
+    buffer.write(b"\0" * 4)  # empty extension flag; vox_offset is 352
+    Path(path).write_bytes(gzip.compress(buffer.getvalue()))
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- corpus
+
+DICOM_CASES = {
+    # case: (slices written, seed of dicom_test_volume)
+    "valid_dicom": (12, 2),
+    "missing_slice": (12, 3),
+    "two_series_1": (10, 4),
+    "two_series_2": (6, 5),
+    "blank_uid_3": (9, 6),
+    "blank_uid_4": (5, 7),
+    "mr": (10, 8),
+    "gantry_tilt": (10, 9),
+    "uneven": (10, 10),
+    "duplicates": (10, 11),
+}
+"""How each DICOM case's volume was made, so tests can compare values."""
+
+MISSING_SLICE_FILE = "slice0005.dcm"
+"""The file removed from ``missing_slice`` (slice index 5, z = 12.5 mm)."""
+
+GANTRY_TILT_DEGREES = 15.0
+UNEVEN_Z = (0.0, 2.5, 5.0, 6.0, 8.5, 11.0, 12.0, 14.5, 17.0, 19.5)
+DUPLICATE_Z = (0.0, 2.5, 5.0, 5.0, 7.5, 10.0, 12.5, 12.5, 15.0, 17.5)
+
+
+def dicom_case_volume(case: str) -> np.ndarray:
+    """The HU volume ``[z, y, x]`` that was written for a DICOM case (MR: stored values)."""
+    slices, seed = DICOM_CASES[case]
+    volume = dicom_test_volume(slices, seed=seed)
+    return (volume + 1000).astype(np.int16) if case == "mr" else volume
+
+
+def build_bad_corpus(root: str | Path) -> dict[str, Path]:
+    """Write every bad-input case (and a valid control) under ``root``.
+
+    Returns ``{case name: path}``; a DICOM case's path is its folder. Each
+    case is its own file or folder directly under ``root``, so walking
+    ``root`` gives one study per case (two for the mixed-series folders,
+    plus one for the symlink loop report). The ``unreadable`` file is made
+    mode 000; as root it still reads, which the tests allow for.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    cases: dict[str, Path] = {}
+    phantom = phantom_hu()
+
+    # NIfTI cases ---------------------------------------------------------
+    cases["valid_nifti"] = write_nifti(root / "valid_control.nii.gz", canonical_to_nifti(phantom))
+
+    cases["zero_byte"] = root / "zero_byte.nii.gz"
+    cases["zero_byte"].write_bytes(b"")
+
+    good = gzip.compress(nib.Nifti1Image(canonical_to_nifti(dicom_test_volume(16)), nifti_affine()).to_bytes())
+    cases["truncated"] = root / "truncated.nii.gz"
+    cases["truncated"].write_bytes(good[: len(good) // 2])
+
+    cases["truncated_header"] = root / "truncated_header.nii.gz"
+    cases["truncated_header"].write_bytes(gzip.compress(gzip.decompress(good)[:200]))
+
+    cases["random_bytes"] = root / "random_bytes.nii.gz"
+    cases["random_bytes"].write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+
+    first = canonical_to_nifti(phantom)
+    four_d = np.stack([first, first + 100, first - 100], axis=-1)  # only the first may be used
+    cases["four_d"] = write_nifti(root / "four_d.nii.gz", four_d.astype(np.int16))
+
+    nan_volume = phantom.astype(np.float32)
+    nan_volume[3, 5, 6] = np.nan
+    nan_volume[4, 7, 8] = np.nan
+    nan_volume[5, 9, 10] = np.inf
+    nan_volume[6, 11, 12] = -np.inf
+    cases["nan_inf"] = write_nifti(root / "nan_inf.nii.gz", canonical_to_nifti(nan_volume))
+
+    scaled = (phantom.astype(np.float32) + 1000.0) / 2000.0
+    cases["scaled_0_1"] = write_nifti(root / "scaled_0_1.nii.gz", canonical_to_nifti(np.clip(scaled, 0.0, 1.0)))
+
+    cases["one_slice"] = write_nifti(root / "one_slice.nii.gz", canonical_to_nifti(phantom[7:8]))
+
+    cases["too_large"] = write_header_only_nifti(root / "too_large.nii.gz")
+
+    cases["unreadable"] = write_nifti(root / "unreadable.nii.gz", canonical_to_nifti(phantom))
+    os.chmod(cases["unreadable"], 0o000)
+
+    # DICOM cases ---------------------------------------------------------
+    step = DICOM_SPACING[0]
+    cases["valid_dicom"] = root / "dicom_valid"
+    write_dicom_series(cases["valid_dicom"], dicom_case_volume("valid_dicom"))
+
+    cases["zero_byte_dicom"] = root / "dicom_zero_byte" / "empty.dcm"
+    cases["zero_byte_dicom"].parent.mkdir()
+    cases["zero_byte_dicom"].write_bytes(b"")
+
+    cases["missing_slice"] = root / "dicom_missing_slice"
+    write_dicom_series(cases["missing_slice"], dicom_case_volume("missing_slice"))
+    (cases["missing_slice"] / MISSING_SLICE_FILE).unlink()
+
+    cases["two_series"] = root / "dicom_two_series"
+    write_dicom_series(cases["two_series"], dicom_case_volume("two_series_1"), series_number=1, prefix="a")
+    write_dicom_series(cases["two_series"], dicom_case_volume("two_series_2"), series_number=2, prefix="b",
+                       origin=(0.0, 0.0, 100.0))
+
+    cases["blank_uid_series"] = root / "dicom_blank_uid"
+    write_dicom_series(cases["blank_uid_series"], dicom_case_volume("blank_uid_3"), series_uid="", series_number=3,
+                       prefix="a")
+    write_dicom_series(cases["blank_uid_series"], dicom_case_volume("blank_uid_4"), series_uid="", series_number=4,
+                       prefix="b")
+
+    cases["no_pixels"] = root / "dicom_no_pixels"
+    write_dicom_without_pixels(cases["no_pixels"] / "structures.dcm")
+
+    cases["mr"] = root / "dicom_mr"
+    write_dicom_series(cases["mr"], dicom_case_volume("mr"), modality="MR", rescale_intercept=0.0)
+
+    shear = np.tan(np.radians(GANTRY_TILT_DEGREES))
+    cases["gantry_tilt"] = root / "dicom_gantry_tilt"
+    write_dicom_series(cases["gantry_tilt"], dicom_case_volume("gantry_tilt"),
+                       positions=[(0.0, k * step * shear, k * step) for k in range(10)])
+
+    cases["uneven"] = root / "dicom_uneven"
+    write_dicom_series(cases["uneven"], dicom_case_volume("uneven"), positions=[(0.0, 0.0, z) for z in UNEVEN_Z])
+
+    cases["duplicates"] = root / "dicom_duplicates"
+    write_dicom_series(cases["duplicates"], dicom_case_volume("duplicates"),
+                       positions=[(0.0, 0.0, z) for z in DUPLICATE_Z])
+
+    # Folders ------------------------------------------------------------
+    cases["symlink_loop"] = root / "loop"
+    write_nifti(cases["symlink_loop"] / "inside.nii.gz", canonical_to_nifti(phantom))
+    (cases["symlink_loop"] / "parent").symlink_to("..", target_is_directory=True)
+    return cases
