@@ -1,0 +1,86 @@
+"""Discovery: what becomes a study, with which id, from a realistic folder."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from omnict_cli import discover_studies, load_study
+from omnict_cli.errors import StudyLoadError
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path, testdata):
+    """A folder as users have them: nested NIfTI, a DICOM series without extensions, pictures, clutter."""
+    (tmp_path / "chest").mkdir()
+    shutil.copy(testdata / "ct_chest_small.nii.gz", tmp_path / "chest" / "case_001.nii.gz")
+    series = tmp_path / "pacs" / "patient_x" / "ct"
+    series.mkdir(parents=True)
+    for index, path in enumerate(sorted((testdata / "dicom_series").iterdir())):
+        shutil.copy(path, series / f"IM{index:04d}")  # no extension, as PACS exports name them
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "slice.png")
+    np.save(tmp_path / "array.npy", np.zeros((4, 5, 6), np.int16))
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".DS_Store").write_bytes(b"\0" * 10)
+    (tmp_path / "chest" / "README").write_text("no preamble, not DICOM")
+    return tmp_path
+
+
+def test_each_kind_of_input_becomes_one_study_with_a_stable_id(mixed_folder):
+    studies = {s.study_id: s for s in discover_studies(mixed_folder)}
+    assert set(studies) == {"chest/case_001", "pacs/patient_x/ct", "slice", "array"}
+    assert studies["chest/case_001"].format == "nifti"
+    assert studies["pacs/patient_x/ct"].format == "dicom" and len(studies["pacs/patient_x/ct"].paths) == 20
+    assert studies["pacs/patient_x/ct"].input == "pacs/patient_x/ct"
+    assert studies["slice"].format == "png" and studies["array"].format == "npy"
+    # the same folder discovered again gives the same ids in the same order
+    assert [s.study_id for s in discover_studies(mixed_folder)] == sorted(studies)
+
+
+def test_dicom_series_loads_the_same_without_file_extensions(mixed_folder, testdata):
+    study = next(s for s in discover_studies(mixed_folder) if s.format == "dicom")
+    from omnict_cli import load_path
+
+    np.testing.assert_array_equal(load_study(study).voxels, load_path(testdata / "dicom_series").voxels)
+
+
+def test_two_series_in_one_folder_are_split_by_series_uid(tmp_path, testdata):
+    files = sorted((testdata / "dicom_series").iterdir())
+    for index, path in enumerate(files):
+        dataset = pydicom.dcmread(path)
+        half = index % 2  # interleave two "series" in one folder, 10 slices each
+        dataset.SeriesInstanceUID = f"1.2.826.0.1.3680043.8.498.{half + 1}"
+        dataset.SeriesNumber = half + 3
+        dataset.save_as(tmp_path / f"{index:03d}.dcm")
+    studies = discover_studies(tmp_path)
+    assert [s.study_id for s in studies] == [f"{tmp_path.name}#series3", f"{tmp_path.name}#series4"]
+    volumes = [load_study(s) for s in studies]
+    assert [v.shape[0] for v in volumes] == [10, 10]
+    assert [v.spacing[0] for v in volumes] == pytest.approx([4.0, 4.0])
+
+
+def test_a_single_file_path_is_one_study(testdata):
+    (study,) = discover_studies(testdata / "ct_chest_small.nii.gz")
+    assert study.study_id == "ct_chest_small" and study.format == "nifti"
+
+
+def test_single_dicom_file_is_a_slice_in_hu(testdata):
+    path = sorted((testdata / "dicom_series").iterdir())[5]
+    volume = load_study(discover_studies(path)[0])
+    assert volume.kind == "slice" and volume.shape == (1, 512, 512)
+    assert volume.intensity == "hu" and volume.voxels.min() >= -1024
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(StudyLoadError, match="no such file"):
+        discover_studies(tmp_path / "absent")
+
+
+def test_unsupported_single_file_is_reported_not_raised(tmp_path):
+    (tmp_path / "report.docx").write_bytes(b"PK\x03\x04")
+    (study,) = discover_studies(tmp_path / "report.docx")
+    assert "not a supported image format" in study.problem
