@@ -78,13 +78,14 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
         click.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
 
     Console().print(studies_table(summaries))
     failed = [s for s in summaries if s.status == "error"]
     warned = sum(s.status == "warning" for s in summaries)
     console = stderr_console()
     for summary in failed:
-        console.print(f"[red]error[/red] {summary.error}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error[/red] {escape(summary.error)}", highlight=False, soft_wrap=True)
     console.print(f"{len(summaries)} studies: {len(summaries) - len(failed) - warned} ok, "
                   f"{warned} with warnings, {len(failed)} failed", highlight=False)
 

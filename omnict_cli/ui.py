@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -29,10 +30,10 @@ def studies_table(summaries) -> Table:
         if s.intensity == "display":
             value_range += " (grey)"
         if s.status == "error":
-            status = "[red]error[/red]: " + (s.error or "")
+            status = "[red]error[/red]: " + escape(s.error or "")
         elif s.warnings:
-            status = "[yellow]warning[/yellow]: " + "; ".join(s.warnings)
+            status = "[yellow]warning[/yellow]: " + escape("; ".join(s.warnings))
         else:
             status = "[green]ok[/green]"
-        table.add_row(s.study_id, s.kind or "-", s.format, shape, spacing, s.orientation or "-", value_range, status)
+        table.add_row(escape(s.study_id), s.kind or "-", s.format, shape, spacing, s.orientation or "-", value_range, status)
     return table

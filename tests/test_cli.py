@@ -67,6 +67,13 @@ def test_inspect_table_and_summary(tmp_path):
     assert "broken.nii.gz" in result.output
 
 
+def test_messages_with_brackets_print_verbatim(tmp_path):
+    """File names and messages are not rich markup: '[bold]' must print as written."""
+    (tmp_path / "[bold]scan.nii.gz").write_bytes(b"garbage")
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path)])
+    assert "[bold]scan.nii.gz" in result.output
+
+
 def test_inspect_missing_path_is_a_clear_usage_error():
     result = CliRunner().invoke(main, ["inspect", "/no/such/folder"])
     assert result.exit_code == 2 and "does not exist" in result.output

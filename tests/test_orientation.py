@@ -178,3 +178,34 @@ def test_coronal_single_slice_is_shown_superior_up_right_on_the_left(tmp_path):
     assert volume.kind == "slice" and volume.shape == (1, 20, 30)
     # rows run superior->inferior, columns patient right->left
     assert volume.voxels[0, 20 - 1 - 18, 30 - 1 - 28] == 700
+
+
+DICOM_LAYOUTS = {
+    # ImageOrientationPatient (LPS row cosine, column cosine) -> where (k, r, c) point
+    "axial": ((1, 0, 0, 0, 1, 0), ("S", "P", "L")),
+    "axial, columns towards the patient right": ((-1, 0, 0, 0, 1, 0), ("I", "P", "R")),
+    "coronal": ((1, 0, 0, 0, 0, -1), ("P", "I", "L")),
+    "sagittal": ((0, 1, 0, 0, 0, -1), ("R", "I", "P")),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(DICOM_LAYOUTS))
+def test_real_ct_written_as_dicom_in_any_plane_loads_identically(testdata, tmp_path, layout):
+    """The real NIfTI CT written as a DICOM series (our writer, any ImageOrientationPatient,
+    shuffled InstanceNumbers) loads to the same array and affine as the NIfTI."""
+    from badinputs import write_dicom_series
+
+    from omnict_cli.volume import canonicalize
+
+    original = load_path(testdata / "ct_chest_small.nii.gz")
+    orientation, axcodes = DICOM_LAYOUTS[layout]
+    array, affine = canonicalize(original.voxels, original.affine, axcodes)
+    origin_lps = np.diag([-1, -1, 1]) @ affine[:3, 3]
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    shuffled = np.random.default_rng(0).permutation(array.shape[0]) + 1
+    write_dicom_series(tmp_path / "series", array, spacing=tuple(spacing), orientation=orientation,
+                       origin=tuple(origin_lps), instance_numbers=shuffled, slice_thickness=5.0)
+    loaded = load_path(tmp_path / "series")
+    assert loaded.source_axcodes == axcodes
+    np.testing.assert_array_equal(loaded.voxels, original.voxels)
+    np.testing.assert_allclose(loaded.affine, original.affine, atol=1e-3)
