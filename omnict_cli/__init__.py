@@ -3,7 +3,7 @@
 The package imports nothing heavy at start-up so that ``omnict --help`` is
 instant; the library entry points below load on first use::
 
-    from omnict_cli import discover_studies, load_study, preprocess
+    from omnict_cli import discover_studies, load_study, preprocess_volume
 """
 
 __version__ = "0.1.0"
@@ -17,7 +17,7 @@ _LAZY_EXPORTS = {
     "load_path": "omnict_cli.imaging",
     "PreprocessConfig": "omnict_cli.preprocess",
     "ModelInput": "omnict_cli.preprocess",
-    "preprocess": "omnict_cli.preprocess",
+    "preprocess_volume": "omnict_cli.preprocess",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

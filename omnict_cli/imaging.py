@@ -34,12 +34,17 @@ THIN_VOLUME_SLICES = 8
 __all__ = ["LoadOptions", "DEFAULT_MAX_VOXELS", "load_study", "load_path", "volume_from_raw", "hu_warnings"]
 
 
-def load_study(study: Study, options: LoadOptions = LoadOptions()) -> Volume:
-    """Read one discovered study; raises StudyLoadError with the file and a hint."""
+def load_study(study: Study, options: LoadOptions = LoadOptions(), on_planes=None) -> Volume:
+    """Read one discovered study; raises StudyLoadError with the file and a hint.
+
+    ``on_planes`` is passed to the NIfTI reader, which reports decoding
+    progress to it (see ``omnict_cli.readers.nifti.VoxelProgress``); other
+    formats ignore it.
+    """
     if study.problem:
         raise StudyLoadError(study.problem, path=study.paths[0], hint=study.hint)
     try:
-        raw = _read(study, options)
+        raw = _read(study, options, on_planes)
     except PermissionError as error:
         raise permission_denied(error.filename or study.paths[0]) from error
     except IsADirectoryError as error:
@@ -59,13 +64,13 @@ def load_path(path: str | Path, options: LoadOptions = LoadOptions()) -> Volume:
     return load_study(studies[0], options)
 
 
-def _read(study: Study, options: LoadOptions) -> RawImage:
+def _read(study: Study, options: LoadOptions, on_planes=None) -> RawImage:
     fmt = study.format
     path = study.paths[0]
     if fmt == "nifti":
         from omnict_cli.readers.nifti import read_nifti
 
-        return read_nifti(path, options)
+        return read_nifti(path, options, on_planes)
     if fmt == "dicom":
         from omnict_cli.readers.dicom import read_dicom
 

@@ -5,7 +5,7 @@ OmniCT (Appendix E) windows CT to [-1000, 1000] HU, resamples volumes to
 Composition (Sec. 2.1) stacks slices (3i, 3i+1, 3i+2) as the three colour
 channels of unit i, so a 32-slice volume gives N_s = floor(32 / 3) = 10
 units; a 2D slice is copied into all three channels (one unit). Training and
-inference both call :func:`preprocess`; every size comes from one
+inference both call :func:`preprocess_volume`; every size comes from one
 :class:`PreprocessConfig`, which the model configuration builds.
 
 Interpolation: linear along each axis with pixel centres aligned
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from omnict_cli.volume import INTENSITY_HU, Volume
 
-_CHUNK_BYTES = 32 * 2**20  # float32 working set of the slice-axis pass
+_SLAB_BYTES = 8 * 2**20  # float32 input slices converted at once by the slice-axis pass
 
 
 @dataclass(frozen=True)
@@ -96,37 +96,47 @@ class ModelInput:
     label_map: np.ndarray | None = None
 
 
-def preprocess(volume: Volume, config: PreprocessConfig = PreprocessConfig(),
-               label_map: np.ndarray | None = None) -> ModelInput:
+def preprocess_volume(volume: Volume, config: PreprocessConfig = PreprocessConfig(),
+                      label_map: np.ndarray | None = None) -> ModelInput:
     """Turn a loaded study (and optionally its label map) into encoder units."""
     if label_map is not None and tuple(label_map.shape) != volume.shape:
         raise ValueError(f"label map shape {tuple(label_map.shape)} does not match the volume's "
                          f"{volume.shape}; resample it onto the volume's grid first")
-    if volume.kind == "slice":
-        size = (1, *config.slice_size)
-    else:
-        size = config.volume_size
-    grid = resample_intensities(volume, size, config)
+    low, high = intensity_range(volume, config)
+    grid = resample_linear(volume.voxels, target_size(volume, config), clip=(low, high),
+                           antialias=config.antialias)
+    return volume_model_input(volume, scale_to_unit_range(grid, volume, config), config, label_map)
+
+
+def target_size(volume: Volume, config: PreprocessConfig) -> tuple[int, int, int]:
+    """The grid a study is resampled to: ``volume_size``, or ``(1, *slice_size)`` for a slice."""
+    return (1, *config.slice_size) if volume.kind == "slice" else tuple(config.volume_size)
+
+
+def intensity_range(volume: Volume, config: PreprocessConfig) -> tuple[float, float]:
+    """Values mapped to [-1, 1]: the HU window, or [0, 1] for display grey values."""
+    return tuple(config.hu_window) if volume.intensity == INTENSITY_HU else (0.0, 1.0)
+
+
+def scale_to_unit_range(grid: np.ndarray, volume: Volume, config: PreprocessConfig) -> np.ndarray:
+    """Map the clipped, resampled values to SigLIP's [-1, 1], in place."""
+    low, high = intensity_range(volume, config)
+    grid -= (low + high) / 2.0
+    grid *= 2.0 / (high - low)
+    return np.clip(grid, -1.0, 1.0, out=grid)  # float rounding can step a hair outside
+
+
+def volume_model_input(volume: Volume, grid: np.ndarray, config: PreprocessConfig,
+                       label_map: np.ndarray | None = None) -> ModelInput:
+    """Package a scaled ``[D, H, W]`` grid as encoder units (3 channels per unit)."""
+    size = grid.shape
     if volume.kind == "slice":
         units = np.repeat(grid[:, None], 3, axis=1)
     else:
         units = compose_units(grid, config.slices_per_unit)
-    grid_spacing = output_spacing(volume, size)
     resampled_labels = None if label_map is None else resample_labels(label_map, size)
-    return ModelInput(units=units, kind=volume.kind, grid_spacing=grid_spacing,
+    return ModelInput(units=units, kind=volume.kind, grid_spacing=output_spacing(volume, size),
                       label_map=resampled_labels)
-
-
-def resample_intensities(volume: Volume, size, config: PreprocessConfig) -> np.ndarray:
-    """Window (HU) or take grey values, resample to ``size``, scale to [-1, 1]."""
-    if volume.intensity == INTENSITY_HU:
-        low, high = config.hu_window
-    else:  # display grey values already lie in [0, 1]
-        low, high = 0.0, 1.0
-    grid = resample_linear(volume.voxels, size, clip=(low, high), antialias=config.antialias)
-    grid -= (low + high) / 2.0
-    grid *= 2.0 / (high - low)
-    return np.clip(grid, -1.0, 1.0, out=grid)  # float rounding can step a hair outside
 
 
 def compose_units(grid: np.ndarray, slices_per_unit: int) -> np.ndarray:
@@ -165,38 +175,64 @@ def linear_resize_weights(n_in: int, n_out: int, antialias: bool = True):
 def resample_linear(voxels: np.ndarray, size, clip=None, antialias: bool = True) -> np.ndarray:
     """Resize a ``[D, H, W]`` array to ``size`` as float32, clipping first.
 
-    Works slab by slab along H, so the full-size input is never copied to
-    float: peak extra memory is a few tens of MB whatever the input size.
+    The slice axis is reduced first, a few input slices at a time (see
+    :class:`SliceAxisResampler`), so the full-size input is never copied to
+    float: peak extra memory is tens of MB whatever the input size.
     """
-    n_out, h_out, w_out = (int(n) for n in size)
-    stacked = _resample_first_axis(voxels, n_out, clip, antialias)
-    if stacked.shape[1:] == (h_out, w_out):
-        return stacked.numpy()
-    planes = torch.from_numpy(stacked.numpy())[:, None]
-    resized = F.interpolate(planes, size=(h_out, w_out), mode="bilinear",
-                            antialias=antialias, align_corners=False)
-    return resized[:, 0].numpy()
+    resampler = SliceAxisResampler(voxels.shape, size, clip=clip, antialias=antialias)
+    for start in range(0, voxels.shape[0], resampler.slab_slices):
+        resampler.add(start, voxels[start: start + resampler.slab_slices])
+    return resampler.finish()
 
 
-def _resample_first_axis(voxels: np.ndarray, n_out: int, clip, antialias: bool) -> torch.Tensor:
-    """Apply the banded slice-axis weights to the input, one H-slab at a time."""
-    n_in, height, width = voxels.shape
-    first, weights = linear_resize_weights(n_in, n_out, antialias)
-    weights = torch.from_numpy(weights)
-    taps = weights.shape[1]
-    out = torch.empty((n_out, height, width), dtype=torch.float32)
-    rows_per_chunk = max(1, _CHUNK_BYTES // (4 * n_in * width))
-    for row in range(0, height, rows_per_chunk):
-        slab = torch.from_numpy(np.ascontiguousarray(voxels[:, row: row + rows_per_chunk]))
-        slab = slab.to(torch.float32)
-        if clip is not None:
-            slab.clamp_(*clip)
-        flat = slab.reshape(n_in, -1)
-        target = out[:, row: row + rows_per_chunk].view(n_out, -1)
-        for index in range(n_out):
-            start = int(first[index])
-            torch.matmul(weights[index: index + 1], flat[start: start + taps], out=target[index: index + 1])
-    return out
+class SliceAxisResampler:
+    """Linear resizing fed with input slices in any order, a slab at a time.
+
+    Each input slice adds its weighted, clipped values into the few output
+    slices whose kernel covers it (``out[k] += w[k, j] * clip(in[j])``), so
+    slices can be consumed as they are decoded from disk and the order does
+    not matter. :meth:`finish` resizes the reduced stack in-plane (torch's
+    bilinear, anti-aliased when shrinking: the same kernel).
+    """
+
+    def __init__(self, in_shape, size, clip=None, antialias: bool = True):
+        n_in, height, width = (int(n) for n in in_shape)
+        self.size = tuple(int(n) for n in size)
+        self.clip = clip
+        self.antialias = antialias
+        first, banded = linear_resize_weights(n_in, self.size[0], antialias)
+        dense = np.zeros((self.size[0], n_in), dtype=np.float32)
+        for index, start in enumerate(first):
+            dense[index, start: start + banded.shape[1]] = banded[index]
+        self._weights = torch.from_numpy(dense)
+        self._plane = (height, width)
+        self.slab_slices = max(1, _SLAB_BYTES // (4 * height * width))
+        self._slab = torch.empty((self.slab_slices, height * width), dtype=torch.float32)
+        self._reduced = torch.zeros((self.size[0], height * width), dtype=torch.float32)
+
+    def add(self, start: int, slices: np.ndarray) -> None:
+        """Accumulate input slices ``start .. start + len(slices) - 1`` (any dtype, any strides)."""
+        for offset in range(0, len(slices), self.slab_slices):
+            part = slices[offset: offset + self.slab_slices]
+            count = len(part)
+            slab = self._slab[:count]
+            np.copyto(slab.numpy().reshape(count, *self._plane), part, casting="unsafe")
+            if self.clip is not None:
+                slab.clamp_(*self.clip)
+            columns = self._weights[:, start + offset: start + offset + count]
+            touched = torch.nonzero(columns.any(dim=1)).flatten()
+            if len(touched):
+                low, high = int(touched[0]), int(touched[-1]) + 1
+                self._reduced[low:high].addmm_(columns[low:high], slab)
+
+    def finish(self) -> np.ndarray:
+        """The resampled ``size`` array (float32)."""
+        stacked = self._reduced.view(self.size[0], *self._plane)
+        if self._plane == self.size[1:]:
+            return stacked.numpy()
+        resized = F.interpolate(stacked[:, None], size=self.size[1:], mode="bilinear",
+                                antialias=self.antialias, align_corners=False)
+        return resized[:, 0].numpy()
 
 
 def resample_labels(labels: np.ndarray, size) -> np.ndarray:
@@ -214,6 +250,7 @@ def output_spacing(volume: Volume, size) -> tuple[float, float, float]:
 
 
 __all__ = [
-    "PreprocessConfig", "ModelInput", "preprocess", "resample_intensities", "compose_units",
+    "PreprocessConfig", "ModelInput", "preprocess_volume", "target_size", "intensity_range",
+    "scale_to_unit_range", "volume_model_input", "compose_units", "SliceAxisResampler",
     "linear_resize_weights", "resample_linear", "resample_labels", "output_spacing",
 ]

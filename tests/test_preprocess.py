@@ -14,7 +14,7 @@ from omnict_cli.preprocess import (
     PreprocessConfig,
     compose_units,
     linear_resize_weights,
-    preprocess,
+    preprocess_volume,
     resample_labels,
     resample_linear,
 )
@@ -33,7 +33,7 @@ def make_volume(voxels, spacing=(1.5, 0.7, 0.7), kind="volume", intensity="hu"):
 
 def test_volume_becomes_ten_three_slice_units_in_siglip_range():
     hu = np.random.default_rng(0).integers(-3000, 3000, size=(60, 50, 40)).astype(np.int16)
-    result = preprocess(make_volume(hu))
+    result = preprocess_volume(make_volume(hu))
     assert result.units.shape == (10, 3, 384, 384)
     assert result.units.dtype == np.float32
     assert result.units.min() >= -1.0 and result.units.max() <= 1.0
@@ -42,14 +42,14 @@ def test_volume_becomes_ten_three_slice_units_in_siglip_range():
 
 @pytest.mark.parametrize("hu, expected", [(500, 0.5), (-1000, -1.0), (-3024, -1.0), (3000, 1.0), (0, 0.0)])
 def test_hu_window_maps_to_hu_over_1000(hu, expected):
-    result = preprocess(make_volume(np.full((20, 16, 16), hu, dtype=np.int16)))
+    result = preprocess_volume(make_volume(np.full((20, 16, 16), hu, dtype=np.int16)))
     np.testing.assert_allclose(result.units, expected, atol=1e-6)
 
 
 def test_units_stack_consecutive_slices_as_channels_and_drop_the_remainder():
     config = PreprocessConfig(volume_size=(32, 8, 8))
     hu = np.broadcast_to(np.arange(32, dtype=np.float32)[:, None, None] * 10.0, (32, 8, 8)).copy()
-    units = preprocess(make_volume(hu), config).units
+    units = preprocess_volume(make_volume(hu), config).units
     assert units.shape == (10, 3, 8, 8)
     for unit in range(10):
         for channel in range(3):
@@ -61,14 +61,14 @@ def test_units_stack_consecutive_slices_as_channels_and_drop_the_remainder():
 def test_sizes_come_from_the_config():
     config = PreprocessConfig(volume_size=(12, 16, 20), slice_size=(24, 28), slices_per_unit=4)
     assert config.units_per_volume == 3
-    assert preprocess(make_volume(np.zeros((40, 30, 30), np.int16)), config).units.shape == (3, 4, 16, 20)
-    slice_result = preprocess(make_volume(np.zeros((1, 30, 30), np.int16), kind="slice"), config)
+    assert preprocess_volume(make_volume(np.zeros((40, 30, 30), np.int16)), config).units.shape == (3, 4, 16, 20)
+    slice_result = preprocess_volume(make_volume(np.zeros((1, 30, 30), np.int16), kind="slice"), config)
     assert slice_result.units.shape == (1, 3, 24, 28)
 
 
 def test_slice_is_copied_into_three_channels_of_one_unit():
     grey = np.linspace(0.0, 1.0, 64 * 48, dtype=np.float32).reshape(1, 64, 48)
-    result = preprocess(make_volume(grey, kind="slice", intensity=INTENSITY_DISPLAY))
+    result = preprocess_volume(make_volume(grey, kind="slice", intensity=INTENSITY_DISPLAY))
     assert result.units.shape == (1, 3, 384, 384)
     np.testing.assert_array_equal(result.units[0, 0], result.units[0, 1])
     np.testing.assert_array_equal(result.units[0, 0], result.units[0, 2])
@@ -123,7 +123,7 @@ def test_label_maps_use_nearest_neighbour_and_stay_aligned():
     hu[8:50, 4:34, 10:36] = 60  # off-centre, so a flipped axis would miss it
     labels[8:50, 4:34, 10:36] = 5
     labels[0:6, 0:4, 0:4] = 117
-    result = preprocess(make_volume(hu), PreprocessConfig(volume_size=(30, 20, 20)), label_map=labels)
+    result = preprocess_volume(make_volume(hu), PreprocessConfig(volume_size=(30, 20, 20)), label_map=labels)
     assert result.label_map.shape == (30, 20, 20)
     assert set(np.unique(result.label_map)) == {0, 5, 117}, "ids must never blend"
     grid_hu = result.units.reshape(30, 20, 20) * 1000.0
@@ -133,7 +133,7 @@ def test_label_maps_use_nearest_neighbour_and_stay_aligned():
 
 def test_label_map_on_another_grid_is_refused():
     with pytest.raises(ValueError, match="does not match"):
-        preprocess(make_volume(np.zeros((10, 10, 10), np.int16)), label_map=np.zeros((10, 10, 9), np.uint8))
+        preprocess_volume(make_volume(np.zeros((10, 10, 10), np.int16)), label_map=np.zeros((10, 10, 9), np.uint8))
 
 
 def test_nearest_label_resampling_indices():
@@ -151,7 +151,7 @@ def test_invalid_config_is_refused(bad):
 
 
 def test_grid_spacing_reports_resampled_voxel_size():
-    result = preprocess(make_volume(np.zeros((300, 512, 512), np.int16), spacing=(1.5, 0.7, 0.7)))
+    result = preprocess_volume(make_volume(np.zeros((300, 512, 512), np.int16), spacing=(1.5, 0.7, 0.7)))
     np.testing.assert_allclose(result.grid_spacing, (300 * 1.5 / 32, 512 * 0.7 / 384, 512 * 0.7 / 384))
 
 
@@ -161,3 +161,13 @@ def test_five_mm_nodule_survives_300_to_32_slices_only_with_antialiasing():
     plain = nodule_aliasing.sweep(antialias=False, steps=8)
     assert ours.min() > 100.0, "the anti-aliased kernel keeps the nodule visible at every position"
     assert plain.min() < 20.0, "plain trilinear loses it between sample points"
+
+
+def test_package_exports_the_function_not_the_module():
+    """`from omnict_cli import preprocess_volume` must give the function even after the
+    submodule omnict_cli.preprocess has been imported."""
+    import omnict_cli
+    import omnict_cli.preprocess  # noqa: F401
+    from omnict_cli import preprocess_volume as exported
+
+    assert callable(exported) and exported is omnict_cli.preprocess.preprocess_volume

@@ -1,15 +1,18 @@
 """NIfTI-1/2 reader (``.nii``, ``.nii.gz``).
 
 nibabel parses the header; gzip is decoded by python-isal (several times
-faster than zlib) when it is installed, streaming straight into the voxel
-array so the decoded data is held once. ``scl_slope``/``scl_inter`` are
+faster than zlib), in pieces straight into the voxel array, so the decoded
+data is held once and finished slices can be used before the rest arrives. ``scl_slope``/``scl_inter`` are
 applied here, exactly once; whole-number HU stay int16.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -26,6 +29,7 @@ except ImportError:  # pragma: no cover - isal is a dependency, this is a safety
     _gzip = gzip
 
 _HEADER_CLASSES = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
+_PIECE_BYTES = 8 * 2**20  # decode granularity: small enough to stream, large enough to be fast
 _DECODE_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError, HeaderDataError)
 
 
@@ -75,29 +79,83 @@ def _image_class(header_bytes: bytes, path: Path):
                          hint="Check the file is really NIfTI; rename it if it is another format")
 
 
-def read_nifti(path: Path, options: LoadOptions) -> RawImage:
-    """Read a NIfTI file into HU voxels and a RAS affine."""
+def read_nifti(path: Path, options: LoadOptions, on_planes=None) -> RawImage:
+    """Read a NIfTI file into HU voxels and a RAS affine.
+
+    The voxel block is decoded in pieces straight into one Fortran-ordered
+    array (NIfTI's on-disk order), so the decoded volume is held once.
+    ``on_planes(progress)``, when given, is called after each piece with a
+    :class:`VoxelProgress`: a caller in another thread can resample the
+    finished slices while the rest is still decoding (``omnict_cli.prepare``).
+    """
     warnings = []
     try:
         with _open(path, warnings) as stream:
-            image_class = _image_class(stream.read(max(_HEADER_CLASSES)), path)
-            stream.seek(0)
-            image = image_class.from_stream(stream)
-            check_voxel_count(image.shape, path, options)
-            stored = np.asanyarray(image.dataobj.get_unscaled())
+            header_bytes = stream.read(max(_HEADER_CLASSES))
+            image_class = _image_class(header_bytes, path)
+            header = image_class.header_class.from_fileobj(io.BytesIO(header_bytes[: _header_size(image_class)]))
+            shape = header.get_data_shape()
+            check_voxel_count(shape, path, options)
+            stream.seek(int(header.get_data_offset()))
+            report = None if on_planes is None else partial(_report_progress, on_planes, header)
+            stored = _read_voxel_block(stream, shape, header.get_data_dtype(), path, report)
     except (StudyLoadError, PermissionError):
         raise  # PermissionError is an OSError but not damage; the loader names it
     except _DECODE_ERRORS as error:
         raise StudyLoadError(f"cannot read NIfTI data ({type(error).__name__}: {error})", path=path,
                              hint="The file is damaged or truncated; re-export or re-download it") from error
-    header = image.header
-    affine = image.affine
+    affine = header.get_best_affine()
     if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0:
         warnings.append("NIfTI header has no orientation (qform and sform codes are 0): assumed RAS")
     array = _apply_scaling(stored, header)
-    meta = {"nifti_version": 2 if isinstance(image, nib.Nifti2Image) else 1,
-            "stored_dtype": str(stored.dtype)}
+    meta = {"nifti_version": 2 if image_class is nib.Nifti2Image else 1, "stored_dtype": str(stored.dtype)}
     return RawImage(array=array, affine=affine, source_format="nifti", meta=meta, warnings=warnings)
+
+
+@dataclass(frozen=True)
+class VoxelProgress:
+    """How far decoding has got: ``array`` (file layout, being filled) has its
+    first ``planes`` planes along the third axis complete.
+
+    ``scaled`` says the stored values still need ``scl_slope``/``scl_inter``
+    (applied after the whole block is read), i.e. they are not yet HU.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    planes: int
+    scaled: bool
+
+
+def _report_progress(on_planes, header, array, planes):
+    slope, inter = header.get_slope_inter()
+    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
+    on_planes(VoxelProgress(array=array, affine=header.get_best_affine(), planes=planes, scaled=scaled))
+
+
+def _header_size(image_class) -> int:
+    return next(size for size, klass in _HEADER_CLASSES.items() if klass is image_class)
+
+
+def _read_voxel_block(stream, shape, dtype, path, on_planes) -> np.ndarray:
+    """Decode the voxel block piece by piece into a Fortran-ordered array."""
+    shape = tuple(int(n) for n in shape)
+    buffer = np.empty(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, dtype=np.uint8)
+    array = buffer.view(dtype).reshape(shape, order="F")
+    plane_bytes = int(np.prod(shape[:2], dtype=np.int64)) * dtype.itemsize
+    planes_total = shape[2] if len(shape) > 2 else 1
+    view, done = memoryview(buffer), 0
+    while done < buffer.size:
+        count = stream.readinto(view[done: done + _PIECE_BYTES])
+        if not count:
+            raise StudyLoadError(f"voxel data ends early ({done:,} of {buffer.size:,} bytes)", path=path,
+                                 hint="The file is truncated; re-export or re-download it")
+        done += count
+        if on_planes is not None:
+            on_planes(array, min(planes_total, done // max(plane_bytes, 1)))
+    if not dtype.isnative:
+        array = array.astype(dtype.newbyteorder("="))
+    return array
 
 
 def _apply_scaling(stored: np.ndarray, header) -> np.ndarray:
