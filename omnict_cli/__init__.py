@@ -18,6 +18,7 @@ _LAZY_EXPORTS = {
     "PreprocessConfig": "omnict_cli.preprocess",
     "ModelInput": "omnict_cli.preprocess",
     "preprocess_volume": "omnict_cli.preprocess",
+    "load_and_preprocess": "omnict_cli.prepare",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
