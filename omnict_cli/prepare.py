@@ -13,6 +13,7 @@ threads really run at once on two cores.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 
@@ -60,13 +61,11 @@ def _streamed(study: Study, config: PreprocessConfig, options: LoadOptions):
     worker = threading.Thread(target=decode, name=f"decode {study.study_id}", daemon=True)
     worker.start()
     consumer = _SliceConsumer(config)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # leave the other core to the decoder while both run
     try:
-        while (progress := progress_queue.get()) is not _DONE:
-            consumer.take(progress)
+        with _one_torch_thread():  # leave the other core to the decoder while both run
+            while (progress := progress_queue.get()) is not _DONE:
+                consumer.take(progress)
     finally:
-        torch.set_num_threads(threads)
         worker.join()
     if "error" in outcome:
         raise outcome["error"]
@@ -75,6 +74,32 @@ def _streamed(study: Study, config: PreprocessConfig, options: LoadOptions):
         return volume, preprocess_volume(volume, config)
     grid = scale_to_unit_range(consumer.resampler.finish(), volume, config)
     return volume, volume_model_input(volume, grid, config)
+
+
+_THREAD_LIMIT_LOCK = threading.Lock()
+_thread_limit_state = {"depth": 0, "saved": 1}
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Run torch single-threaded inside; safe when several loads overlap.
+
+    torch's thread count is process-wide: the first entrant saves it, the
+    last one out restores it, so concurrent callers (a prefetching
+    pipeline) cannot leave it at 1.
+    """
+    with _THREAD_LIMIT_LOCK:
+        if _thread_limit_state["depth"] == 0:
+            _thread_limit_state["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _thread_limit_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _THREAD_LIMIT_LOCK:
+            _thread_limit_state["depth"] -= 1
+            if _thread_limit_state["depth"] == 0:
+                torch.set_num_threads(_thread_limit_state["saved"])
 
 
 class _SliceConsumer:

@@ -102,3 +102,16 @@ def test_non_nifti_studies_take_the_plain_path(testdata):
     (study,) = discover_studies(testdata / "dicom_series")
     _, model_input = load_and_preprocess(study, CONFIG)
     np.testing.assert_array_equal(model_input.units, plain(study).units)
+
+
+def test_concurrent_loads_give_identical_results_and_restore_torch_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    studies = [write(tmp_path / f"ct{i}.nii.gz", np.roll(body_phantom(), 3 * i, axis=0),
+                     np.diag([0.8, 0.9, 2.0, 1.0])) for i in range(4)]
+    threads = torch.get_num_threads()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda study: load_and_preprocess(study, CONFIG)[1], studies))
+    assert torch.get_num_threads() == threads
+    for study, result in zip(studies, results):
+        np.testing.assert_array_equal(result.units, plain(study).units)
