@@ -108,16 +108,16 @@ CLASS_ORGAN = {
 DEFAULT_PLACE = {
     "Medical material": "",
     "Arterial wall calcification": "the thoracic aorta",
-    "Coronary artery wall calcification": "the coronary arteries",
+    "Coronary artery wall calcification": "",
     "Lymphadenopathy": "the mediastinum",
     "Emphysema": "both lungs",
     "Atelectasis": "the lung bases",
-    "Lung nodule": "the lung parenchyma",
+    "Lung nodule": "the lungs",
     "Lung opacity": "both lungs",
     "Pulmonary fibrotic sequela": "both lungs",
     "Mosaic attenuation pattern": "both lungs",
     "Peribronchial thickening": "both lungs",
-    "Consolidation": "the lung parenchyma",
+    "Consolidation": "the lungs",
     "Bronchiectasis": "both lungs",
     "Interlobular septal thickening": "both lungs",
 }
@@ -169,27 +169,27 @@ POSITIVE_TEMPLATES = {
         "{sev} pericardial effusion{measuring} is observed.",
         "Pericardial effusion{measuring} is noted.",
         "There is a {sev} pericardial effusion{measuring}.",
-        "Fluid is seen in the pericardial space{measuring}.",
+        "Fluid{measuring} is seen in the pericardial space.",
         "{sev} pericardial fluid{measuring} is present.",
         "Pericardial effusion-thickening{measuring} is observed.",
         "A {sev} effusion{measuring} is seen in the pericardial recesses.",
     ),
     "Coronary artery wall calcification": (
         "{sev} calcifications are observed {in_place}, consistent with coronary artery disease.",
-        "Coronary artery calcification is noted {in_place}.",
+        "Calcification of the coronary arteries is noted {in_place}.",
         "There is {sev} coronary artery wall calcification {in_place}.",
         "Calcific coronary plaques are seen {in_place}.",
         "{sev} coronary calcifications are present {in_place}.",
-        "Atherosclerotic calcification of the coronary arterial wall is observed {in_place}.",
+        "Atherosclerotic calcification of the coronary arterial walls is observed {in_place}.",
         "Calcified coronary plaques are noted {in_place}.",
     ),
     "Hiatal hernia": (
         "A {sev} hiatal hernia{measuring} is observed.",
         "A {size} sliding hiatal hernia is seen.",
         "Hiatal hernia{measuring} is noted.",
-        "Part of the stomach has herniated through the oesophageal hiatus{measuring}, consistent with a hiatal hernia.",
+        "A {size} portion of the stomach has herniated through the oesophageal hiatus, consistent with a hiatal hernia.",
         "There is a {sev} hiatus hernia{measuring}.",
-        "Herniation of the gastric fundus into the thorax through the hiatus is observed{measuring}, in keeping with hiatal hernia.",
+        "A portion of the gastric fundus{measuring} has herniated into the thorax through the hiatus, in keeping with hiatal hernia.",
         "A hiatal hernia{measuring} is present at the gastro-oesophageal junction.",
     ),
     "Lymphadenopathy": (
@@ -291,7 +291,7 @@ POSITIVE_TEMPLATES = {
         "{sev} {side_word} pleural effusion{measuring} is observed.",
         "Pleural effusion{measuring} is seen {side_where}.",
         "There is a {sev} {side_word} pleural effusion{measuring}.",
-        "Fluid is noted in the {side_word} pleural space{measuring}.",
+        "Pleural fluid{measuring} is noted {side_where}.",
         "A {side_word} pleural effusion{measuring} is present.",
         "{sev} pleural fluid{measuring} is observed {side_where}.",
         "Effusion{measuring} is seen in the pleural space {side_where}.",
@@ -459,6 +459,9 @@ NORMAL_IMPRESSIONS = ("No acute pathology was detected.",
                       "Normal chest CT examination.",
                       "No pathological finding was detected in the chest.")
 """Impressions of a study without positives (all say "no"/"normal")."""
+
+CLOSING_IMPRESSIONS = ("No other significant pathology was detected.", "Other findings are within normal limits.")
+"""Optional last Impression sentence after the positives; it states no class."""
 
 SEVERITY_WORDS = {"mild": ("mild", "minimal", "slight"), "moderate": ("moderate",),
                   "severe": ("severe", "marked", "extensive")}
@@ -711,6 +714,8 @@ def _impression(findings: list[Finding], rng: np.random.Generator) -> list[Repor
         return [ReportSentence(str(rng.choice(NORMAL_IMPRESSIONS)), "impression")]
     sentences = [ReportSentence(_impression_sentence(findings[i], rng), "impression", (findings[i].label,))
                  for i in rng.permutation(len(findings))]
+    if rng.random() < 0.3:
+        sentences.append(ReportSentence(str(rng.choice(CLOSING_IMPRESSIONS)), "impression"))
     return sentences
 
 
