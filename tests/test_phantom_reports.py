@@ -199,7 +199,10 @@ def test_qa_answers_agree_with_the_findings(modality):
 def test_short_answers_cover_the_fields_a_finding_has():
     finding = Finding("Lung nodule", "lungs", "right", "right upper lobe", 7.5, count=3, severity="mild")
     pairs = _by_kind(make_qa([finding], np.random.default_rng(0)), "short_answer")
-    assert {p.answer for p in pairs} == {"Right", "right upper lobe", "3", "7.5 mm", "Mild"}
+    assert {p.answer for p in pairs} == {"Right", "right upper lobe", "3", "7.5 mm"}
+    graded = Finding("Consolidation", "lungs", "left", "left lower lobe", 30, severity="severe")
+    answers = {p.answer for p in _by_kind(make_qa([graded], np.random.default_rng(0)), "short_answer")}
+    assert answers == {"Left", "left lower lobe", "30 mm", "Severe"}
     bare = Finding("Emphysema", "lungs")
     assert _by_kind(make_qa([bare], np.random.default_rng(0)), "short_answer") == []
 
@@ -253,3 +256,22 @@ def test_report_row_format():
     assert row2d["messages"][0]["content"].startswith("<|image2d_start|><|image2d|><|image2d_end|>\n")
     all_rows = [chat_row(p, "a.nii.gz") for p in make_qa(CASES[0], np.random.default_rng(0))]
     json.dumps(all_rows)
+
+
+def test_drawing_details_stay_out_of_the_text():
+    """Fields the drawing code fills for its own use (a heart's width, its place "heart") are not reported."""
+    findings = [Finding("Cardiomegaly", "heart", location="heart", size_mm=151.2, severity="mild"),
+                Finding("Lymphadenopathy", "others", "right", "right hilar, subcarinal", 21.7, count=2),
+                Finding("Emphysema", "lungs", "right", "right upper lobe", count=102)]
+    for seed in range(10):
+        report = write_report(findings, np.random.default_rng(seed))
+        assert "151.2" not in report.findings + report.impression
+        assert "in the heart" not in report.findings + report.impression
+        assert "21.7 mm" in report.findings
+        assert "right hilar and subcarinal regions" in report.findings
+    pairs = make_qa(findings, np.random.default_rng(0))
+    short = _by_kind(pairs, "short_answer")
+    assert not [p for p in short if p.label == "Cardiomegaly" and p.question.startswith(("Where", "What is the size",
+                                                                                         "How large"))]
+    assert not [p for p in short if p.label == "Emphysema" and p.question.startswith("How many")]
+    assert [p.answer for p in short if p.label == "Lymphadenopathy" and p.question.startswith("How many")] == ["2"]

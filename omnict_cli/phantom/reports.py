@@ -125,6 +125,20 @@ DEFAULT_PLACE = {
 
 LUNG_CLASSES = tuple(name for name, group in CLASS_GROUP.items() if group == "lungs")
 
+SIZED_CLASSES = ("Lung nodule", "Lymphadenopathy", "Pleural effusion", "Pericardial effusion", "Hiatal hernia",
+                 "Lung opacity", "Consolidation", "Atelectasis")
+"""Classes whose ``size_mm`` a radiologist would write (a nodule's diameter, an effusion's depth);
+others' sizes (a heart's width, a wire's length) are left out of text and questions."""
+
+PLACELESS_CLASSES = ("Cardiomegaly", "Pericardial effusion", "Hiatal hernia")
+"""Classes whose place is their name ("cardiomegaly in the heart"): their location is not written or asked."""
+
+COUNTED_CLASSES = ("Lung nodule", "Lymphadenopathy")
+"""Classes a "how many" question is asked about (counts of other classes are drawing details)."""
+
+UNGRADED_CLASSES = ("Lung nodule", "Medical material")
+"""Classes no severity question is asked about."""
+
 # --------------------------------------------------------------------------
 # Phrasing banks
 #
@@ -193,7 +207,7 @@ POSITIVE_TEMPLATES = {
         "A hiatal hernia{measuring} is present at the gastro-oesophageal junction.",
     ),
     "Lymphadenopathy": (
-        "A lymph node{measuring} in pathological size is observed {in_place}.",
+        "A lymph node in pathological size{measuring} is observed {in_place}.",
         "An enlarged lymph node{measuring} is seen {in_place}.",
         "Lymphadenopathy{measuring} is noted {in_place}.",
         "A {size} lymph node of pathological size is observed {in_place}.",
@@ -597,11 +611,37 @@ def _with_article(place: str) -> str:
     return "the " + place
 
 
+def _has_size(finding: Finding) -> bool:
+    return finding.size_mm is not None and finding.label in SIZED_CLASSES
+
+
+def _has_location(finding: Finding) -> bool:
+    return bool(finding.location) and finding.label not in PLACELESS_CLASSES
+
+
+def _listed(location: str) -> str:
+    """ "a, b, c" -> "a, b and c" (lists of lobes, stations, vessels); parenthesised text kept as is."""
+    if "(" in location or " and " in location or ", " not in location:
+        return location
+    head, _, last = location.rpartition(", ")
+    return f"{head} and {last}"
+
+
+def _station_place(location: str) -> str:
+    """Lymph node stations are adjectives ("right hilar, subcarinal"): add the noun they describe."""
+    listed = _listed(location)
+    if listed.split()[-1].endswith(("al", "ar", "ic")):
+        listed += " regions" if " and " in listed else " region"
+    return listed
+
+
 def _place(finding: Finding) -> str:
     """Noun phrase for where a finding is ("the right upper lobe", "both lungs")."""
     is_lung = finding.label in LUNG_CLASSES
-    if finding.location:
-        place = _with_article(finding.location)
+    if _has_location(finding):
+        location = finding.location
+        location = _station_place(location) if finding.label == "Lymphadenopathy" else _listed(location)
+        place = _with_article(location)
         if is_lung and finding.side in ("right", "left") and finding.side not in place.lower():
             place += f" of the {finding.side} lung"
         return place
@@ -612,9 +652,17 @@ def _place(finding: Finding) -> str:
     return DEFAULT_PLACE.get(finding.label, "")
 
 
+def _in_place(finding: Finding) -> str:
+    """ "in the right upper lobe"; a device's location describes the device, so it goes in brackets."""
+    if finding.label == "Medical material" and finding.location:
+        return "(" + finding.location.replace(" (", ", ").replace("(", "").replace(")", "") + ")"
+    place = _place(finding)
+    return f"in {place}" if place else ""
+
+
 def _slots(finding: Finding, rng: np.random.Generator) -> dict[str, str]:
     """Fill every template slot from one Finding (empty strings where a field is unknown)."""
-    size = format_mm(finding.size_mm) if finding.size_mm is not None else ""
+    size = format_mm(finding.size_mm) if _has_size(finding) else ""
     place = _place(finding)
     side = finding.side
     severity = finding.severity
@@ -626,7 +674,7 @@ def _slots(finding: Finding, rng: np.random.Generator) -> dict[str, str]:
         "measuring_comma": f", measuring {size}" if size else "",
         "largest": str(rng.choice(LARGEST_FORMS)).format(size=size) if size else "",
         "place": place,
-        "in_place": f"in {place}" if place else "",
+        "in_place": _in_place(finding),
         "side_word": {"right": "right", "left": "left", "bilateral": "bilateral"}.get(side, ""),
         "side_where": {"right": "on the right", "left": "on the left",
                        "bilateral": str(rng.choice(("bilaterally", "on both sides")))}.get(side, ""),
@@ -646,9 +694,9 @@ def _candidates(finding: Finding) -> tuple[str, ...]:
     bank = PLURAL_TEMPLATES[finding.label] if plural else POSITIVE_TEMPLATES[finding.label]
     if finding.size_mm is not None and finding.size_mm >= 10:
         bank = tuple(t for t in bank if "illimetric" not in t)
-    if finding.size_mm is not None:
+    if _has_size(finding):
         bank = tuple(t for t in bank if any(s in t for s in _SIZE_SLOTS)) or bank
-    if finding.location or finding.side:
+    if _has_location(finding) or finding.side:
         bank = tuple(t for t in bank if any(s in t for s in _WHERE_SLOTS)) or bank
     return bank
 
@@ -657,7 +705,7 @@ def _positive_sentence(finding: Finding, rng: np.random.Generator) -> str:
     """One Findings-section sentence stating a finding, with its size and place."""
     template = str(rng.choice(_candidates(finding)))
     text = template.format_map(_slots(finding, rng))
-    if finding.size_mm is not None and format_mm(finding.size_mm) not in text:
+    if _has_size(finding) and format_mm(finding.size_mm) not in text:
         text = text.rstrip(".") + f", measuring {format_mm(finding.size_mm)}."
     return _tidy(text)
 
@@ -756,13 +804,13 @@ def _noun(label: str) -> str:
 def describe_finding(finding: Finding) -> str:
     """Deterministic short answer naming a finding: "Lung nodule in the right lower lobe, 7 mm."."""
     text = finding.label
-    place = _place(finding) if (finding.location or finding.side) else ""
+    place = _place(finding) if (_has_location(finding) or finding.side) else ""
     if finding.label == "Pleural effusion" and not finding.location and finding.side:
         place = {"right": "on the right", "left": "on the left", "bilateral": "bilaterally"}[finding.side]
         text += " " + place
     elif place:
-        text += f" in {place}"
-    if finding.size_mm is not None:
+        text += " " + _in_place(finding)
+    if _has_size(finding):
         text += f", {format_mm(finding.size_mm)}"
     return text + "."
 
@@ -832,23 +880,24 @@ def _multiple_choice(findings, modality, rng) -> list[QAPair]:
 
 
 def _short_answers(finding: Finding, modality: str, rng: np.random.Generator) -> list[QAPair]:
-    """Side, location, count, size and severity questions, only for the fields the finding has."""
+    """Side, location, count, size and severity questions, only for the fields the finding has
+    and only where a radiologist would ask them (see SIZED_/PLACELESS_/COUNTED_/UNGRADED_CLASSES)."""
     noun = _noun(finding.label)
     medium = _medium(modality, rng)
     asks = []
     if finding.side:
         asks.append((f"On which side is the {noun} in this {medium}?", SIDE_ANSWERS[finding.side]))
-    if finding.location:
+    if _has_location(finding):
         asks.append((f"Where is the {noun} located in this {medium}?", finding.location))
-    if finding.label in PLURAL_TEMPLATES or finding.count > 1:
+    if finding.label in COUNTED_CLASSES:
         things = {"Lung nodule": "lung nodules", "Lymphadenopathy": "enlarged lymph nodes"}.get(
             finding.label, f"areas of {noun}")
         asks.append((f"How many {things} are seen in this {medium}?", str(finding.count)))
-    if finding.size_mm is not None:
+    if _has_size(finding):
         question = str(rng.choice((f"What is the size of the {noun} in this {medium}, in mm?",
                                    f"How large is the {noun} in this {medium}?")))
         asks.append((question, format_mm(finding.size_mm)))
-    if finding.severity:
+    if finding.severity and finding.label not in UNGRADED_CLASSES:
         asks.append((f"How severe is the {noun} in this {medium}?", finding.severity.capitalize()))
     return [QAPair(question, answer, "short_answer", finding.organ, label=finding.label)
             for question, answer in asks]
