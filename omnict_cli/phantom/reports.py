@@ -889,7 +889,7 @@ def _short_answers(finding: Finding, modality: str, rng: np.random.Generator) ->
         asks.append((f"On which side is the {noun} in this {medium}?", SIDE_ANSWERS[finding.side]))
     if _has_location(finding):
         asks.append((f"Where is the {noun} located in this {medium}?", finding.location))
-    if finding.label in COUNTED_CLASSES:
+    if finding.label in COUNTED_CLASSES and modality == "3d":  # a slice need not show all of them
         things = {"Lung nodule": "lung nodules", "Lymphadenopathy": "enlarged lymph nodes"}.get(
             finding.label, f"areas of {noun}")
         asks.append((f"How many {things} are seen in this {medium}?", str(finding.count)))
@@ -916,7 +916,7 @@ def make_qa(findings: list[Finding], rng: np.random.Generator, *, modality: str 
     Returns, in this order: yes/no questions (balanced present/absent,
     answers "Yes"/"No"), multiple-choice questions (options are class names,
     answer written "B. Consolidation"), short answers for classes drawn once
-    (side "Right"/"Left"/"Bilateral", location verbatim, count as digits, size "7 mm", severity
+    (side "Right"/"Left"/"Bilateral", location verbatim, count as digits (volumes only), size "7 mm", severity
     "Mild"), and one organ question per finding (answer from
     :func:`describe_finding`). ``modality="2d"`` words questions about
     "this slice"/"this image" instead of "this scan".
