@@ -149,3 +149,26 @@ def test_finish_image_blur_noise_and_range(case):
     assert np.array_equal(noiseless, np.rint(case.hu).astype(np.int16))
     again = finish_image(np.random.default_rng(0), case.hu, case.spacing)
     assert np.array_equal(image, again)
+
+
+ALLOWED_HU = {  # label id -> HU values (or an inclusive range) its voxels may hold before blur
+    **{lobe: ((-865, -825), 40) for lobe in LOBE_IDS},
+    IDS["trachea"]: (40, -1000), IDS["esophagus"]: (40, -1000), IDS["stomach"]: (30, -1000),
+    IDS["heart"]: (40,), IDS["aorta"]: (40,), IDS["liver"]: (60,), IDS["spleen"]: (50,),
+    IDS["kidney_left"]: (35,), IDS["kidney_right"]: (35,), IDS["gallbladder"]: (10,),
+    IDS["superior_vena_cava"]: (40,), IDS["inferior_vena_cava"]: (40,), IDS["spinal_cord"]: (35,),
+    IDS["sternum"]: (450,), IDS["costal_cartilages"]: (150,),
+    IDS["autochthon_left"]: (50,), IDS["autochthon_right"]: (50,),
+    **{rib: (600,) for rib in RIB_IDS}, **{vertebra: (250, 750) for vertebra in VERTEBRA_IDS},
+}
+
+
+def test_labels_and_hu_agree_voxel_by_voxel(case):
+    for label in np.unique(case.labels):
+        if label == 0:
+            continue
+        values = np.unique(case.hu[case.labels == label])
+        ok = np.zeros(values.shape, bool)
+        for allowed in ALLOWED_HU[int(label)]:
+            ok |= (values >= allowed[0]) & (values <= allowed[1]) if isinstance(allowed, tuple) else values == allowed
+        assert ok.all(), (TOTALSEG_TOTAL_CLASSES[int(label)], values[~ok][:5])

@@ -277,7 +277,9 @@ def _lung_region(canvas, lay: _Layout, dia, grow=0.0, box=None):
         hi = (lay.apex + grow, lay.cy + lay.cav_ay + grow, lay.cx + lay.cav_ax + grow)
         box = canvas.box(lo, hi)
     z, y, x = canvas.coords(box)
-    in_cavity = ((y - lay.cy) / (lay.cav_ay + grow)) ** 2 + ((x - lay.cx) / (lay.cav_ax + grow)) ** 2 <= 1.0
+    width = _chest_width_scale(lay, z)
+    in_cavity = (((y - lay.cy) / (lay.cav_ay + grow)) ** 2 + ((x - lay.cx) / (lay.cav_ax + grow)) ** 2
+                 <= width * width)
     beside_mediastinum = np.abs(x - lay.med_x) >= _mediastinum_half_width(lay, y)
     above_diaphragm = z >= dia[box[1:]][None] + (DIAPHRAGM_MM - grow)
     taper_from = lay.apex - 160.0 * lay.zs
@@ -290,6 +292,13 @@ def _lung_region(canvas, lay: _Layout, dia, grow=0.0, box=None):
     return box, mask, z, y, x
 
 
+def _chest_width_scale(lay: _Layout, z):
+    """How much narrower than at the base the thoracic cavity is at height z (1 low, 0.8 at the apex)."""
+    span = 150.0 * lay.zs
+    frac = np.clip((z - (lay.apex - span)) / span, 0.0, 1.0)
+    return 1.0 - 0.2 * frac * frac
+
+
 def _mediastinum_half_width(lay: _Layout, y):
     """Half-width (mm) of the gap between the lungs: narrow behind, wider in front (great vessels)."""
     front = np.clip((lay.cy - y) / lay.cav_ay + 0.2, 0.0, 1.0)
@@ -299,6 +308,7 @@ def _mediastinum_half_width(lay: _Layout, y):
 def _paint_lungs(canvas, lay: _Layout, dia):
     """Lungs split into lobes by an oblique fissure (both) and a horizontal one (right)."""
     box, mask, z, y, x = _lung_region(canvas, lay, dia)
+    _paint_diaphragm(canvas, lay, dia, box)
     y_front, y_back = lay.cy - lay.cav_ay, lay.cy + lay.cav_ay
     frac_back = np.clip((y - y_front) / (y_back - y_front), 0.0, 1.0)
     oblique = lay.dome_l + (lay.carina - 10.0 * lay.zs - lay.dome_l) * frac_back
@@ -311,6 +321,14 @@ def _paint_lungs(canvas, lay: _Layout, dia):
     lobes = np.where(left, left_lobe, right_lobe).astype(np.uint8)
     gradient_hu = (-865.0 + 40.0 * frac_back).astype(np.float32)
     canvas.paint(box, mask, gradient_hu, lobes)
+
+
+def _paint_diaphragm(canvas, lay: _Layout, dia, box):
+    """The diaphragm muscle (45 HU, label 0) between lung bases and abdominal organs."""
+    z, y, x = canvas.coords(box)
+    in_cavity = ((y - lay.cy) / lay.cav_ay) ** 2 + ((x - lay.cx) / lay.cav_ax) ** 2 <= 1.0
+    height = z - dia[box[1:]][None]
+    canvas.paint(box, in_cavity & (np.abs(height) < DIAPHRAGM_MM), 45.0, 0)
 
 
 def _pleural_space(canvas, lay: _Layout, dia) -> np.ndarray:
@@ -494,12 +512,12 @@ RIB_END_ANGLE = (2.75,) * 7 + (2.6, 2.45, 2.3, 1.9, 1.5)
 
 def _rib_path(lay: _Layout, n: int, side: int, theta):
     """Rows (z, y, x, radius) of rib n (1..12) on one side along an ellipse hugging the cavity."""
-    shrink = min(1.0, 0.75 + 0.1 * n)
-    ry, rx = (lay.cav_ay + 6 * lay.s) * shrink, (lay.cav_ax + 6 * lay.s) * shrink
     pitch = 25.0 * lay.zs
     z_back = lay.apex + 8.0 * lay.zs - (n - 0.5) * pitch
     drop = (25.0 + 2.0 * n) * lay.zs
     z = z_back - drop * (theta - 0.38) / (2.75 - 0.38)
+    shrink = _chest_width_scale(lay, z) * min(1.0, 0.8 + 0.1 * n)
+    ry, rx = lay.cav_ay * shrink + 6 * lay.s, lay.cav_ax * shrink + 6 * lay.s
     y = lay.cy + ry * np.cos(theta)
     x = lay.cx + side * rx * np.sin(theta)
     return np.column_stack([z, y, x, np.full_like(theta, 4.5 * lay.s)])
