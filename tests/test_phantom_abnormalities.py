@@ -190,7 +190,9 @@ def test_calcifications_sit_on_the_aorta_and_heart(base_anatomy):
 def test_cardiomegaly_grows_the_heart_past_half_the_chest(base_anatomy):
     anatomy, _, before_labels, findings, _ = _draw(base_anatomy, "Cardiomegaly")
     assert (anatomy.labels == 51).sum() > (before_labels == 51).sum()
-    assert cardiothoracic_ratio(anatomy.labels) > 0.5
+    pleural = base_anatomy.landmarks["pleural_space"]
+    assert cardiothoracic_ratio(anatomy.labels, pleural) > 0.5
+    assert cardiothoracic_ratio(anatomy.labels, pleural) > cardiothoracic_ratio(before_labels, pleural) + 0.05
     assert findings[0].details["cardiothoracic_ratio"] > 0.5
 
 

@@ -18,7 +18,7 @@ Medical material                    metal (3000 HU): sternal cerclage wires, or 
                                     bright/dark streaks radiate in-plane from the metal
 Arterial wall calcification         400-900 HU plaques on the aortic wall (aorta label kept)
 Cardiomegaly                        heart label + HU scaled up about its centre until the
-                                    cardiothoracic ratio is 0.56-0.68
+                                    cardiothoracic ratio is 0.55-0.65
 Pericardial effusion                4-15 mm rim of 0-20 HU fluid around the heart, label 0
 Coronary artery wall calcification  1.5-3 mm spots (400-1000 HU) on the heart surface along
                                     LAD / RCA / circumflex courses
@@ -49,8 +49,8 @@ Consolidation                       lumpy 10-50 HU region in a lobe with air bro
                                     (air tubes inside the region)
 Bronchiectasis                      2-4 lower-lobe airways with 4-7 mm lumen radius and thin
                                     walls, each with a narrower artery beside it
-Interlobular septal thickening      -300..-100 HU polygonal (Voronoi) lines in the
-                                    peripheral 20 mm of the lungs
+Interlobular septal thickening      -300..-100 HU polygonal (Voronoi) lines, cells of
+                                    15-22 mm, in the peripheral 12 mm of the lungs
 ==================================  =====================================================
 
 What cannot be drawn convincingly at coarse voxels (e.g. 5-9 mm slices, 1.4 mm pixels),
@@ -277,12 +277,16 @@ class _Scene:
         return int(rng.choice(present)) if present else None
 
 
-def cardiothoracic_ratio(labels) -> float:
-    """Largest transverse heart width / largest transverse width of lungs + heart.
+def cardiothoracic_ratio(labels, pleural_space=None) -> float:
+    """Largest transverse heart width / largest inner thoracic width (per-slice x extent).
 
-    The lungs-plus-heart width per slice stands in for the inner thoracic diameter."""
+    The inner thorax is lungs + heart + the anatomy's pleural space (which reaches the
+    inner chest wall, as the rib margins do on a radiograph) when given."""
     heart_cols = (labels == HEART).any(axis=1)                     # [z, x]
-    chest_cols = (np.isin(labels, LUNG_IDS) | (labels == HEART)).any(axis=1)
+    chest = np.isin(labels, LUNG_IDS) | (labels == HEART)
+    if pleural_space is not None:
+        chest |= np.asarray(pleural_space, bool)
+    chest_cols = chest.any(axis=1)
 
     def widest(cols):
         widths = [np.ptp(np.nonzero(row)[0]) + 1 for row in cols if row.any()]
@@ -377,18 +381,21 @@ def _draw_medical_material(rng, scene):
 
 def _add_metal_streaks(rng, hu, metal, body, spacing):
     """Alternating bright/dark rays from the metal on each of its slices (beam hardening,
-    photon starvation), fading with distance; kept inside the body."""
+    photon starvation), fading with distance; kept inside the body. A slice with only a
+    thin wire in it streaks less than one crossing a whole generator or wire loop."""
     n_rays = int(rng.integers(5, 10))
     phase = rng.uniform(0, np.pi)
-    amplitude = rng.uniform(150, 350)
+    peak = rng.uniform(150, 350)
+    metal_area_full = 60.0 / (spacing[1] * spacing[2])      # ~60 mm^2 of metal streaks fully
     yy, xx = np.mgrid[0:hu.shape[1], 0:hu.shape[2]]
     for z in np.nonzero(metal.any(axis=(1, 2)))[0]:
         my, mx = np.argwhere(metal[z]).mean(axis=0)
+        amplitude = peak * min(1.0, metal[z].sum() / metal_area_full)
         dy, dx = (yy - my) * spacing[1], (xx - mx) * spacing[2]
         r = np.hypot(dy, dx)
         c = np.cos(n_rays * np.arctan2(dy, dx) + phase)
         streak = amplitude * np.sign(c) * np.abs(c) ** 12 * np.exp(-r / 70.0)
-        where = body[z] & ~metal[z] & (r > 1.0)
+        where = body[z] & ~metal[z] & (r > 1.0) & (np.abs(streak) >= 1.0)   # no sub-HU dust
         hu[z][where] += streak[where].astype(hu.dtype)
 
 
@@ -415,7 +422,7 @@ def _draw_arterial_wall_calcification(rng, scene):
         hu_box[c] = max(hu_box[c], 450)
         g = np.asarray(c) + offset
         centres.append(g)
-        if g[0] < scene.diaphragm_z:
+        if g[0] < scene.diaphragm_z - 30 / scene.spacing[0]:
             places.append("abdominal aorta")
         elif g[0] > scene.carina_z:
             places.append("aortic arch")
@@ -433,8 +440,9 @@ def _draw_cardiomegaly(rng, scene):
     heart = labels == HEART
     if not heart.any():
         return None
-    before_ratio = cardiothoracic_ratio(labels)
-    target = rng.uniform(0.56, 0.68)
+    pleural = scene.anatomy.landmarks.get("pleural_space")
+    before_ratio = cardiothoracic_ratio(labels, pleural)
+    target = rng.uniform(0.55, 0.65)
     centre = np.argwhere(heart).mean(axis=0)
     src_hu, src_heart = hu.copy(), heart.copy()
     grow_x = max(target / max(before_ratio, 1e-3), 1.12)
@@ -447,16 +455,16 @@ def _draw_cardiomegaly(rng, scene):
         grown = src_heart[tuple(source)] & allowed
         labels[grown] = HEART
         hu[grown] = src_hu[tuple(source)][grown]
-        ratio = cardiothoracic_ratio(labels)
+        ratio = cardiothoracic_ratio(labels, pleural)
         if ratio >= target:
             break
         grow_x *= 1.08
     volume_ratio = float((labels == HEART).sum() / src_heart.sum())
     return Finding("Cardiomegaly", "heart", location="heart", severity=_severity(ratio, 0.6, 0.66),
-                   size_mm=float(np.ptp(np.nonzero((labels == HEART).any(axis=(0, 1)))[0]) * sp[2]),
+                   size_mm=round(float(np.ptp(np.nonzero((labels == HEART).any(axis=(0, 1)))[0]) * sp[2]), 1),
                    centre_zyx=tuple(int(round(c)) for c in centre),
-                   details={"cardiothoracic_ratio": round(ratio, 3),
-                            "cardiothoracic_ratio_before": round(before_ratio, 3),
+                   details={"cardiothoracic_ratio": round(float(ratio), 3),
+                            "cardiothoracic_ratio_before": round(float(before_ratio), 3),
                             "heart_volume_ratio": round(volume_ratio, 3)})
 
 
@@ -538,7 +546,8 @@ def _draw_hiatal_hernia(rng, scene):
         cz, cy, cx = scene.heart_centre()
         ey, ex = cy + 40 / sp[1], scene.midline_x
     radii = (rng.uniform(15, 35), rng.uniform(12, 22), rng.uniform(15, 30))
-    centre = (dz + 0.5 * radii[0] / sp[0], ey, ex + 0.25 * radii[2] / sp[2])
+    # behind the heart: centred a little posterior to the oesophagus and to its left
+    centre = (dz + 0.5 * radii[0] / sp[0], ey + 0.3 * radii[1] / sp[1], ex + 0.25 * radii[2] / sp[2])
     ell = _ellipsoid(scene.shape, sp, centre, radii)
     box, norm = ell
     lab = labels[box]
@@ -922,7 +931,7 @@ def _draw_bronchiectasis(rng, scene):
 
 
 def _draw_interlobular_septal_thickening(rng, scene):
-    """Polygonal lines at the lung periphery: Voronoi cell walls of ~15 mm 'lobules'.
+    """Polygonal lines at the lung periphery: Voronoi cell walls of 15-22 mm 'lobules'.
 
     Cells are stretched in z (distance in z counts 0.35x) so the walls stand mostly
     upright and show as lines, not sheets, on axial slices."""
@@ -932,16 +941,16 @@ def _draw_interlobular_septal_thickening(rng, scene):
     box = _bbox(lung, 1)
     sp = np.asarray(scene.spacing)
     depth = ndimage.distance_transform_edt(lung[box], sampling=sp)
-    peripheral = lung[box] & (depth <= 20) & (scene.hu[box] < -500)
+    peripheral = lung[box] & (depth <= 12) & (scene.hu[box] < -500)
     points = np.argwhere(peripheral)
     metric = sp * [0.35, 1, 1]
     coords = points * metric
-    lobule = 15.0
+    lobule = rng.uniform(15.0, 22.0)
     lo, hi = coords.min(axis=0), coords.max(axis=0)
-    n_seeds = int(np.prod(np.maximum(hi - lo, lobule)) / lobule ** 3 * 2) + 8
+    n_seeds = int(np.prod(np.maximum(hi - lo, lobule)) / lobule ** 3) + 8
     seeds = rng.uniform(lo, hi, size=(n_seeds, 3))
     dist, _ = cKDTree(seeds).query(coords, k=2)
-    wall = (dist[:, 1] - dist[:, 0]) < 2.0
+    wall = (dist[:, 1] - dist[:, 0]) < 1.3
     sel = tuple(points[wall].T)
     scene.hu[box][sel] = np.clip(rng.uniform(-250, -150) + rng.normal(0, 30, size=int(wall.sum())), -300, -100)
     centre = tuple(int(v) for v in (points[wall].mean(axis=0) + [s.start for s in box]).round())
