@@ -15,12 +15,12 @@ import os
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-import time  # noqa: E402
+import time
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from omnict_cli.phantom.anatomy import draw_anatomy, finish_image  # noqa: E402
+from omnict_cli.phantom.anatomy import draw_anatomy, finish_image
 
 CASES = (((32, 384, 384), (9.4, 0.9, 0.9), 10), ((300, 512, 512), (1.5, 0.7, 0.7), 2))
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from omnict_cli.phantom.anatomy import LOBE_IDS, Anatomy, draw_anatomy, finish_image
-from omnict_cli.segmentation.classes import TOTALSEG_TOTAL_CLASSES, TOTALSEG_TOTAL_IDS as IDS
+from omnict_cli.segmentation.classes import TOTALSEG_TOTAL_CLASSES
+from omnict_cli.segmentation.classes import TOTALSEG_TOTAL_IDS as IDS
 
 SMALL = ((32, 128, 128), (10.0, 2.8, 2.8))
 VERTEBRA_IDS = tuple(range(IDS["vertebrae_L5"], IDS["vertebrae_C1"] + 1))

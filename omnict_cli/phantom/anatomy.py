@@ -48,6 +48,7 @@ kidneys                                 35           kidney_right 2 / kidney_lef
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from scipy import ndimage
@@ -66,7 +67,17 @@ NOMINAL_HEIGHT_MM = 330.0
 
 @dataclass
 class Anatomy:
-    """A drawn normal chest: HU image, label map and named landmarks."""
+    """A drawn normal chest: HU image, label map and named landmarks.
+
+    ``hu`` is float32 [z, y, x] before blur and noise (see ``finish_image``);
+    ``labels`` is uint8 TotalSegmentator ``total`` ids, 0 where unlabelled.
+    ``landmarks``: ``carina_z``, ``diaphragm_z`` (top slice of the liver
+    dome), ``lung_apex_z`` (top slice with lung), ``heart_centre_zyx`` (voxel
+    index, inside the heart), ``midline_x`` (column of the body centre),
+    ``body_mask`` (bool volume) and ``pleural_space`` (bool volume: the lobes
+    plus a 5 mm unlabelled rim into the chest wall and diaphragm, where a
+    pleural effusion may be drawn).
+    """
 
     hu: np.ndarray
     labels: np.ndarray
@@ -78,25 +89,26 @@ class Anatomy:
 class _Layout:
     """Per-case geometry in mm: body frame, craniocaudal levels, spine position."""
 
-    cy: float
+    cy: float           # body centre (mm)
     cx: float
-    ay: float
+    ay: float           # body half-axes: anterior-posterior, left-right
     ax: float
-    s: float          # in-plane scale of nominal anatomy
-    zs: float         # craniocaudal scale
-    cav_ay: float
+    s: float            # in-plane scale applied to nominal (adult, mm) offsets
+    zs: float           # craniocaudal scale (< 1 when the field is under 330 mm)
+    cav_ay: float       # thoracic cavity half-axes (inside the chest wall)
     cav_ax: float
-    apex: float
-    dome_r: float
+    apex: float         # lung apex height
+    dome_r: float       # right / left diaphragm dome heights
     dome_l: float
     carina: float
-    heart_scale: float
+    heart_scale: float  # heart size within the normal range
 
     def yx(self, dy: float, dx: float) -> tuple[float, float]:
         """Absolute (y, x) mm of a nominal offset from the body centre (dx > 0: patient left)."""
         return self.cy + dy * self.s, self.cx + dx * self.s
 
     def p(self, z: float, dy: float, dx: float) -> tuple[float, float, float]:
+        """Absolute (z, y, x) mm point: z absolute, (dy, dx) nominal offsets."""
         return (z, *self.yx(dy, dx))
 
     @property
@@ -106,8 +118,8 @@ class _Layout:
 
     @property
     def med_x(self) -> float:
+        """x (mm) of the mediastinum's midline, a little left of the body centre."""
         return self.cx + 5.0 * self.s
-
 
 
 class _Canvas:
@@ -197,7 +209,7 @@ def _smooth_path(points, rounds=2):
 def _paint_tube(canvas, path, hu, label, lungs_only=False, radius_scale=1.0):
     """Paint a tube along rows (z, y, x, radius mm); the radius varies linearly per segment."""
     path = np.asarray(path, float)
-    for a, b in zip(path[:-1], path[1:]):
+    for a, b in pairwise(path):
         ra, rb = a[3] * radius_scale, b[3] * radius_scale
         r = max(ra, rb)
         box = canvas.box(np.minimum(a[:3], b[:3]) - r, np.maximum(a[:3], b[:3]) + r)
@@ -544,7 +556,7 @@ def _paint_ribs_and_sternum(canvas, lay: _Layout):
 # ----------------------------------------------------------------------------- lung vessels
 
 PRIMARY_BRANCHES = ((1.0, 0.0, 0.3), (0.7, -0.6, 0.3), (0.6, 0.6, 0.3), (0.0, -0.2, 1.0),
-                    (-1.0, 0.2, 0.3), (-0.7, 0.7, 0.4), (-0.5, -0.7, 0.4))
+                    (-1.0, 0.2, 0.3), (-0.7, 0.7, 0.4), (-0.5, -0.7, 0.4), (-0.8, 0.1, 0.8))
 """Nominal (z, y, lateral) directions of the first pulmonary artery branches from each hilum."""
 
 
@@ -555,7 +567,7 @@ def _paint_pulmonary_vessels(rng, canvas, lay: _Layout):
     for side, hilum in hila.items():
         for dz, dy, dlat in PRIMARY_BRANCHES:
             direction = np.array([dz * zs, dy * s, side * dlat * s]) + rng.normal(0, 0.15, 3)
-            _grow_vessel(rng, canvas, np.array(hilum), direction, 45.0, 4.0 * s, depth=3)
+            _grow_vessel(rng, canvas, np.array(hilum), direction, 40.0, 4.5 * s, depth=4)
 
 
 def _grow_vessel(rng, canvas, start, direction, length, radius, depth):
@@ -567,8 +579,8 @@ def _grow_vessel(rng, canvas, start, direction, length, radius, depth):
     if depth == 0:
         return
     for _ in range(2):
-        child = direction + rng.normal(0, 0.5, 3)
-        _grow_vessel(rng, canvas, end, child, length * 0.72, radius * 0.7, depth - 1)
+        child = direction + rng.normal(0, 0.4, 3)
+        _grow_vessel(rng, canvas, end, child, length * 0.8, radius * 0.7, depth - 1)
 
 
 # ----------------------------------------------------------------------------- public API
