@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -11,81 +10,29 @@ from scipy import ndimage
 
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.phantom.abnormalities import (
-    DEFAULT_PREVALENCE, LOBES, LUNG_IDS, cardiothoracic_ratio, draw_abnormalities,
-    sample_abnormality_classes)
+    DEFAULT_PREVALENCE,
+    LOBES,
+    LUNG_IDS,
+    cardiothoracic_ratio,
+    draw_abnormalities,
+    sample_abnormality_classes,
+)
+from omnict_cli.phantom.anatomy import draw_anatomy
 from omnict_cli.phantom.findings import ORGAN_GROUPS, label_vector
 
 NONE = {name: 0.0 for name in CTRATE_ABNORMALITIES}
 
 
-@dataclass
-class FixtureAnatomy:
-    hu: np.ndarray
-    labels: np.ndarray
-    spacing: tuple
-    landmarks: dict
-
-
-def _fixture_anatomy() -> FixtureAnatomy:
-    """A small geometric chest with the ``Anatomy`` API: body ellipse, five lobes at -850 HU,
-    heart, aorta, oesophagus, trachea, spine, sternum, liver, stomach, spleen."""
-    shape, spacing = (40, 160, 160), (5.0, 2.0, 2.0)
-    z, y, x = np.indices(shape)
-    zm, ym, xm = z * spacing[0], y * spacing[1], x * spacing[2]
-    cy, cx = 80 * 2.0, 80 * 2.0
-    labels = np.zeros(shape, np.uint8)
-    hu = np.full(shape, -1000.0, np.float32)
-    body = ((ym - cy) / 110) ** 2 + ((xm - cx) / 150) ** 2 <= 1
-    hu[body] = -90
-    hu[body & (((ym - cy) / 100) ** 2 + ((xm - cx) / 140) ** 2 > 1)] = 40   # chest wall muscle
-    carina_z, diaphragm_z, apex_z = 24, 8, 37
-
-    def put(mask, label, value):
-        labels[mask] = label
-        hu[mask] = value
-
-    for side, xc in (("right", cx - 58), ("left", cx + 58)):
-        lung = (((ym - cy + 5) / 75) ** 2 + ((xm - xc) / 48) ** 2 <= 1) & (z >= diaphragm_z) & (z <= apex_z)
-        lung &= ((zm - diaphragm_z * 5) <= 150 - 0.4 * np.abs(xm - xc))
-        if side == "right":
-            put(lung & (z >= 24), 12, -850)
-            put(lung & (z >= 16) & (z < 24) & (ym < cy), 13, -850)
-            put(lung & ~((z >= 24) | ((z >= 16) & (ym < cy))), 14, -850)
-        else:
-            put(lung & (z >= 20), 10, -850)
-            put(lung & (z < 20), 11, -850)
-    put(((zm - 15 * 5) / 45) ** 2 + ((ym - 140) / 45) ** 2 + ((xm - 180) / 55) ** 2 <= 1, 51, 40)
-    put((((ym - 220) ** 2 + (xm - 190) ** 2) <= 12 ** 2) & (z <= 29), 52, 45)       # descending
-    put((((ym - 130) ** 2 + (xm - 165) ** 2) <= 14 ** 2) & (z >= 20) & (z <= 29), 52, 45)  # ascending
-    put((np.abs(zm - 29 * 5) <= 6) & (np.abs(xm - 178) <= 14) & (ym >= 130) & (ym <= 220), 52, 45)  # arch
-    put((((ym - 205) ** 2 + (xm - 160) ** 2) <= 7 ** 2), 15, 40)
-    put((((ym - 150) ** 2 + (xm - 160) ** 2) <= 9 ** 2) & (z >= carina_z), 16, -1000)
-    spine = (((ym - 250) ** 2 + (xm - 160) ** 2) <= 18 ** 2)
-    for k, vid in enumerate(range(31, 44)):
-        put(spine & (z >= 3 * k) & (z < 3 * k + 3), vid, 400)
-    put((np.abs(ym - 60) <= 5) & (np.abs(xm - 160) <= 14) & (z >= 12) & (z <= 34), 116, 400)
-    put(body & (z < diaphragm_z) & (xm < 170) & (ym < 230), 5, 60)
-    put(body & (z < diaphragm_z) & (xm >= 185) & (xm < 260) & (ym < 160) & (ym > 70), 6, 20)
-    put(body & (z < diaphragm_z) & (xm >= 250) & (ym >= 160) & (ym < 230), 1, 50)
-    lungs = np.isin(labels, LUNG_IDS)
-    ring = ndimage.binary_dilation(lungs, structure=np.ones((1, 3, 3), bool), iterations=2)
-    pleural = ring & body & np.isin(labels, (0,) + LUNG_IDS)
-    landmarks = {"carina_z": carina_z, "diaphragm_z": diaphragm_z, "lung_apex_z": apex_z,
-                 "body_mask": body, "pleural_space": pleural, "heart_centre_zyx": (15, 70, 90)}
-    return FixtureAnatomy(hu, labels, spacing, landmarks)
-
-
-try:   # the real anatomy when it exists; the fixture above until then
-    from omnict_cli.phantom.anatomy import draw_anatomy as _draw_anatomy
-except ImportError:
-    _draw_anatomy = None
+@pytest.fixture(scope="module")
+def base_anatomy():
+    """The normal phantom chest at its default geometry (5 mm slices, 1.4 mm pixels)."""
+    return draw_anatomy(np.random.default_rng(0))
 
 
 @pytest.fixture(scope="module")
-def base_anatomy():
-    if _draw_anatomy is not None:
-        return _draw_anatomy(np.random.default_rng(0))
-    return _fixture_anatomy()
+def thick_slice_anatomy():
+    """A coarser chest (9 mm slices, 1.8 mm pixels), where thin structures are hardest to place."""
+    return draw_anatomy(np.random.default_rng(1), size=(36, 192, 192), spacing=(9.0, 1.8, 1.8))
 
 
 def _draw(base, cls, seed=1):
@@ -100,9 +47,11 @@ def _dilate(mask, n):
     return ndimage.binary_dilation(mask, structure=np.ones((1, 3, 3), bool), iterations=n)
 
 
+@pytest.mark.parametrize("geometry", ["base_anatomy", "thick_slice_anatomy"])
 @pytest.mark.parametrize("cls", CTRATE_ABNORMALITIES)
-def test_each_class_is_drawn_inside_the_body_and_reported(base_anatomy, cls):
-    anatomy, before_hu, before_labels, findings, changed = _draw(base_anatomy, cls)
+def test_each_class_is_drawn_inside_the_body_and_reported(request, geometry, cls):
+    base_anatomy = request.getfixturevalue(geometry)
+    anatomy, _before_hu, _before_labels, findings, changed = _draw(base_anatomy, cls)
     assert [f.label for f in findings] == [cls]
     finding = findings[0]
     assert finding.organ in ORGAN_GROUPS
@@ -115,6 +64,11 @@ def test_each_class_is_drawn_inside_the_body_and_reported(base_anatomy, cls):
         assert (centroid_x < midline) == (finding.side == "right"), (finding.side, centroid_x, midline)
     z0, y0, x0, z1, y1, x1 = finding.details["bbox_zyx"]
     assert z0 <= z1 and y0 <= y1 and x0 <= x1
+    if finding.centre_zyx is not None:
+        assert all(type(c) is int and 0 <= c < n for c, n in zip(finding.centre_zyx, anatomy.hu.shape))
+    assert finding.size_mm is None or finding.size_mm > 0
+    assert finding.severity in (None, "mild", "moderate", "severe")
+    assert finding.count >= 1
 
 
 def test_drawing_is_deterministic_per_seed(base_anatomy):
@@ -140,7 +94,7 @@ def test_sampler_respects_prevalence_and_force():
 
 
 def test_pleural_effusion_is_fluid_in_the_pleural_space(base_anatomy):
-    anatomy, _, before_labels, findings, changed = _draw(base_anatomy, "Pleural effusion")
+    anatomy, _, before_labels, _findings, changed = _draw(base_anatomy, "Pleural effusion")
     values = anatomy.hu[changed]
     assert values.min() >= 0 and values.max() <= 30
     assert base_anatomy.landmarks["pleural_space"][changed].all()
@@ -151,7 +105,7 @@ def test_pleural_effusion_is_fluid_in_the_pleural_space(base_anatomy):
 
 
 def test_emphysema_is_below_minus_950_in_lung(base_anatomy):
-    anatomy, _, before_labels, findings, changed = _draw(base_anatomy, "Emphysema")
+    anatomy, _, before_labels, _findings, changed = _draw(base_anatomy, "Emphysema")
     assert (anatomy.hu[changed] < -950).all()
     assert np.isin(before_labels[changed], LUNG_IDS).all()
 
@@ -166,7 +120,7 @@ def test_medical_material_is_metal(base_anatomy):
 
 def test_nodule_centre_is_solid_and_in_the_named_lobe(base_anatomy):
     for seed in range(1, 5):
-        anatomy, *_, findings, changed = _draw(base_anatomy, "Lung nodule", seed=seed)
+        anatomy, *_, findings, _changed = _draw(base_anatomy, "Lung nodule", seed=seed)
         for nodule in findings[0].details["nodules"]:
             c = nodule["centre_zyx"]
             assert 0 <= anatomy.hu[c] <= 40

@@ -69,6 +69,7 @@ above the diaphragm. Lesions inside the lungs keep their lobe label.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -261,7 +262,7 @@ class _Scene:
         """The medial edge of one lung just below the carina: where bronchi and hilar nodes start."""
         z = int(np.clip(self.carina_z - round(10 / self.spacing[0]), 0, self.shape[0] - 1))
         ids = (12, 13, 14) if side == "right" else (10, 11)
-        for dz in range(0, self.shape[0]):
+        for dz in range(self.shape[0]):
             for zz in (z - dz, z + dz):
                 if 0 <= zz < self.shape[0]:
                     lung = np.isin(self.labels[zz], ids)
@@ -333,11 +334,11 @@ def _draw_medical_material(rng, scene):
                 ring = ndimage.binary_dilation(s2d, iterations=2) & ~ndimage.binary_dilation(s2d)
                 metal[z] |= ring
         else:
-            x = int(round(cx))
-            rows = np.nonzero(scene.body[int(round(cz)), :, x])[0]
+            x = round(cx)
+            rows = np.nonzero(scene.body[round(cz), :, x])[0]
             y = int(rows.min() + round(12 / sp[1])) if rows.size else int(cy) // 2
-            top = min(scene.shape[0] - 1, int(round(cz)) + int(round(60 / sp[0])))
-            for z in np.unique(np.linspace(int(round(cz)) - 1, top, n_wires).round().astype(int)):
+            top = min(scene.shape[0] - 1, round(cz) + round(60 / sp[0]))
+            for z in np.unique(np.linspace(round(cz) - 1, top, n_wires).round().astype(int)):
                 box = _ellipsoid(scene.shape, sp, (int(z), y, x), (sp[0] * 0.4, 9.0, 9.0))
                 if box is not None:
                     metal[box[0]] |= (box[1] <= 1) & (box[1] > 0.75)
@@ -347,7 +348,7 @@ def _draw_medical_material(rng, scene):
         side = "left" if side_x > 0 else "right"
         gz = int(np.clip(scene.apex_z - round(15 / sp[0]), 0, scene.shape[0] - 1))
         cols = np.nonzero(scene.body[gz].any(axis=0))[0]
-        gx = int(round(scene.midline_x + side_x * 0.55 * (cols.max() - cols.min()) / 2))
+        gx = round(scene.midline_x + side_x * 0.55 * (cols.max() - cols.min()) / 2)
         rows = np.nonzero(scene.body[gz, :, gx])[0]
         gy = int(rows.min() + round(9 / sp[1]))
         box = _ellipsoid(scene.shape, sp, (gz, gy, gx), (20.0, 4.0, 22.0))
@@ -365,7 +366,7 @@ def _draw_medical_material(rng, scene):
         rv_apex = (cz - 15 / sp[0], cy - 0.25 * width, cx + 0.1 * width)
         path = [(gz, gy, gx), (svc_z + 1, sy, sx), (svc_z - round(20 / sp[0]), sy, sx), ra, rv_apex]
         radius = max(1.0, 0.6 * max(sp[1], sp[2]))
-        for p0, p1 in zip(path[:-1], path[1:]):
+        for p0, p1 in itertools.pairwise(path):
             seg = _segment_distance(scene.shape, sp, p0, p1, radius + 1)
             if seg is not None:
                 metal[seg[0]] |= seg[1] <= radius
@@ -462,7 +463,7 @@ def _draw_cardiomegaly(rng, scene):
     volume_ratio = float((labels == HEART).sum() / src_heart.sum())
     return Finding("Cardiomegaly", "heart", location="heart", severity=_severity(ratio, 0.6, 0.66),
                    size_mm=round(float(np.ptp(np.nonzero((labels == HEART).any(axis=(0, 1)))[0]) * sp[2]), 1),
-                   centre_zyx=tuple(int(round(c)) for c in centre),
+                   centre_zyx=tuple(round(c) for c in centre),
                    details={"cardiothoracic_ratio": round(float(ratio), 3),
                             "cardiothoracic_ratio_before": round(float(before_ratio), 3),
                             "heart_volume_ratio": round(volume_ratio, 3)})
@@ -484,7 +485,7 @@ def _draw_pericardial_effusion(rng, scene):
     lab[rim] = 0
     centre = np.argwhere(rim).mean(axis=0) + [s.start for s in box]
     return Finding("Pericardial effusion", "heart", location="pericardium", size_mm=round(thickness, 1),
-                   severity=_severity(thickness, 7, 11), centre_zyx=tuple(int(round(c)) for c in centre))
+                   severity=_severity(thickness, 7, 11), centre_zyx=tuple(round(c) for c in centre))
 
 
 CORONARY_COURSES = {
@@ -543,7 +544,7 @@ def _draw_hiatal_hernia(rng, scene):
     if oz:
         ey, ex = np.argwhere(oesophagus[oz[0]]).mean(axis=0)
     else:
-        cz, cy, cx = scene.heart_centre()
+        _cz, cy, _cx = scene.heart_centre()
         ey, ex = cy + 40 / sp[1], scene.midline_x
     radii = (rng.uniform(15, 35), rng.uniform(12, 22), rng.uniform(15, 30))
     # behind the heart: centred a little posterior to the oesophagus and to its left
@@ -576,7 +577,7 @@ def _draw_hiatal_hernia(rng, scene):
     height = float(radii[0] * 2)
     return Finding("Hiatal hernia", "stomach", location="oesophageal hiatus, lower oesophagus",
                    size_mm=round(2 * max(radii[1:]), 1), severity=_severity(height, 35, 55),
-                   centre_zyx=tuple(int(round(c)) for c in centre),
+                   centre_zyx=tuple(round(c) for c in centre),
                    details={"height_mm": round(height, 1)})
 
 
@@ -586,7 +587,7 @@ def _draw_lymphadenopathy(rng, scene):
     trachea = labels == TRACHEA
     above = [z for z in range(scene.carina_z, scene.shape[0]) if trachea[z].any()]
     if above:
-        tz = above[min(len(above) - 1, int(round(15 / sp[0])))]
+        tz = above[min(len(above) - 1, round(15 / sp[0]))]
         ty, tx = np.argwhere(trachea[tz]).mean(axis=0)
         t_half = np.ptp(np.nonzero(trachea[tz].any(axis=0))[0]) / 2 + 1
     else:
@@ -619,7 +620,7 @@ def _draw_lymphadenopathy(rng, scene):
         hu[ell[0]][node] = rng.uniform(35, 45) + rng.normal(0, 3, size=int(node.sum()))
         lab[node] = 0
         nodes.append({"station": station, "short_axis_mm": round(short, 1),
-                      "centre_zyx": tuple(int(round(c)) for c in centre)})
+                      "centre_zyx": tuple(round(c) for c in centre)})
     if not nodes:
         return None
     largest = max(nodes, key=lambda n: n["short_axis_mm"])
@@ -675,7 +676,7 @@ def _draw_atelectasis(rng, scene):
     for lobe in lobes:
         lobe_mask = labels == lobe
         zs = np.nonzero(lobe_mask.any(axis=(1, 2)))[0]
-        base_top = zs.min() + max(1, int(round(rng.uniform(25, 50) / sp[0])))
+        base_top = zs.min() + max(1, round(rng.uniform(25, 50) / sp[0]))
         if pattern == "dependent":
             zone = lobe_mask.copy()
             zone[base_top:] = False
@@ -694,7 +695,7 @@ def _draw_atelectasis(rng, scene):
     if not changed.any():
         return None
     hu[changed] = rng.uniform(15, 35) + rng.normal(0, 4, size=int(changed.sum())).clip(-10, 10)
-    centre = tuple(int(round(c)) for c in np.argwhere(changed).mean(axis=0))
+    centre = tuple(round(c) for c in np.argwhere(changed).mean(axis=0))
     names = [LOBES[l][0] for l in lobes]
     return Finding("Atelectasis", "lungs", side=side, location=" and ".join(names),
                    severity="mild" if pattern == "plate-like" else "moderate", centre_zyx=centre,
@@ -822,7 +823,7 @@ def _draw_pulmonary_fibrotic_sequela(rng, scene):
     hu[changed] = np.clip(rng.uniform(-200, -80) + rng.normal(0, 30, size=int(changed.sum())), -300, 0)
     return Finding("Pulmonary fibrotic sequela", "lungs", side=side,
                    location=" and ".join(LOBES[l][0] for l in lobes) + " (apical, peripheral)",
-                   severity="mild", centre_zyx=tuple(int(round(c)) for c in np.argwhere(changed).mean(axis=0)))
+                   severity="mild", centre_zyx=tuple(round(c) for c in np.argwhere(changed).mean(axis=0)))
 
 
 def _draw_pleural_effusion(rng, scene):
@@ -851,7 +852,7 @@ def _draw_pleural_effusion(rng, scene):
     location = "both pleural spaces" if side == "bilateral" else f"{side} pleural space"
     return Finding("Pleural effusion", "lungs", side=side, location=location, size_mm=round(depth_max, 1),
                    severity=_severity(depth_max, 20, 35),
-                   centre_zyx=tuple(int(round(c)) for c in np.argwhere(fluid).mean(axis=0)))
+                   centre_zyx=tuple(round(c) for c in np.argwhere(fluid).mean(axis=0)))
 
 
 def _draw_mosaic_attenuation_pattern(rng, scene):
@@ -868,7 +869,7 @@ def _draw_mosaic_attenuation_pattern(rng, scene):
     n = int(parenchyma.sum())
     hu_box[parenchyma] = np.where(dark[parenchyma], -900.0, -760.0) + rng.normal(0, 8, size=n).clip(-20, 20)
     return Finding("Mosaic attenuation pattern", "lungs", side="bilateral", location="both lungs",
-                   severity="moderate", centre_zyx=tuple(int(round(c)) for c in np.argwhere(lung).mean(axis=0)))
+                   severity="moderate", centre_zyx=tuple(round(c) for c in np.argwhere(lung).mean(axis=0)))
 
 
 def _draw_airways(rng, scene, lobes, n, lumen_mm, wall_mm, artery_mm=None):
@@ -1022,7 +1023,7 @@ def draw_abnormalities(rng: np.random.Generator, anatomy, prevalence: dict[str, 
             continue
         changed = np.argwhere(before != anatomy.hu)
         if changed.size:
-            finding.details["changed_voxels"] = int(len(changed))
+            finding.details["changed_voxels"] = len(changed)
             finding.details["bbox_zyx"] = tuple(int(v) for v in np.concatenate([changed.min(0), changed.max(0)]))
         findings[name] = finding
     return [findings[name] for name in CTRATE_ABNORMALITIES if name in findings]
