@@ -1,0 +1,100 @@
+"""One phantom case from a seed: anatomy, abnormalities, image finish, report and QA.
+
+Each case draws from its own random stream, ``default_rng([seed, index])``,
+so case 7 of seed 0 is the same whether 10 or 10,000 cases are generated,
+and a set can be extended or regenerated piecemeal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from omnict_cli.phantom.abnormalities import draw_abnormalities
+from omnict_cli.phantom.anatomy import draw_anatomy, finish_image
+from omnict_cli.phantom.findings import Finding, label_vector
+from omnict_cli.phantom.reports import QAPair, Report, make_qa, write_report
+
+REALISTIC_SIZE = (300, 512, 512)
+REALISTIC_SPACING = (1.5, 0.7, 0.7)
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """What a generated set looks like.
+
+    Attributes:
+        size: ``(D, H, W)`` voxels of every volume (canonical ``[z, y, x]``).
+        spacing: ``(sz, sy, sx)`` mm; size x spacing is the field of view.
+        noise_hu: standard deviation of the image noise.
+        blur_mm: partial-volume blur (Gaussian sigma).
+        prevalence: per CT-RATE class probability; None uses the defaults
+            of ``omnict_cli.phantom.abnormalities``.
+    """
+
+    size: tuple[int, int, int] = (64, 256, 256)
+    spacing: tuple[float, float, float] = (5.0, 1.4, 1.4)
+    noise_hu: float = 12.0
+    blur_mm: float = 0.8
+    prevalence: dict | None = None
+
+    def __post_init__(self):
+        if len(self.size) != 3 or min(self.size) < 8:
+            raise ValueError(f"size must be three sizes of at least 8 voxels, got {self.size}")
+        if len(self.spacing) != 3 or min(self.spacing) <= 0:
+            raise ValueError(f"spacing must be three positive mm values, got {self.spacing}")
+
+
+@dataclass
+class PhantomCase:
+    """One generated study and everything known about it."""
+
+    case_id: str
+    hu: np.ndarray  # int16 [z, y, x], noise and blur applied
+    labels: np.ndarray  # uint8 [z, y, x], TotalSegmentator ids
+    spacing: tuple[float, float, float]
+    findings: list[Finding]
+    report: Report
+    qa: list[QAPair] = field(default_factory=list)
+
+    @property
+    def label_vector(self) -> dict[str, int]:
+        return label_vector(self.findings)
+
+
+def case_id(index: int) -> str:
+    return f"case_{index:04d}"
+
+
+def generate_case(seed: int, index: int, config: PhantomConfig = PhantomConfig(),
+                  force: tuple[str, ...] = ()) -> PhantomCase:
+    """Generate case ``index`` of the set with ``seed`` (deterministic)."""
+    rng = np.random.default_rng([seed, index])
+    anatomy = draw_anatomy(rng, size=config.size, spacing=config.spacing)
+    findings = draw_abnormalities(rng, anatomy, config.prevalence, force=force)
+    hu = finish_image(rng, anatomy.hu, anatomy.spacing, noise_hu=config.noise_hu, blur_mm=config.blur_mm)
+    report = write_report(findings, rng)
+    qa = make_qa(findings, rng, modality="3d")
+    return PhantomCase(case_id=case_id(index), hu=hu, labels=anatomy.labels, spacing=tuple(anatomy.spacing),
+                       findings=findings, report=report, qa=qa)
+
+
+def slice_through_finding(case: PhantomCase) -> tuple[int, list[Finding]] | None:
+    """The axial slice through the first finding with a known centre, and the findings on it.
+
+    A finding counts as on the slice when its centre lies within one slice
+    of it; 2D questions are asked only about those.
+    """
+    centred = [f for f in case.findings if f.centre_zyx is not None]
+    if not centred:
+        return None
+    z = int(centred[0].centre_zyx[0])
+    on_slice = [f for f in centred if abs(int(f.centre_zyx[0]) - z) <= 1]
+    return z, on_slice
+
+
+def slice_qa(case: PhantomCase, on_slice: list[Finding], rng: np.random.Generator) -> list[QAPair]:
+    """QA for a 2D slice: never asks about a class present in the volume but off this slice."""
+    present_elsewhere = {f.label for f in case.findings} - {f.label for f in on_slice}
+    return [pair for pair in make_qa(on_slice, rng, modality="2d") if pair.label not in present_elsewhere]

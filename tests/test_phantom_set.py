@@ -1,0 +1,122 @@
+"""A generated phantom set on disk: layout, CT-RATE files, chat rows, and exact round trips."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from omnict_cli import discover_studies, load_path, load_study
+from omnict_cli.cli import main
+from omnict_cli.labels import CTRATE_ABNORMALITIES
+from omnict_cli.phantom.generate import PhantomConfig, generate_case
+from omnict_cli.phantom.writer import write_phantom_set
+
+SMALL = PhantomConfig(size=(24, 96, 96), spacing=(12.0, 3.6, 3.6))
+SEED = 11
+
+
+@pytest.fixture(scope="module")
+def nifti_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nifti_set")
+    summary = write_phantom_set(out, 3, SEED, SMALL, "nifti")
+    return out, summary
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_layout_and_ctrate_files(nifti_set):
+    out, summary = nifti_set
+    assert summary.cases == 3
+    assert sorted(p.name for p in (out / "volumes").iterdir()) == [f"case_000{i}.nii.gz" for i in (1, 2, 3)]
+    assert sorted(p.name for p in (out / "labels").iterdir()) == [f"case_000{i}.nii.gz" for i in (1, 2, 3)]
+    references = read_csv(out / "references.csv")
+    assert list(references[0]) == ["VolumeName", "Findings_EN", "Impressions_EN"]
+    labels = read_csv(out / "labels.csv")
+    assert list(labels[0]) == ["VolumeName", *CTRATE_ABNORMALITIES]
+    for index, row in enumerate(labels, start=1):
+        case = generate_case(SEED, index, SMALL)
+        assert {k: int(v) for k, v in row.items() if k != "VolumeName"} == case.label_vector
+        assert references[index - 1]["Findings_EN"] == case.report.findings
+    assert not list(out.rglob(".*")), "no temporary files left behind"
+
+
+def test_volumes_and_label_maps_round_trip_through_the_loader(nifti_set):
+    out, _ = nifti_set
+    case = generate_case(SEED, 2, SMALL)
+    volume = load_path(out / "volumes" / "case_0002.nii.gz")
+    np.testing.assert_array_equal(volume.voxels, case.hu)
+    assert volume.spacing == pytest.approx(SMALL.spacing)
+    assert volume.source_axcodes == ("R", "A", "S")
+    np.testing.assert_array_equal(load_path(out / "labels" / "case_0002.nii.gz").voxels, case.labels)
+
+
+def test_png_and_dicom_slices_match_the_volume_slice(nifti_set):
+    out, summary = nifti_set
+    pngs = sorted((out / "slices").glob("*.png"))
+    assert len(pngs) == summary.slices
+    for png in pngs:
+        index, z = int(png.stem[5:9]), int(png.stem.split("_z")[1])
+        hu = generate_case(SEED, index, SMALL).hu[z]
+        picture = load_path(png)
+        expected = np.clip((hu.astype(np.float32) + 1000) / 2000, 0, 1)
+        assert np.abs(picture.voxels[0] - expected).max() <= 0.5 / 255 + 1e-6
+        dicom = load_path(png.with_suffix(".dcm"))
+        assert dicom.kind == "slice"
+        np.testing.assert_array_equal(dicom.voxels[0], hu)
+
+
+def test_qa_rows_are_the_authors_chat_format(nifti_set):
+    out, _ = nifti_set
+    rows = [json.loads(line) for line in (out / "qa.jsonl").read_text().splitlines()]
+    assert rows
+    for row in rows:
+        user, assistant = row["messages"]
+        assert user["role"] == "user" and assistant["role"] == "assistant"
+        assert (out / row["image"]).exists()
+        if row["image"].endswith(".png"):
+            assert user["content"].startswith("<|image2d_start|><|image2d|><|image2d_end|>\n")
+        else:
+            assert user["content"].startswith("<|image3d_start|><|image3d|><|image3d_end|>\n")
+
+
+def test_dicom_set_reads_back_identically(tmp_path):
+    write_phantom_set(tmp_path, 1, SEED, SMALL, "dicom")
+    (study,) = [s for s in discover_studies(tmp_path / "volumes")]
+    assert study.format == "dicom" and len(study.paths) == SMALL.size[0]
+    np.testing.assert_array_equal(load_study(study).voxels, generate_case(SEED, 1, SMALL).hu)
+
+
+def test_png_set_holds_slices_only(tmp_path):
+    summary = write_phantom_set(tmp_path, 2, SEED, SMALL, "png")
+    assert not (tmp_path / "volumes").exists() and not (tmp_path / "references.csv").exists()
+    assert len(read_csv(tmp_path / "labels.csv")) == summary.slices
+
+
+def test_same_seed_same_files_other_seed_other_cases(tmp_path):
+    first = generate_case(3, 1, SMALL)
+    again = generate_case(3, 1, SMALL)
+    other = generate_case(4, 1, SMALL)
+    np.testing.assert_array_equal(first.hu, again.hu)
+    assert first.report.findings == again.report.findings
+    assert not np.array_equal(first.hu, other.hu)
+
+
+def test_demo_data_command(tmp_path):
+    runner = CliRunner()
+    args = ["demo-data", str(tmp_path / "set"), "--n", "2", "--seed", "3", "--size", "24", "96", "96",
+            "--spacing", "12", "3.6", "3.6"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 cases" in result.output
+    again = runner.invoke(main, args)
+    assert again.exit_code != 0 and "not empty" in again.output and "--overwrite" in again.output
+    assert runner.invoke(main, args + ["--overwrite"]).exit_code == 0
+    inspected = runner.invoke(main, ["inspect", str(tmp_path / "set" / "volumes"), "--json"])
+    assert [row["status"] for row in json.loads(inspected.output)] == ["ok", "ok"]
