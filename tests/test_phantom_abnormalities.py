@@ -69,6 +69,7 @@ def test_each_class_is_drawn_inside_the_body_and_reported(request, geometry, cls
     assert finding.size_mm is None or finding.size_mm > 0
     assert finding.severity in (None, "mild", "moderate", "severe")
     assert finding.count >= 1
+    assert changed[finding.centre_zyx[0]].any()       # the centre slice shows the finding
 
 
 def test_drawing_is_deterministic_per_seed(base_anatomy):
@@ -91,6 +92,11 @@ def test_sampler_respects_prevalence_and_force():
     assert forced == ("Emphysema",)
     with pytest.raises(ValueError):
         sample_abnormality_classes(rng, prevalence={"Not a class": 0.5})
+    with pytest.raises(ValueError):
+        sample_abnormality_classes(rng, force=("Not a class",))
+    partial = [sample_abnormality_classes(rng, prevalence={"Lung nodule": 1.0}) for _ in range(50)]
+    assert all("Lung nodule" in d for d in partial)      # named classes overridden ...
+    assert any(len(d) > 1 for d in partial)              # ... the others keep their defaults
 
 
 def test_pleural_effusion_is_fluid_in_the_pleural_space(base_anatomy):

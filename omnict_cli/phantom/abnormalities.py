@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage
@@ -376,8 +377,10 @@ def _draw_medical_material(rng, scene):
     _add_metal_streaks(rng, hu, metal, scene.body, sp)
     centre = tuple(int(c) for c in np.argwhere(metal).mean(axis=0).round())
     extent = (np.ptp(np.argwhere(metal), axis=0) + 1) * np.asarray(sp)
+    device = {"sternal wires": "sternal cerclage wiring", "pacemaker lead": "a pacemaker",
+              "vascular stent": "an aortic stent"}[kind]
     return Finding("Medical material", organ, side=side, location=location,
-                   size_mm=float(extent.max()), centre_zyx=centre, details={"kind": kind})
+                   size_mm=float(extent.max()), centre_zyx=centre, details={"kind": kind, "device": device})
 
 
 def _add_metal_streaks(rng, hu, metal, body, spacing):
@@ -575,7 +578,7 @@ def _draw_hiatal_hernia(rng, scene):
     hu_box[fluid] = 15
     lab[sac] = STOMACH
     height = float(radii[0] * 2)
-    return Finding("Hiatal hernia", "stomach", location="oesophageal hiatus, lower oesophagus",
+    return Finding("Hiatal hernia", "stomach", location="oesophageal hiatus",
                    size_mm=round(2 * max(radii[1:]), 1), severity=_severity(height, 35, 55),
                    centre_zyx=tuple(round(c) for c in centre),
                    details={"height_mm": round(height, 1)})
@@ -697,7 +700,7 @@ def _draw_atelectasis(rng, scene):
     hu[changed] = rng.uniform(15, 35) + rng.normal(0, 4, size=int(changed.sum())).clip(-10, 10)
     centre = tuple(round(c) for c in np.argwhere(changed).mean(axis=0))
     names = [LOBES[l][0] for l in lobes]
-    return Finding("Atelectasis", "lungs", side=side, location=" and ".join(names),
+    return Finding("Atelectasis", "lungs", side=side, location=", ".join(names),
                    severity="mild" if pattern == "plate-like" else "moderate", centre_zyx=centre,
                    details={"pattern": pattern})
 
@@ -822,7 +825,7 @@ def _draw_pulmonary_fibrotic_sequela(rng, scene):
             changed[seg[0]] |= (seg[1] <= radius) & lobe_mask[seg[0]]
     hu[changed] = np.clip(rng.uniform(-200, -80) + rng.normal(0, 30, size=int(changed.sum())), -300, 0)
     return Finding("Pulmonary fibrotic sequela", "lungs", side=side,
-                   location=" and ".join(LOBES[l][0] for l in lobes) + " (apical, peripheral)",
+                   location=", ".join(LOBES[l][0] for l in lobes), details={"pattern": "apical, peripheral"},
                    severity="mild", centre_zyx=tuple(round(c) for c in np.argwhere(changed).mean(axis=0)))
 
 
@@ -1002,6 +1005,16 @@ def sample_abnormality_classes(rng: np.random.Generator, prevalence: dict[str, f
     return tuple(name for name, u in zip(CTRATE_ABNORMALITIES, draws) if name in force or u < rates[name])
 
 
+def _centre_on_a_changed_slice(finding: Finding, changed: np.ndarray) -> Finding:
+    """Give every Finding a centre whose axial slice shows it: 2D slices and questions are
+    cut through ``centre_zyx``, and a centroid of scattered changes can fall between them."""
+    centre = np.asarray(finding.centre_zyx if finding.centre_zyx is not None else changed.mean(axis=0))
+    if finding.centre_zyx is not None and (changed[:, 0] == finding.centre_zyx[0]).any():
+        return finding
+    nearest = changed[np.argmin(((changed - centre) ** 2).sum(axis=1))]
+    return replace(finding, centre_zyx=tuple(int(v) for v in nearest))
+
+
 def draw_abnormalities(rng: np.random.Generator, anatomy, prevalence: dict[str, float] | None = None,
                        force: tuple[str, ...] = ()) -> list[Finding]:
     """Sample classes, draw them into ``anatomy.hu`` (and ``labels`` where anatomy changes),
@@ -1025,5 +1038,6 @@ def draw_abnormalities(rng: np.random.Generator, anatomy, prevalence: dict[str, 
         if changed.size:
             finding.details["changed_voxels"] = len(changed)
             finding.details["bbox_zyx"] = tuple(int(v) for v in np.concatenate([changed.min(0), changed.max(0)]))
+            finding = _centre_on_a_changed_slice(finding, changed)
         findings[name] = finding
     return [findings[name] for name in CTRATE_ABNORMALITIES if name in findings]
