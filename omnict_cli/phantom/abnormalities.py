@@ -451,14 +451,14 @@ def _draw_cardiomegaly(rng, scene):
     src_hu, src_heart = hu.copy(), heart.copy()
     grow_x = max(target / max(before_ratio, 1e-3), 1.12)
     allowed = scene.body & (np.isin(labels, LUNG_IDS) | (labels == 0) | (labels == HEART))
-    idx = np.indices(scene.shape, dtype=np.float32)
     for _ in range(6):
         scale = np.array([1 + (grow_x - 1) * 0.3, 1 + (grow_x - 1) * 0.7, grow_x])
-        source = [np.clip(np.round(centre[i] + (idx[i] - centre[i]) / scale[i]), 0, scene.shape[i] - 1).astype(np.intp)
-                  for i in range(3)]
-        grown = src_heart[tuple(source)] & allowed
+        # the scaling is separable: each output axis reads one source index per coordinate
+        source = np.ix_(*[np.clip(np.round(centre[i] + (np.arange(n) - centre[i]) / scale[i]), 0, n - 1)
+                          .astype(np.intp) for i, n in enumerate(scene.shape)])
+        grown = src_heart[source] & allowed
         labels[grown] = HEART
-        hu[grown] = src_hu[tuple(source)][grown]
+        hu[grown] = src_hu[source][grown]
         ratio = cardiothoracic_ratio(labels, pleural)
         if ratio >= target:
             break
