@@ -8,7 +8,8 @@ command can report them as one line and carry on.
 Study ids are stable: the path relative to the root without its image
 suffix (``chest/case_001.nii.gz`` -> ``chest/case_001``); a DICOM series is
 named by its folder, with ``#series<N>`` (or a short hash of its series
-key) added when one folder holds several series. Pixel data is not read
+key) added when one folder holds several series; a one-file DICOM series
+(a single-frame slice) is named like any single file. Pixel data is not read
 here; DICOM headers are (to group files into series).
 """
 
@@ -207,11 +208,19 @@ def _dicom_studies(candidates, root: Path) -> list[Study]:
 
 
 def _name_series(groups, root: Path, skipped) -> list[Study]:
+    """A one-file series (a single-frame slice) is named like any single file;
+    a multi-file series by its folder, plus ``#series<N>`` (or a hash of its
+    series key) when the folder holds several."""
     by_folder = defaultdict(list)
-    for key, headers in groups.items():
-        folder = Path(os.path.commonpath([str(h.path.parent) for h in headers]))
-        by_folder[folder].append((key, sorted(headers, key=lambda h: h.path.name)))
     studies = []
+    for key, headers in groups.items():
+        headers = sorted(headers, key=lambda h: h.path.name)
+        if len(headers) == 1:
+            path = headers[0].path
+            studies.append(Study(_strip_suffix(_relative(path, root)), "dicom", (path,), root))
+            continue
+        folder = Path(os.path.commonpath([str(h.path.parent) for h in headers]))
+        by_folder[folder].append((key, headers))
     for folder, series in by_folder.items():
         base = _relative(folder, root) if folder != root else root.resolve().name
         numbers = [headers[0].series_number for _, headers in series]

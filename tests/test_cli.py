@@ -46,7 +46,12 @@ def test_inspect_examples_as_json():
     assert result.exit_code == 0, result.output
     rows = {row["study_id"]: row for row in json.loads(result.output)}
     # the NIfTI and the NRRD would both be "ct_chest_small": both keep their suffix instead
-    assert set(rows) == {"ct_chest_small.nii.gz", "ct_chest_small.nrrd", "ct_chest_small_axial15"}
+    real = {"ct_chest_small.nii.gz", "ct_chest_small.nrrd", "ct_chest_small_axial15"}
+    phantoms = {f"phantoms/{folder}/case_000{i}" for folder in ("volumes", "labels") for i in range(1, 5)}
+    assert real | phantoms <= set(rows)
+    slices = set(rows) - real - phantoms
+    assert len(slices) == 8 and all(s.startswith("phantoms/slices/case_000") for s in slices)
+    assert all(row["status"] != "error" for row in rows.values())
     assert rows["ct_chest_small.nrrd"]["shape"] == [30, 101, 122]
     nifti = rows["ct_chest_small.nii.gz"]
     assert nifti["status"] == "ok" and nifti["kind"] == "volume" and nifti["format"] == "nifti"
@@ -55,6 +60,8 @@ def test_inspect_examples_as_json():
     assert nifti["hu_range"][0] < -1000 < 1000 < nifti["hu_range"][1]
     png = rows["ct_chest_small_axial15"]
     assert png["kind"] == "slice" and png["intensity"] == "display" and png["shape"] == [1, 101, 122]
+    phantom = rows["phantoms/volumes/case_0001"]
+    assert phantom["status"] == "ok" and phantom["shape"] == [32, 128, 128]
 
 
 def test_inspect_table_and_summary(tmp_path):
@@ -83,4 +90,4 @@ def test_inspect_missing_path_is_a_clear_usage_error():
 def test_console_script_inspects_the_examples():
     result = subprocess.run(["omnict", "inspect", str(EXAMPLES), "--json"], capture_output=True, text=True)
     assert result.returncode == 0
-    assert len(json.loads(result.stdout)) == 3
+    assert len(json.loads(result.stdout)) == 19

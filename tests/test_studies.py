@@ -84,3 +84,12 @@ def test_unsupported_single_file_is_reported_not_raised(tmp_path):
     (tmp_path / "report.docx").write_bytes(b"PK\x03\x04")
     (study,) = discover_studies(tmp_path / "report.docx")
     assert "not a supported image format" in study.problem
+
+
+def test_single_frame_dicoms_in_one_folder_are_named_by_file(tmp_path, testdata):
+    for index, path in enumerate(sorted((testdata / "dicom_series").iterdir())[:2]):
+        dataset = pydicom.dcmread(path)
+        dataset.SeriesInstanceUID = f"1.2.826.0.1.3680043.8.498.{index + 10}"
+        dataset.ImagePositionPatient = [0, 0, 0]  # each file alone: a slice, not a series
+        dataset.save_as(tmp_path / f"slice_{index}.dcm")
+    assert [s.study_id for s in discover_studies(tmp_path)] == ["slice_0", "slice_1"]
