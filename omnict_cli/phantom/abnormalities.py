@@ -180,19 +180,27 @@ def _band_from_edge(mask, axis, depth_vox, from_high=True):
     return mask & (index < edge + depth_vox)
 
 
-def _random_voxel(rng, mask):
-    """A uniformly chosen voxel index of ``mask`` (None when empty)."""
-    flat = np.flatnonzero(mask)
+def _random_voxel(rng, mask, flat=None):
+    """A uniformly chosen voxel index of ``mask`` (None when empty).
+
+    Loops drawing many voxels from one mask pass ``flat = np.flatnonzero(mask)``
+    once instead of listing a large mask on every call."""
+    flat = np.flatnonzero(mask) if flat is None else flat
     if flat.size == 0:
         return None
     return tuple(int(i) for i in np.unravel_index(flat[rng.integers(flat.size)], mask.shape))
 
 
 def _bbox(mask, margin=0):
-    """Slices of the bounding box of ``mask`` grown by ``margin`` voxels."""
-    nz = np.nonzero(mask)
-    return tuple(slice(max(0, int(i.min()) - margin), min(n, int(i.max()) + margin + 1))
-                 for i, n in zip(nz, mask.shape))
+    """Slices of the bounding box of ``mask`` grown by ``margin`` voxels.
+
+    Found from the mask's projections on each axis, which is much cheaper
+    than listing every voxel of a large mask."""
+    box = []
+    for axis, n in enumerate(mask.shape):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(max(0, int(hits[0]) - margin), min(n, int(hits[-1]) + margin + 1)))
+    return tuple(box)
 
 
 def _inplane_structure():
@@ -651,8 +659,9 @@ def _draw_emphysema(rng, scene):
         n, r_range = int(rng.integers(60, 200)), (2.0, 5.0)
     lung = np.isin(labels, LUNG_IDS)
     drawn = 0
+    candidates = np.flatnonzero(region)
     for _ in range(n):
-        c = _random_voxel(rng, region)
+        c = _random_voxel(rng, region, candidates)
         if c is None:
             break
         r = rng.uniform(*r_range)
@@ -1005,13 +1014,16 @@ def sample_abnormality_classes(rng: np.random.Generator, prevalence: dict[str, f
     return tuple(name for name, u in zip(CTRATE_ABNORMALITIES, draws) if name in force or u < rates[name])
 
 
-def _centre_on_a_changed_slice(finding: Finding, changed: np.ndarray) -> Finding:
+def _centre_on_a_changed_slice(finding: Finding, changed: np.ndarray, box) -> Finding:
     """Give every Finding a centre whose axial slice shows it: 2D slices and questions are
-    cut through ``centre_zyx``, and a centroid of scattered changes can fall between them."""
-    centre = np.asarray(finding.centre_zyx if finding.centre_zyx is not None else changed.mean(axis=0))
-    if finding.centre_zyx is not None and (changed[:, 0] == finding.centre_zyx[0]).any():
+    cut through ``centre_zyx``, and a centroid of scattered changes can fall between them.
+
+    ``changed`` is the mask of voxels the drawing changed, ``box`` its bounding box."""
+    if finding.centre_zyx is not None and changed[int(finding.centre_zyx[0])].any():
         return finding
-    nearest = changed[np.argmin(((changed - centre) ** 2).sum(axis=1))]
+    points = np.argwhere(changed[box]) + [s.start for s in box]
+    centre = np.asarray(finding.centre_zyx if finding.centre_zyx is not None else points.mean(axis=0))
+    nearest = points[np.argmin(((points - centre) ** 2).sum(axis=1))]
     return replace(finding, centre_zyx=tuple(int(v) for v in nearest))
 
 
@@ -1034,10 +1046,12 @@ def draw_abnormalities(rng: np.random.Generator, anatomy, prevalence: dict[str, 
             if name in force:
                 raise RuntimeError(f"could not draw forced class {name!r} into this anatomy")
             continue
-        changed = np.argwhere(before != anatomy.hu)
-        if changed.size:
-            finding.details["changed_voxels"] = len(changed)
-            finding.details["bbox_zyx"] = tuple(int(v) for v in np.concatenate([changed.min(0), changed.max(0)]))
-            finding = _centre_on_a_changed_slice(finding, changed)
+        changed = before != anatomy.hu
+        count = int(np.count_nonzero(changed))
+        if count:
+            box = _bbox(changed)
+            finding.details["changed_voxels"] = count
+            finding.details["bbox_zyx"] = (*(s.start for s in box), *(s.stop - 1 for s in box))
+            finding = _centre_on_a_changed_slice(finding, changed, box)
         findings[name] = finding
     return [findings[name] for name in CTRATE_ABNORMALITIES if name in findings]
