@@ -101,8 +101,10 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
 @click.option("--realistic", is_flag=True, help="512x512x300 voxels at 0.7x0.7x1.5 mm, for benchmarks.")
 @click.option("--format", "fmt", type=click.Choice(["nifti", "dicom", "png"]), default="nifti", show_default=True,
               help="Volumes as NIfTI or DICOM series; png writes a 2D slice set only.")
+@click.option("--prevalence", "prevalence_items", multiple=True, metavar="CLASS=P",
+              help='Probability a case has a CT-RATE class, e.g. --prevalence "Lung nodule=0.9" (repeatable).')
 @click.option("--overwrite", is_flag=True, help="Write into OUT_DIR even if it already holds files.")
-def demo_data(out_dir, count, seed, size, spacing, realistic, fmt, overwrite):
+def demo_data(out_dir, count, seed, size, spacing, realistic, fmt, prevalence_items, overwrite):
     """Generate synthetic chest CT phantoms with exact organ masks, CT-RATE
     labels, reference reports and VQA (deterministic per seed).
 
@@ -126,7 +128,8 @@ def demo_data(out_dir, count, seed, size, spacing, realistic, fmt, overwrite):
     if realistic:
         size, spacing = size or REALISTIC_SIZE, spacing or REALISTIC_SPACING
     try:
-        config = PhantomConfig(size=tuple(size or defaults.size), spacing=tuple(spacing or defaults.spacing))
+        config = PhantomConfig(size=tuple(size or defaults.size), spacing=tuple(spacing or defaults.spacing),
+                               prevalence=_parse_prevalence(prevalence_items))
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
     with progress() as bar:
@@ -135,6 +138,28 @@ def demo_data(out_dir, count, seed, size, spacing, realistic, fmt, overwrite):
     positives = ", ".join(f"{name} {n}" for name, n in summary.positives.items() if n)
     stderr_console().print(f"wrote {summary.cases} cases, {summary.slices} slices and {summary.qa_rows} QA rows "
                            f"to {target}; positives: {positives or 'none'}", highlight=False)
+
+
+def _parse_prevalence(items) -> dict | None:
+    """``("Lung nodule=0.9", ...)`` -> ``{"Lung nodule": 0.9}``; unnamed classes keep their defaults."""
+    from omnict_cli.labels import CTRATE_ABNORMALITIES
+
+    prevalence = {}
+    for item in items:
+        name, _, value = item.rpartition("=")
+        name = name.strip()
+        if name not in CTRATE_ABNORMALITIES:
+            raise click.BadParameter(f"{name!r} is not a CT-RATE class; one of: {', '.join(CTRATE_ABNORMALITIES)}",
+                                     param_hint="--prevalence")
+        try:
+            probability = float(value)
+        except ValueError:
+            probability = -1.0
+        if not 0.0 <= probability <= 1.0:
+            raise click.BadParameter(f"{item!r}: the probability must be a number from 0 to 1",
+                                     param_hint="--prevalence")
+        prevalence[name] = probability
+    return prevalence or None
 
 
 if __name__ == "__main__":  # pragma: no cover

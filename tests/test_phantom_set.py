@@ -120,3 +120,27 @@ def test_demo_data_command(tmp_path):
     assert runner.invoke(main, args + ["--overwrite"]).exit_code == 0
     inspected = runner.invoke(main, ["inspect", str(tmp_path / "set" / "volumes"), "--json"])
     assert [row["status"] for row in json.loads(inspected.output)] == ["ok", "ok"]
+
+
+def test_generated_reports_agree_with_the_label_vector():
+    for index in range(1, 7):
+        case = generate_case(SEED, index, SMALL)
+        positive = {c for sentence in case.report.sentences for c in sentence.positive}
+        negative = {c for sentence in case.report.sentences for c in sentence.negative}
+        present = {name for name, value in case.label_vector.items() if value}
+        assert positive == present
+        assert not negative & present
+
+
+def test_prevalence_option_controls_the_classes(tmp_path):
+    runner = CliRunner()
+    always = [arg for name in CTRATE_ABNORMALITIES for arg in ("--prevalence", f"{name}=0")]
+    always[always.index("Lung nodule=0")] = "Lung nodule=1"
+    result = runner.invoke(main, ["demo-data", str(tmp_path / "set"), "--n", "3", "--size", "24", "96", "96",
+                                  "--spacing", "12", "3.6", "3.6", *always])
+    assert result.exit_code == 0, result.output
+    rows = read_csv(tmp_path / "set" / "labels.csv")
+    assert all(row["Lung nodule"] == "1" for row in rows)
+    assert all(row[name] == "0" for row in rows for name in CTRATE_ABNORMALITIES if name != "Lung nodule")
+    bad = runner.invoke(main, ["demo-data", str(tmp_path / "x"), "--prevalence", "Nodules=0.5"])
+    assert bad.exit_code == 2 and "not a CT-RATE class" in bad.output
