@@ -762,15 +762,22 @@ def _lumpy_blob(rng, scene, lobe, radius_mm):
     return blob, c
 
 
-def _draw_lung_opacity(rng, scene):
-    """Ground glass: a hazy -700..-400 HU region over the parenchyma of one lobe (vessels kept)."""
+def _airspace_region(rng, scene):
+    """A lumpy region 30-80 mm across in a random lobe: ``(lobe, radius, blob, centre)`` or None."""
     lobe = scene.lobe_choice(rng, LUNG_IDS)
     if lobe is None:
         return None
     radius = rng.uniform(15, 40)
     blob, c = _lumpy_blob(rng, scene, lobe, radius)
-    if blob is None:
+    return None if blob is None else (lobe, radius, blob, c)
+
+
+def _draw_lung_opacity(rng, scene):
+    """Ground glass: a hazy -700..-400 HU region over the parenchyma of one lobe (vessels kept)."""
+    region = _airspace_region(rng, scene)
+    if region is None:
         return None
+    lobe, radius, blob, c = region
     blob &= scene.hu < -500
     blob[c] = True
     level = rng.uniform(-650, -450)
@@ -782,13 +789,10 @@ def _draw_lung_opacity(rng, scene):
 
 def _draw_consolidation(rng, scene):
     """Dense airspace region (10-50 HU) in one lobe with air bronchograms through it."""
-    lobe = scene.lobe_choice(rng, LUNG_IDS)
-    if lobe is None:
+    region = _airspace_region(rng, scene)
+    if region is None:
         return None
-    radius = rng.uniform(15, 40)
-    blob, c = _lumpy_blob(rng, scene, lobe, radius)
-    if blob is None:
-        return None
+    lobe, radius, blob, c = region
     sp = scene.spacing
     scene.hu[blob] = np.clip(rng.uniform(25, 40) + rng.normal(0, 5, size=int(blob.sum())), 10, 50)
     n_air = int(rng.integers(2, 5))
