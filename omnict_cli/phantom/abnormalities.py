@@ -455,18 +455,23 @@ def _draw_cardiomegaly(rng, scene):
     pleural = scene.anatomy.landmarks.get("pleural_space")
     before_ratio = cardiothoracic_ratio(labels, pleural)
     target = rng.uniform(0.55, 0.65)
-    centre = np.argwhere(heart).mean(axis=0)
-    src_hu, src_heart = hu.copy(), heart.copy()
+    heart_voxels = np.argwhere(heart)
+    centre = heart_voxels.mean(axis=0)
+    src_hu, src_heart = hu.copy(), heart.copy()  # read-only sources of the scaling
     grow_x = max(target / max(before_ratio, 1e-3), 1.12)
-    allowed = scene.body & (np.isin(labels, LUNG_IDS) | (labels == 0) | (labels == HEART))
-    for _ in range(6):
+    attempts = 6
+    # room for the largest scaling the loop can reach, so work stays inside one box
+    box = _bbox(heart, margin=int(np.ceil((grow_x * 1.08 ** attempts - 1)
+                                          * np.ptp(heart_voxels, axis=0).max() / 2)) + 2)
+    allowed = scene.body[box] & np.isin(labels[box], (*LUNG_IDS, 0, HEART))
+    for _ in range(attempts):
         scale = np.array([1 + (grow_x - 1) * 0.3, 1 + (grow_x - 1) * 0.7, grow_x])
         # the scaling is separable: each output axis reads one source index per coordinate
-        source = np.ix_(*[np.clip(np.round(centre[i] + (np.arange(n) - centre[i]) / scale[i]), 0, n - 1)
-                          .astype(np.intp) for i, n in enumerate(scene.shape)])
+        source = np.ix_(*[np.clip(np.round(centre[i] + (np.arange(b.start, b.stop) - centre[i]) / scale[i]),
+                                  0, n - 1).astype(np.intp) for i, (b, n) in enumerate(zip(box, scene.shape))])
         grown = src_heart[source] & allowed
-        labels[grown] = HEART
-        hu[grown] = src_hu[source][grown]
+        labels[box][grown] = HEART
+        hu[box][grown] = src_hu[source][grown]
         ratio = cardiothoracic_ratio(labels, pleural)
         if ratio >= target:
             break
@@ -947,6 +952,16 @@ def _draw_bronchiectasis(rng, scene):
                    severity=_severity(lumen, 5, 6), centre_zyx=airways[0][2])
 
 
+def _depth_in_lung(lung, spacing):
+    """Distance (mm) from each lung voxel to the lung's edge, on a grid coarsened to about
+    2 mm in-plane: the 12 mm periphery needs no finer, and the distance map is the cost."""
+    step = max(1, int(2.0 // min(spacing[1:])))
+    coarse = lung[:, ::step, ::step]
+    depth = ndimage.distance_transform_edt(coarse, sampling=(spacing[0], spacing[1] * step, spacing[2] * step))
+    depth = np.repeat(np.repeat(depth, step, axis=1), step, axis=2)
+    return depth[:, : lung.shape[1], : lung.shape[2]]
+
+
 def _draw_interlobular_septal_thickening(rng, scene):
     """Polygonal lines at the lung periphery: Voronoi cell walls of 15-22 mm 'lobules'.
 
@@ -957,8 +972,7 @@ def _draw_interlobular_septal_thickening(rng, scene):
         return None
     box = _bbox(lung, 1)
     sp = np.asarray(scene.spacing)
-    depth = ndimage.distance_transform_edt(lung[box], sampling=sp)
-    peripheral = lung[box] & (depth <= 12) & (scene.hu[box] < -500)
+    peripheral = lung[box] & (_depth_in_lung(lung[box], sp) <= 12) & (scene.hu[box] < -500)
     points = np.argwhere(peripheral)
     metric = sp * [0.35, 1, 1]
     coords = points * metric
