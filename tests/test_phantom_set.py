@@ -144,3 +144,11 @@ def test_prevalence_option_controls_the_classes(tmp_path):
     assert all(row[name] == "0" for row in rows for name in CTRATE_ABNORMALITIES if name != "Lung nodule")
     bad = runner.invoke(main, ["demo-data", str(tmp_path / "x"), "--prevalence", "Nodules=0.5"])
     assert bad.exit_code == 2 and "not a CT-RATE class" in bad.output
+
+
+def test_same_seed_writes_byte_identical_volumes_and_tables(tmp_path):
+    for name in ("a", "b"):
+        write_phantom_set(tmp_path / name, 2, SEED, SMALL, "nifti")
+    for relative in ("volumes/case_0001.nii.gz", "labels/case_0002.nii.gz", "labels.csv", "references.csv",
+                     "qa.jsonl"):
+        assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes(), relative

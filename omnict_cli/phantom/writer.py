@@ -147,7 +147,7 @@ def _write_nifti(path: Path, canonical: np.ndarray, spacing) -> None:
     image.set_data_dtype(canonical.dtype)
     image.set_qform(ras_affine, code=1)
     image.set_sform(ras_affine, code=1)
-    _write_bytes(path, igzip.compress(image.to_bytes(), compresslevel=2))
+    _write_bytes(path, igzip.compress(image.to_bytes(), compresslevel=2, mtime=0))  # same seed, same bytes
 
 
 def _write_csv(path: Path, columns, rows) -> None:
