@@ -210,6 +210,14 @@ def _inplane_structure():
     return st
 
 
+def _boxed_surface(mask, margin):
+    """``(box, surface)``: the mask's bounding box (grown by ``margin``) and, inside it, the
+    mask voxels on its in-plane edge, where wall calcifications sit."""
+    box = _bbox(mask, margin)
+    inner = mask[box]
+    return box, inner & ~ndimage.binary_erosion(inner, _inplane_structure())
+
+
 def _severity(value, mild_upto, moderate_upto):
     return "mild" if value <= mild_upto else "moderate" if value <= moderate_upto else "severe"
 
@@ -416,9 +424,7 @@ def _draw_arterial_wall_calcification(rng, scene):
     aorta = scene.labels == AORTA
     if not aorta.any():
         return None
-    box = _bbox(aorta, 2)
-    a = aorta[box]
-    wall = a & ~ndimage.binary_erosion(a, _inplane_structure())
+    box, wall = _boxed_surface(aorta, 2)
     near_wall = ndimage.binary_dilation(wall, _inplane_structure())
     hu_box = scene.hu[box]
     offset = np.array([s.start for s in box])
@@ -428,7 +434,7 @@ def _draw_arterial_wall_calcification(rng, scene):
     for _ in range(n):
         c = _random_voxel(rng, wall)
         r = rng.uniform(1.5, 4.0)
-        ell = _ellipsoid(a.shape, scene.spacing, c, (max(r, scene.spacing[0] * 0.4), r, r))
+        ell = _ellipsoid(wall.shape, scene.spacing, c, (max(r, scene.spacing[0] * 0.4), r, r))
         plaque = (ell[1] <= 1) & near_wall[ell[0]]
         hu_box[ell[0]][plaque] = rng.uniform(450, 900)
         hu_box[c] = max(hu_box[c], 450)
@@ -518,9 +524,8 @@ def _draw_coronary_artery_wall_calcification(rng, scene):
     heart = scene.labels == HEART
     if not heart.any():
         return None
-    box = _bbox(heart, 3)
+    box, surface = _boxed_surface(heart, 3)
     h = heart[box]
-    surface = h & ~ndimage.binary_erosion(h, _inplane_structure())
     offset = np.array([s.start for s in box])
     cz, cy, cx = np.array(scene.heart_centre()) - offset
     zz, yy, xx = np.indices(h.shape)
