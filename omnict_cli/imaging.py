@@ -192,9 +192,20 @@ def hu_warnings(voxels: np.ndarray) -> list[str]:
     if low >= 0.0 and high <= 1.0:
         return ["values lie in [0, 1]: this looks normalised, not CT HU; windowing to [-1000, 1000] HU "
                 "will wash it out. Export HU, or convert it before running"]
+    if low >= 0.0 and _looks_like_label_map(sample):
+        return [f"integer ids 0 to {high:g}, mostly 0: this looks like a label map (segmentation), not CT HU; "
+                "keep segmentations out of the folder of scans, or ignore this study"]
     if low >= 0.0 and high > 500.0:
         return [f"no values below 0 (range {low:g} to {high:g}): air should be near -1000 HU; the rescale "
                 "intercept (usually -1024) looks missing"]
     if low < -10000.0 or high > 40000.0:
         return [f"values {low:g} to {high:g} are far outside the CT HU range"]
     return []
+
+
+def _looks_like_label_map(sample: np.ndarray) -> bool:
+    """Whole numbers, few distinct values, mostly zero: TotalSegmentator-style outputs
+    often sit next to the scans they were made from."""
+    if sample.max() > 1000 or not np.array_equal(sample, np.round(sample)):
+        return False
+    return float((sample == 0).mean()) > 0.3 and len(np.unique(sample)) <= 256

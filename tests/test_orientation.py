@@ -96,6 +96,14 @@ def _load_pair(folder, ct_name, labels_name):
     return ct.voxels, labels.voxels
 
 
+def test_label_maps_are_flagged_as_not_ct(testdata):
+    studies = {s.study_id: s for s in discover_studies(testdata)}
+    assert any("label map" in w for w in load_study(studies["ct_chest_small_totalseg"]).warnings)
+    assert any("label map" in w for w in load_study(studies["dicom_series_totalseg"]).warnings)
+    assert load_study(studies["ct_chest_small"]).warnings == []
+    assert load_study(studies["dicom_series"]).warnings == []
+
+
 def test_lung_lobes_sit_on_air_filled_lung(testdata):
     hu, labels = _load_pair(testdata, "ct_chest_small", "ct_chest_small_totalseg")
     lungs = np.isin(labels, LUNG_LOBES)
