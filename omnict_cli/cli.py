@@ -80,7 +80,8 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
     from rich.console import Console
     from rich.markup import escape
 
-    Console().print(studies_table(summaries))
+    # piped or captured output has no terminal width; 80 columns would fold every cell
+    Console(width=None if sys.stdout.isatty() else 160).print(studies_table(summaries))
     failed = [s for s in summaries if s.status == "error"]
     warned = sum(s.status == "warning" for s in summaries)
     console = stderr_console()

@@ -33,6 +33,9 @@ SLICE_DISPLAY_AXCODES = {
 """Display layouts of a 2D slice held as a ``(1, H, W)`` array; the first
 axis is the one-voxel-thick slice normal."""
 
+_SLICE_ROW_COLUMN_FORMATS = ("dicom", "nrrd", "mha", "mhd")
+"""Formats whose arrays are read slice-first, ``[k, j, i]``."""
+
 INTENSITY_HU = "hu"
 INTENSITY_DISPLAY = "display"
 
@@ -87,6 +90,18 @@ class Volume:
     def source_axcodes(self) -> tuple[str, ...]:
         """Orientation found in the file, e.g. ``("R", "A", "S")`` for a RAS NIfTI."""
         return tuple(nio.ornt2axcodes(self.source_ornt))
+
+    @property
+    def file_axcodes(self) -> tuple[str, ...]:
+        """The file's orientation named in its own index order (i, j, k), fastest axis first.
+
+        NIfTI arrays are read as ``[i, j, k]`` already; DICOM series and ITK
+        images (NRRD, MHA) are read as ``[k, j, i]`` (slice, row, column),
+        so their codes are reversed: a standard axial DICOM series reads
+        ``LPS``, a NRRD saved from a RAS NIfTI ``RAS``, as their tools say.
+        """
+        codes = self.source_axcodes
+        return tuple(reversed(codes)) if self.source_format in _SLICE_ROW_COLUMN_FORMATS else codes
 
     @property
     def hu(self) -> np.ndarray:

@@ -53,6 +53,7 @@ def test_inspect_examples_as_json():
     assert len(slices) == 8 and all(s.startswith("phantoms/slices/case_000") for s in slices)
     assert all(row["status"] != "error" for row in rows.values())
     assert rows["ct_chest_small.nrrd"]["shape"] == [30, 101, 122]
+    assert rows["ct_chest_small.nrrd"]["orientation"] == "RAS", "named in ITK's (i, j, k) order, as tools do"
     nifti = rows["ct_chest_small.nii.gz"]
     assert nifti["status"] == "ok" and nifti["kind"] == "volume" and nifti["format"] == "nifti"
     assert nifti["shape"] == [30, 101, 122] and nifti["spacing"] == [3.0, 3.0, 3.0]

@@ -163,6 +163,7 @@ def test_canonical_axes_point_the_right_anatomical_way(testdata, name):
 def test_dicom_series_geometry_from_positions_not_slice_thickness(testdata):
     volume = load_path(testdata / "dicom_series")
     assert volume.source_format == "dicom" and volume.kind == "volume"
+    assert volume.file_axcodes == ("L", "P", "S"), "(column, row, slice) of an axial series in LPS terms"
     assert volume.shape == (20, 512, 512)
     assert volume.spacing == pytest.approx((2.0, 0.9765625, 0.9765625))
     assert volume.meta["slice_thickness_mm"] in ("3", 3, 3.0)
