@@ -1,0 +1,14 @@
+"""OmniCT as a transformers model: configuration, processor and modeling.
+
+Importing this package registers ``model_type="omnict"`` with ``AutoConfig``,
+so ``AutoConfig.from_pretrained(dir)`` reads an OmniCT directory without
+remote code.
+"""
+
+from transformers import AutoConfig
+
+from omnict_cli.model.configuration_omnict import OmniCTConfig
+
+AutoConfig.register(OmniCTConfig.model_type, OmniCTConfig, exist_ok=True)
+
+__all__ = ["OmniCTConfig"]
