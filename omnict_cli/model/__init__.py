@@ -8,7 +8,8 @@ remote code.
 from transformers import AutoConfig
 
 from omnict_cli.model.configuration_omnict import OmniCTConfig
+from omnict_cli.model.processing_omnict import OmniCTProcessor, add_special_tokens
 
 AutoConfig.register(OmniCTConfig.model_type, OmniCTConfig, exist_ok=True)
 
-__all__ = ["OmniCTConfig"]
+__all__ = ["OmniCTConfig", "OmniCTProcessor", "add_special_tokens"]
