@@ -8,13 +8,14 @@ from omnict_cli.model import OmniCTConfig
 from omnict_cli.preprocess import PreprocessConfig
 
 
-def tiny_config(**overrides) -> OmniCTConfig:
-    """A 42x42-pixel, 3x3-patch encoder and a 2-layer Qwen2: sizes ~32, built in memory."""
+def tiny_config(image_size: int = 42, **overrides) -> OmniCTConfig:
+    """A 2-layer, width-32 SigLIP (42 px = 3x3 patches by default) and a 2-layer Qwen2, built in memory."""
     vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, patch_size=14, image_size=42)
+                  num_attention_heads=2, patch_size=14, image_size=image_size)
     text = dict(model_type="qwen2", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=2, num_key_value_heads=1, vocab_size=128)
-    sizes = dict(volume_size=(6, 42, 42), slice_size=(42, 42), tpe_depth_dim=4, tpe_row_dim=4, tpe_col_dim=4)
+    sizes = dict(volume_size=(6, image_size, image_size), slice_size=(image_size, image_size),
+                 tpe_depth_dim=4, tpe_row_dim=4, tpe_col_dim=4)
     return OmniCTConfig(vision_config=vision, text_config=text, **{**sizes, **overrides})
 
 
