@@ -62,13 +62,15 @@ class PreprocessConfig:
     antialias: bool = True
 
     def __post_init__(self):
+        if len(self.hu_window) != 2:
+            raise ValueError(f"hu_window must be (low, high), got {self.hu_window}")
         low, high = self.hu_window
         if not high > low:
             raise ValueError(f"hu_window must be (low, high) with high > low, got {self.hu_window}")
         if len(self.volume_size) != 3 or min(self.volume_size) < 1:
-            raise ValueError(f"volume_size must be three positive sizes, got {self.volume_size}")
+            raise ValueError(f"volume_size must be three positive sizes (D, H, W), got {self.volume_size}")
         if len(self.slice_size) != 2 or min(self.slice_size) < 1:
-            raise ValueError(f"slice_size must be two positive sizes, got {self.slice_size}")
+            raise ValueError(f"slice_size must be two positive sizes (H, W), got {self.slice_size}")
         if not 1 <= self.slices_per_unit <= self.volume_size[0]:
             raise ValueError(f"slices_per_unit must be in 1..{self.volume_size[0]}, got {self.slices_per_unit}")
 

@@ -7,8 +7,9 @@ and Organ-level Semantic Enhancement (pooled organ grid), plus the
 preprocessing sizes. Token counts are computed here, in pure integer math,
 so the processor (which writes placeholders) and the model (which produces
 features) can never disagree. Like transformers' ``configuration_*.py``
-files, this module imports no torch itself; preprocessing is imported only
-when :meth:`OmniCTConfig.preprocess_config` is called.
+files, this module imports no torch itself. The preprocessing sizes are
+checked by building the :class:`~omnict_cli.preprocess.PreprocessConfig`
+they describe, so the rules live in one place.
 """
 
 from __future__ import annotations
@@ -137,15 +138,7 @@ class OmniCTConfig(PretrainedConfig):
             raise ValueError(f"image and organ placeholder token ids must differ, got {ids}")
 
     def _validate_preprocessing(self):
-        low, high = self.hu_window
-        if len(self.hu_window) != 2 or not high > low:
-            raise ValueError(f"hu_window must be (low, high) with high > low, got {self.hu_window}")
-        if len(self.volume_size) != 3 or min(self.volume_size) < 1:
-            raise ValueError(f"volume_size must be three positive sizes (D, H, W), got {self.volume_size}")
-        if len(self.slice_size) != 2 or min(self.slice_size) < 1:
-            raise ValueError(f"slice_size must be two positive sizes (H, W), got {self.slice_size}")
-        if not 1 <= self.slices_per_unit <= self.volume_size[0]:
-            raise ValueError(f"slices_per_unit must be in 1..{self.volume_size[0]}, got {self.slices_per_unit}")
+        self.preprocess_config()  # PreprocessConfig owns the rules for window and grid sizes
         side = self.vision_config.image_size
         # SigLIP's position embeddings are learnt for one image size; units must arrive at that size.
         for name, size in (("volume_size", self.volume_size[1:]), ("slice_size", self.slice_size)):
@@ -198,9 +191,9 @@ class OmniCTConfig(PretrainedConfig):
         return _check_units(num_units) * self.organ_grid(kind) ** 2
 
     def preprocess_config(self):
-        """The :class:`omnict_cli.preprocess.PreprocessConfig` these sizes describe.
+        """The :class:`omnict_cli.preprocess.PreprocessConfig` these sizes describe (and validates).
 
-        Imported here, not at module level, so this module stays free of torch.
+        Imported here, not at module level: preprocessing is not needed to read a config.
         """
         from omnict_cli.preprocess import PreprocessConfig
 
