@@ -1,4 +1,4 @@
-"""OmniCT modeling: Spatial Consistency Enhancement (paper Sec. 2.1, Eq. 1-4).
+"""OmniCT modeling: the SCE vision path (paper Sec. 2.1, Eq. 1-4) and the full model with generation.
 
 Units from preprocessing (VSC: 3 slices as the channels of one unit, float32
 ``[N_s, 3, H, W]`` in [-1, 1]) pass through the SigLIP vision tower a batch
@@ -13,18 +13,29 @@ The output stays a token grid per study, ``[N_s, H'/m, W'/m, d_llm]``, so
 Organ-level Semantic Enhancement can later select an organ's tokens by
 position; flattening it row-major gives the order of the prompt's
 placeholders (unit, then row, then column).
+
+:class:`OmniCTForConditionalGeneration` puts it together as transformers'
+LLaVA does: the processor has already expanded every placeholder to the
+exact feature count; the model embeds the prompt, checks the counts (a
+``ValueError`` naming both numbers), ``masked_scatter``s image tokens and
+OSE organ tokens (Sec. 2.2) into the placeholder positions and runs the
+causal LM on ``inputs_embeds``. ``generate()`` comes from ``GenerationMixin``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModel
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from omnict_cli.model.configuration_omnict import OmniCTConfig
+from omnict_cli.model.organ_pooling import organ_mask_to_token_grid, pool_organ_tokens
 
 SINUSOID_BASE = 10000.0  # as in "Attention is all you need"
 
@@ -157,3 +168,209 @@ class OmniCTSpatialEncoder(nn.Module):
                                      self.config.unshuffle_factor(kind))
             grids.append(self.multi_modal_projector(tokens, kind))
         return grids
+
+
+# ---- the full model ---------------------------------------------------------------------
+
+
+@dataclass
+class OmniCTCausalLMOutputWithPast(CausalLMOutputWithPast):
+    """Output of :class:`OmniCTForConditionalGeneration`: the causal LM's output plus OSE's report.
+
+    Attributes:
+        loss: ``[]`` next-token cross-entropy, when ``labels`` were given (-100 positions ignored).
+        logits: ``[B, T, vocab]`` (``[B, k, vocab]`` with ``logits_to_keep=k``).
+        past_key_values: the LM's KV cache (a ``Cache``), when ``use_cache``. Its name follows the
+            installed transformers (``cache`` from the releases that renamed it), because the
+            fields are inherited from ``CausalLMOutputWithPast``, the name ``generate()`` reads.
+        hidden_states, attentions: the LM's, when requested.
+        organ_status: one entry per study when pixel data was given: ``(status, message)`` with
+            status "ok", "empty" or "missing" (see :mod:`omnict_cli.model.organ_pooling`);
+            ``None`` on decoding steps without pixel data.
+    """
+
+    organ_status: list[tuple[str, str]] | None = None
+
+
+class OmniCTPreTrainedModel(PreTrainedModel):
+    """Weights init and the transformers capabilities (SDPA, device_map, gradient checkpointing) of OmniCT."""
+
+    config_class = OmniCTConfig
+    config: OmniCTConfig
+    base_model_prefix = "model"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    # Never split across devices; post_init adds the language model's own (any causal LM) as well.
+    _no_split_modules = ["Qwen2DecoderLayer", "SiglipEncoderLayer", "OmniCTHybridProjector"]
+
+    def _init_weights(self, module):
+        """The projector (W_s, W_v, W_share) starts as LLaVA's does: N(0, LLM initializer_range), zero bias.
+
+        The vision tower and the language model are ``PreTrainedModel``s with their own init.
+        """
+        if isinstance(module, OmniCTHybridProjector):
+            std = getattr(self.config.text_config, "initializer_range", 0.02)
+            for linear in (module.slice_expert, module.volume_expert, module.shared):
+                init.normal_(linear.weight, mean=0.0, std=std)
+                init.zeros_(linear.bias)
+        else:
+            super()._init_weights(module)
+
+
+class OmniCTForConditionalGeneration(OmniCTPreTrainedModel, GenerationMixin):
+    """OmniCT: SCE image tokens + OSE organ tokens scattered into a causal LM's prompt (paper Sec. 2).
+
+    Submodules: ``spatial_encoder`` (:class:`OmniCTSpatialEncoder`: SigLIP tower, TPE, token
+    unshuffle, hybrid projector) and ``language_model`` (any ``AutoModelForCausalLM`` from
+    ``config.text_config``, Qwen2 by default).
+
+    Loading and saving are ``PreTrainedModel``'s own ``from_pretrained`` / ``save_pretrained``
+    (safetensors, no remote code) and nothing else reads weights: a key map for the authors'
+    released checkpoints belongs in this class, as transformers' ``_checkpoint_conversion_mapping``
+    does for LLaVA, and nowhere else.
+    """
+
+    def __init__(self, config: OmniCTConfig):
+        super().__init__(config)
+        self.spatial_encoder = OmniCTSpatialEncoder(config)
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    # ---- multimodal features --------------------------------------------------------------
+
+    def get_study_features(self, pixel_values: torch.Tensor, num_units, image_kinds, organ_masks=None):
+        """SCE image tokens and OSE organ tokens of every study in the batch.
+
+        Args:
+            pixel_values: float ``[sum N_s, 3, H, W]``, all units, study after study.
+            num_units: ``[B]`` units per study.
+            image_kinds: ``B`` strings, "slice" or "volume".
+            organ_masks: ``None`` or ``B`` entries, each a bool ``[D, H, W]`` organ mask on the study's
+                preprocessed grid (``D >= N_s`` for slices, ``>= N_s * slices_per_unit`` for volumes) or
+                ``None`` (global fallback, status "missing").
+
+        Returns:
+            ``(image_features, organ_features, organ_status)``: ``B`` tensors
+            ``[num_image_tokens(kind, N_s), d_llm]``, ``B`` tensors ``[num_organ_tokens(kind, N_s), d_llm]``
+            and ``B`` ``(status, message)`` pairs.
+        """
+        grids = self.spatial_encoder(pixel_values, num_units, image_kinds)
+        organ_masks = [None] * len(grids) if organ_masks is None else list(organ_masks)
+        if len(organ_masks) != len(grids):
+            raise ValueError(f"got {len(organ_masks)} organ masks for {len(grids)} studies; use None for none")
+        image_features, organ_features, organ_status = [], [], []
+        for grid, kind, mask in zip(grids, image_kinds, organ_masks):
+            image_features.append(grid.reshape(-1, grid.shape[-1]))  # unit, row, column: the placeholder order
+            pooled = pool_organ_tokens(grid, self._organ_coverage(mask, grid, kind), kind, self.config)
+            organ_features.append(pooled.tokens)
+            organ_status.append((pooled.status, pooled.message))
+        return image_features, organ_features, organ_status
+
+    def _organ_coverage(self, organ_mask, grid: torch.Tensor, kind: str) -> torch.Tensor | None:
+        if organ_mask is None:
+            return None
+        slices_per_unit = 1 if kind == "slice" else self.config.slices_per_unit
+        layout = (self.config.vision_config.patch_size, self.config.unshuffle_factor(kind))
+        return organ_mask_to_token_grid(torch.as_tensor(organ_mask, device=grid.device).bool(), grid.shape[0],
+                                        slices_per_unit, tuple(grid.shape[1:3]), patch_layout=layout)
+
+    def get_placeholder_masks(self, input_ids: torch.Tensor, image_features, organ_features):
+        """Boolean ``[B, T]`` masks of the image and the organ placeholders, after checking their counts.
+
+        Each row must hold exactly as many placeholders as its study has features (the processor
+        expands them with the same config); a ``ValueError`` names both numbers otherwise.
+        """
+        masks = []
+        for what, fields, features in (
+                ("image", ("slice_image_token_id", "volume_image_token_id"), image_features),
+                ("organ", ("slice_organ_token_id", "volume_organ_token_id"), organ_features)):
+            token_ids = [getattr(self.config, field) for field in fields if getattr(self.config, field) is not None]
+            if not token_ids:
+                raise ValueError(f"the config has no {what} placeholder token ids; set them from "
+                                 "add_special_tokens(tokenizer) with config.update(...)")
+            mask = torch.isin(input_ids, torch.tensor(token_ids, device=input_ids.device))
+            found, expected = mask.sum(1).tolist(), [len(f) for f in features]
+            if len(found) != len(expected):
+                raise ValueError(f"input_ids has {len(found)} rows but pixel data describes {len(expected)} studies")
+            for row, (n_tokens, n_features) in enumerate(zip(found, expected)):
+                if n_tokens != n_features:
+                    raise ValueError(f"{what} placeholder tokens and features do not match in row {row}: "
+                                     f"tokens: {n_tokens}, features: {n_features}")
+            masks.append(mask)
+        return masks
+
+    # ---- forward and generation -------------------------------------------------------
+
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                pixel_values: torch.Tensor | None = None, num_units=None, image_kinds=None, organ_masks=None,
+                labels: torch.LongTensor | None = None, past_key_values=None,
+                inputs_embeds: torch.Tensor | None = None, use_cache: bool | None = None,
+                logits_to_keep: int | torch.Tensor = 0, **kwargs) -> OmniCTCausalLMOutputWithPast:
+        """Scatter image and organ tokens into the prompt and run the language model.
+
+        Args:
+            input_ids: long ``[B, T]`` from :class:`OmniCTProcessor` (placeholders already expanded).
+            attention_mask: ``[B, T]``, 0 on the left padding.
+            pixel_values, num_units, image_kinds, organ_masks: the processor's outputs (see
+                :meth:`get_study_features`); given on the first step only, the cache holds them after.
+            labels: long ``[B, T]``, -100 where no loss is taken (prompt, padding, placeholders).
+            past_key_values: the LM's cache (generation passes it under the installed name).
+            inputs_embeds: ``[B, T, d_llm]`` instead of ``input_ids`` (then no pixel data).
+            logits_to_keep: keep logits of the last k positions only (0 = all), as ``generate()`` asks.
+
+        Returns:
+            :class:`OmniCTCausalLMOutputWithPast`.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        organ_status = None
+        if pixel_values is not None:
+            if input_ids is None:
+                raise ValueError("pixel_values need input_ids to locate the image and organ placeholders")
+            if num_units is None or image_kinds is None:
+                raise ValueError("pixel_values come with num_units and image_kinds (the processor returns them)")
+            image_features, organ_features, organ_status = self.get_study_features(
+                pixel_values, num_units, image_kinds, organ_masks)
+            image_mask, organ_mask = self.get_placeholder_masks(input_ids, image_features, organ_features)
+            for mask, features in ((image_mask, image_features), (organ_mask, organ_features)):
+                features = torch.cat(features).to(inputs_embeds.device, inputs_embeds.dtype)
+                inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), features)
+        if past_key_values is not None:
+            kwargs["past_key_values"] = past_key_values
+        kwargs["return_dict"] = True  # the fields are copied by name below
+        outputs = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
+                                      use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)
+        return OmniCTCausalLMOutputWithPast(**outputs, organ_status=organ_status)
+
+    def prepare_inputs_for_generation(self, input_ids, pixel_values=None, num_units=None, image_kinds=None,
+                                      organ_masks=None, is_first_iteration=False, **kwargs):
+        """``GenerationMixin``'s inputs, plus the pixel data on the first step only (as LLaVA).
+
+        Later steps feed only new tokens; their prompt positions, image and organ tokens included,
+        are in the cache. Without a cache every step re-reads the whole prompt, so the pixel data goes in
+        every time.
+        """
+        model_inputs = super().prepare_inputs_for_generation(input_ids, is_first_iteration=is_first_iteration,
+                                                             **kwargs)
+        if is_first_iteration or not kwargs.get("use_cache", True):
+            model_inputs.update(pixel_values=pixel_values, num_units=num_units, image_kinds=image_kinds,
+                                organ_masks=organ_masks)
+        return model_inputs
