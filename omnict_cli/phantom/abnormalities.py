@@ -218,6 +218,12 @@ def _boxed_surface(mask, margin):
     return box, inner & ~ndimage.binary_erosion(inner, _inplane_structure())
 
 
+def _lobes_on_side(labels, candidates, side):
+    """The candidate lobe ids on ``side`` (both for "bilateral") that this anatomy has."""
+    return [lobe for lobe in candidates
+            if (side == "bilateral" or LOBES[lobe][1] == side) and (labels == lobe).any()]
+
+
 def _severity(value, mild_upto, moderate_upto):
     return "mild" if value <= mild_upto else "moderate" if value <= moderate_upto else "severe"
 
@@ -691,7 +697,7 @@ def _draw_atelectasis(rng, scene):
     labels, hu, sp = scene.labels, scene.hu, scene.spacing
     side = str(rng.choice(["right", "left", "bilateral"], p=[0.35, 0.3, 0.35]))
     pattern = str(rng.choice(["plate-like", "dependent"]))
-    lobes = [l for l in LOWER_LOBES if (side == "bilateral" or LOBES[l][1] == side) and (labels == l).any()]
+    lobes = _lobes_on_side(labels, LOWER_LOBES, side)
     if not lobes:
         return None
     changed = np.zeros(scene.shape, bool)
@@ -825,7 +831,7 @@ def _draw_pulmonary_fibrotic_sequela(rng, scene):
     Volume loss is only suggested by the cap; the lobe is not shrunk."""
     labels, hu, sp = scene.labels, scene.hu, scene.spacing
     side = str(rng.choice(["right", "left", "bilateral"], p=[0.35, 0.25, 0.4]))
-    lobes = [l for l in UPPER_LOBES if (side == "bilateral" or LOBES[l][1] == side) and (labels == l).any()]
+    lobes = _lobes_on_side(labels, UPPER_LOBES, side)
     if not lobes:
         return None
     changed = np.zeros(scene.shape, bool)
