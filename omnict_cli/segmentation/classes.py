@@ -128,3 +128,20 @@ TOTALSEG_TOTAL_CLASSES = {
 
 TOTALSEG_TOTAL_IDS = {name: label_id for label_id, name in TOTALSEG_TOTAL_CLASSES.items()}
 """Structure name -> label id."""
+
+
+BUILTIN_EXTRA_CLASSES = {
+    200: "body",
+    201: "lung_left",
+    202: "lung_right",
+    203: "bone",
+    204: "mediastinum",
+}
+"""Coarse classes of the built-in segmenter that TotalSegmentator's ``total``
+task has no single id for (it splits lungs into lobes and bone into single
+vertebrae and ribs, and has no body outline). They live in 200..254 so they
+never collide with TotalSegmentator ids (1..117) and still fit uint8. Where a
+TotalSegmentator class exists the built-in segmenter uses its id instead
+(``trachea`` = 16, which there also covers the main bronchi)."""
+
+BUILTIN_EXTRA_IDS = {name: label_id for label_id, name in BUILTIN_EXTRA_CLASSES.items()}

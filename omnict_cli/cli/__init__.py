@@ -1,0 +1,14 @@
+"""The ``omnict`` command line: one click group, one module per command family.
+
+``main.py`` holds the group and the study commands (``inspect``,
+``demo-data``); every other module here adds its commands to that group when
+imported below. Command modules import only click at the top so
+``omnict --help`` stays instant; the library is imported inside each command.
+"""
+
+from omnict_cli.cli.main import main
+
+# Command families: importing a module registers its commands on ``main``.
+# (one import per line; keep them sorted)
+
+__all__ = ["main"]
