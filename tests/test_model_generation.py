@@ -85,13 +85,8 @@ def test_batched_greedy_generation_equals_one_at_a_time(model_and_processor):
 def test_a_few_adamw_steps_on_one_example_lower_the_loss():
     model, processor = build(seed=1)
     model.train()
-    batch = processor(["is the liver enlarged ?"], [study("volume", 2)])
-    answer = torch.tensor([[WORDS.index("the"), WORDS.index("liver"), WORDS.index("is"), WORDS.index("enlarged")]])
-    input_ids = torch.cat([batch["input_ids"], answer], 1)
-    attention_mask = torch.ones_like(input_ids)
-    labels = torch.full_like(input_ids, -100)
-    labels[:, -answer.shape[1]:] = answer
-    inputs = dict(batch, input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    processor.tokenizer.eos_token = "[PAD]"
+    inputs = processor(["is the liver enlarged ?"], [study("volume", 2)], answers=["the liver is enlarged"])
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     losses = []
     for _ in range(5):
@@ -116,3 +111,27 @@ def test_organ_status_is_missing_without_a_mask_and_ok_with_one(model_and_proces
     assert [status for status, _ in with_mask.organ_status] == ["missing", "ok"]
     assert not torch.allclose(with_mask.logits[1], without.logits[1])
     assert torch.allclose(with_mask.logits[0], without.logits[0], atol=1e-5)
+
+
+def test_sampling_follows_the_generation_config_and_the_seed(model_and_processor):
+    from transformers import GenerationConfig
+
+    model, processor = model_and_processor
+    batch = batch_of_two(processor)
+    prompt = batch["input_ids"].shape[1]
+    pad = processor.tokenizer.pad_token_id
+
+    def sample(seed, **settings):
+        torch.manual_seed(seed)
+        config = GenerationConfig(max_new_tokens=8, pad_token_id=pad, **settings)
+        with torch.no_grad():
+            return model.generate(**batch, generation_config=config)[:, prompt:]
+
+    hot = dict(do_sample=True, temperature=5.0, top_k=0, top_p=1.0)
+    first, again, other = sample(0, **hot), sample(0, **hot), sample(1, **hot)
+    assert torch.equal(first, again)  # same seed, same text
+    assert not torch.equal(first, other)  # sampling really samples
+    greedy = sample(0, do_sample=False)
+    # top_k=1 keeps only the most likely token: sampling collapses to greedy decoding
+    assert torch.equal(sample(3, do_sample=True, top_k=1), greedy)
+    assert greedy.shape == (2, 8)

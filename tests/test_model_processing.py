@@ -141,3 +141,49 @@ def test_processor_reloads_from_a_model_directory(tmp_path, processor):
     assert reloaded.token_ids == processor.token_ids
     questions, images = ["is the liver enlarged ?"], [study("volume", 2)]
     assert torch.equal(reloaded(questions, images)["input_ids"], processor(questions, images)["input_ids"])
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+
+
+def test_training_labels_cover_only_the_answer_and_its_end_of_turn():
+    tokenizer = tiny_tokenizer(CHAT_TEMPLATE)
+    tokenizer.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)  # single tokens, as in Qwen
+    processor = OmniCTProcessor(tokenizer, tiny_config())
+    batch = processor(["is the liver enlarged ?", "describe this ct image"], [study("slice", 1), study("volume", 2)],
+                      answers=["the liver is enlarged", "ct"])
+    ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    assert ids.shape == labels.shape == mask.shape
+    first = [tokenizer.convert_ids_to_tokens(int(t)) for t in labels[0] if t != -100]
+    second = [tokenizer.convert_ids_to_tokens(int(t)) for t in labels[1] if t != -100]
+    # the template closes an assistant turn with <|im_end|>: it is learnt, so generation stops there
+    assert first == ["the", "liver", "is", "enlarged", "<|im_end|>"]
+    assert second == ["ct", "<|im_end|>"]
+    # labels sit on the last positions of each row, under the same ids; padding is left and masked
+    assert torch.equal(ids[0, -5:], labels[0, -5:])
+    assert (labels[mask == 0] == -100).all() and (mask[1, 0] == 0 or mask[0, 0] == 0)
+    # image and organ placeholders are never targets
+    placeholders = torch.isin(ids, torch.tensor(list(processor.token_ids.values())))
+    assert (labels[placeholders] == -100).all()
+
+
+def test_training_without_chat_template_ends_answers_with_eos(processor):
+    processor.tokenizer.eos_token = "[PAD]"
+    batch = processor(["is the liver enlarged ?"], [study("volume", 2)], answers=["enlarged"])
+    targets = [processor.tokenizer.convert_ids_to_tokens(int(t)) for t in batch["labels"][0] if t != -100]
+    assert targets == ["enlarged", "[PAD]"]
+
+
+def test_max_length_cuts_the_answer_never_the_prompt(processor):
+    processor.tokenizer.eos_token = "[PAD]"
+    full = processor(["describe this ct image"], [study("volume", 2)], answers=["the liver is enlarged"])
+    prompt_length = int((full["labels"][0] == -100).sum())
+    cut = processor(["describe this ct image"], [study("volume", 2)], answers=["the liver is enlarged"],
+                    max_length=prompt_length + 2)
+    assert cut["input_ids"].shape[1] == prompt_length + 2
+    assert [processor.tokenizer.convert_ids_to_tokens(int(t)) for t in cut["labels"][0, -2:]] == ["the", "liver"]
+    with pytest.raises(ValueError, match="prompt alone has"):
+        processor(["describe this ct image"], [study("volume", 2)], answers=["x"], max_length=prompt_length)
+    with pytest.raises(ValueError, match="1 answers for 2 studies"):
+        processor(["a", "b"], [study("volume", 2), study("slice", 1)], answers=["x"])

@@ -125,7 +125,11 @@ class OmniCTSpatialEncoder(nn.Module):
         self.config = config
         self.vision_tower = AutoModel.from_config(config.vision_config)
         self.multi_modal_projector = OmniCTHybridProjector(config)
-        if config.freeze_vision_tower:
+        self.apply_freeze()
+
+    def apply_freeze(self) -> None:
+        """Stop gradients to the vision tower when ``config.freeze_vision_tower`` (the paper's setting)."""
+        if self.config.freeze_vision_tower:
             self.vision_tower.requires_grad_(False)
 
     def encode_units(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -239,6 +243,20 @@ class OmniCTForConditionalGeneration(OmniCTPreTrainedModel, GenerationMixin):
         self.spatial_encoder = OmniCTSpatialEncoder(config)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained``, then the vision tower frozen again per the config.
+
+        Loading replaces parameters with fresh ones that require gradients; without
+        this a loaded model would train (and keep activations of) its encoder.
+        """
+        model = super().from_pretrained(*args, **kwargs)
+        if isinstance(model, tuple):  # output_loading_info=True
+            model[0].spatial_encoder.apply_freeze()
+        else:
+            model.spatial_encoder.apply_freeze()
+        return model
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()

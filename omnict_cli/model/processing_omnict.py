@@ -141,8 +141,9 @@ class OmniCTProcessor:
         messages = [{"role": "user", "content": content}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def __call__(self, questions: str | Sequence[str], images, organ_masks=None) -> BatchFeature:
-        """Tokenize a batch of (question, study) pairs.
+    def __call__(self, questions: str | Sequence[str], images, organ_masks=None, answers=None,
+                 max_length: int | None = None) -> BatchFeature:
+        """Tokenize a batch of (question, study) pairs, with their answers for training.
 
         Args:
             questions: one question per study.
@@ -150,13 +151,19 @@ class OmniCTProcessor:
                 volumes may be mixed); ``units`` is float32 ``[N_s, 3, H, W]`` in [-1, 1].
             organ_masks: optional, one boolean ``[D, H, W]`` organ mask per study on the
                 preprocessed grid (``[1, H, W]`` for a slice), or ``None`` for a study without one.
+            answers: for training, one target text per study: it is appended as the assistant's
+                turn (closed by the chat template's end-of-turn, or the EOS token) and ``labels``
+                are returned, -100 on the prompt and the padding so the loss covers only the answer.
+            max_length: with ``answers``, cut each answer so a row has at most this many tokens
+                (the prompt, image and organ tokens are never cut; a prompt longer than this is
+                an error). The paper trains with 2048.
 
         Returns:
             BatchFeature with ``input_ids`` and ``attention_mask`` (long ``[B, T]``, left padded),
             ``pixel_values`` (float32 ``[sum N_s, 3, H, W]``: all units of the batch, study after
             study), ``num_units`` (long ``[B]``: how many of those units each study owns),
             ``image_kinds`` (list of "slice"/"volume") and, when given, ``organ_masks``
-            (list of bool tensors or ``None``).
+            (list of bool tensors or ``None``); with ``answers`` also ``labels`` (long ``[B, T]``).
         """
         questions = [questions] if isinstance(questions, str) else list(questions)
         images = list(images) if isinstance(images, (list, tuple)) else [images]
@@ -165,8 +172,11 @@ class OmniCTProcessor:
         kinds = [self._check_image(image) for image in images]
         num_units = [int(image.units.shape[0]) for image in images]
         texts = [self.prompt(q, kind, n) for q, kind, n in zip(questions, kinds, num_units)]
-        encoded = self.tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False,
-                                 return_tensors="pt")
+        if answers is None:
+            encoded = self.tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False,
+                                     return_tensors="pt")
+        else:
+            encoded = self._encode_with_answers(texts, questions, kinds, answers, max_length)
         self._check_counts(encoded["input_ids"], kinds, num_units)
         data = dict(encoded)
         data["pixel_values"] = torch.cat([torch.as_tensor(np.asarray(image.units, dtype=np.float32))
@@ -176,6 +186,50 @@ class OmniCTProcessor:
         if organ_masks is not None:
             data["organ_masks"] = self._organ_masks(organ_masks, images)
         return BatchFeature(data=data)
+
+    def answer_suffix(self, question: str, kind: str, answer: str) -> str:
+        """The text that follows the prompt when the assistant says ``answer``.
+
+        With a chat template it is what the template writes for an assistant turn
+        (for Qwen2.5: the answer and ``<|im_end|>``), found as the difference between
+        the rendered conversation and the rendered prompt; otherwise the answer and EOS.
+        """
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = [{"role": "user", "content": user_content(question, kind)}]
+            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            full = self.tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}],
+                                                      tokenize=False)
+            if full.startswith(prompt):
+                return full[len(prompt):]
+        if self.tokenizer.eos_token is None:
+            raise ValueError("training needs an end-of-answer token: the tokenizer has no chat template "
+                             "and no EOS token")
+        return f" {answer}{self.tokenizer.eos_token}"
+
+    def _encode_with_answers(self, texts, questions, kinds, answers, max_length) -> dict:
+        """Prompt ids + answer ids per row, left padded, with labels only on the answer."""
+        answers = [answers] if isinstance(answers, str) else list(answers)
+        if len(answers) != len(texts):
+            raise ValueError(f"got {len(answers)} answers for {len(texts)} studies; pass one each")
+        rows, labels = [], []
+        for text, question, kind, answer in zip(texts, questions, kinds, answers):
+            prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            suffix = self.answer_suffix(question, kind, answer)
+            answer_ids = self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+            if max_length is not None:
+                if len(prompt_ids) >= max_length:
+                    raise ValueError(f"the prompt alone has {len(prompt_ids)} tokens, max_length is {max_length}")
+                answer_ids = answer_ids[:max_length - len(prompt_ids)]
+            rows.append(prompt_ids + answer_ids)
+            labels.append([-100] * len(prompt_ids) + answer_ids)
+        width = max(len(row) for row in rows)
+        pad = self.tokenizer.pad_token_id
+
+        def left_pad(values, fill):
+            return torch.tensor([[fill] * (width - len(v)) + v for v in values], dtype=torch.long)
+
+        return {"input_ids": left_pad(rows, pad), "attention_mask": left_pad([[1] * len(r) for r in rows], 0),
+                "labels": left_pad(labels, -100)}
 
     def decode(self, token_ids, **kwargs) -> list[str]:
         """Decode a batch of generated ids, special tokens skipped."""
