@@ -33,12 +33,14 @@ bleed into neighbouring tissue through the anti-aliasing kernel.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from omnict_cli.volume import INTENSITY_HU, Volume
+if TYPE_CHECKING:  # imported lazily: the model config builds PreprocessConfig on GPU hosts without nibabel
+    from omnict_cli.volume import Volume
 
 _SLAB_BYTES = 8 * 2**20  # float32 input slices converted at once by the slice-axis pass
 
@@ -117,6 +119,8 @@ def target_size(volume: Volume, config: PreprocessConfig) -> tuple[int, int, int
 
 def intensity_range(volume: Volume, config: PreprocessConfig) -> tuple[float, float]:
     """Values mapped to [-1, 1]: the HU window, or [0, 1] for display grey values."""
+    from omnict_cli.volume import INTENSITY_HU
+
     return tuple(config.hu_window) if volume.intensity == INTENSITY_HU else (0.0, 1.0)
 
 

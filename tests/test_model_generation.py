@@ -135,3 +135,19 @@ def test_sampling_follows_the_generation_config_and_the_seed(model_and_processor
     # top_k=1 keeps only the most likely token: sampling collapses to greedy decoding
     assert torch.equal(sample(3, do_sample=True, top_k=1), greedy)
     assert greedy.shape == (2, 8)
+
+
+def test_device_map_with_offloaded_weights_gives_the_same_logits_and_text(model_and_processor, tmp_path):
+    """``device_map`` (accelerate) splits a model too big for one device; here it is forced onto disk offload,
+    so every module runs through accelerate's hooks, as when a 7B model spans GPUs and CPU."""
+    model, processor = model_and_processor
+    model.save_pretrained(tmp_path / "model")
+    split = OmniCTForConditionalGeneration.from_pretrained(tmp_path / "model", device_map="auto",
+                                                           max_memory={"cpu": "60KB"},
+                                                           offload_folder=str(tmp_path / "offload")).eval()
+    assert set(split.hf_device_map.values()) == {"disk"}
+    batch = batch_of_two(processor)
+    settings = dict(max_new_tokens=4, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        assert torch.allclose(split(**batch).logits, model(**batch).logits, atol=1e-5)
+        assert torch.equal(split.generate(**batch, **settings), model.generate(**batch, **settings))

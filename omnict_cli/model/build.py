@@ -132,6 +132,8 @@ def load_vision_tower(vision_dir, dtype: torch.dtype = torch.float32):
     """The vision model of a SigLIP-style checkpoint (a composite model's ``vision_config`` part)."""
     config = _load_config(vision_dir, "vision encoder")
     vision_config = getattr(config, "vision_config", None) or config
+    if vision_config.model_type.startswith("siglip"):
+        vision_config.vision_use_head = False  # unused by OmniCT (see OmniCTConfig); its weights are skipped
     return _load_component(AutoModel, vision_dir, "vision encoder", config=vision_config, dtype=dtype)
 
 

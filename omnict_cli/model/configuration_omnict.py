@@ -86,6 +86,11 @@ class OmniCTConfig(PretrainedConfig):
     def __post_init__(self, **kwargs):
         self.vision_config = _sub_config(self.vision_config, "siglip_vision_model", SO400M_VISION_DEFAULTS)
         self.text_config = _sub_config(self.text_config, "qwen2", {})
+        if self.vision_config.model_type.startswith("siglip"):
+            # SigLIP's attention-pooling head feeds its contrastive loss; OmniCT reads hidden states,
+            # so the head is not built (fewer weights, and no nn.MultiheadAttention, which
+            # accelerate cannot offload under device_map).
+            self.vision_config.vision_use_head = False
         # JSON turns tuples into lists; keep them tuples so equality and hashing behave.
         self.hu_window = tuple(float(v) for v in self.hu_window)
         self.volume_size = tuple(int(v) for v in self.volume_size)
