@@ -161,3 +161,22 @@ def test_an_existing_output_is_kept_unless_overwrite(components, tmp_path):
     assert (tmp_path / "omnict" / "mine.txt").read_text() == "keep"
     build(components, tmp_path / "omnict", "--overwrite")
     assert not (tmp_path / "omnict" / "mine.txt").exists()
+
+
+def test_the_documented_python_example_runs_on_the_bundled_scan(components, tmp_path):
+    """docs/model.md's example: built model + processor + load_and_preprocess on a real CT file."""
+    from pathlib import Path
+
+    from omnict_cli import discover_studies, load_and_preprocess
+
+    build(components, tmp_path / "omnict")
+    model = OmniCTForConditionalGeneration.from_pretrained(tmp_path / "omnict").eval()
+    processor = OmniCTProcessor.from_pretrained(tmp_path / "omnict")
+    scan = Path(__file__).resolve().parents[1] / "examples" / "ct_chest_small.nii.gz"
+    study = discover_studies(scan)[0]
+    volume, model_input = load_and_preprocess(study, model.config.preprocess_config())
+    assert model_input.units.shape == (10, 3, 42, 42)  # 32 slices -> 10 units at the encoder's size
+    batch = processor(["is the liver enlarged ?"], [model_input]).to(model.device)
+    with torch.inference_mode():
+        ids = model.generate(**batch, max_new_tokens=4, do_sample=False)
+    assert len(processor.decode(ids[:, batch["input_ids"].shape[1]:])) == 1
