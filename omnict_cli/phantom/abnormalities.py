@@ -508,6 +508,8 @@ def _draw_pericardial_effusion(rng, scene):
     dist = ndimage.distance_transform_edt(~heart[box], sampling=scene.spacing)
     lab = scene.labels[box]
     rim = (dist > 0) & (dist <= thickness) & scene.body[box] & (np.isin(lab, LUNG_IDS) | (lab == 0))
+    if not rim.any():  # coarse grids: no voxel fits between heart and its surroundings; nothing drawn
+        return None
     fluid = rng.uniform(6, 16) + rng.normal(0, 2, size=int(rim.sum()))
     scene.hu[box][rim] = np.clip(fluid, 0, 20)
     lab[rim] = 0
