@@ -36,6 +36,7 @@ import numpy as np
 from isal import igzip
 from PIL import Image
 
+from omnict_cli.atomic import write_bytes_atomically
 from omnict_cli.dicom_writer import write_dicom_series
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.phantom.findings import label_vector
@@ -163,22 +164,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Atomic write: temporary file in the same folder, then rename."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=_ensure(path.parent))
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the user's usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    write_bytes_atomically(path, data, fsync=False)
 
 
 def _ensure(folder: Path) -> Path:

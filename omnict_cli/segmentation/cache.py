@@ -31,13 +31,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from omnict_cli.atomic import TEMP_SUFFIX, write_bytes_atomically
 from omnict_cli.segmentation.base import LABEL_DTYPE, Segmenter, check_label_map
 
 CACHE_FORMAT = "omnict-mask-cache/1"
@@ -48,7 +48,6 @@ SPACING_DECIMALS = 4
 far above the float noise of a spacing derived from an affine."""
 
 ENTRY_SUFFIX = ".nii.gz"
-TEMP_SUFFIX = ".tmp"
 _KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _HASH_CHUNK_BYTES = 16 * 2**20
 _GZIP_LEVEL = 1  # label maps are mostly runs of zeros: level 1 is near the best size at a fraction of the time
@@ -321,29 +320,12 @@ def _entry_record(image) -> dict:
 
 
 def write_file_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place.
+    """Write ``data`` beside ``path``, fsync it and rename it into place (see :mod:`omnict_cli.atomic`).
 
-    Readers see the old file or the new one, never a partial one; two
+    Readers see the old entry or the new one, never a partial one; two
     writers of one path both succeed and the last rename wins.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a shared cache needs the usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    write_bytes_atomically(path, data, fsync=True)
 
 
 def _identity(stat_result) -> tuple[int, int, int]:

@@ -33,13 +33,13 @@ import json
 import os
 import re
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from omnict_cli.atomic import write_text_atomically
 from omnict_cli.errors import OmnictError
 from omnict_cli.segmentation.base import Segmenter, check_label_map
 from omnict_cli.segmentation.classes import TOTALSEG_TOTAL_CLASSES
@@ -201,17 +201,8 @@ def _read_config(config_path: Path) -> dict:
 
 
 def _write_json_atomically(path: Path, data: dict) -> None:
-    """Write to a temporary file beside ``path`` and rename it over, so a crash never leaves half a config."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=4)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Rename a complete file over ``path``, so a crash never leaves half a config."""
+    write_text_atomically(path, json.dumps(data, indent=4))
 
 
 def totalseg_device(device: str = "auto") -> str:
