@@ -10,7 +10,9 @@ from omnict_cli.cli.main import main
 
 # Command families: importing a module registers its commands on ``main``.
 # (one import per line; keep them sorted)
+from omnict_cli.cli import labels  # noqa: F401,E402
 from omnict_cli.cli import model  # noqa: F401,E402
+from omnict_cli.cli import score  # noqa: F401,E402
 from omnict_cli.cli import segment  # noqa: F401,E402
 
 __all__ = ["main"]

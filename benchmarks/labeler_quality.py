@@ -1,0 +1,123 @@
+"""How well do omnict's report labelers read the 18 CT-RATE classes from text?
+
+Scores the rule labeler (``omnict_cli.labels.rules``) and, when the bundled
+classifier (``omnict_cli.labels.classifier``) is installed, the classifier
+too, against the hand-labelled held-out set in ``benchmarks/data`` (written
+by ``make_heldout.py`` apart from the training corpus, see its README).
+Prints per-class precision / recall / F1 with support, then macro and micro
+F1. The bar for the rule labeler is macro F1 >= 0.90.
+
+Run: ``python benchmarks/labeler_quality.py`` (a few seconds);
+``--errors`` also prints every wrong label with its report sentence(s).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
+from omnict_cli.labels.ctrate_io import read_labels, read_reports, report_text
+from omnict_cli.labels.rules import label_report
+from omnict_cli.metrics import classification_report
+
+DATA = Path(__file__).resolve().parent / "data"
+REPORTS = DATA / "heldout_reports.csv"
+LABELS = DATA / "heldout_labels.csv"
+RULES_BAR = 0.90
+
+
+def load_heldout(reports_path: Path = REPORTS, labels_path: Path = LABELS):
+    """Held-out reports and their [n, 18] reference label matrix, in report-file order."""
+    reports = read_reports(reports_path)
+    labels = read_labels(labels_path)
+    missing = [report.volume_name for report in reports if report.volume_name not in labels]
+    if missing:
+        raise SystemExit(f"{labels_path}: no labels for {len(missing)} reports, e.g. {missing[0]}")
+    truth = np.array([[labels[r.volume_name][c] for c in CTRATE_ABNORMALITIES] for r in reports], dtype=int)
+    return reports, truth
+
+
+def rule_predictions(reports) -> np.ndarray:
+    """[n, 18] 0/1 labels of the rule labeler (uncertain counts as 0)."""
+    rows = []
+    for report in reports:
+        vector = label_report(report.findings, report.impression).vector()
+        rows.append([vector[c] for c in CTRATE_ABNORMALITIES])
+    return np.array(rows, dtype=int)
+
+
+def classifier_predictions(reports) -> np.ndarray | None:
+    """[n, 18] labels of the bundled classifier, or None when it is not installed (imported lazily)."""
+    try:
+        from omnict_cli.labels.classifier import BUNDLED_MODEL, default_classifier
+    except ImportError:
+        return None
+    if not BUNDLED_MODEL.exists():
+        return None
+    model = default_classifier()
+    return np.asarray(model.predict([report_text(report) for report in reports]), dtype=int)
+
+
+def print_table(name: str, truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Print one labeler's per-class table; return its macro F1."""
+    scores = classification_report(truth, predicted, list(CTRATE_ABNORMALITIES))
+    print(f"\n{name} ({scores.n_samples} reports)")
+    print(f"{'class':36s} {'support':>7s} {'prec':>6s} {'recall':>6s} {'F1':>6s}   tp  fp  fn")
+    for row in scores.per_class:
+        print(f"{row.label:36s} {row.support:7d} {row.precision:6.3f} {row.recall:6.3f} {row.f1:6.3f} "
+              f"{row.tp:4d}{row.fp:4d}{row.fn:4d}")
+    print(f"{'macro':36s} {'':7s} {scores.macro_precision:6.3f} {scores.macro_recall:6.3f} {scores.macro_f1:6.3f}")
+    print(f"{'micro':36s} {'':7s} {scores.micro_precision:6.3f} {scores.micro_recall:6.3f} {scores.micro_f1:6.3f}")
+    return scores.macro_f1
+
+
+def print_parts(reports, truth: np.ndarray, predicted: np.ndarray) -> None:
+    """Macro/micro F1 of each part of the set: part a steered general rule fixes, part b never did."""
+    for part, meaning in (("a", "seen while fixing general rule gaps"), ("b", "never used to change the rules")):
+        rows = [i for i, r in enumerate(reports) if r.volume_name.startswith(f"heldout_{part}_")]
+        if rows:
+            scores = classification_report(truth[rows], predicted[rows], list(CTRATE_ABNORMALITIES))
+            print(f"  part {part} ({len(rows)} reports, {meaning}): macro F1 {scores.macro_f1:.3f}, "
+                  f"micro F1 {scores.micro_f1:.3f}")
+
+
+def print_errors(reports, truth: np.ndarray, predicted: np.ndarray) -> None:
+    """Every wrong rule label, with the mentions (or the report) behind it."""
+    for i, report in enumerate(reports):
+        wrong = [j for j in range(len(CTRATE_ABNORMALITIES)) if truth[i, j] != predicted[i, j]]
+        if not wrong:
+            continue
+        result = label_report(report.findings, report.impression)
+        for j in wrong:
+            label = CTRATE_ABNORMALITIES[j]
+            kind = "false positive" if predicted[i, j] else "false negative"
+            print(f"{report.volume_name}: {label}: {kind}")
+            for mention in result.mentions:
+                if mention.label == label:
+                    print(f"    {mention.state:9s} cue={mention.cue!r:22s} {mention.sentence}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--errors", action="store_true", help="print every wrong rule label")
+    args = parser.parse_args()
+    reports, truth = load_heldout()
+    rules = rule_predictions(reports)
+    macro = print_table("Rule labeler", truth, rules)
+    print(f"rule labeler macro F1 {macro:.3f} (bar {RULES_BAR:.2f}: {'met' if macro >= RULES_BAR else 'NOT met'})")
+    print_parts(reports, truth, rules)
+    classifier = classifier_predictions(reports)
+    if classifier is None:
+        print("\nBundled classifier not installed: skipped.")
+    else:
+        print_table("Bundled classifier", truth, classifier)
+    if args.errors:
+        print()
+        print_errors(reports, truth, rules)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""``omnict score``: generated reports (or VQA answers) against references, as tables or JSON.
+
+A thin command over ``omnict_cli.scoring``; the tables follow the paper's
+Table 16 (per-class precision / recall / F1 with macro and micro averages),
+then the text scores and the bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import click
+
+from omnict_cli.cli.main import main
+
+METHOD_CHOICES = ("classifier", "rules")
+"""Same as ``omnict_cli.labels.labeler.METHODS`` (not imported: it pulls in numpy)."""
+
+
+@main.command()
+@click.argument("predictions_path", metavar="FINDINGS", type=click.Path(dir_okay=False))
+@click.option("--references", "references_path", required=True, type=click.Path(dir_okay=False),
+              help="Reference reports (CT-RATE reports CSV or JSONL) or, for answers, reference QA JSONL.")
+@click.option("--reference-labels", type=click.Path(dir_okay=False), default=None,
+              help="CT-RATE label CSV of the references (default: label the reference texts).")
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default="classifier", show_default=True,
+              help="How report texts are labelled.")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="Classifier file for --method classifier (default: the bundled one).")
+@click.option("--bertscore-model", type=click.Path(file_okay=False), default=None,
+              help="Local encoder folder (safetensors) to add BERTScore.")
+@click.option("--bootstrap", "n_resamples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Bootstrap resamples for the 95% intervals.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write every number (and the missing names) to this JSON file.")
+def score(predictions_path, references_path, reference_labels, method, model_path, bertscore_model, n_resamples,
+          seed, json_path):
+    """Score FINDINGS ('omnict report' JSONL or a CT-RATE reports CSV)
+    against reference reports: 18-class CT-RATE label precision / recall / F1
+    (paper Table 16), BLEU-1..4, ROUGE-L, METEOR, optional BERTScore, and a
+    bootstrap 95% interval of macro F1. When FINDINGS holds answers
+    ('omnict ask' records), scores VQA instead: closed and multiple-choice
+    accuracy, open-answer token F1 / BLEU / ROUGE-L.
+
+    Studies are joined by name (file name without folder and extension).
+    Missing studies on either side are listed, never dropped silently;
+    failed or empty predictions are scored as empty reports.
+
+    \b
+    Examples:
+      omnict score generated.jsonl --references valid_reports.csv --reference-labels valid_labels.csv
+      omnict score answers.jsonl --references qa.jsonl --json scores.json
+    """
+    from omnict_cli.errors import OmnictError
+    from omnict_cli.scoring import ScoreOptions, score as run_scoring
+    from omnict_cli.ui import stderr_console
+
+    options = ScoreOptions(method=method, model=model_path, reference_labels=reference_labels,
+                           bertscore_model=bertscore_model, bootstrap=n_resamples, seed=seed)
+    try:
+        result = run_scoring(predictions_path, references_path, options)
+        if json_path:
+            _write_json(json_path, result.to_dict())
+    except OmnictError as error:
+        raise click.ClickException(error.one_line()) from error
+    _print_result(result)
+    console = stderr_console()
+    for line in _missing_lines(result, predictions_path, references_path):
+        console.print("[yellow]warning[/yellow] " + _escape(line), highlight=False, soft_wrap=True)
+    if json_path:
+        console.print(f"wrote {_escape(str(json_path))}", highlight=False)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _write_json(path, data: dict) -> None:
+    """Write ``data`` as indented JSON to ``path`` in one step (see :mod:`omnict_cli.atomic`)."""
+    import json
+
+    from omnict_cli.atomic import write_text_atomically
+
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def _missing_lines(result, predictions_path, references_path) -> list[str]:
+    lines = result.join.summary_lines(str(predictions_path), str(references_path))
+    what = "answers" if hasattr(result, "scores") else "reports"
+    if result.failed:
+        lines.append(f"{len(result.failed)} predictions failed (status \"error\") and are scored as empty {what}: "
+                     f"{', '.join(result.failed[:5])}")
+    if result.empty:
+        lines.append(f"{len(result.empty)} predictions are empty and are scored as empty {what}: "
+                     f"{', '.join(result.empty[:5])}")
+    return lines
+
+
+def _console():
+    import sys
+
+    from rich.console import Console
+
+    # piped or captured output has no terminal width; 80 columns would fold every cell
+    return Console(width=None if sys.stdout.isatty() else 120)
+
+
+def _print_result(result) -> None:
+    if hasattr(result, "scores"):
+        _print_vqa(result)
+    else:
+        _print_reports(result)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def _print_reports(result) -> None:
+    """Table 16 layout: one row per class, then macro and micro; then text scores and the interval."""
+    from rich.table import Table
+
+    report = result.classification
+    table = Table(title=f"CT-RATE abnormality labels ({result.n_scored} studies, {result.method}; "
+                        f"references: {result.reference_labels_source})", title_justify="left")
+    for column in ("class", "precision", "recall", "F1", "support", "TP", "FP", "FN"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for scores in report.per_class:
+        # a class absent from both sides scores 100 by convention; dim it so it is not read as a result
+        table.add_row(scores.label, _percent(scores.precision), _percent(scores.recall), _percent(scores.f1),
+                      str(scores.support), str(scores.tp), str(scores.fp), str(scores.fn),
+                      style="dim" if scores.support == 0 and scores.fp == 0 else None)
+    table.add_section()
+    table.add_row("macro", _percent(report.macro_precision), _percent(report.macro_recall), _percent(report.macro_f1),
+                  "", "", "", "", style="bold")
+    table.add_row("micro", _percent(report.micro_precision), _percent(report.micro_recall), _percent(report.micro_f1),
+                  "", "", "", "")
+    console = _console()
+    console.print(table)
+    low, high = result.macro_f1_ci
+    console.print(f"macro F1 {_percent(report.macro_f1)} (95% bootstrap CI {_percent(low)}-{_percent(high)}, "
+                  f"{result.bootstrap} resamples)", highlight=False)
+    text = Table(title="Text scores (x100)", title_justify="left")
+    for name in result.text_scores:
+        text.add_column(name, justify="right")
+    text.add_row(*(_percent(value) for value in result.text_scores.values()))
+    console.print(text)
+
+
+def _print_vqa(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"VQA ({len(result.join.matched)} questions)", title_justify="left")
+    for column in ("kind", "questions", "score", "value", "95% CI"):
+        table.add_column(column, justify="left" if column in ("kind", "score") else "right")
+    for kind in ("closed", "choice"):
+        accuracy = getattr(result.scores, kind)
+        if accuracy is not None:
+            low, high = result.intervals[kind]
+            table.add_row(kind, str(accuracy.n_total), "accuracy", _percent(accuracy.accuracy),
+                          f"{_percent(low)}-{_percent(high)}")
+    open_scores = result.scores.open
+    if open_scores is not None:
+        low, high = result.intervals["open"]
+        table.add_row("open", str(open_scores.n_total), "token F1", _percent(open_scores.token_f1),
+                      f"{_percent(low)}-{_percent(high)}")
+        for name in ("bleu1", "bleu4", "rouge_l", "meteor", "exact_match"):
+            table.add_row("", "", name, _percent(getattr(open_scores, name)), "")
+    _console().print(table)

@@ -1,0 +1,521 @@
+"""A transparent rule labeler: the 18 CT-RATE classes read from a report's text.
+
+CT-RATE labelled its reports with a fine-tuned RadBERT we cannot download, so
+omnict reads labels with rules a reader can check line by line (and the
+scikit-learn classifier in ``classifier.py`` learns on top of their output).
+
+How a report is read:
+
+1. Sections: :func:`~omnict_cli.labels.ctrate_io.split_sections` splits a
+   whole text at "Findings:"/"Impression:"/"Conclusion:" headers.
+2. Sentences: :func:`split_sentences` splits at ``. ! ?`` followed by a space,
+   at ``;`` and at line breaks, but not after "e.g.", "approx." and similar
+   abbreviations nor inside decimals ("8.9 mm").
+3. Clauses: "but", "however", "although", "whereas", "except" ... end one
+   clause and start the next; no negation reaches across them.
+4. Terms: every class has a lexicon of regular expressions (:data:`FINDING_TERMS`,
+   synonyms and morphology such as "atelectatic", "micronodules",
+   "effusion-thickening", "pleural or pericardial effusion"). A few classes also
+   have *normal subjects* (:data:`NORMAL_SUBJECTS`, "heart size", "lymph nodes")
+   that state the class absent when a normality cue goes with them
+   ("Heart contour and size are normal").
+5. Cues (NegEx style, :data:`CUES`): pre-cues ("no", "without", "possible")
+   reach forward, post-cues ("was not detected", "cannot be excluded") reach
+   backward, each until a verb or the clause end; a term whose own span holds
+   "no"/"not"/"normal" ("Interlobular septa are not thickened") is negative.
+   Pseudo-cues ("no change", "unchanged") mask their words so "no change in
+   the nodule" stays positive. The closest cue wins.
+
+Hedges, as CT-RATE's labels treat them: "consistent with", "compatible with",
+"in keeping with", "suggestive of" and "indicative of" assert a finding (positive);
+"possible", "probable", "likely", "suspicious for", "suspected", "may represent",
+"questionable", "concerning for", "cannot be excluded" leave it uncertain, and
+:meth:`RuleResult.vector` counts uncertain as 0 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
+from omnict_cli.labels.ctrate_io import split_sections
+
+STATES = ("absent", "positive", "negative", "uncertain")
+"""What a report says about a class: nothing, present, absent, or hedged."""
+
+FEATURE_STATES = ("positive", "negative", "uncertain")
+"""The one-hot columns per class of :func:`rule_feature_matrix` (absent is all zero)."""
+
+# --------------------------------------------------------------------------
+# Lexicons
+# --------------------------------------------------------------------------
+
+_CORONARY_VESSEL = (r"(?:coronar\w*|\blad\b|left anterior descending|circumflex|\brca\b|\blcx\b|\bcx\b|"
+                    r"left main coronary|right coronary)")
+_PLAQUE = r"(?:calcif\w*|atherom\w*|atheroscler\w*|plaques?)"
+
+
+def _gap(most: int, commas: bool = True) -> str:
+    """Up to ``most`` characters inside one sentence (decimal points allowed: "Fluid (13.3 mm) is seen in")."""
+    stop = ".;" if commas else ".;,"
+    return rf"(?:[^{stop}]|\.(?=\d)){{0,{most}}}?"
+
+_BRONCHUS = r"(?:peri)?bronch(?:i|us|ial|ioles?|ovascular)?"
+
+FINDING_TERMS = {
+    "Medical material": (
+        r"medical (?:material|device)s?", r"(?:post-?operative|surgical|orthopa?edic|fixation|suture|foreign) "
+        r"(?:material|bod(?:y|ies))", r"foreign bod(?:y|ies)", r"implant(?:ed|s)?\b(?: device)?",
+        r"pace ?makers?", r"pacing (?:leads?|wires?)", r"defibrillators?", r"\bicd\b", r"stent\w*",
+        r"catheters?", r"port(?:-a-cath|\s+catheter)?\b", r"cannula\w*", r"sternotomy", r"cerclage",
+        r"sternal (?:wires?|sutures?|wiring)", r"(?:surgical |metallic |vascular )?clips?\b",
+        r"prosthe\w*", r"(?:valve|valvular) replacement", r"mechanical valve", r"\bcabg\b",
+        r"(?:bypass )graft\w*", r"(?:endotracheal|tracheostomy|nasogastric|chest|thoracostomy|drainage) tubes?",
+        r"tracheostomy", r"embolization coils?", r"\bcoils?\b", r"screws?\b", r"staples?\b", r"metallic (?:"
+        r"material|density|densities|object|artifacts?|implants?)"),
+    "Arterial wall calcification": (
+        r"atheroscler\w*", r"atherom\w*", r"(?:arterial|vascular|aortic|aorta|artery|arteries)\s+(?:wall\s+)?calcif\w*",
+        r"calcif\w*" + _gap(40) + r"\b(?:aort\w*|arter\w*|vascular|vessels?|carotid|subclavian|brachiocephalic|iliac)",
+        r"(?:aort\w*|vascular|vessels?|arterial)\b" + _gap(40) + r"calcif\w*",
+        r"calcifi(?:ed|c) plaques?", r"mural calcif\w*"),
+    "Cardiomegaly": (
+        r"cardiomegal\w*", r"(?:enlarged|enlargement of the) (?:heart|cardiac)", r"cardiac enlargement",
+        r"heart (?:is|was|appears?|appeared) (?:\w+ly )?enlarged",
+        r"(?:heart|cardiac)(?: contour and)? (?:size|dimensions?|silhouette|shadow)s?\s+(?:(?:is|are|was|were)\s+)?"
+        r"(?:\w+ly\s+)?(?:increased|enlarged)",
+        r"increased (?:heart|cardiac) (?:size|dimensions?)", r"(?:increased|enlarged) cardio-?thoracic ratio",
+        r"cardio-?thoracic ratio (?:is |was )?increased"),
+    "Pericardial effusion": (
+        r"pericardial(?:[\s,/-]+(?:and\s+|or\s+)?pleural)?[\s-]+(?:effusions?|fluid)",
+        r"(?:effusions?|fluid)\b" + _gap(50) + r"\b(?:in|within|into|of) (?:the )?pericardi\w*", r"hydropericardium"),
+    "Coronary artery wall calcification": (
+        _PLAQUE + _gap(60) + _CORONARY_VESSEL, _CORONARY_VESSEL + _gap(60) + _PLAQUE),
+    "Hiatal hernia": (
+        r"hiat(?:al|us) hernia\w*", r"herni\w*" + _gap(60) + r"hiat\w*", r"hiat(?:al|us)\b" + _gap(40) + r"herni\w*",
+        r"para-?o?esophageal hernia\w*"),
+    "Lymphadenopathy": (
+        r"\w*adenopath\w*", r"\blap\b", r"lymph node enlargement",
+        r"(?:enlarged|patholog\w*(?:[\s-]+(?:enlarged|sized|appearing|looking))?|bulky) "
+        r"(?:\w+ ){0,3}?(?:lymph )?nodes?\b",
+        r"lymph nodes?\b" + _gap(80) + r"\bpatholog\w*[\s-]+(?:size|sized|dimensions?|enlarge\w*|appearance)",
+        r"lymph nodes?\b" + _gap(30, commas=False) + r"\benlarged"),
+    "Emphysema": (r"(?<!subcutaneous )(?<!soft tissue )(?<!mediastinal )emphysem\w*", r"\bbull(?:a|ae|ous)\b",
+                  r"\bblebs?\b"),
+    "Atelectasis": (r"\w*atelecta\w*", r"collaps\w*"),
+    "Lung nodule": (r"\w*nodul\w*", r"space-occupying lesions?"),
+    "Lung opacity": (
+        r"opacit\w*", r"opacification", r"ground[\s-]?glass", r"\bggos?\b", r"infiltrat\w*",
+        r"density increases?", r"increased (?:density|densities|attenuation|opacity)",
+        r"hazy (?:density|densities|attenuation)"),
+    "Pulmonary fibrotic sequela": (
+        r"fibros[ie]s", r"fibrotic", r"fibro-?atelecta\w*", r"fibrous bands?", r"sequela\w*",
+        r"\bscar(?:s|ring|red)?\b", r"parenchymal bands?", r"fibroreticular"),
+    "Pleural effusion": (
+        r"pleural(?:[\s,/-]+(?:and\s+|or\s+)?pericardial)?[\s-]+(?:effusions?|fluid)",
+        r"(?:effusions?|fluid)\b" + _gap(50) + r"\b(?:in|within|into|of) (?:the )?(?:both |bilateral |right |left )?"
+        r"pleural", r"hydrothorax", r"(?:right|left|bilateral)(?:[\s-]+sided)? effusions?"),
+    "Mosaic attenuation pattern": (r"mosaic\w*",),
+    "Peribronchial thickening": (
+        r"peribronch\w*(?:[\s-]+(?:wall|walls|interstitial|vascular|interstitium))*[\s-]+(?:thicken\w*|thickness|cuffing)",
+        r"bronch\w*[\s-]+walls?[\s-]+thicken\w*",
+        r"thicken\w* (?:of )?(?:the )?" + _BRONCHUS + r"(?: walls?| interstitium)?",
+        r"(?:increased|thickened) " + _BRONCHUS + r" (?:wall )?(?:thickness|walls?|cuffing)",
+        r"bronch\w*" + _gap(30, commas=False) + r"\bwalls?\b" + _gap(30, commas=False) + r"thick\w*"),
+    "Consolidation": (r"consolidat\w*", r"air[\s-]?bronchograms?"),
+    "Bronchiectasis": (
+        r"bronchiecta\w*", r"bronch\w*[\s-]+dilat\w*", r"dilat\w*" + _gap(20, commas=False) + r"bronch\w*",
+        r"bronch\w*" + _gap(30, commas=False) + r"\bdilat\w*"),
+    "Interlobular septal thickening": (
+        r"(?<!ventricular )(?<!atrial )(?:interlobular )?septal (?:line|thicken)\w*",
+        r"interlobular sept(?:a|al|um)\b" + _gap(30, commas=False) + r"thick\w*",
+        r"thicken\w* (?:of )?(?:the )?interlobular sept\w*",
+        r"kerley"),
+}
+"""Per class: regular expressions (matched on lower-cased text) for words that state the finding itself."""
+
+NORMAL_SUBJECTS = {
+    "Cardiomegaly": (r"\b(?:heart|cardiac)(?:\s+(?:contour|size|dimensions?|silhouette|shadow))*"
+                     r"(?:\s+and\s+(?:size|contour|dimensions?))?",),
+    "Lymphadenopathy": (r"lymph nodes?",),
+    "Pleural effusion": (r"pleural (?:spaces?|cavit\w*|recess\w*)", r"costophrenic (?:sinus\w*|angles?|recess\w*)"),
+    "Pericardial effusion": (r"pericardi(?:um|al (?:space|sac|cavity))",),
+    "Hiatal hernia": (r"(?:o?esophageal )?hiatus",),
+    "Peribronchial thickening": (r"bronchial walls?",),
+}
+"""Per class: structures whose stated normality ("heart size is normal") says the class is absent."""
+
+CONTEXT_EXCLUSIONS = {
+    "Lung nodule": (r"thyroid|goit|adrenal|liver|hepatic|kidney|renal|breast|spleen|splenic|pancrea",
+                    r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment"),
+    "Atelectasis": (r"vertebra|bone|fracture|o?esophag|trachea|vena cava|\bveins?\b",
+                    r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment"),
+    "Lung opacity": (r"liver|hepatic|fatty|marrow|breast|thyroid|muscle|subcutaneous|soft tissue|mediastinal fat",
+                     r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment"),
+}
+"""A term of these classes is dropped in a clause naming another organ (first pattern) unless the
+clause also names the lung (second): "a nodule in the left thyroid lobe" is no lung nodule."""
+
+_NON_CORONARY_VESSEL = re.compile(r"aort\w*|carotid|subclavian|brachiocephalic|iliac|vertebral|great vessels|"
+                                  r"vascular structures|supra-?aortic|femoral|pulmonary arter|systemic")
+_CORONARY = re.compile(_CORONARY_VESSEL)
+
+# --------------------------------------------------------------------------
+# Cues
+# --------------------------------------------------------------------------
+
+_AUX = r"(?:(?:is|are|was|were|has been|have been|had been|could be|can be|be)\s+)?"
+_SEEN = (r"(?:observed|detected|seen|noted|identified|found|present|evident|visuali[sz]ed|demonstrated|appreciated|"
+         r"encountered|shown|depicted|determined|monitored|apparent|visible|recogni[sz]ed|thickened|enlarged|"
+         r"dilated|increased)")
+
+CUES = (
+    ("pseudo", "pre", r"\bno (?:significant |interval |marked |obvious )?(?:change|increase|progression|growth)\b"),
+    ("pseudo", "pre", r"\bwithout (?:significant |interval )?(?:change|progression)\b|\bnot changed\b|"
+                      r"\bnot only\b|\bunchanged\b"),
+    ("uncertain", "post", r"\b(?:cannot|can ?not|could not|can't) be (?:excluded|ruled out)\b|"
+                          r"\bnot (?:be )?(?:excluded|ruled out)\b"),
+    ("uncertain", "post", r"\b(?:is|are|was|were) (?:suspected|questionable|possible|likely|probable)\b"),
+    ("uncertain", "post", r"\b(?:may|might|could) (?:also )?be (?:present|seen|noted|there)\b"),
+    ("uncertain", "post", r"\?"),
+    ("uncertain", "pre", r"\b(?:possible|possibly|probable|probably|likely|questionable|equivocal|suspected|"
+                         r"suspicious (?:for|of)|suspicion (?:of|for)|concerning for|may represent|may be|might be|"
+                         r"could be|could represent|cannot exclude|can ?not exclude|differential diagnosis|"
+                         r"rule out|r/o)\b"),
+    ("negative", "post", r"\b" + _AUX + r"not\s+(?:\w+ly\s+)?" + _SEEN + r"\b"),
+    ("negative", "post", r"\b(?:(?:is|are|was|were)\s+)?(?:absent|ruled out|excluded)\b"),
+    ("resolved", "pre", r"\b(?:(?:interval|complete)\s+)?(?:resolution|disappearance) of\b"),
+    ("resolved", "post", r"\b(?:(?:has|have|had)\s+(?:since\s+)?(?:completely\s+)?)?(?:resolved|disappeared)\b|"
+                         r"\bno longer (?:seen|visible|observed|present|detected)\b"),
+    ("negative", "pre", r"\b(?:no|not|without|neither|nor|absence of|absent|free of|negative for|none of)\b"),
+    ("normal", "post", r"\b(?:(?:is|are|was|were|appears?|appeared)\s+)?(?:of\s+|in\s+|within\s+)?normal\b|"
+                       r"\bunremarkable\b|\b(?:is|are)\s+(?:clear|open)\b|\bhomogeneous\b|\bnatural\b"),
+    ("normal", "pre", r"\bnormal(?:-sized)?\b"),
+)
+"""(kind, direction, pattern) of every cue, in priority order when two overlap.
+
+Kinds: ``pseudo`` looks like a negation but is none (masked); ``uncertain``
+hedges; ``negative`` negates; ``resolved`` negates a finding said to be gone,
+reaching back over the whole clause ("the consolidation seen before has
+resolved"); ``normal`` negates only the normal subjects ("heart size is normal").
+"""
+
+_CLAUSE_BREAK = re.compile(r"\s*,?\s*\b(?:but|however|although|though|whereas|except|apart from|aside from|yet)\b"
+                           r"|,\s*while\b")
+_SCOPE_BREAK = re.compile(r"\b(?:is|are|was|were|has|have|had|shows?|showed|demonstrates?|demonstrated|reveals?|"
+                          r"revealed|appears?|appeared|remains?|remained|seems?|observed|seen|noted|detected|"
+                          r"identified|present|measur\w*)\b")
+_SPAN_NEGATION = re.compile(r"\b(?:no|not|none|non|neither|nor|without|normal|below|under)\b")
+_NON_PREFIX = re.compile(r"\bnon[\s-]?$")
+"""A "non-" right before a term negates it ("non-enlarged hilar nodes"), and reaches no further."""
+_MAX_SCOPE_WORDS = {"pre": 12, "post": 10}
+"""How many words a pre-cue reaches forward, and a post-cue backward."""
+
+
+def _whole_words(pattern: str) -> re.Pattern:
+    """Compile a lexicon pattern so it starts at a word start ("stent" must not match in "consistent")."""
+    return re.compile(pattern if pattern.startswith(("\\w", "\\b", "(?<")) else r"\b" + pattern)
+
+
+_COMPILED_TERMS = {label: [_whole_words(p) for p in patterns] for label, patterns in FINDING_TERMS.items()}
+_COMPILED_SUBJECTS = {label: [_whole_words(p) for p in patterns] for label, patterns in NORMAL_SUBJECTS.items()}
+_COMPILED_CUES = [(kind, direction, re.compile(pattern)) for kind, direction, pattern in CUES]
+_COMPILED_EXCLUSIONS = {label: (re.compile(other), re.compile(lung)) for label, (other, lung)
+                        in CONTEXT_EXCLUSIONS.items()}
+
+# --------------------------------------------------------------------------
+# Sentences
+# --------------------------------------------------------------------------
+
+ABBREVIATIONS = frozenset({"e.g", "i.e", "eg", "ie", "approx", "vs", "dr", "fig", "cf", "incl", "max", "min",
+                           "ca", "resp", "nr", "mt", "st", "lt", "rt"})
+"""Words whose trailing period does not end a sentence ("approx. 5 mm", "e.g. a stent")."""
+
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s)|[.!?]+$|;|\n+")
+_WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a report section, split at ``. ! ?`` + space, ``;`` and line breaks.
+
+    Decimals ("8.9 mm") never split (no space follows their period), and
+    neither do the :data:`ABBREVIATIONS` ("e.g.", "approx."). A "?" stays
+    with its sentence, where it is an uncertainty cue.
+    """
+    sentences, start = [], 0
+    for end in _SENTENCE_END.finditer(text):
+        if end.group().startswith("."):
+            word = _WORD_BEFORE.search(text[start:end.start()])
+            if word and word.group(1).lower().rstrip(".") in ABBREVIATIONS:
+                continue
+        sentences.append(text[start:end.end()])
+        start = end.end()
+    sentences.append(text[start:])
+    return [" ".join(s.split()) for s in sentences if any(c.isalnum() for c in s)]
+
+
+def _clauses(sentence: str) -> list[str]:
+    """A sentence cut where a negation's reach ends ("..., but ...", "however", "although")."""
+    pieces, start = [], 0
+    for cut in _CLAUSE_BREAK.finditer(sentence):
+        pieces.append(sentence[start:cut.start()])
+        start = cut.start()
+    pieces.append(sentence[start:])
+    return [piece for piece in pieces if piece.strip()]
+
+# --------------------------------------------------------------------------
+# Mentions
+# --------------------------------------------------------------------------
+
+@dataclass
+class Mention:
+    """One place a report speaks about a class.
+
+    Attributes:
+        label: the CT-RATE class.
+        state: "positive", "negative" or "uncertain".
+        sentence: the sentence it was read from (as written).
+        section: "findings" or "impression".
+        term: the matched lexicon phrase, as written in the sentence.
+        cue: the negation/uncertainty/normality trigger that set the state, None for a plain positive.
+    """
+
+    label: str
+    state: str
+    sentence: str
+    section: str
+    term: str
+    cue: str | None
+
+
+@dataclass
+class _Cue:
+    """One cue found in a clause: its kind and direction (see CUES) and where it lies."""
+
+    kind: str
+    direction: str
+    start: int
+    end: int
+    text: str
+
+
+def _find_cues(clause: str) -> tuple[list[_Cue], str]:
+    """Cues of a lower-cased clause, and the clause with pseudo-cues ("no change") blanked out.
+
+    A later pattern never takes words an earlier one already holds, so "cannot
+    be excluded" is one uncertainty cue, not a negation.
+    """
+    taken = np.zeros(len(clause) + 1, dtype=bool)
+    cues = []
+    for kind, direction, pattern in _COMPILED_CUES:
+        for match in pattern.finditer(clause):
+            if taken[match.start():match.end()].any():
+                continue
+            taken[match.start():match.end()] = True
+            cues.append(_Cue(kind, direction, match.start(), match.end(), match.group()))
+    without_pseudo = list(clause)
+    for cue in cues:
+        if cue.kind == "pseudo":
+            without_pseudo[cue.start:cue.end] = " " * (cue.end - cue.start)
+    return [cue for cue in cues if cue.kind != "pseudo"], "".join(without_pseudo)
+
+
+def _reaches(cue: _Cue, start: int, end: int, clause: str) -> int | None:
+    """Distance in characters from ``cue`` to the term at ``start:end`` if the cue's scope covers it, else None."""
+    if cue.direction == "pre" and cue.end <= start:
+        between = clause[cue.end:start]
+    elif cue.direction == "post" and end <= cue.start:
+        between = clause[end:cue.start]
+    else:
+        return None
+    if cue.kind == "resolved":  # "the consolidation seen before has resolved": reaches the whole clause
+        return len(between)
+    if _SCOPE_BREAK.search(between) or len(between.split()) > _MAX_SCOPE_WORDS[cue.direction]:
+        return None
+    return len(between)
+
+
+def _state_of(start: int, end: int, clause: str, cues: list[_Cue], without_pseudo: str, is_subject: bool):
+    """(state, cue text) of a term: the closest cue in reach decides; subjects only heed negation/normality.
+
+    ``without_pseudo`` is the clause with pseudo-cues blanked: a "no" inside the
+    term's own span ("coronary arteries show no wall calcification") negates it.
+    """
+    kinds = ("negative", "resolved", "normal") if is_subject else ("negative", "resolved", "uncertain")
+    best = None
+    inside = _SPAN_NEGATION.search(without_pseudo[start:end]) or _NON_PREFIX.search(clause[max(0, start - 5):start])
+    if inside:
+        best = (0, "negative", inside.group())
+    for cue in cues:
+        if cue.kind not in kinds:
+            continue
+        distance = 0 if start <= cue.start and cue.end <= end else _reaches(cue, start, end, clause)
+        if distance is not None and (best is None or distance < best[0]):
+            best = (distance, "uncertain" if cue.kind == "uncertain" else "negative", cue.text)
+    if best is None:
+        return (None, None) if is_subject else ("positive", None)
+    return best[1], best[2]
+
+
+def _excluded(label: str, clause: str) -> bool:
+    """True when a term of ``label`` in this clause is about another organ (see CONTEXT_EXCLUSIONS)."""
+    if label in _COMPILED_EXCLUSIONS:
+        other, lung = _COMPILED_EXCLUSIONS[label]
+        return bool(other.search(clause)) and not lung.search(clause)
+    if label == "Arterial wall calcification":  # coronary wins for coronary-only clauses
+        return bool(_CORONARY.search(clause)) and not _NON_CORONARY_VESSEL.search(clause)
+    return False
+
+
+_VESSEL_AFTER = (r"(?:\s+(?:changes|" + _PLAQUE + r"))*\s+(?:in|of|along|within|involving)\s+(?:the\s+)?"
+                 r"(?:\w+\s+){0,2}?")
+_CORONARY_AFTER = re.compile(_VESSEL_AFTER + _CORONARY_VESSEL)
+_OTHER_VESSEL_AFTER = re.compile(_VESSEL_AFTER + r"(?:aort\w*|carotid|subclavian|brachiocephalic|iliac|supra-?aortic)")
+_CORONARY_BEFORE = re.compile(_CORONARY_VESSEL + r"\s*$")
+_CALCIFICATION_END = re.compile(_PLAQUE + r"$")
+_PLAIN_LIST = re.compile(r"[\s,]*(?:and|or|&)?[\s,]*(?:the\s+)?")
+
+
+def _belongs_to_other_vessel(label: str, term: str, before: str, after: str) -> bool:
+    """True when the calcification a term names sits in the other calcification class's vessels.
+
+    The vessel named right after a calcification decides ("an aortic stent and calcifications in the
+    LAD" is coronary, "a coronary stent and calcifications in the thoracic aorta" arterial); "coronary"
+    right before an arterial term makes it coronary ("coronary artery wall calcification"); an arterial
+    term that names only coronary vessels is coronary, and one reaching from another vessel to a
+    coronary one is coronary unless the two are a plain list
+    ("the aorta and coronary arteries show no calcification" speaks of both).
+    """
+    if label == "Coronary artery wall calcification":
+        return bool(_CALCIFICATION_END.search(term) and _OTHER_VESSEL_AFTER.match(after))
+    if label != "Arterial wall calcification":
+        return False
+    if _CORONARY_BEFORE.search(before) or (_CALCIFICATION_END.search(term) and _CORONARY_AFTER.match(after)):
+        return True
+    vessel, coronary = _NON_CORONARY_VESSEL.search(term), _CORONARY.search(term)
+    if not coronary:
+        return False
+    if not vessel:  # "calcific plaques in the coronary arteries"
+        return True
+    between = term[min(vessel.end(), coronary.end()):max(vessel.start(), coronary.start())]
+    return not _PLAIN_LIST.fullmatch(between)
+
+
+def _clause_mentions(clause: str, sentence: str, section: str) -> list[Mention]:
+    """Every class mention in one clause of a sentence."""
+    lowered = clause.lower()
+    cues, without_pseudo = _find_cues(lowered)
+    mentions = []
+    for patterns, is_subject in ((_COMPILED_TERMS, False), (_COMPILED_SUBJECTS, True)):
+        for label, regexes in patterns.items():
+            if _excluded(label, lowered):
+                continue
+            for regex in regexes:
+                for match in regex.finditer(lowered):
+                    if _belongs_to_other_vessel(label, match.group(), lowered[max(0, match.start() - 30):match.start()],
+                                                lowered[match.end():match.end() + 50]):
+                        continue
+                    state, cue = _state_of(match.start(), match.end(), lowered, cues, without_pseudo, is_subject)
+                    if state is not None:
+                        mentions.append(Mention(label, state, sentence, section, clause[match.start():match.end()],
+                                                cue))
+    return mentions
+
+
+def sentence_mentions(sentence: str, section: str = "findings") -> list[Mention]:
+    """Every class mention in one sentence (see the module docstring for the rules)."""
+    mentions = []
+    for clause in _clauses(sentence):
+        mentions += _clause_mentions(clause, sentence, section)
+    return mentions
+
+
+# --------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------
+
+_STATE_PRECEDENCE = ("positive", "uncertain", "negative")
+
+
+@dataclass
+class RuleResult:
+    """All class mentions of one report, and the per-class verdict drawn from them."""
+
+    mentions: list[Mention] = field(default_factory=list)
+
+    def state(self, label: str) -> str:
+        """The report's verdict on ``label``: one of :data:`STATES`.
+
+        Positive if any section states it present, else uncertain if any hedges
+        it, else negative if any negates it, else absent. A positive wins over
+        a negation elsewhere (also impression over findings and back) because
+        CT-RATE reports negate classes in boilerplate ("no pleural effusion")
+        while a positive is a specific statement a radiologist chose to write;
+        CT-RATE's labels count a finding present if the report states it anywhere.
+        """
+        if label not in CTRATE_ABNORMALITIES:
+            raise KeyError(f"unknown CT-RATE class {label!r}")
+        found = {mention.state for mention in self.mentions if mention.label == label}
+        return next((state for state in _STATE_PRECEDENCE if state in found), "absent")
+
+    def vector(self, uncertain_as: int = 0) -> dict[str, int]:
+        """0/1 per class in CT-RATE order; positive is 1, uncertain is ``uncertain_as``, the rest 0."""
+        if uncertain_as not in (0, 1):
+            raise ValueError(f"uncertain_as must be 0 or 1, got {uncertain_as!r}")
+        values = {"positive": 1, "uncertain": uncertain_as}
+        return {label: values.get(self.state(label), 0) for label in CTRATE_ABNORMALITIES}
+
+    def explain(self) -> list[str]:
+        """One line per positive mention: class, section, the sentence with the term in [[ ]], and the rule."""
+        lines = []
+        for mention in self.mentions:
+            if mention.state != "positive":
+                continue
+            at = mention.sentence.lower().find(mention.term.lower())
+            marked = (mention.sentence[:at] + "[[" + mention.sentence[at:at + len(mention.term)] + "]]"
+                      + mention.sentence[at + len(mention.term):]) if at >= 0 else mention.sentence
+            lines.append(f"{mention.label} [{mention.section}]: {marked} "
+                         f"(term '{mention.term}'; no negation or uncertainty cue in reach)")
+        return lines
+
+
+def label_report(findings: str, impression: str = "") -> RuleResult:
+    """Read the 18 CT-RATE classes from a report's findings and impression text.
+
+    Either text may itself carry section headers (a whole report passed as
+    ``findings``): they are split out with :func:`split_sections`.
+    """
+    found_findings, found_impression = split_sections(findings)
+    sections = (("findings", found_findings), ("impression", _join(found_impression, impression)))
+    mentions = []
+    for section, text in sections:
+        for sentence in split_sentences(text):
+            mentions += sentence_mentions(sentence, section)
+    return RuleResult(mentions)
+
+
+def _join(first: str, second: str) -> str:
+    return " ".join(part for part in (first.strip(), second.strip()) if part)
+
+
+def rule_feature_matrix(texts: list[str]) -> np.ndarray:
+    """float32 ``[n, 54]`` rule features of whole report texts (``report_text`` strings).
+
+    For each class in CT-RATE order, three columns: one-hot of the positive,
+    negative and uncertain state (absent is all zero). Column ``3 * i + j`` is
+    class ``CTRATE_ABNORMALITIES[i]``, state ``FEATURE_STATES[j]``.
+    """
+    features = np.zeros((len(texts), 3 * len(CTRATE_ABNORMALITIES)), dtype=np.float32)
+    for row, text in enumerate(texts):
+        result = label_report(text)
+        for i, label in enumerate(CTRATE_ABNORMALITIES):
+            state = result.state(label)
+            if state in FEATURE_STATES:
+                features[row, 3 * i + FEATURE_STATES.index(state)] = 1.0
+    return features
+
+
+__all__ = ["STATES", "FEATURE_STATES", "Mention", "RuleResult", "label_report", "rule_feature_matrix",
+           "sentence_mentions", "split_sentences", "FINDING_TERMS", "NORMAL_SUBJECTS", "CUES", "ABBREVIATIONS"]
