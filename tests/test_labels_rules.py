@@ -382,3 +382,15 @@ def test_binary_and_missing_files_are_refused(tmp_path):
     (tmp_path / "r.csv").write_text("VolumeName,Impressions_EN\nv1,Normal.\n")
     with pytest.raises(CtrateFileError, match="missing column 'Findings_EN'"):
         read_reports(tmp_path / "r.csv")
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    ("Lymph nodes with a short axis of 15 mm are observed in the subcarinal region.", 1),
+    ("A lymph node measuring 1.2 cm is seen in the right hilum.", 1),
+    ("Mediastinal lymph nodes measuring up to 14 mm were observed.", 1),
+    ("Lymph nodes smaller than 10 mm are observed in the mediastinum.", 0),
+    ("A few lymph nodes with a short axis not exceeding 1 cm were observed.", 0),
+    ("Lymph nodes up to 8 mm in the prevascular area.", 0),
+])
+def test_a_stated_node_size_of_ten_millimetres_or_more_is_lymphadenopathy(sentence, expected):
+    assert label_report(sentence).vector()["Lymphadenopathy"] == expected

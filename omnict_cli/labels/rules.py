@@ -58,6 +58,11 @@ _CORONARY_VESSEL = (r"(?:coronar\w*|\blad\b|left anterior descending|circumflex|
 _PLAQUE = r"(?:calcif\w*|atherom\w*|atheroscler\w*|plaques?)"
 
 
+_NOT_AN_UPPER_BOUND = "".join(f"(?<!{word} )" for word in ("than", "below", "under", "exceeding", "<"))
+"""Lookbehinds: "smaller than 10 mm", "below 1 cm", "not exceeding 1 cm" bound a node's size
+rather than state it ("up to 14 mm" does state one)."""
+
+
 def _gap(most: int, commas: bool = True) -> str:
     """Up to ``most`` characters inside one sentence (decimal points allowed: "Fluid (13.3 mm) is seen in")."""
     stop = ".;" if commas else ".;,"
@@ -101,7 +106,9 @@ FINDING_TERMS = {
         r"(?:enlarged|patholog\w*(?:[\s-]+(?:enlarged|sized|appearing|looking))?|bulky) "
         r"(?:\w+ ){0,3}?(?:lymph )?nodes?\b",
         r"lymph nodes?\b" + _gap(80) + r"\bpatholog\w*[\s-]+(?:size|sized|dimensions?|enlarge\w*|appearance)",
-        r"lymph nodes?\b" + _gap(30, commas=False) + r"\benlarged"),
+        r"lymph nodes?\b" + _gap(30, commas=False) + r"\benlarged",
+        # a stated size of 10 mm or more (short axis, the usual cut-off), unless bounded from above
+        r"lymph nodes?\b" + _gap(60) + _NOT_AN_UPPER_BOUND + r"(?:[1-9]\d(?:[.,]\d+)?\s*mm|[1-9](?:[.,]\d+)?\s*cm)\b"),
     "Emphysema": (r"(?<!subcutaneous )(?<!soft tissue )(?<!mediastinal )emphysem\w*", r"\bbull(?:a|ae|ous)\b",
                   r"\bblebs?\b"),
     "Atelectasis": (r"\w*atelecta\w*", r"collaps\w*"),
