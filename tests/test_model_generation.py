@@ -151,3 +151,18 @@ def test_device_map_with_offloaded_weights_gives_the_same_logits_and_text(model_
     with torch.no_grad():
         assert torch.allclose(split(**batch).logits, model(**batch).logits, atol=1e-5)
         assert torch.equal(split.generate(**batch, **settings), model.generate(**batch, **settings))
+
+
+def test_bfloat16_with_sdpa_attention_runs_and_follows_float32(model_and_processor):
+    """The GPU setting (bf16 weights, SDPA) on the CPU: float32 pixels are cast to the tower's dtype."""
+    import copy
+
+    model, processor = model_and_processor
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    assert half.language_model.config._attn_implementation == "sdpa"
+    batch = batch_of_two(processor)
+    with torch.no_grad():
+        logits = half(**batch).logits
+        reference = model(**batch).logits
+    assert logits.dtype == torch.bfloat16
+    assert (logits.float() - reference).abs().max() < 0.1 * reference.abs().max()
