@@ -5,7 +5,10 @@ classifier (``omnict_cli.labels.classifier``) is installed, the classifier
 too, against the hand-labelled held-out set in ``benchmarks/data`` (written
 by ``make_heldout.py`` apart from the training corpus, see its README).
 Prints per-class precision / recall / F1 with support, then macro and micro
-F1. The bar for the rule labeler is macro F1 >= 0.90.
+F1. The bar for the rule labeler is macro F1 >= 0.90. A class with no
+reference positive and no prediction (possible in the parts of the set)
+prints "n/a" and is left out of the macro mean (see
+``omnict_cli.metrics.classification``).
 
 Run: ``python benchmarks/labeler_quality.py`` (a few seconds);
 ``--errors`` also prints every wrong label with its report sentence(s).
@@ -14,6 +17,7 @@ Run: ``python benchmarks/labeler_quality.py`` (a few seconds);
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -61,16 +65,22 @@ def classifier_predictions(reports) -> np.ndarray | None:
     return np.asarray(model.predict([report_text(report) for report in reports]), dtype=int)
 
 
+def score_text(value: float, width: int = 0) -> str:
+    """A score with three decimals, or "n/a" when it is not defined (NaN), right-aligned to ``width``."""
+    return f"{'n/a' if math.isnan(value) else f'{value:.3f}':>{width}s}"
+
+
 def print_table(name: str, truth: np.ndarray, predicted: np.ndarray) -> float:
     """Print one labeler's per-class table; return its macro F1."""
     scores = classification_report(truth, predicted, list(CTRATE_ABNORMALITIES))
     print(f"\n{name} ({scores.n_samples} reports)")
     print(f"{'class':36s} {'support':>7s} {'prec':>6s} {'recall':>6s} {'F1':>6s}   tp  fp  fn")
     for row in scores.per_class:
-        print(f"{row.label:36s} {row.support:7d} {row.precision:6.3f} {row.recall:6.3f} {row.f1:6.3f} "
-              f"{row.tp:4d}{row.fp:4d}{row.fn:4d}")
-    print(f"{'macro':36s} {'':7s} {scores.macro_precision:6.3f} {scores.macro_recall:6.3f} {scores.macro_f1:6.3f}")
-    print(f"{'micro':36s} {'':7s} {scores.micro_precision:6.3f} {scores.micro_recall:6.3f} {scores.micro_f1:6.3f}")
+        print(f"{row.label:36s} {row.support:7d} {score_text(row.precision, 6)} {score_text(row.recall, 6)} "
+              f"{score_text(row.f1, 6)} {row.tp:4d}{row.fp:4d}{row.fn:4d}")
+    for average in ("macro", "micro"):
+        values = (getattr(scores, f"{average}_{measure}") for measure in ("precision", "recall", "f1"))
+        print(f"{average:36s} {'':7s} " + " ".join(score_text(value, 6) for value in values))
     return scores.macro_f1
 
 
@@ -80,8 +90,8 @@ def print_parts(reports, truth: np.ndarray, predicted: np.ndarray) -> None:
         rows = [i for i, r in enumerate(reports) if r.volume_name.startswith(f"heldout_{part}_")]
         if rows:
             scores = classification_report(truth[rows], predicted[rows], list(CTRATE_ABNORMALITIES))
-            print(f"  part {part} ({len(rows)} reports, {meaning}): macro F1 {scores.macro_f1:.3f}, "
-                  f"micro F1 {scores.micro_f1:.3f}")
+            print(f"  part {part} ({len(rows)} reports, {meaning}): macro F1 {score_text(scores.macro_f1)}, "
+                  f"micro F1 {score_text(scores.micro_f1)}")
 
 
 def print_errors(reports, truth: np.ndarray, predicted: np.ndarray) -> None:
@@ -107,7 +117,7 @@ def main() -> None:
     reports, truth = load_heldout()
     rules = rule_predictions(reports)
     macro = print_table("Rule labeler", truth, rules)
-    print(f"rule labeler macro F1 {macro:.3f} (bar {RULES_BAR:.2f}: {'met' if macro >= RULES_BAR else 'NOT met'})")
+    print(f"rule labeler macro F1 {score_text(macro)} (bar {RULES_BAR:.2f}: {'met' if macro >= RULES_BAR else 'NOT met'})")
     print_parts(reports, truth, rules)
     classifier = classifier_predictions(reports)
     if classifier is None:

@@ -33,11 +33,18 @@ or an empty answer) stays in: it is scored as an empty report, i.e. all 18
 classes negative and empty text (an empty answer, i.e. wrong, in VQA),
 because the tool was asked about that study and said nothing. Both counts
 (failed and empty) are reported.
+
+**Classes with nothing to score.** A class with no reference positive and no
+prediction among the scored studies has precision / recall / F1 NaN ("not
+defined") and is left out of the macro means (see
+``omnict_cli.metrics.classification``); ``to_dict`` writes such values as
+JSON null.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -204,6 +211,22 @@ def read_generated_reports(path: str | Path) -> GeneratedReports:
     return GeneratedReports(texts=texts, failed=failed)
 
 
+def nan_to_none(data):
+    """``data`` with every NaN float replaced by None, so it is valid JSON (NaN is not; null is).
+
+    NaN is how the metrics say "not defined" (a class with no reference
+    positive and no prediction); JSON readers other than Python's reject a
+    bare ``NaN`` token.
+    """
+    if isinstance(data, float) and math.isnan(data):
+        return None
+    if isinstance(data, dict):
+        return {key: nan_to_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [nan_to_none(value) for value in data]
+    return data
+
+
 # --------------------------------------------------------------------------
 # Report scoring
 # --------------------------------------------------------------------------
@@ -249,9 +272,13 @@ class ReportScores:
         return len(self.join.matched)
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready data: counts, missing names, per-class table, averages, interval, text scores."""
+        """Plain JSON-ready data: counts, missing names, per-class table, averages, interval, text scores.
+
+        Scores that are not defined (NaN: a class with no reference positive
+        and no prediction; a macro or micro value when no class has any) are None.
+        """
         report = self.classification
-        return {"mode": "reports", "predictions": self.predictions, "references": self.references,
+        data = {"mode": "reports", "predictions": self.predictions, "references": self.references,
                 "method": self.method, "reference_labels": self.reference_labels_source,
                 "n_scored": self.n_scored, "n_failed": len(self.failed), "n_empty": len(self.empty),
                 "failed": self.failed, "empty": self.empty,
@@ -262,6 +289,7 @@ class ReportScores:
                 "micro": {"precision": report.micro_precision, "recall": report.micro_recall, "f1": report.micro_f1},
                 "macro_f1_ci95": list(self.macro_f1_ci), "bootstrap_resamples": self.bootstrap,
                 "text": self.text_scores}
+        return nan_to_none(data)
 
 
 def _reference_label_matrix(path: Path, reference_names: list[str]) -> np.ndarray:
@@ -466,13 +494,14 @@ class VQAResult:
         if self.scores.open is not None:
             open_scores = {key: value for key, value in asdict(self.scores.open).items() if key != "token_f1_per_row"}
             open_scores["token_f1_ci95"] = list(self.intervals["open"])
-        return {"mode": "vqa", "predictions": self.predictions, "references": self.references,
+        data = {"mode": "vqa", "predictions": self.predictions, "references": self.references,
                 "n_scored": len(self.join.matched), "n_failed": len(self.failed), "n_empty": len(self.empty),
                 "failed": self.failed, "empty": self.empty,
                 "n_no_prediction": len(self.join.no_prediction), "no_prediction": self.join.no_prediction,
                 "n_no_reference": len(self.join.no_reference), "no_reference": self.join.no_reference,
                 "closed": accuracy(self.scores.closed, "closed"), "choice": accuracy(self.scores.choice, "choice"),
                 "open": open_scores, "bootstrap_resamples": self.bootstrap}
+        return nan_to_none(data)
 
 
 def score_answers(predictions_path: str | Path, references_path: str | Path,
@@ -516,4 +545,4 @@ def score(predictions_path: str | Path, references_path: str | Path, options: Sc
 __all__ = ["ScoreOptions", "ReportScores", "VQAResult", "StudyJoin", "ScoringError", "score", "score_reports",
            "score_answers", "study_key", "join_studies", "read_generated_reports", "read_reference_questions",
            "read_answers", "first_names", "infer_kind", "options_in_question", "question_text", "text_scores",
-           "is_answer_file"]
+           "is_answer_file", "nan_to_none"]

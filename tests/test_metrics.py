@@ -67,36 +67,69 @@ def test_macro_f1_is_mean_of_class_f1_not_f1_of_macro_means():
     assert unequal.macro_f1 == pytest.approx((2 / 3 + 0.8) / 2)
 
 
-def test_classification_agrees_with_sklearn():
-    rng = np.random.default_rng(7)
-    y_true = (rng.random((300, 18)) < 0.25).astype(int)
-    y_pred = (rng.random((300, 18)) < 0.3).astype(int)
+def test_class_with_nothing_to_score_is_nan_and_left_out_of_macro():
+    # class a: tp 1 fn 1 -> P 1, R 1/2, F1 2/3; class b: never present, never predicted -> not defined;
+    # class c: predicted once, never present -> P 0, R 0 (predicted but absent), F1 0.
+    y_true = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 0]])
+    y_pred = np.array([[1, 0, 0], [0, 0, 1], [0, 0, 0]])
+    report = classification_report(y_true, y_pred, ["a", "b", "c"])
+    a, b, c = report.per_class
+    assert math.isnan(b.precision) and math.isnan(b.recall) and math.isnan(b.f1) and not b.defined
+    assert (c.precision, c.recall, c.f1) == (0.0, 0.0, 0.0) and c.defined
+    assert report.undefined_labels == ["b"]
+    assert report.macro_f1 == pytest.approx((2 / 3 + 0) / 2)  # mean over a and c only, not (2/3 + 1 + 0) / 3
+    assert report.macro_precision == pytest.approx(0.5) and report.macro_recall == pytest.approx(0.25)
+    assert (report.micro_precision, report.micro_recall) == pytest.approx((1 / 2, 1 / 2))
+
+
+def test_nothing_to_score_in_any_class_gives_nan_macro_and_micro():
+    report = classification_report(np.zeros((3, 2)), np.zeros((3, 2)), ["a", "b"])
+    assert report.undefined_labels == ["a", "b"]
+    for value in (report.macro_precision, report.macro_recall, report.macro_f1,
+                  report.micro_precision, report.micro_recall, report.micro_f1):
+        assert math.isnan(value)
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_classification_agrees_with_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    y_true = (rng.random((60, 18)) < 0.25).astype(int)
+    y_pred = (rng.random((60, 18)) < 0.3).astype(int)
     y_true[:, 4] = 0  # a class absent from every reference but predicted
     y_pred[:, 5] = 0  # a class present but never predicted
-    y_true[:, 6] = y_pred[:, 6] = 0  # a class neither present nor predicted
+    empty = np.zeros(18, dtype=bool)
+    empty[rng.choice(np.r_[0:4, 6:18], size=3, replace=False)] = True  # classes neither present nor predicted
+    y_true[:, empty] = y_pred[:, empty] = 0
     report = classification_report(y_true, y_pred, LABELS)
     p0, r0, f0, support = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
-    p1, r1, f1_ones, _ = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=1)
-    empty = np.zeros(18, dtype=bool)
-    empty[6] = True
-    expected_p, expected_r, expected_f = np.where(empty, p1, p0), np.where(empty, r1, r0), np.where(empty, f1_ones, f0)
-    assert [c.precision for c in report.per_class] == pytest.approx(expected_p)
-    assert [c.recall for c in report.per_class] == pytest.approx(expected_r)
-    assert [c.f1 for c in report.per_class] == pytest.approx(expected_f)
+    pn, rn, fn, _ = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=np.nan)
+    # NaN exactly where the class has nothing to score; sklearn's 0 rule for never predicted / never present
+    expected_p, expected_r = np.where(empty, pn, p0), np.where(empty, rn, r0)
+    assert np.isnan(fn).tolist() == empty.tolist() and np.isnan(expected_p).tolist() == empty.tolist()
+    assert [c.precision for c in report.per_class] == pytest.approx(expected_p, nan_ok=True)
+    assert [c.recall for c in report.per_class] == pytest.approx(expected_r, nan_ok=True)
+    assert [c.f1 for c in report.per_class] == pytest.approx(fn, nan_ok=True)
     assert [c.support for c in report.per_class] == list(support)
-    assert report.macro_f1 == pytest.approx(expected_f.mean())
+    assert report.undefined_labels == [label for label, skip in zip(LABELS, empty) if skip]
+    # sklearn's macro with zero_division=nan is the mean over the classes whose value is not NaN
+    sklearn_macro_f1 = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=np.nan)[2]
+    assert report.macro_f1 == pytest.approx(sklearn_macro_f1) == pytest.approx(np.nanmean(fn))
+    assert report.macro_precision == pytest.approx(np.nanmean(expected_p))
+    assert report.macro_recall == pytest.approx(np.nanmean(expected_r))
     micro = precision_recall_fscore_support(y_true, y_pred, average="micro", zero_division=0)
     assert (report.micro_precision, report.micro_recall, report.micro_f1) == pytest.approx(micro[:3])
     assert report.per_class[5].precision == 0.0 and report.per_class[4].recall == 0.0
 
 
-def test_identical_label_matrices_score_one_everywhere():
+def test_identical_label_matrices_score_one_on_every_defined_class():
     rng = np.random.default_rng(1)
     labels = (rng.random((50, 18)) < 0.2).astype(int)
     labels[:, 3] = 0  # a class no study has
     report = classification_report(labels, labels.copy(), LABELS)
-    assert all(c.precision == c.recall == c.f1 == 1.0 for c in report.per_class)
-    assert report.macro_f1 == report.micro_f1 == 1.0
+    defined = [c for c in report.per_class if c.label != LABELS[3]]
+    assert all(c.precision == c.recall == c.f1 == 1.0 for c in defined)
+    assert math.isnan(report.per_class[3].f1) and report.undefined_labels == [LABELS[3]]
+    assert report.macro_precision == report.macro_recall == report.macro_f1 == report.micro_f1 == 1.0
 
 
 def test_classification_rejects_bad_matrices():
@@ -406,6 +439,32 @@ def test_macro_f1_ci_matches_generic_bootstrap_and_contains_the_estimate():
     generic = bootstrap_ci(lambda idx: classification_report(truth[idx], predicted[idx], LABELS).macro_f1,
                            n=120, n_resamples=200, seed=5)
     assert (low, high) == pytest.approx(generic)
+
+
+def test_macro_f1_ci_averages_the_classes_defined_in_each_resample():
+    truth, predicted = _label_matrices(40, seed=3)
+    truth[:, [2, 9]] = predicted[:, [2, 9]] = 0  # two classes with nothing to score anywhere
+    truth[:, 11] = predicted[:, 11] = 0
+    truth[0, 11] = predicted[1, 11] = 1  # one class defined only in resamples that draw study 0 or 1
+    low, high = macro_f1_ci(truth, predicted, n_resamples=200, seed=4)
+    generic = bootstrap_ci(lambda idx: classification_report(truth[idx], predicted[idx], LABELS).macro_f1,
+                           n=40, n_resamples=200, seed=4)
+    assert not math.isnan(low) and (low, high) == pytest.approx(generic)
+    assert low < classification_report(truth, predicted, LABELS).macro_f1 < high
+
+
+def test_bootstrap_drops_resamples_with_nothing_to_score():
+    # Only study 0 has anything: class a found (F1 1), class b missed (F1 0); class c never occurs.
+    # Resamples with study 0 score (1 + 0) / 2 = 0.5; resamples without it have no defined class and
+    # are dropped. (Scoring empty classes 1.0 would give 2/3 and 1.0 instead.)
+    truth = np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]])
+    predicted = np.array([[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    assert macro_f1_ci(truth, predicted, n_resamples=200, seed=0) == (0.5, 0.5)
+    generic = bootstrap_ci(lambda idx: classification_report(truth[idx], predicted[idx], ["a", "b", "c"]).macro_f1,
+                           n=3, n_resamples=200, seed=0)
+    assert generic == (0.5, 0.5)
+    low, high = macro_f1_ci(np.zeros((3, 2)), np.zeros((3, 2)), n_resamples=50)
+    assert math.isnan(low) and math.isnan(high)  # no resample has anything to score
 
 
 def test_accuracy_ci_contains_estimate_narrows_with_more_studies_and_is_seeded():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,14 @@ def reference_rows():
 def label_rows():
     with open(LABELS, newline="") as stream:
         return {row["VolumeName"]: row for row in csv.DictReader(stream)}
+
+
+def strict_json(text):
+    """Parse JSON the way non-Python readers do: a bare NaN / Infinity token is an error."""
+    def reject(token):
+        raise ValueError(f"not valid JSON: {token}")
+
+    return json.loads(text, parse_constant=reject)
 
 
 def write_jsonl(path, records):
@@ -90,6 +100,10 @@ def test_references_against_themselves_score_perfectly_with_the_bundled_classifi
     report = result.classification
     supported = [scores for scores in report.per_class if scores.support]
     assert supported and all(scores.f1 == 1.0 for scores in supported)
+    # the 4 phantom studies leave classes with nothing to score: not defined, not a perfect 1.0
+    unsupported = [scores for scores in report.per_class if not scores.support]
+    assert unsupported and all(math.isnan(scores.f1) and scores.fp == 0 for scores in unsupported)
+    assert report.undefined_labels == [scores.label for scores in unsupported]
     assert report.macro_f1 == 1.0 and report.micro_f1 == 1.0
     assert result.text_scores["bleu4"] == pytest.approx(1.0) and result.text_scores["rouge_l"] == pytest.approx(1.0)
     assert result.macro_f1_ci == (1.0, 1.0)
@@ -165,8 +179,14 @@ def test_score_command_prints_table_16_and_writes_json(tmp_path):
     for text in ("Lung nodule", "macro", "micro", "bleu4", "rouge_l", "meteor", "95% bootstrap CI",
                  "1 reference studies have no prediction", "case_0004.nii.gz"):
         assert text in result.output
-    data = json.loads(out.read_text())
+    data = strict_json(out.read_text())
     assert data["mode"] == "reports" and data["n_scored"] == 3 and data["no_prediction"] == ["case_0004.nii.gz"]
+    nothing_to_score = [row for row in data["per_class"] if row["tp"] + row["fp"] + row["fn"] == 0]
+    assert nothing_to_score and all(row["precision"] is row["recall"] is row["f1"] is None
+                                    for row in nothing_to_score)
+    assert "n/a" in result.output
+    assert (f"n/a: no reference positives and no predictions; left out of the macro average "
+            f"({len(nothing_to_score)} of 18 classes)") in result.output
     assert [row["label"] for row in data["per_class"]] == list(CTRATE_ABNORMALITIES)
     emphysema = next(row for row in data["per_class"] if row["label"] == "Emphysema")
     assert (emphysema["tp"], emphysema["fn"], emphysema["support"]) == (0, 1, 1)
@@ -265,3 +285,43 @@ def test_scoring_a_ctrate_csv_of_generated_reports():
     assert result.exit_code == 0, result.output
     assert "4 studies" in result.output
     assert "macro F1 100.0 (95% bootstrap CI 100.0-100.0, 50 resamples)" in result.output
+    supported = {name for name in CTRATE_ABNORMALITIES if any(int(row[name]) for row in label_rows().values())}
+    rows = {name: line for line in result.output.splitlines() for name in CTRATE_ABNORMALITIES
+            if line.startswith(f"│ {name} ")}
+    assert len(rows) == 18
+    # n/a in precision, recall and F1 exactly for the classes no phantom study has (the rules predict none)
+    assert {name for name, line in rows.items() if line.count("n/a") == 3} == set(CTRATE_ABNORMALITIES) - supported
+    assert all("n/a" not in rows[name] for name in supported)
+    assert f"left out of the macro average ({18 - len(supported)} of 18 classes)" in result.output
+
+
+def test_nothing_to_score_prints_n_a_and_writes_null_json(tmp_path):
+    # every reference and every prediction is normal: no class is defined, so no macro / micro value either
+    normal = tmp_path / "labels.csv"
+    rows = [",".join(["VolumeName", *CTRATE_ABNORMALITIES])]
+    rows += [",".join([name, *["0"] * len(CTRATE_ABNORMALITIES)]) for name in label_rows()]
+    normal.write_text("\n".join(rows) + "\n")
+    generated = write_jsonl(tmp_path / "generated.jsonl", [
+        {"study_id": study_key(name), "findings": "Normal chest CT.", "impression": "", "status": "ok"}
+        for name in label_rows()])
+    out = tmp_path / "scores.json"
+    result = CliRunner().invoke(main, ["score", str(generated), "--references", str(REFERENCES), "--reference-labels",
+                                       str(normal), "--method", "rules", "--bootstrap", "20", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "macro F1 n/a (95% bootstrap CI n/a, 20 resamples)" in result.output
+    assert "(18 of 18 classes)" in result.output and not re.search(r"\bnan\b", result.output, re.IGNORECASE)
+    data = strict_json(out.read_text())
+    assert data["macro"] == data["micro"] == {"precision": None, "recall": None, "f1": None}
+    assert data["macro_f1_ci95"] == [None, None]
+    assert all(row["f1"] is None and row["tn"] == 4 for row in data["per_class"])
+
+
+def test_report_scores_dict_passes_strict_json_encoding(tmp_path):
+    generated = write_jsonl(tmp_path / "generated.jsonl", generated_records(reference_rows()))
+    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS,
+                                                               bootstrap=20))
+    data = result.to_dict()
+    json.dumps(data, allow_nan=False)  # raises ValueError on any NaN left in
+    undefined = set(result.classification.undefined_labels)
+    assert undefined and all((row["f1"] is None) == (row["label"] in undefined) for row in data["per_class"])
+    assert data["macro"]["f1"] == 1.0

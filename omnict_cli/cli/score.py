@@ -2,10 +2,14 @@
 
 A thin command over ``omnict_cli.scoring``; the tables follow the paper's
 Table 16 (per-class precision / recall / F1 with macro and micro averages),
-then the text scores and the bootstrap interval.
+then the text scores and the bootstrap interval. A score that is not defined
+(NaN: a class with no reference positive and no prediction) prints as "n/a"
+with a footnote, and is null in the JSON.
 """
 
 from __future__ import annotations
+
+import math
 
 import click
 
@@ -13,6 +17,8 @@ from omnict_cli.cli.main import main
 
 METHOD_CHOICES = ("classifier", "rules")
 """Same as ``omnict_cli.labels.labeler.METHODS`` (not imported: it pulls in numpy)."""
+NOT_DEFINED = "n/a"
+"""How a score that is not defined (NaN) prints."""
 
 
 @main.command()
@@ -77,12 +83,17 @@ def _escape(text: str) -> str:
 
 
 def _write_json(path, data: dict) -> None:
-    """Write ``data`` as indented JSON to ``path`` in one step (see :mod:`omnict_cli.atomic`)."""
+    """Write ``data`` as indented JSON to ``path`` in one step (see :mod:`omnict_cli.atomic`).
+
+    ``allow_nan=False``: the scores come with NaN already turned into null
+    (``to_dict``), and a NaN that slipped through must fail here rather than
+    write a file that strict JSON readers reject.
+    """
     import json
 
     from omnict_cli.atomic import write_text_atomically
 
-    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+    write_text_atomically(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def _missing_lines(result, predictions_path, references_path) -> list[str]:
@@ -114,7 +125,22 @@ def _print_result(result) -> None:
 
 
 def _percent(value: float) -> str:
-    return f"{100 * value:.1f}"
+    """A score in [0, 1] as a percentage with one decimal, or "n/a" when it is not defined (NaN)."""
+    return NOT_DEFINED if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def _interval(low: float, high: float) -> str:
+    """ "97.9-99.1", or "n/a" when no resample had anything to score."""
+    return NOT_DEFINED if math.isnan(low) or math.isnan(high) else f"{_percent(low)}-{_percent(high)}"
+
+
+def _not_defined_footnote(report) -> str | None:
+    """The line explaining "n/a" under the class table, or None when every class has something to score."""
+    undefined = report.undefined_labels
+    if not undefined:
+        return None
+    return (f"{NOT_DEFINED}: no reference positives and no predictions; left out of the macro average "
+            f"({len(undefined)} of {len(report.per_class)} classes)")
 
 
 def _print_reports(result) -> None:
@@ -127,10 +153,10 @@ def _print_reports(result) -> None:
     for column in ("class", "precision", "recall", "F1", "support", "TP", "FP", "FN"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for scores in report.per_class:
-        # a class absent from both sides scores 100 by convention; dim it so it is not read as a result
+        # a class absent from both sides has nothing to score (n/a); dim it so the eye skips it
         table.add_row(scores.label, _percent(scores.precision), _percent(scores.recall), _percent(scores.f1),
                       str(scores.support), str(scores.tp), str(scores.fp), str(scores.fn),
-                      style="dim" if scores.support == 0 and scores.fp == 0 else None)
+                      style=None if scores.defined else "dim")
     table.add_section()
     table.add_row("macro", _percent(report.macro_precision), _percent(report.macro_recall), _percent(report.macro_f1),
                   "", "", "", "", style="bold")
@@ -138,8 +164,10 @@ def _print_reports(result) -> None:
                   "", "", "", "")
     console = _console()
     console.print(table)
-    low, high = result.macro_f1_ci
-    console.print(f"macro F1 {_percent(report.macro_f1)} (95% bootstrap CI {_percent(low)}-{_percent(high)}, "
+    footnote = _not_defined_footnote(report)
+    if footnote:
+        console.print(footnote, highlight=False, style="dim")
+    console.print(f"macro F1 {_percent(report.macro_f1)} (95% bootstrap CI {_interval(*result.macro_f1_ci)}, "
                   f"{result.bootstrap} resamples)", highlight=False)
     text = Table(title="Text scores (x100)", title_justify="left")
     for name in result.text_scores:
@@ -157,14 +185,12 @@ def _print_vqa(result) -> None:
     for kind in ("closed", "choice"):
         accuracy = getattr(result.scores, kind)
         if accuracy is not None:
-            low, high = result.intervals[kind]
             table.add_row(kind, str(accuracy.n_total), "accuracy", _percent(accuracy.accuracy),
-                          f"{_percent(low)}-{_percent(high)}")
+                          _interval(*result.intervals[kind]))
     open_scores = result.scores.open
     if open_scores is not None:
-        low, high = result.intervals["open"]
         table.add_row("open", str(open_scores.n_total), "token F1", _percent(open_scores.token_f1),
-                      f"{_percent(low)}-{_percent(high)}")
+                      _interval(*result.intervals["open"]))
         for name in ("bleu1", "bleu4", "rouge_l", "meteor", "exact_match"):
             table.add_row("", "", name, _percent(getattr(open_scores, name)), "")
     _console().print(table)

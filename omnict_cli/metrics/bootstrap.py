@@ -7,6 +7,14 @@ recomputes the statistic on them, and the interval is the (1 - c) / 2 and
 (1 + c) / 2 percentiles (numpy's linear interpolation) of the resampled
 values. The same seed gives the same indices in every function here, so
 ``macro_f1_ci`` and ``bootstrap_ci`` with a macro-F1 statistic agree exactly.
+
+A resample whose statistic is NaN (not defined) is dropped before the
+percentiles are taken: for macro F1 that is a resample in which no class has
+a reference positive or a prediction (e.g. a few normal studies drawn again
+and again), so there is nothing to score. Within a resample, macro F1 is
+the mean over the classes defined *in that resample*, the same convention as
+:func:`~omnict_cli.metrics.classification.classification_report`. When every
+resample is undefined the interval is (NaN, NaN).
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.metrics.classification import check_label_matrices, precision_recall_f1
+from omnict_cli.metrics.classification import check_label_matrices, mean_over_defined, precision_recall_f1
 
 
 def resample_indices(n: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
@@ -29,11 +37,14 @@ def resample_indices(n: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarr
 
 
 def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    """The central ``confidence`` interval of the resampled values."""
+    """The central ``confidence`` interval of the resampled values, undefined (NaN) resamples dropped."""
     if not 0.0 < confidence < 1.0:
         raise OmnictError(f"confidence must be between 0 and 1, got {confidence}")
+    defined = values[~np.isnan(values)]
+    if defined.size == 0:
+        return float("nan"), float("nan")
     tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
+    low, high = np.percentile(defined, [tail, 100.0 - tail])
     return float(low), float(high)
 
 
@@ -43,6 +54,8 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, n_resamples: 
 
     ``statistic`` receives an int array of n indices (with repeats) and
     returns the score of those studies; it is called ``n_resamples`` times.
+    A NaN score marks a resample where the statistic is not defined; such
+    resamples are left out of the percentiles.
     """
     indices = resample_indices(n, n_resamples, seed)
     values = np.array([statistic(row) for row in indices], dtype=np.float64)
@@ -62,7 +75,9 @@ def macro_f1_ci(y_true, y_pred, n_resamples: int = 1000, confidence: float = 0.9
 
     Vectorised: per-study tp / fp / fn indicators are summed with the
     resample counts as weights, so 1000 resamples of 3000 studies x 18
-    classes are one matrix product.
+    classes are one matrix product. Each resample's macro F1 averages the
+    classes defined in it; resamples with no defined class are dropped (see
+    the module docstring).
     """
     truth, predicted = check_label_matrices(y_true, y_pred)
     counts = _resample_counts(truth.shape[0], n_resamples, seed)
@@ -70,7 +85,7 @@ def macro_f1_ci(y_true, y_pred, n_resamples: int = 1000, confidence: float = 0.9
     fp = counts @ (~truth & predicted).astype(np.float64)
     fn = counts @ (truth & ~predicted).astype(np.float64)
     _, _, f1 = precision_recall_f1(tp, fp, fn)
-    return _percentile_interval(f1.mean(axis=1), confidence)
+    return _percentile_interval(mean_over_defined(f1, axis=1), confidence)
 
 
 def accuracy_ci(correct, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:

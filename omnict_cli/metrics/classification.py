@@ -7,21 +7,26 @@ module does the comparison; it knows nothing about reports or labelers.
 
 Conventions (the same as ``sklearn.metrics.precision_recall_fscore_support``
 with ``zero_division=0`` wherever a class has any positive label or any
-positive prediction):
+positive prediction, and with ``zero_division=np.nan`` for a class that has
+neither):
 
 * precision = tp / (tp + fp), recall = tp / (tp + fn),
   F1 = 2 tp / (2 tp + fp + fn) (equal to 2PR / (P + R) when both exist);
 * a class predicted for no study has precision 0; a class present in no
   reference has recall 0 as soon as it is predicted anywhere;
 * a class that is absent from every reference AND never predicted (tp = fp =
-  fn = 0) scores 1.0 for precision, recall and F1: nothing was there and
-  nothing was claimed, so the prediction is perfect. This is sklearn's
-  ``zero_division=1`` value for such a class and makes identical label
-  matrices score exactly 1.0 everywhere;
-* macro scores are the unweighted mean of the per-class scores (so macro F1
-  is the mean of per-class F1, NOT the F1 of macro P and R — Table 16's F1 is
-  below both its P and R, which only the mean of per-class F1 allows);
-* micro scores pool tp / fp / fn over all classes, with the same rules.
+  fn = 0) has precision, recall and F1 **NaN** ("not defined"): nothing was
+  there to find and nothing was claimed, so the data say nothing about how
+  well the class is read. Scoring it 1.0 would inflate macro scores on small
+  sets where several classes never occur; scoring it 0 would punish a
+  correct silence;
+* macro scores are the unweighted mean of the per-class scores over the
+  classes where the score is defined (``np.nanmean``; NaN when no class is
+  defined). So macro F1 is the mean of per-class F1, NOT the F1 of macro P
+  and R — Table 16's F1 is below both its P and R, which only the mean of
+  per-class F1 allows — and identical label matrices score macro F1 1.0;
+* micro scores pool tp / fp / fn over all classes, with the same rules (NaN
+  only when tp + fp + fn = 0 over every class).
 """
 
 from __future__ import annotations
@@ -47,6 +52,12 @@ class ClassScores:
     precision: float
     recall: float
     f1: float
+    """NaN (like precision and recall) when the class is neither present nor predicted (tp = fp = fn = 0)."""
+
+    @property
+    def defined(self) -> bool:
+        """Whether the class has anything to score: a reference positive or a prediction."""
+        return self.tp + self.fp + self.fn > 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,11 @@ class ClassificationReport:
     micro_f1: float
     n_samples: int
 
+    @property
+    def undefined_labels(self) -> list[str]:
+        """Classes with no reference positive and no prediction: NaN scores, left out of the macro means."""
+        return [scores.label for scores in self.per_class if not scores.defined]
+
 
 def precision_recall_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall and F1 from count arrays of any (matching) shape.
@@ -74,11 +90,25 @@ def precision_recall_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple
     precision = _divide_or(tp, tp + fp, fallback=0.0)
     recall = _divide_or(tp, tp + fn, fallback=0.0)
     f1 = _divide_or(2 * tp, 2 * tp + fp + fn, fallback=0.0)
-    # A class that is neither present nor predicted is a perfect (empty) match.
-    precision = np.where(nothing_there, 1.0, precision)
-    recall = np.where(nothing_there, 1.0, recall)
-    f1 = np.where(nothing_there, 1.0, f1)
+    # A class that is neither present nor predicted has nothing to score: not defined.
+    precision = np.where(nothing_there, np.nan, precision)
+    recall = np.where(nothing_there, np.nan, recall)
+    f1 = np.where(nothing_there, np.nan, f1)
     return precision, recall, f1
+
+
+def mean_over_defined(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean along ``axis`` ignoring NaN (undefined classes); NaN where no value is defined.
+
+    The same numbers as ``np.nanmean`` without its "Mean of empty slice"
+    warning, because an all-undefined row is an expected outcome here (e.g.
+    a bootstrap resample of studies that have no findings and no predictions).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    defined = ~np.isnan(values)
+    count = defined.sum(axis=axis)
+    total = np.where(defined, values, 0.0).sum(axis=axis)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _divide_or(numerator: np.ndarray, denominator: np.ndarray, fallback: float) -> np.ndarray:
@@ -116,7 +146,8 @@ def classification_report(y_true, y_pred, labels: list[str]) -> ClassificationRe
     """Compare reference and predicted 0/1 label matrices ([n_studies, n_classes]).
 
     Returns per-class counts and scores in the order of ``labels`` plus macro
-    and micro averages; the zero-division rules are in the module docstring.
+    and micro averages; the zero-division rules (0, or NaN for a class with
+    nothing to score) are in the module docstring.
     """
     truth, predicted = check_label_matrices(y_true, y_pred, labels)
     tp = (truth & predicted).sum(axis=0)
@@ -134,16 +165,12 @@ def classification_report(y_true, y_pred, labels: list[str]) -> ClassificationRe
     micro_p, micro_r, micro_f1 = precision_recall_f1(tp.sum(), fp.sum(), fn.sum())
     return ClassificationReport(
         per_class=per_class,
-        macro_precision=_mean_or_nan(precision),
-        macro_recall=_mean_or_nan(recall),
-        macro_f1=_mean_or_nan(f1),
+        macro_precision=float(mean_over_defined(precision)),
+        macro_recall=float(mean_over_defined(recall)),
+        macro_f1=float(mean_over_defined(f1)),
         micro_precision=float(micro_p),
         micro_recall=float(micro_r),
         micro_f1=float(micro_f1),
         n_samples=int(truth.shape[0]),
     )
 
-
-def _mean_or_nan(values: np.ndarray) -> float:
-    """Mean of the per-class values; NaN when there are no classes at all."""
-    return float(values.mean()) if values.size else float("nan")
