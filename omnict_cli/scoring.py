@@ -43,7 +43,6 @@ JSON null.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -142,18 +141,12 @@ def _jsonl_records(path: Path) -> list[tuple[int, dict]]:
         raise ScoringError("file not found", path=path) from error
     except (OSError, UnicodeDecodeError) as error:
         raise ScoringError(f"cannot read as UTF-8 text ({error})", path=path) from error
-    records = []
-    for line, record_text in enumerate(text.splitlines(), start=1):
-        if not record_text.strip():
-            continue
-        try:
-            record = json.loads(record_text)
-        except json.JSONDecodeError as error:
-            raise ScoringError(f"line {line}: not valid JSON ({error.msg})", path=path) from error
-        if not isinstance(record, dict):
-            raise ScoringError(f"line {line}: expected one JSON object per line", path=path)
-        records.append((line, record))
-    return records
+    from omnict_cli.labels.ctrate_io import jsonl_objects
+
+    try:
+        return jsonl_objects(text)
+    except ValueError as error:
+        raise ScoringError(str(error), path=path) from error
 
 
 def is_jsonl(path: str | Path) -> bool:

@@ -97,14 +97,16 @@ def _write_json(path, data: dict) -> None:
 
 
 def _missing_lines(result, predictions_path, references_path) -> list[str]:
+    from omnict_cli.scoring import first_names
+
     lines = result.join.summary_lines(str(predictions_path), str(references_path))
     what = "answers" if hasattr(result, "scores") else "reports"
     if result.failed:
         lines.append(f"{len(result.failed)} predictions failed (status \"error\") and are scored as empty {what}: "
-                     f"{', '.join(result.failed[:5])}")
+                     f"{first_names(result.failed)}")
     if result.empty:
         lines.append(f"{len(result.empty)} predictions are empty and are scored as empty {what}: "
-                     f"{', '.join(result.empty[:5])}")
+                     f"{first_names(result.empty)}")
     return lines
 
 

@@ -200,22 +200,33 @@ def _tidy(text: str) -> str:
     return "" if text.lower() == "nan" else text
 
 
-def _reports_from_jsonl(path: Path, text: str) -> list[tuple[int, LabelledReport]]:
-    reports = []
+def jsonl_objects(text: str) -> list[tuple[int, dict]]:
+    """``(line number, object)`` for every non-blank line of JSONL text.
+
+    Raises ValueError starting "line N:" for a line that is not one JSON object;
+    callers add the file name (with their own error class).
+    """
+    objects = []
     for line, record_text in enumerate(text.splitlines(), start=1):
         if not record_text.strip():
             continue
         try:
             record = json.loads(record_text)
         except json.JSONDecodeError as error:
-            raise CtrateFileError(f"line {line}: not valid JSON ({error.msg}, column {error.colno})",
-                                  path=path) from error
+            raise ValueError(f"line {line}: not valid JSON ({error.msg}, column {error.colno})") from error
         if not isinstance(record, dict):
-            raise CtrateFileError(f"line {line}: expected a JSON object per line", path=path)
-        if record.get("status") == "error":
-            continue
-        reports.append((line, _report_from_record(path, line, record)))
-    return reports
+            raise ValueError(f"line {line}: expected one JSON object per line")
+        objects.append((line, record))
+    return objects
+
+
+def _reports_from_jsonl(path: Path, text: str) -> list[tuple[int, LabelledReport]]:
+    try:
+        records = jsonl_objects(text)
+    except ValueError as error:
+        raise CtrateFileError(str(error), path=path) from error
+    return [(line, _report_from_record(path, line, record)) for line, record in records
+            if record.get("status") != "error"]
 
 
 def _report_from_record(path: Path, line: int, record: dict) -> LabelledReport:
