@@ -74,10 +74,10 @@ def double(monkeypatch) -> CountingDouble:
 
 
 def summary_row(output: str) -> dict[str, float]:
-    """The numbers of the summary table: studies, segmented, from cache, failed, seconds."""
+    """The numbers of the summary table: studies, segmented, from cache, skipped, failed, seconds."""
     rows = re.findall(r"│\s*(\d+)\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*([\d.]+)\s*│", output)
     assert len(rows) == 1, output
-    names = ("studies", "segmented", "from cache", "failed", "seconds")
+    names = ("studies", "segmented", "from cache", "skipped", "failed", "seconds")
     return {name: float(value) for name, value in zip(names, rows[0])}
 
 
@@ -90,7 +90,7 @@ def test_second_run_takes_every_mask_from_the_cache(studies_dir, tmp_path, doubl
     first = run_segment(str(studies_dir), "--cache-dir", cache_dir)
     assert first.exit_code == 0, first.output
     assert summary_row(first.stdout) | {"seconds": 0} == {"studies": 3, "segmented": 3, "from cache": 0,
-                                                           "failed": 0, "seconds": 0}
+                                                           "skipped": 0, "failed": 0, "seconds": 0}
     second = run_segment(str(studies_dir), "--cache-dir", cache_dir)
     assert second.exit_code == 0, second.output
     assert summary_row(second.stdout)["from cache"] == 3 and summary_row(second.stdout)["segmented"] == 0
@@ -108,7 +108,7 @@ def test_library_run_reports_per_study_results(studies_dir, tmp_path):
     assert [(r.status, r.cached) for r in second] == [("ok", True)] * 3
     assert segmenter.calls == 3
     assert RunTotals.of(first + second).__dict__ | {"seconds": 0} == {
-        "studies": 6, "segmented": 3, "from_cache": 3, "failed": 0, "seconds": 0}
+        "studies": 6, "segmented": 3, "from_cache": 3, "skipped": 0, "failed": 0, "seconds": 0}
 
 
 def _reoriented_copy(source: Path, target: Path, axcodes: tuple[str, str, str]) -> Path:
@@ -158,7 +158,7 @@ def test_a_bad_file_gets_one_error_line_and_the_others_are_done(studies_dir, tmp
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error")]
     assert len(error_lines) == 1 and "broken.nii.gz" in error_lines[0]
     assert summary_row(result.stdout) | {"seconds": 0} == {"studies": 4, "segmented": 3, "from cache": 0,
-                                                            "failed": 1, "seconds": 0}
+                                                            "skipped": 0, "failed": 1, "seconds": 0}
     assert double.calls == 3
 
 
@@ -284,3 +284,17 @@ def test_an_out_folder_that_cannot_be_created_stops_before_any_work(studies_dir,
     result = run_segment(str(studies_dir), "--out", str(blocker / "masks"), "--cache-dir", str(tmp_path / "cache"))
     assert result.exit_code == 1 and "cannot write the output folder" in result.stderr
     assert double.calls == 0
+
+
+def test_pictures_without_hu_are_skipped_not_failed(tmp_path):
+    """A PNG slice has grey values, not HU: nothing to segment by density, but not an error either."""
+    from PIL import Image
+
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    Image.fromarray(np.full((32, 32), 128, dtype=np.uint8)).save(folder / "slice.png")
+    result = CliRunner().invoke(main, ["segment", str(folder), "--segmenter", "builtin",
+                                       "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.stderr and "slice.png" in result.stderr and "not HU" in result.stderr
+    assert "error" not in result.stderr

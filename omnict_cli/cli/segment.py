@@ -47,7 +47,8 @@ def segment(path, segmenter_name, fast, device, out_dir, cache_dir, allow_non_ct
     skip segmentation. Studies already in the cache are not segmented again.
 
     Exit code 0 when every study is done, 1 when some failed (one error
-    line each; the others still run).
+    line each; the others still run). PNG/JPEG pictures carry no HU and are
+    skipped, not failed: the model pools the whole image for them.
 
     \b
     Examples:
@@ -111,13 +112,16 @@ def _report(results, segmenter, cache, console) -> None:
             console.print(f"[yellow]warning[/yellow] {escape(result.study_id)}: {escape(warning)}",
                           highlight=False, soft_wrap=True)
     for result in results:
+        if result.status == "skipped":
+            console.print(f"[dim]skipped[/dim] {escape(result.note or '')}", highlight=False, soft_wrap=True)
+    for result in results:
         if result.status == "error":
             console.print(f"[red]error[/red] {escape(result.error or '')}", highlight=False, soft_wrap=True)
     totals = RunTotals.of(results)
     table = Table(title=f"segment: {escape(segmenter.describe())}, cache {escape(str(cache.root))}")
-    for name in ("studies", "segmented", "from cache", "failed", "seconds"):
+    for name in ("studies", "segmented", "from cache", "skipped", "failed", "seconds"):
         table.add_column(name, justify="right")
-    table.add_row(str(totals.studies), str(totals.segmented), str(totals.from_cache),
+    table.add_row(str(totals.studies), str(totals.segmented), str(totals.from_cache), str(totals.skipped),
                   f"[red]{totals.failed}[/red]" if totals.failed else "0", f"{totals.seconds:.1f}")
     # captured output has no terminal width; keep the title on one line there
     Console(width=None if sys.stdout.isatty() else 160).print(table)

@@ -29,7 +29,11 @@ LABELS_JSON = "labels.json"
 
 @dataclass
 class StudySegmentation:
-    """What happened to one study; ``status`` is ``ok`` or ``error``.
+    """What happened to one study; ``status`` is ``ok``, ``skipped`` or ``error``.
+
+    ``skipped``: a picture without HU (PNG/JPEG slice) has no organs to find by
+    density; it is not an error, and the model pools the whole image for it
+    (``note`` says so).
 
     ``load_seconds`` covers reading the file, ``segment_seconds`` the
     segmentation step (key, cache lookup, segmenting and storing on a miss),
@@ -43,6 +47,7 @@ class StudySegmentation:
     load_seconds: float = 0.0
     segment_seconds: float = 0.0
     error: str | None = None
+    note: str | None = None
     warnings: list[str] = field(default_factory=list)
     output: Path | None = None
 
@@ -54,6 +59,7 @@ class RunTotals:
     studies: int
     segmented: int
     from_cache: int
+    skipped: int
     failed: int
     seconds: float
 
@@ -61,7 +67,8 @@ class RunTotals:
     def of(cls, results: list[StudySegmentation]) -> RunTotals:
         ok = [r for r in results if r.status == "ok"]
         return cls(studies=len(results), segmented=sum(not r.cached for r in ok),
-                   from_cache=sum(r.cached for r in ok), failed=len(results) - len(ok),
+                   from_cache=sum(r.cached for r in ok), skipped=sum(r.status == "skipped" for r in results),
+                   failed=sum(r.status == "error" for r in results),
                    seconds=sum(r.seconds for r in results))
 
 
@@ -95,8 +102,11 @@ def segment_study(study: Study, segmenter: Segmenter, cache: MaskCache, out_dir:
         result.load_seconds = time.perf_counter() - started
         result.warnings.extend(volume.warnings)
         if volume.intensity != "hu":
-            raise OmnictError(f"holds {volume.source_format} display grey values, not CT HU, so organs cannot be "
-                              "segmented", path=study.input)
+            result.status = "skipped"
+            result.note = (f"{study.input}: a {volume.source_format} picture holds grey values, not HU; not "
+                           "segmented (the model pools the whole image for it)")
+            result.seconds = time.perf_counter() - started
+            return result
         segment_started = time.perf_counter()
         labels, result.cached, cache_warnings = cache.get_or_compute(volume, segmenter)
         result.segment_seconds = time.perf_counter() - segment_started
