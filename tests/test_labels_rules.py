@@ -394,3 +394,12 @@ def test_binary_and_missing_files_are_refused(tmp_path):
 ])
 def test_a_stated_node_size_of_ten_millimetres_or_more_is_lymphadenopathy(sentence, expected):
     assert label_report(sentence).vector()["Lymphadenopathy"] == expected
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    ("Minimal pericardial thickening-effusion is present.", 1),
+    ("Pericardial thickening-effusion was not observed.", 0),
+    ("Pericardial effusion-thickening was not observed.", 0),
+])
+def test_pericardial_thickening_effusion_in_either_order(sentence, expected):
+    assert label_report(sentence).vector()["Pericardial effusion"] == expected

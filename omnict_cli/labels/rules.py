@@ -94,7 +94,7 @@ FINDING_TERMS = {
         r"increased (?:heart|cardiac) (?:size|dimensions?)", r"(?:increased|enlarged) cardio-?thoracic ratio",
         r"cardio-?thoracic ratio (?:is |was )?increased"),
     "Pericardial effusion": (
-        r"pericardial(?:[\s,/-]+(?:and\s+|or\s+)?pleural)?[\s-]+(?:effusions?|fluid)",
+        r"pericardial(?:[\s,/-]+(?:and\s+|or\s+)?pleural)?[\s-]+(?:thickening[\s/-]+)?(?:effusions?|fluid)",
         r"(?:effusions?|fluid)\b" + _gap(50) + r"\b(?:in|within|into|of) (?:the )?pericardi\w*", r"hydropericardium"),
     "Coronary artery wall calcification": (
         _PLAQUE + _gap(60) + _CORONARY_VESSEL, _CORONARY_VESSEL + _gap(60) + _PLAQUE),
