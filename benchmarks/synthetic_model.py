@@ -33,18 +33,20 @@ SMALL_SIZES = dict(volume_size=(32, 378, 378), slice_size=(378, 378), tpe_depth_
                    tpe_col_dim=16)
 
 
-def placeholder_token_ids(first_id: int) -> dict[str, int]:
-    """Config fields of the placeholder ids when the prompt tokens are added from ``first_id`` on."""
-    ids = {token: first_id + i for i, token in enumerate(special_tokens())}
-    return {field: ids[token] for token, field in PLACEHOLDER_ID_FIELDS.items()} | {"_ids": ids}
+def prompt_token_ids(first_id: int) -> dict[str, int]:
+    """Token -> id of the 10 prompt tokens when they are added from ``first_id`` on, in tokenizer order."""
+    return {token: first_id + i for i, token in enumerate(special_tokens())}
+
+
+def placeholder_fields(first_id: int) -> dict[str, int]:
+    """The OmniCTConfig placeholder-id fields for prompt tokens added from ``first_id`` on."""
+    ids = prompt_token_ids(first_id)
+    return {field: ids[token] for token, field in PLACEHOLDER_ID_FIELDS.items()}
 
 
 def full_size_config() -> OmniCTConfig:
     """so400m-patch14-384 + Qwen2.5-3B, 32x384x384 volumes, SDPA attention."""
-    ids = placeholder_token_ids(QWEN25_TOKENIZER_SIZE)
-    ids.pop("_ids")
-    text = dict(QWEN25_3B_TEXT)
-    config = OmniCTConfig(text_config=text, **ids)
+    config = OmniCTConfig(text_config=dict(QWEN25_3B_TEXT), **placeholder_fields(QWEN25_TOKENIZER_SIZE))
     _set_rope_base(config.text_config, 1_000_000.0)
     return config
 
@@ -52,8 +54,7 @@ def full_size_config() -> OmniCTConfig:
 def small_config() -> OmniCTConfig:
     """A narrow, 2-layer model with the paper's token layout: 27x27 patches per unit (378 px; so400m has
     384 px with 14 px patches, also 27), so a volume is 10 units x 81 tokens + 90 organ tokens."""
-    ids = placeholder_token_ids(SMALL_TEXT["vocab_size"] - len(special_tokens()))
-    ids.pop("_ids")
+    ids = placeholder_fields(SMALL_TEXT["vocab_size"] - len(special_tokens()))
     return OmniCTConfig(vision_config=SMALL_VISION, text_config=SMALL_TEXT, **ids, **SMALL_SIZES)
 
 
@@ -87,7 +88,7 @@ def synthetic_batch(config: OmniCTConfig, batch_size: int, kind: str = "volume",
     All rows have the same length (no padding), as in a batch of same-kind studies.
     """
     generator = torch.Generator().manual_seed(seed)
-    ids = placeholder_token_ids(_first_prompt_id(config))["_ids"]
+    ids = prompt_token_ids(_first_prompt_id(config))
     units = config.units_per_volume if kind == "volume" else 1
     image, organ = ("<|image3d|>", "<|mask3d|>") if kind == "volume" else ("<|image2d|>", "<|mask2d|>")
     start, end = ("<|image3d_start|>", "<|image3d_end|>") if kind == "volume" else ("<|image2d_start|>",
