@@ -92,8 +92,8 @@ def _omnict_config(vision_config, text_config, token_ids: dict, overrides: dict)
 
     Volumes keep the paper's 32 slices (Appendix E) unless ``volume_size`` is given.
     """
-    side = vision_config.image_size
-    sizes = dict(volume_size=(32, side, side), slice_size=(side, side))
+    side, depth = vision_config.image_size, OmniCTConfig.volume_size[0]
+    sizes = dict(volume_size=(depth, side, side), slice_size=(side, side))
     try:
         return OmniCTConfig(vision_config=vision_config.to_dict(), text_config=text_config.to_dict(),
                             **token_ids, **{**sizes, **overrides})
