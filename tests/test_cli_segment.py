@@ -16,7 +16,7 @@ from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 from omnict_cli.cli import main
 from omnict_cli.phantom.generate import PhantomConfig
 from omnict_cli.phantom.writer import write_phantom_set
-from omnict_cli.segmentation import select
+from omnict_cli.segmentation import segmenter_choice
 from omnict_cli.segmentation.base import Segmenter
 from omnict_cli.segmentation.cache import MaskCache
 from omnict_cli.segmentation.run import RunTotals, segment_studies
@@ -69,7 +69,7 @@ def studies_dir(phantom_volumes, tmp_path) -> Path:
 def double(monkeypatch) -> CountingDouble:
     """Make every ``--segmenter`` choice return one counting test double."""
     segmenter = CountingDouble()
-    monkeypatch.setattr(select, "make_segmenter", lambda name, fast=False, device="auto", notify=None: segmenter)
+    monkeypatch.setattr(segmenter_choice, "make_segmenter", lambda name, fast=False, device="auto", notify=None: segmenter)
     return segmenter
 
 
@@ -193,7 +193,7 @@ def test_totalsegmentator_without_weights_fails_or_falls_back_naming_its_home(mo
     assert not (tmp_path / "c").exists()
     pytest.importorskip("omnict_cli.segmentation.builtin", reason="the built-in segmenter is not in this tree yet")
     notices = []
-    segmenter = select.make_segmenter("auto", notify=notices.append)
+    segmenter = segmenter_choice.make_segmenter("auto", notify=notices.append)
     assert segmenter.name == "builtin"
     assert len(notices) == 1 and "TOTALSEG_HOME_DIR" in notices[0] and "\n" not in notices[0]
 
@@ -206,7 +206,7 @@ def test_segment_refuses_an_unknown_device(studies_dir):
 def test_cli_segmenter_choices_match_the_library():
     from omnict_cli.cli.segment import SEGMENTER_CHOICES
 
-    assert SEGMENTER_CHOICES == select.SEGMENTER_CHOICES
+    assert SEGMENTER_CHOICES == segmenter_choice.SEGMENTER_CHOICES
 
 
 def test_cache_info_and_clear(studies_dir, tmp_path, double):

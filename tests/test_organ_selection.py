@@ -6,7 +6,7 @@ import torch
 
 from omnict_cli.phantom.generate import PhantomConfig, generate_case
 from omnict_cli.segmentation.classes import BUILTIN_EXTRA_CLASSES, TOTALSEG_TOTAL_CLASSES
-from omnict_cli.segmentation.selection import select_organs
+from omnict_cli.segmentation.organ_selection import select_organs
 
 BUILTIN = {16: "trachea", **BUILTIN_EXTRA_CLASSES}
 

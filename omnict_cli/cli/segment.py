@@ -15,7 +15,7 @@ import click
 from omnict_cli.cli.main import _load_options, _make_load_options, main
 
 SEGMENTER_CHOICES = ("auto", "totalsegmentator", "builtin")
-"""Same as ``omnict_cli.segmentation.select.SEGMENTER_CHOICES`` (not imported: it pulls in numpy)."""
+"""Same as ``omnict_cli.segmentation.segmenter_choice.SEGMENTER_CHOICES`` (not imported: it pulls in numpy)."""
 
 _DEVICE_PATTERN = re.compile(r"auto|cpu|gpu|cuda|(gpu|cuda):\d+|mps")
 _CACHE_DIR_HELP = ("Mask cache folder (default $OMNICT_CACHE_DIR, else $XDG_CACHE_HOME/omnict/masks "
@@ -61,7 +61,7 @@ def segment(path, segmenter_name, fast, device, out_dir, cache_dir, allow_non_ct
     from omnict_cli.errors import OmnictError
     from omnict_cli.segmentation.cache import MaskCache
     from omnict_cli.segmentation.run import segment_studies
-    from omnict_cli.segmentation.select import make_segmenter
+    from omnict_cli.segmentation.segmenter_choice import make_segmenter
     from omnict_cli.studies import discover_studies
     from omnict_cli.ui import progress, stderr_console
 

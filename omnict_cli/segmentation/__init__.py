@@ -6,11 +6,11 @@
 | ``base.py`` | the :class:`Segmenter` interface every backend implements |
 | ``totalseg.py`` | TotalSegmentator backend (optional extra ``[seg]``) |
 | ``builtin.py`` | built-in threshold/morphology segmenter (no weights) |
-| ``select.py`` | ``--segmenter auto|totalsegmentator|builtin`` -> a Segmenter |
+| ``segmenter_choice.py`` | ``--segmenter auto|totalsegmentator|builtin`` -> a Segmenter |
 | ``cache.py`` | content-addressed mask cache |
 | ``run.py`` | ``omnict segment``: walk studies, cache or segment, write overlays |
 | ``organs.py`` | the paper's 13 organ groups over both vocabularies |
 | ``routing.py`` | question or task -> organ groups |
-| ``selection.py`` | label map + task/question -> the organ mask OSE pools |
+| ``organ_selection.py`` | label map + task/question -> the organ mask OSE pools |
 | ``metrics.py`` | Dice |
 """
