@@ -23,6 +23,7 @@ from omnict_cli.volume import (
     INTENSITY_HU,
     SLICE_DISPLAY_AXCODES,
     Volume,
+    affine_problem,
     canonicalize,
     obliquity_degrees,
     slice_plane,
@@ -97,6 +98,10 @@ def volume_from_raw(raw: RawImage, path: str | Path) -> Volume:
     if min(array.shape) == 0:
         raise StudyLoadError(f"image has no voxels (shape {array.shape})", path=path)
     array = _settle_dtype(array, path, warnings)
+    problem = affine_problem(raw.affine)
+    if problem:
+        raise StudyLoadError(f"the voxel-to-world geometry (affine) {problem}", path=path,
+                             hint="The file's geometry header is damaged; re-export the scan")
     thin_axes = [axis for axis, n in enumerate(array.shape) if n == 1]
     if len(thin_axes) > 1:
         raise StudyLoadError(f"image is a line, not a slice or volume (shape {array.shape})", path=path)

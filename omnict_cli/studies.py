@@ -9,8 +9,13 @@ Study ids are stable: the path relative to the root without its image
 suffix (``chest/case_001.nii.gz`` -> ``chest/case_001``); a DICOM series is
 named by its folder, with ``#series<N>`` (or a short hash of its series
 key) added when one folder holds several series; a one-file DICOM series
-(a single-frame slice) is named like any single file. Pixel data is not read
-here; DICOM headers are (to group files into series).
+(a single-frame slice) is named like any single file. Paths are taken as
+given, symlinks unresolved, so a pseudonymous link keeps its own name.
+Pixel data is not read here; DICOM headers are (to group files into
+series, by folder and SeriesInstanceUID: two copies of a series in two
+folders are two studies). A file whose header is damaged is its own
+problem study; its series loads without it. FIFOs, sockets and devices
+are reported without being opened.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +79,9 @@ def discover_studies(root: str | Path) -> list[Study]:
         raise StudyLoadError("no such file or folder", path=root, hint="Check the path")
     if root.is_file():
         return _single_file_studies(root)
+    if not root.is_dir():
+        special = _special_file_study(root, root.parent)
+        return [special] if special else []
     files, problems = _walk(root)
     studies = list(problems)
     dicom_candidates = []
@@ -142,8 +151,35 @@ def _walk(root: Path):
                                       problem="broken symlink: its target does not exist",
                                       hint="Fix or remove the link"))
                 continue
+            special = _special_file_study(path, root)
+            if special:
+                problems.append(special)
+                continue
             files.append(path)
     return files, problems
+
+
+_SPECIAL_FILE_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _special_file_study(path: Path, root: Path) -> Study | None:
+    """A problem study for a FIFO, socket or device, found from ``stat`` alone.
+
+    Such a file is never opened: reading a named pipe waits for a writer
+    forever, and a device can be endless. None for regular files (and for
+    anything ``stat`` cannot see, which the readers then report).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for is_kind, kind in _SPECIAL_FILE_KINDS:
+        if is_kind(mode):
+            return Study(_relative(path, root), "unknown", (path,), root,
+                         problem=f"{kind}, not a regular file: skipped without opening it",
+                         hint="Only regular files are read; remove it from the folder or ignore this line")
+    return None
 
 
 def _format_from_name(path: Path) -> str:
@@ -222,7 +258,7 @@ def _name_series(groups, root: Path, skipped) -> list[Study]:
         folder = Path(os.path.commonpath([str(h.path.parent) for h in headers]))
         by_folder[folder].append((key, headers))
     for folder, series in by_folder.items():
-        base = _relative(folder, root) if folder != root else root.resolve().name
+        base = _relative(folder, root) if folder != root else _root_name(root)
         numbers = [headers[0].series_number for _, headers in series]
         for key, headers in series:
             study_id = base
@@ -255,7 +291,13 @@ def _relative(path: Path, root: Path) -> str:
     except ValueError:
         relative = Path(os.path.relpath(path, root))
     text = relative.as_posix()
-    return text if text != "." else root.name
+    return text if text != "." else _root_name(root)
+
+
+def _root_name(root: Path) -> str:
+    """The name the user gave the root, not its target's: a pseudonymous symlink
+    (``pseudo_017 -> /archive/MRN123456``) keeps its own name as the study id."""
+    return Path(os.path.abspath(root)).name or str(root)
 
 
 def _strip_suffix(relative: str) -> str:

@@ -144,6 +144,31 @@ def obliquity_degrees(affine: np.ndarray) -> float:
     return float(np.degrees(np.arccos(cosines)).max())
 
 
+SINGULAR_TOLERANCE = 1e-6
+"""Smallest |det| of the affine's unit-length axes for three independent directions."""
+
+
+def affine_problem(affine) -> str | None:
+    """What makes ``affine`` unusable as voxel geometry, or None when it is usable.
+
+    Unusable: not 4x4, NaN or infinite entries, a voxel axis of zero
+    length, or axes that do not span space (two parallel axes). Each would
+    otherwise surface as a linear-algebra failure deep in reorientation.
+    """
+    affine = np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4):
+        return f"is {affine.shape}, not 4x4"
+    if not np.isfinite(affine).all():
+        return "has NaN or infinite entries"
+    lengths = np.linalg.norm(affine[:3, :3], axis=0)
+    if lengths.min() <= SINGULAR_TOLERANCE:
+        axis = int(np.argmin(lengths))
+        return f"gives voxel axis {axis} zero length (voxel size 0)"
+    if abs(np.linalg.det(affine[:3, :3] / lengths)) < SINGULAR_TOLERANCE:
+        return "is singular: two voxel axes point the same way"
+    return None
+
+
 def canonical_affine(spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
     """Affine of an array already in canonical layout (z up, y back, x to the left).
 

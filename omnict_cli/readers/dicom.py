@@ -12,15 +12,16 @@ regular grid, and every such repair is reported as a warning.
 
 from __future__ import annotations
 
+import warnings as warnings_module
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from omnict_cli.errors import NotCTError, StudyLoadError
-from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count, permission_denied
+from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.readers.dicom_fields import DAMAGED_HINT, FIELD_HINT, describe_error, field_value, read_dataset
 from omnict_cli.volume import INTENSITY_DISPLAY, canonical_affine, lps_to_ras
 
 GANTRY_TILT_WARN_DEGREES = 0.5
@@ -58,15 +59,17 @@ class DicomHeader:
     sop_class: str
 
     def series_key(self, folder: Path) -> tuple:
-        """Files with equal keys form one study: same series and same geometry.
+        """Files with equal keys form one study: same folder, same series, same geometry.
 
-        Anonymised exports blank SeriesInstanceUID; then the folder and
-        SeriesNumber stand in for it. Orientation and matrix size split
+        The folder is part of the key: two copies of one series in two
+        folders stay two studies, so a damaged copy cannot take the intact
+        one down with it. Anonymised exports blank SeriesInstanceUID; then
+        SeriesNumber stands in for it. Orientation and matrix size split
         stacks that share a UID (e.g. a localizer inside the series).
         """
-        series = self.series_uid or f"{folder}|number:{self.series_number}"
+        series = self.series_uid or f"number:{self.series_number}"
         orientation = None if self.orientation is None else tuple(round(v, 3) for v in self.orientation)
-        return (series, orientation, self.rows, self.columns)
+        return (str(folder), series, orientation, self.rows, self.columns)
 
 
 def has_dicom_preamble(path: Path) -> bool:
@@ -90,73 +93,85 @@ def looks_like_dicom(path: Path) -> bool:
 
 
 def read_header(path: Path) -> DicomHeader:
-    """Read one file's header (large values deferred, pixels not decoded)."""
-    try:
-        dataset = pydicom.dcmread(path, defer_size="2 KB", force=path.suffix.lower() == ".dcm")
-    except PermissionError as error:  # an OSError, but not damage: say what to do about it
-        raise permission_denied(path) from error
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError) as error:
-        raise StudyLoadError(f"cannot read DICOM header ({type(error).__name__}: {error})", path=path,
-                             hint="The file is damaged or not DICOM; remove it or re-export the series") from error
-    orientation = _floats(dataset.get("ImageOrientationPatient"))
+    """Read one file's header (large values deferred, pixels not decoded).
+
+    Raises StudyLoadError naming the file (and the field) when the bytes
+    or a value discovery needs are damaged.
+    """
+    dataset = read_dataset(path, header_only=True, force=path.suffix.lower() == ".dcm")
+    orientation = field_value(dataset, "ImageOrientationPatient", path, float, count=0)
+    image_type = field_value(dataset, "ImageType", path, str, count=0, default=())
+    sop_class = field_value(dataset, "SOPClassUID", path, str, default="")
     return DicomHeader(
         path=path,
-        series_uid=str(dataset.get("SeriesInstanceUID", "") or "").strip(),
-        series_number=str(dataset.get("SeriesNumber", "") or "").strip(),
-        modality=str(dataset.get("Modality", "") or "").strip().upper(),
-        rows=int(dataset.get("Rows", 0) or 0),
-        columns=int(dataset.get("Columns", 0) or 0),
+        series_uid=field_value(dataset, "SeriesInstanceUID", path, str, default=""),
+        series_number=field_value(dataset, "SeriesNumber", path, str, default=""),
+        modality=field_value(dataset, "Modality", path, str, default="").upper(),
+        rows=field_value(dataset, "Rows", path, int, default=0),
+        columns=field_value(dataset, "Columns", path, int, default=0),
         orientation=orientation if orientation is not None and len(orientation) == 6 else None,
         has_pixels=any(tag in dataset for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")),
-        frames=int(dataset.get("NumberOfFrames", 1) or 1),
-        is_localizer="LOCALIZER" in [str(v).upper() for v in (dataset.get("ImageType") or [])],
-        sop_class=str(getattr(dataset.get("SOPClassUID", ""), "name", dataset.get("SOPClassUID", ""))),
+        frames=field_value(dataset, "NumberOfFrames", path, int, default=1),
+        is_localizer="LOCALIZER" in [value.upper() for value in image_type],
+        sop_class=getattr(pydicom.uid.UID(sop_class), "name", sop_class) if sop_class else "",
     )
 
 
-def _floats(value) -> tuple[float, ...] | None:
-    if value is None or value == "":
-        return None
-    try:
-        return tuple(float(v) for v in (value if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]))
-    except (TypeError, ValueError):
-        return None
+@dataclass
+class _Slice:
+    """One readable file of a series with the header values the reader uses, all checked."""
+
+    path: Path
+    dataset: object
+    position: tuple[float, float, float] | None
+    pixel_spacing: tuple[float, float] | None
+    slope: float
+    intercept: float
 
 
 def read_dicom(paths: list[Path], options: LoadOptions) -> RawImage:
-    """Read one series (or one single-frame file) into HU with an RAS affine."""
+    """Read one series (or one single-frame file) into HU with an RAS affine.
+
+    A file of a series that cannot be read, decoded or placed is left out
+    with a warning naming it (the gap is then filled like a missing slice);
+    a header value that would silently change the HU values or the geometry
+    (a zero or non-numeric rescale, unusable orientation) fails the series
+    with an error naming the file and the field.
+    """
     _check_before_pixels(paths, options)
     datasets, warnings = _read_datasets(paths)
-    first = datasets[0][1]
-    _check_modality(first, paths[0], options)
-    _check_pixels(first, paths[0])
-    if int(first.get("SamplesPerPixel", 1) or 1) == 3:
+    first_path, first = datasets[0]
+    _check_modality(first, first_path, options)
+    _check_pixels(first, first_path)
+    if field_value(first, "SamplesPerPixel", first_path, int, default=1) == 3:
         return _read_colour_capture(datasets[0], warnings)
-    check_voxel_count((len(datasets), int(first.Rows), int(first.Columns)), paths[0], options)
-    modality = str(first.get("Modality", "") or "").upper()
+    rows = field_value(first, "Rows", first_path, int, default=0)
+    columns = field_value(first, "Columns", first_path, int, default=0)
+    check_voxel_count((len(datasets), rows, columns), first_path, options)
+    modality = field_value(first, "Modality", first_path, str, default="").upper()
     if modality and modality != "CT":
         warnings.append(f"modality is {modality}, loaded because non-CT was allowed: values are {modality} "
                         "intensities, not CT HU")
-    row_cos, col_cos, normal = _cosines(first, paths[0])
-    row_spacing, col_spacing = _pixel_spacing(first, warnings)
-    positions = _positions(datasets, normal, warnings)
-    order = np.argsort(positions["along_normal"], kind="stable")
-    positions = {key: value[order] for key, value in positions.items()}
-    datasets = [datasets[i] for i in order]
-    slices = _slices_in_hu(datasets)
-    slices, step_vector, tilt, grid_warnings = _regular_grid(slices, positions, normal, first)
+    row_cos, col_cos, normal = _cosines(first, first_path)
+    slices = _usable_slices(datasets, warnings)
+    row_spacing, col_spacing = _pixel_spacing(slices, warnings)
+    slices = sorted(slices, key=lambda s: float(np.dot(s.position, normal)))
+    hu, kept = _slices_in_hu(slices, (rows, columns), warnings)
+    positions = _positions([s for s, keep in zip(slices, kept) if keep], normal)
+    thickness = _thickness(first, first_path, warnings)
+    hu, step_vector, tilt, grid_warnings = _regular_grid(hu, positions, normal, thickness)
     warnings.extend(grid_warnings)
     affine_lps = np.eye(4)
     affine_lps[:3, 0] = step_vector
     affine_lps[:3, 1] = col_cos * row_spacing
     affine_lps[:3, 2] = row_cos * col_spacing
     affine_lps[:3, 3] = positions["xyz"][0]
-    meta = {name: _plain(first.get(tag)) for tag, name in SAFE_META_TAGS.items() if first.get(tag) not in (None, "")}
-    meta["slices_in_file"] = len(datasets)
+    meta = _safe_meta(first, first_path)
+    meta["slices_in_file"] = len(hu)
     if tilt > GANTRY_TILT_WARN_DEGREES:
         meta["gantry_tilt_degrees"] = round(tilt, 2)
-    meta["transfer_syntax"] = str(getattr(first.file_meta, "TransferSyntaxUID", "").name) if hasattr(first, "file_meta") else ""
-    return RawImage(array=slices, affine=lps_to_ras(affine_lps), source_format="dicom", meta=meta,
+    meta["transfer_syntax"] = _transfer_syntax(first, first_path)
+    return RawImage(array=hu, affine=lps_to_ras(affine_lps), source_format="dicom", meta=meta,
                     warnings=warnings)
 
 
@@ -167,41 +182,85 @@ def _check_before_pixels(paths, options):
     the voxel count (files x rows x columns, an upper bound) are checked
     first: an oversized series must not be read into memory only to be
     refused. A first file that cannot be read is left to the full read,
-    which reports it.
+    which reports it (or leaves it out of a longer series).
     """
     try:
-        header = pydicom.dcmread(paths[0], stop_before_pixels=True, force=True)
-        shape = (len(paths), int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0))
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
+        header = read_dataset(paths[0], header_only=True)
+        shape = (len(paths), field_value(header, "Rows", paths[0], int, default=0),
+                 field_value(header, "Columns", paths[0], int, default=0))
+        frames = field_value(header, "NumberOfFrames", paths[0], int, default=1)
+    except StudyLoadError:
         return
     _check_modality(header, paths[0], options)
-    if int(header.get("NumberOfFrames", 1) or 1) == 1:
+    if frames == 1:
         check_voxel_count(shape, paths[0], options)
 
 
 def _read_datasets(paths):
-    """Read every file; a damaged file is dropped with a warning, not fatal."""
-    datasets, warnings = [], []
+    """Read every file; in a series a damaged or unreadable file is dropped with a warning.
+
+    A one-file study has nothing to fall back on: its error is raised.
+    """
+    datasets, warnings, first_error = [], [], None
     for path in paths:
         try:
-            datasets.append((path, pydicom.dcmread(path, force=True)))
-        except PermissionError as error:
+            datasets.append((path, read_dataset(path)))
+        except StudyLoadError as error:
             if len(paths) == 1:
-                raise permission_denied(path) from error
-            warnings.append(f"skipped unreadable file {path.name} (permission denied)")
-        except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError) as error:
-            if len(paths) == 1:
-                raise StudyLoadError(f"cannot read DICOM ({type(error).__name__}: {error})", path=path,
-                                     hint="The file is damaged or not DICOM") from error
-            warnings.append(f"skipped unreadable file {path.name} ({type(error).__name__})")
+                raise
+            first_error = first_error or error
+            warnings.append(f"left out {path.name}: {error.message}")
     if not datasets:
-        raise StudyLoadError("no readable DICOM file in the series", path=paths[0].parent,
-                             hint="Re-export the series")
+        raise StudyLoadError(f"no readable DICOM file in the series (first: {first_error.message})",
+                             path=paths[0].parent, hint=first_error.hint or "Re-export the series")
     return datasets, warnings
 
 
+def _usable_slices(datasets, warnings) -> list[_Slice]:
+    """Each file's position, pixel spacing and rescale, checked.
+
+    A file of a series without a usable position is left out with a
+    warning (its gap is filled later); a lone slice without one is placed
+    at the origin. A bad rescale is an error for the whole series: values
+    from a slope of 0 or a text intercept would be silently wrong HU.
+    """
+    slices, dropped = [], []
+    for path, dataset in datasets:
+        slope = field_value(dataset, "RescaleSlope", path, float, default=1.0)
+        intercept = field_value(dataset, "RescaleIntercept", path, float, default=0.0)
+        if slope == 0.0:
+            raise StudyLoadError("RescaleSlope is 0: every voxel would have the same value", path=path,
+                                 hint="The header is damaged; re-export the series (the slope is usually 1)")
+        spacing = field_value(dataset, "PixelSpacing", path, float, count=2)
+        if spacing is None:
+            spacing = field_value(dataset, "ImagerPixelSpacing", path, float, count=2)
+        try:
+            position = field_value(dataset, "ImagePositionPatient", path, float, count=3)
+        except StudyLoadError as error:
+            if len(datasets) == 1:
+                raise
+            dropped.append(f"left out {path.name}: {error.message}")
+            continue
+        if spacing is not None and min(spacing) <= 0:
+            raise StudyLoadError(f"PixelSpacing is {spacing[0]:g}\\{spacing[1]:g}: pixel sizes must be positive",
+                                 path=path, hint=FIELD_HINT)
+        if position is None and len(datasets) > 1:
+            dropped.append(f"left out {path.name}: ImagePositionPatient is missing, the slice cannot be placed")
+            continue
+        if position is None:
+            warnings.append("ImagePositionPatient missing: position assumed at the origin")
+            position = (0.0, 0.0, 0.0)
+        slices.append(_Slice(path, dataset, position, spacing, slope, intercept))
+    warnings.extend(dropped)
+    if not slices:
+        raise StudyLoadError("ImagePositionPatient is missing or damaged in every file of the series",
+                             path=datasets[0][0].parent,
+                             hint="Slices cannot be ordered without it; re-export with geometry tags")
+    return slices
+
+
 def _check_modality(dataset, path, options):
-    modality = str(dataset.get("Modality", "") or "").upper()
+    modality = field_value(dataset, "Modality", path, str, default="").upper()
     if modality and modality != "CT" and not options.allow_non_ct:
         raise NotCTError(f"modality is {modality}, not CT", path=path,
                          hint="omnict is built for CT; pass --allow-non-ct to load it anyway")
@@ -209,91 +268,181 @@ def _check_modality(dataset, path, options):
 
 def _check_pixels(dataset, path):
     if "PixelData" not in dataset:
-        kind = getattr(dataset.get("SOPClassUID"), "name", "") or dataset.get("Modality", "unknown")
+        sop_class = field_value(dataset, "SOPClassUID", path, str, default="")
+        kind = (getattr(pydicom.uid.UID(sop_class), "name", "") if sop_class else "") or \
+            field_value(dataset, "Modality", path, str, default="unknown")
         raise StudyLoadError(f"DICOM file has no pixel data ({kind})", path=path,
                              hint="It is not an image (report, structure set, ...); nothing to load")
-    if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
+    if field_value(dataset, "NumberOfFrames", path, int, default=1) > 1:
         raise StudyLoadError("multi-frame (enhanced) DICOM is not supported yet", path=path,
                              hint="Convert it to NIfTI with dcm2niix and point omnict at the NIfTI")
 
 
+ORTHOGONAL_TOLERANCE = 0.01
+"""Largest |cos| between the row and column directions accepted as perpendicular (about 0.6 degrees)."""
+
+
 def _cosines(dataset, path):
-    orientation = _floats(dataset.get("ImageOrientationPatient"))
-    if orientation is None or len(orientation) != 6:
+    """Unit row and column directions and the slice normal; unusable orientations are errors."""
+    orientation = field_value(dataset, "ImageOrientationPatient", path, float, count=6)
+    if orientation is None:
         raise StudyLoadError("ImageOrientationPatient is missing", path=path,
                              hint="Without it the anatomy's orientation is unknown; re-export with geometry tags")
-    row_cos = np.array(orientation[:3]) / np.linalg.norm(orientation[:3])
-    col_cos = np.array(orientation[3:]) / np.linalg.norm(orientation[3:])
+    row, column = np.array(orientation[:3]), np.array(orientation[3:])
+    if min(np.linalg.norm(row), np.linalg.norm(column)) < 1e-6:
+        raise StudyLoadError(f"ImageOrientationPatient {_numbers(orientation)} has a zero direction", path=path,
+                             hint="Without it the anatomy's orientation is unknown; re-export the series")
+    row_cos, col_cos = row / np.linalg.norm(row), column / np.linalg.norm(column)
+    cosine = abs(float(row_cos @ col_cos))
+    if cosine > ORTHOGONAL_TOLERANCE:
+        angle = float(np.degrees(np.arccos(min(1.0, cosine))))
+        raise StudyLoadError(f"ImageOrientationPatient {_numbers(orientation)}: row and column directions are "
+                             f"{angle:.1f} degrees apart, not perpendicular", path=path,
+                             hint="The geometry header is damaged; re-export the series")
     return row_cos, col_cos, np.cross(row_cos, col_cos)
 
 
-def _pixel_spacing(dataset, warnings):
-    spacing = _floats(dataset.get("PixelSpacing")) or _floats(dataset.get("ImagerPixelSpacing"))
-    if not spacing or len(spacing) != 2 or min(spacing) <= 0:
+PIXEL_SPACING_TOLERANCE = 0.01
+"""Relative difference of PixelSpacing between slices tolerated silently (1%: rounding in exports)."""
+
+
+def _pixel_spacing(slices: list[_Slice], warnings) -> tuple[float, float]:
+    """The series' in-plane spacing: the first slice's, warned when slices disagree beyond 1%.
+
+    One in-plane grid per series is all a volume can have; slices whose
+    spacing differs are kept (refusing a whole scan for a few resized
+    slices would lose it) and the warning gives the range.
+    """
+    known = np.array([s.pixel_spacing for s in slices if s.pixel_spacing is not None])
+    if not len(known):
         warnings.append("PixelSpacing missing: assumed 1 mm")
         return 1.0, 1.0
-    return spacing[0], spacing[1]
+    first = known[0]
+    spread = np.abs(known - first).max(axis=0) / first
+    if spread.max() > PIXEL_SPACING_TOLERANCE:
+        low, high = known.min(axis=0), known.max(axis=0)
+        warnings.append(f"PixelSpacing differs between slices (rows {low[0]:g} to {high[0]:g} mm, columns "
+                        f"{low[1]:g} to {high[1]:g} mm): used the first slice's {first[0]:g} x {first[1]:g} mm "
+                        "for all; sizes in the other slices are off by up to "
+                        f"{100 * spread.max():.0f}%")
+    if len(known) < len(slices):
+        warnings.append(f"PixelSpacing missing in {len(slices) - len(known)} slice(s): used the others' value")
+    return float(first[0]), float(first[1])
 
 
-def _positions(datasets, normal, warnings):
-    xyz = []
-    for path, dataset in datasets:
-        position = _floats(dataset.get("ImagePositionPatient"))
-        if position is None or len(position) != 3:
-            if len(datasets) > 1:
-                raise StudyLoadError("ImagePositionPatient is missing", path=path,
-                                     hint="Slices cannot be ordered without it; re-export with geometry tags")
-            warnings.append("ImagePositionPatient missing: position assumed at the origin")
-            position = (0.0, 0.0, 0.0)
-        xyz.append(position)
-    xyz = np.array(xyz, dtype=float)
+def _positions(slices: list[_Slice], normal):
+    xyz = np.array([s.position for s in slices], dtype=float)
     return {"xyz": xyz, "along_normal": xyz @ normal}
 
 
-def _slices_in_hu(datasets) -> np.ndarray:
-    """Stored values -> HU with each slice's own slope/intercept; int16 when exact."""
-    rescales = [(float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
-                for _, ds in datasets]
-    integral = all(s == 1.0 and i.is_integer() for s, i in rescales)
-    first = datasets[0][1]
-    out = np.empty((len(datasets), int(first.Rows), int(first.Columns)),
-                   dtype=np.int16 if integral else np.float32)
-    for index, ((path, dataset), (slope, intercept)) in enumerate(zip(datasets, rescales)):
+def _thickness(dataset, path, warnings) -> float:
+    """SliceThickness, used only as the depth of a one-slice study; a bad value is warned, 1 mm assumed."""
+    try:
+        thickness = field_value(dataset, "SliceThickness", path, float, default=1.0)
+    except StudyLoadError as error:
+        warnings.append(f"{error.message}: slice thickness assumed 1 mm")
+        return 1.0
+    return thickness if thickness > 0 else 1.0
+
+
+def _slices_in_hu(slices: list[_Slice], shape, warnings) -> tuple[np.ndarray, np.ndarray]:
+    """Stored values -> HU with each slice's own slope/intercept; int16 when exact.
+
+    Returns ``(hu, kept)``: ``kept`` marks the slices whose pixels were
+    decoded. In a series a slice that cannot be decoded (truncated pixel
+    data, another matrix size, an unsupported codec) is left out with a
+    warning; a lone slice, or a series where none decodes, raises.
+    """
+    integral = all(s.slope == 1.0 and s.intercept.is_integer() for s in slices)
+    out = np.empty((len(slices), *shape), dtype=np.int16 if integral else np.float32)
+    kept = np.zeros(len(slices), dtype=bool)
+    first_error = None
+    for index, item in enumerate(slices):
         try:
-            stored = dataset.pixel_array
-        except Exception as error:  # decoders raise many types; name the file and move on
-            raise StudyLoadError(f"cannot decode pixel data ({type(error).__name__}: {error})", path=path,
-                                 hint="Install pylibjpeg/pylibjpeg-openjpeg or re-export uncompressed") from error
-        if stored.shape != out.shape[1:]:
-            raise StudyLoadError(f"slice is {stored.shape}, the series is {out.shape[1:]}", path=path,
-                                 hint="Mixed matrix sizes in one series; separate the files")
-        hu = stored.astype(np.float64) * slope + intercept if not integral else stored.astype(np.int32) + int(intercept)
+            stored = _pixels(item, shape)
+        except StudyLoadError as error:
+            if len(slices) == 1:
+                raise
+            first_error = first_error or error
+            warnings.append(f"left out {item.path.name}: {error.message}")
+            continue
+        hu = (stored.astype(np.float64) * item.slope + item.intercept if not integral
+              else stored.astype(np.int32) + int(item.intercept))
         if integral and (hu.min() < -32768 or hu.max() > 32767):
             out = out.astype(np.float32)
             integral = False
         out[index] = hu
-    return out
+        kept[index] = True
+    if not kept.any():
+        raise StudyLoadError(f"no slice of the series could be decoded (first: {first_error.message})",
+                             path=slices[0].path.parent, hint=first_error.hint)
+    return (out if kept.all() else out[kept]), kept
 
 
-def _regular_grid(slices, positions, normal, first):
+def _pixels(item: _Slice, shape) -> np.ndarray:
+    """The stored values of one slice, checked against the series' matrix size."""
+    try:
+        with warnings_module.catch_warnings():
+            warnings_module.simplefilter("ignore")
+            stored = item.dataset.pixel_array
+    except MemoryError:
+        raise
+    except Exception as error:  # decoders raise many types; name the file and move on
+        raise StudyLoadError(f"cannot decode pixel data ({describe_error(error)})", path=item.path,
+                             hint="Install pylibjpeg/pylibjpeg-openjpeg or re-export uncompressed") from error
+    if shape is not None and stored.shape != tuple(shape):
+        raise StudyLoadError(f"slice is {stored.shape}, the series is {tuple(shape)}", path=item.path,
+                             hint="Mixed matrix sizes in one series; separate the files")
+    return stored
+
+
+def _safe_meta(dataset, path) -> dict:
+    """The identifier-free acquisition facts of :data:`SAFE_META_TAGS`; a damaged one is left out."""
+    meta = {}
+    for tag, name in SAFE_META_TAGS.items():
+        kind = float if tag in ("KVP", "SliceThickness") else int if tag == "BitsStored" else str
+        try:
+            values = field_value(dataset, tag, path, kind, count=0)
+        except StudyLoadError:
+            continue
+        if values:
+            meta[name] = values[0] if len(values) == 1 else list(values)
+    return meta
+
+
+def _transfer_syntax(dataset, path) -> str:
+    """The transfer syntax's name (e.g. "Explicit VR Little Endian"); empty when the file meta lacks it."""
+    file_meta = getattr(dataset, "file_meta", None)
+    try:
+        uid = field_value(file_meta, "TransferSyntaxUID", path, str, default="") if file_meta is not None else ""
+    except StudyLoadError:
+        return ""
+    return str(pydicom.uid.UID(uid).name) if uid else ""
+
+
+def _numbers(values) -> str:
+    return "\\".join(f"{v:g}" for v in values)
+
+
+def _regular_grid(slices, positions, normal, thickness: float):
     """Place slices on a regular grid: drop duplicates, fill gaps, report tilt.
 
     Returns ``(slices, step_vector, tilt_degrees, warnings)``: the step
     vector is the LPS offset from one grid slice to the next (sheared by
-    any gantry tilt), so the affine keeps the true slice positions.
+    any gantry tilt), so the affine keeps the true slice positions. A lone
+    slice is ``thickness`` mm deep.
     """
     warnings = []
     along = positions["along_normal"]
     xyz = positions["xyz"]
     if len(slices) == 1:
-        thickness = float(first.get("SliceThickness", 1.0) or 1.0)
         return slices, normal * thickness, 0.0, warnings
     keep = np.concatenate([[True], np.diff(along) > 1e-3])
     if not keep.all():
         warnings.append(f"{int((~keep).sum())} slice(s) at duplicate positions dropped")
         slices, along, xyz = slices[keep], along[keep], xyz[keep]
     if len(slices) == 1:
-        return slices, normal * float(first.get("SliceThickness", 1.0) or 1.0), 0.0, warnings
+        return slices, normal * thickness, 0.0, warnings
     steps = np.diff(along)
     step = float(np.median(steps))
     tolerance = max(0.01, 0.01 * step)
@@ -338,20 +487,15 @@ def _fill_to_regular(slices, along, step):
 def _read_colour_capture(path_and_dataset, warnings) -> RawImage:
     """A colour secondary capture (screenshot) becomes a grey display slice."""
     path, dataset = path_and_dataset
-    rgb = dataset.pixel_array.astype(np.float32)
-    grey = (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) / float(2 ** int(dataset.BitsStored) - 1)
+    bits = field_value(dataset, "BitsStored", path, int, default=8)
+    if not 1 <= bits <= 16:
+        raise StudyLoadError(f"header field BitsStored is {bits}, expected 1 to 16", path=path, hint=FIELD_HINT)
+    rgb = _pixels(_Slice(path, dataset, None, None, 1.0, 0.0), None).astype(np.float32)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise StudyLoadError(f"colour image has shape {rgb.shape}, expected rows x columns x 3", path=path,
+                             hint=DAMAGED_HINT)
+    grey = (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) / float(2 ** bits - 1)
     warnings.append("colour DICOM image (secondary capture): converted to grey, values are not HU")
+    modality = field_value(dataset, "Modality", path, str, default="")
     return RawImage(array=grey[None], affine=canonical_affine(), source_format="dicom", intensity=INTENSITY_DISPLAY,
-                    meta={"modality": str(dataset.get("Modality", ""))}, warnings=warnings)
-
-
-def _plain(value):
-    """Header values as JSON-friendly plain Python."""
-    if isinstance(value, (pydicom.multival.MultiValue, list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (int, float, str)):
-        return value if not isinstance(value, str) else value.strip()
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
+                    meta={"modality": modality}, warnings=warnings)

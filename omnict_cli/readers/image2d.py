@@ -10,6 +10,8 @@ Colour pictures are converted to grey (luminance) with a warning.
 
 from __future__ import annotations
 
+import contextlib
+import warnings as warnings_module
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ def read_picture(path: Path, options: LoadOptions) -> RawImage:
     """Read a 2D picture as a ``(1, H, W)`` slice."""
     warnings = []
     try:
-        with Image.open(path) as picture:
+        with _bomb_warnings_as_errors(), Image.open(path) as picture:
             check_voxel_count((1, picture.height, picture.width), path, options)
             if getattr(picture, "n_frames", 1) > 1:
                 warnings.append(f"{picture.n_frames} pages/frames: used the first")
@@ -32,12 +34,25 @@ def read_picture(path: Path, options: LoadOptions) -> RawImage:
             pixels, intensity = _grey_pixels(picture, warnings)
     except PermissionError:
         raise  # an OSError, but not damage: the loader reports it as "permission denied"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise StudyLoadError(f"picture is over Pillow's decompression-bomb limit ({' '.join(str(error).split())})",
+                             path=path, hint="A CT slice is about 512x512 pixels; downscale the picture, or save "
+                                             "it as .npy or NIfTI if it really holds this many") from error
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise StudyLoadError(f"cannot read image ({type(error).__name__}: {error})", path=path,
                              hint="The file is damaged or not a picture; re-export it") from error
     warnings.append("2D picture: assumed an axial slice in radiological view, pixel size unknown (1 mm recorded)")
     return RawImage(array=pixels[None], affine=canonical_affine(), source_format=_format(path),
                     intensity=intensity, meta={"mode": picture.mode}, warnings=warnings)
+
+
+@contextlib.contextmanager
+def _bomb_warnings_as_errors():
+    """Pillow warns (and only over twice its limit refuses) for pictures of more than about
+    179 million pixels; both are refused here, with one message, as no CT slice is that big."""
+    with warnings_module.catch_warnings():
+        warnings_module.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 def _grey_pixels(picture, warnings):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import zlib
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +23,7 @@ from nibabel.spatialimages import HeaderDataError
 
 from omnict_cli.errors import StudyLoadError
 from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.volume import affine_problem
 
 try:  # python-isal: same format as gzip, faster decoder
     from isal import igzip as _gzip
@@ -93,7 +95,7 @@ def read_nifti(path: Path, options: LoadOptions, on_planes=None) -> RawImage:
         with _open(path, warnings) as stream:
             header_bytes = stream.read(max(_HEADER_CLASSES))
             image_class = _image_class(header_bytes, path)
-            header = image_class.header_class.from_fileobj(io.BytesIO(header_bytes[: _header_size(image_class)]))
+            header = _checked_header(image_class, header_bytes, warnings)
             shape = header.get_data_shape()
             check_voxel_count(shape, path, options)
             stream.seek(int(header.get_data_offset()))
@@ -104,10 +106,8 @@ def read_nifti(path: Path, options: LoadOptions, on_planes=None) -> RawImage:
     except _DECODE_ERRORS as error:
         raise StudyLoadError(f"cannot read NIfTI data ({type(error).__name__}: {error})", path=path,
                              hint="The file is damaged or truncated; re-export or re-download it") from error
-    affine = header.get_best_affine()
-    if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0:
-        warnings.append("NIfTI header has no orientation (qform and sform codes are 0): assumed RAS")
-    array = _apply_scaling(stored, header)
+    affine = nifti_affine(header, path, warnings)
+    array = _apply_scaling(stored, header, path)
     meta = {"nifti_version": 2 if image_class is nib.Nifti2Image else 1, "stored_dtype": str(stored.dtype)}
     return RawImage(array=array, affine=affine, source_format="nifti", meta=meta, warnings=warnings)
 
@@ -130,7 +130,105 @@ class VoxelProgress:
 def _report_progress(on_planes, header, array, planes):
     slope, inter = header.get_slope_inter()
     scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
-    on_planes(VoxelProgress(array=array, affine=header.get_best_affine(), planes=planes, scaled=scaled))
+    on_planes(VoxelProgress(array=array, affine=nifti_affine(header, "", []), planes=planes, scaled=scaled))
+
+
+def nifti_affine(header, path, warnings: list[str]) -> np.ndarray:
+    """The voxel-to-RAS affine of a NIfTI header, checked; what was assumed goes into ``warnings``.
+
+    Order as in nibabel: the sform when its code is set, else the qform,
+    else a plain RAS grid of ``pixdim`` (warned: no orientation). A form
+    with NaN/Inf entries or a singular matrix is not used; with nothing
+    usable left the file is refused. ``pixdim`` holds the qform's voxel
+    size; when it is 0, negative or not a number the qform has no size,
+    so the size comes from the sform rows (even with sform code 0, which
+    many writers fill anyway), warned, or 1 mm is assumed, warned.
+    """
+    sform_code, qform_code = int(header["sform_code"]), int(header["qform_code"])
+    spatial = max(1, min(3, len(header.get_data_shape())))
+    pixdim = np.array(header["pixdim"][1:4], dtype=float)
+    pixdim_ok = bool(np.isfinite(pixdim[:spatial]).all() and (pixdim[:spatial] > 0).all())
+    sform = np.array(header.get_sform(coded=False), dtype=float)
+    problems = []
+    if sform_code > 0:
+        problem = affine_problem(sform)
+        if problem is None:
+            if not pixdim_ok:
+                warnings.append(f"pixdim {_numbers(pixdim[:spatial])} is not a voxel size: used the sform's "
+                                f"{_spacing_text(sform)} mm")
+            return sform
+        problems.append(f"the sform {problem}")
+    if qform_code > 0 or sform_code == 0:
+        unit_header = header.copy()  # the qform's rotation and origin, with a usable voxel size in pixdim
+        unit_header["pixdim"][1:4] = np.where(np.isfinite(pixdim) & (pixdim > 0), pixdim, 1.0)
+        form = unit_header.get_qform() if qform_code > 0 else unit_header.get_base_affine()
+        name = "qform" if qform_code > 0 else "pixdim grid"
+        if not pixdim_ok:
+            form = _size_from_sform_rows(form, sform, pixdim[:spatial], spatial, name, warnings)
+        problem = affine_problem(form)
+        if problem is None:
+            warnings.extend(f"{text}: used the {name}" for text in problems)
+            if qform_code == 0 and sform_code == 0:
+                warnings.append("NIfTI header has no orientation (qform and sform codes are 0): assumed RAS")
+            return form
+        problems.append(f"the {name} {problem}")
+    raise StudyLoadError(f"no usable voxel geometry: {'; '.join(problems)}", path=path,
+                         hint="The NIfTI header is damaged; re-export the scan")
+
+
+def _size_from_sform_rows(form, sform, pixdim, spatial, name, warnings) -> np.ndarray:
+    """Give ``form`` (made with 1 mm for the bad pixdim entries) the voxel size of the sform rows when
+    they are usable, else keep 1 mm; warned either way."""
+    shown = _numbers(pixdim)
+    if affine_problem(sform) is None:
+        sizes = np.linalg.norm(sform[:3, :3], axis=0)
+        form = form.copy()
+        form[:3, :3] = form[:3, :3] / np.linalg.norm(form[:3, :3], axis=0) * sizes
+        warnings.append(f"pixdim {shown} is not a voxel size: the {name} took the voxel size "
+                        f"{_spacing_text(form)} mm from the sform rows")
+        return form
+    warnings.append(f"pixdim {shown} is not a voxel size and no sform gives one: assumed 1 mm, so distances "
+                    "and volumes may be wrong")
+    return form
+
+
+def _numbers(values) -> str:
+    return "x".join(f"{v:g}" for v in values)
+
+
+def _spacing_text(affine) -> str:
+    return "x".join(f"{v:.3g}" for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+
+
+def _checked_header(image_class, header_bytes: bytes, warnings: list[str]):
+    """The parsed header after nibabel's checks, its repairs reported as warnings.
+
+    nibabel's checks fix some fields in place (a 0 in ``pixdim`` becomes 1,
+    an invalid qform code 0) and log each fix to the console. Here each
+    fix is a warning on the study instead, and the file's own ``pixdim``
+    is kept, so :func:`nifti_affine` can tell a real voxel size from a
+    repaired one. Problems nibabel cannot fix still raise HeaderDataError.
+    """
+    header = image_class.header_class.from_fileobj(io.BytesIO(header_bytes[: _header_size(image_class)]),
+                                                   check=False)
+    pixdim = header["pixdim"].copy()
+    header.check_fix(logger=_FixReport(warnings))
+    header["pixdim"] = pixdim
+    return header
+
+
+class _FixReport:
+    """Stands in for the logger nibabel's header checks write to; keeps their messages as warnings."""
+
+    def __init__(self, warnings: list[str]):
+        self.warnings = warnings
+
+    def log(self, level, message, *args):
+        message = str(message) % args if args else str(message)
+        if level < logging.WARNING or not message.strip():
+            return  # nibabel reports every check, passed ones at level 0
+        if "pixdim" not in message:  # the voxel size gets its own warning from nifti_affine
+            self.warnings.append(f"NIfTI header repaired: {' '.join(message.split())}")
 
 
 def _header_size(image_class) -> int:
@@ -158,11 +256,18 @@ def _read_voxel_block(stream, shape, dtype, path, on_planes) -> np.ndarray:
     return array
 
 
-def _apply_scaling(stored: np.ndarray, header) -> np.ndarray:
-    """Apply ``scl_slope``/``scl_inter`` once, keeping integers integral."""
+def _apply_scaling(stored: np.ndarray, header, path) -> np.ndarray:
+    """Apply ``scl_slope``/``scl_inter`` once, keeping integers integral.
+
+    A slope of 0 means "no scaling" in NIfTI (nibabel reads it as None); an
+    infinite or NaN slope or intercept with a non-zero slope is an error.
+    """
     slope, inter = header.get_slope_inter()
     slope = 1.0 if slope is None else float(slope)
     inter = 0.0 if inter is None else float(inter)
+    if not (np.isfinite(slope) and np.isfinite(inter)):
+        raise StudyLoadError(f"scl_slope/scl_inter are {slope:g}/{inter:g}, not finite numbers", path=path,
+                             hint="The NIfTI header is damaged; re-export the scan")
     if slope == 1.0 and inter == 0.0:
         return stored
     if stored.dtype.kind in "iu" and slope.is_integer() and inter.is_integer():
