@@ -12,6 +12,7 @@ from omnict_cli.cli.main import main
 # (one import per line; keep them sorted)
 from omnict_cli.cli import labels  # noqa: F401,E402
 from omnict_cli.cli import model  # noqa: F401,E402
+from omnict_cli.cli import report  # noqa: F401,E402
 from omnict_cli.cli import score  # noqa: F401,E402
 from omnict_cli.cli import segment  # noqa: F401,E402
 

@@ -392,3 +392,36 @@ class OmniCTForConditionalGeneration(OmniCTPreTrainedModel, GenerationMixin):
             model_inputs.update(pixel_values=pixel_values, num_units=num_units, image_kinds=image_kinds,
                                 organ_masks=organ_masks)
         return model_inputs
+
+    def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False,
+                                      input_ids: torch.LongTensor | None = None, **model_kwargs):
+        """Repeat every per-study input ``expand_size`` times for beam search / ``num_return_sequences``.
+
+        ``GenerationMixin`` repeats tensors row by row along dim 0, which is right for ``input_ids``
+        but not for ``pixel_values`` (``[sum N_s, ...]``: a study owns ``num_units[i]`` rows) and
+        misses the lists ``image_kinds`` and ``organ_masks``; as Qwen2-VL does for its images,
+        those are expanded here study by study so expanded row ``i * expand_size + j`` keeps study ``i``.
+        """
+        per_study = {key: model_kwargs.pop(key, None)
+                     for key in ("pixel_values", "num_units", "image_kinds", "organ_masks")}
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size=expand_size, is_encoder_decoder=is_encoder_decoder, input_ids=input_ids, **model_kwargs)
+        if expand_size > 1:
+            per_study = _expand_studies(per_study, expand_size)
+        model_kwargs.update(per_study)
+        return input_ids, model_kwargs
+
+
+def _expand_studies(per_study: dict, expand_size: int) -> dict:
+    """Each study's units, unit count, kind and organ mask repeated ``expand_size`` times, in study order."""
+    expanded = dict(per_study)
+    num_units, pixel_values = per_study["num_units"], per_study["pixel_values"]
+    if pixel_values is not None and num_units is not None:
+        counts = [int(n) for n in num_units]
+        blocks = pixel_values.split(counts)
+        expanded["pixel_values"] = torch.cat([block for block in blocks for _ in range(expand_size)])
+        expanded["num_units"] = torch.as_tensor(num_units).repeat_interleave(expand_size)
+    for key in ("image_kinds", "organ_masks"):
+        if per_study[key] is not None:
+            expanded[key] = [item for item in per_study[key] for _ in range(expand_size)]
+    return expanded

@@ -1,0 +1,216 @@
+"""The model side of ``report`` and ``ask``: find the model, load it once, turn a batch of prepared studies into text.
+
+Model resolution: ``--model`` > ``$OMNICT_MODEL`` > the bundled demo model
+(``models/omnict-demo`` beside the package in a source checkout or the
+Docker image, or ``<prefix>/share/omnict/models/omnict-demo`` from a wheel).
+
+Every record carries the model's identity, ``{"name", "revision"}``, so a
+resumed run can refuse to mix two models in one file. The revision hashes
+the weights' index (the safetensors headers: tensor names, shapes, dtypes)
+and 64 KiB samples spread evenly through every weights file, so two
+checkpoints of the same architecture get different revisions without
+reading a 15 GB model end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from omnict_cli.errors import OmnictError
+
+MODEL_ENV = "OMNICT_MODEL"
+DEMO_MODEL_NAME = "omnict-demo"
+_SAMPLES_PER_FILE = 64
+_SAMPLE_BYTES = 64 * 1024
+
+
+class ModelError(OmnictError):
+    """No usable model: none given, or the directory is not an OmniCT model."""
+
+
+def bundled_model_dirs() -> list[Path]:
+    """Where the bundled demo model can be: the source tree (editable install, Docker) or a wheel's data."""
+    package_root = Path(__file__).resolve().parent
+    return [package_root.parent / "models" / DEMO_MODEL_NAME,
+            Path(sys.prefix) / "share" / "omnict" / "models" / DEMO_MODEL_NAME]
+
+
+def resolve_model_dir(model: str | Path | None) -> Path:
+    """The model directory to use (see the module notes); raises ModelError saying both ways to give one."""
+    if model:
+        return _checked_model_dir(Path(model).expanduser(), "--model")
+    if os.environ.get(MODEL_ENV):
+        return _checked_model_dir(Path(os.environ[MODEL_ENV]).expanduser(), f"${MODEL_ENV}")
+    for candidate in bundled_model_dirs():
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise ModelError("no model to run: none was given and the bundled demo model is not installed",
+                     hint=f"pass --model DIR or set {MODEL_ENV}=DIR (a directory from `omnict train`, "
+                          "`omnict train-demo` or `omnict build-model`)")
+
+
+def _checked_model_dir(path: Path, source: str) -> Path:
+    if not path.is_dir():
+        raise ModelError(f"model directory not found (from {source})", path=path)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"not a model directory: no config.json (from {source})", path=path)
+    if not _weight_files(path):
+        raise ModelError(f"no *.safetensors weights (from {source}); omnict loads safetensors only", path=path)
+    return path
+
+
+def _weight_files(model_dir: Path) -> list[Path]:
+    return sorted(model_dir.glob("*.safetensors"))
+
+
+def weights_revision(model_dir: str | Path) -> str:
+    """``sha256:<hex>`` of the weights' index and evenly spread samples of every weights file."""
+    digest = hashlib.sha256()
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        digest.update(index.read_bytes())
+    for path in _weight_files(model_dir):
+        digest.update(path.name.encode())
+        _hash_safetensors_file(digest, path)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _hash_safetensors_file(digest, path: Path) -> None:
+    size = path.stat().st_size
+    digest.update(size.to_bytes(8, "little"))
+    with open(path, "rb") as stream:
+        header_length = int.from_bytes(stream.read(8), "little")
+        digest.update(stream.read(min(header_length, size)))
+        data_start = 8 + header_length
+        span = max(size - data_start, 0)
+        step = max(span // _SAMPLES_PER_FILE, 1)
+        for offset in range(data_start, size, max(step, _SAMPLE_BYTES)):
+            stream.seek(offset)
+            digest.update(stream.read(_SAMPLE_BYTES))
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What records say about the model: ``name`` (its directory's name) and ``revision``."""
+
+    name: str
+    revision: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "revision": self.revision}
+
+
+def model_identity(model_dir: str | Path) -> ModelIdentity:
+    model_dir = Path(model_dir).resolve()
+    return ModelIdentity(name=model_dir.name, revision=weights_revision(model_dir))
+
+
+def pick_device(device: str) -> str:
+    """``auto`` -> ``cuda`` (``cuda:<LOCAL_RANK>`` under ``accelerate launch``) when a GPU is visible, else ``cpu``."""
+    import torch
+
+    if device != "auto":
+        return device
+    if not torch.cuda.is_available():
+        return "cpu"
+    local_rank = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local_rank}" if local_rank is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1 else "cuda"
+
+
+def pick_dtype(dtype: str, device: str):
+    """``auto`` -> bfloat16 on a GPU, float32 on the CPU (the paper infers in bf16)."""
+    import torch
+
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return names[dtype]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How text is generated: greedy (``num_beams=1``) or beam search, at most ``max_new_tokens``."""
+
+    max_new_tokens: int = 256
+    num_beams: int = 1
+
+
+class Engine:
+    """A loaded OmniCT model and processor on one device: prompts + prepared studies in, texts out."""
+
+    def __init__(self, model, processor, identity: ModelIdentity, device: str):
+        self.model = model
+        self.processor = processor
+        self.identity = identity
+        self.device = device
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "auto", dtype: str = "auto") -> "Engine":
+        """Load from a local directory (safetensors only, no remote code); raises ModelError when it cannot."""
+        from omnict_cli.model import OmniCTForConditionalGeneration, OmniCTProcessor
+
+        from transformers.utils import logging as transformers_logging
+
+        device = pick_device(device)
+        transformers_logging.disable_progress_bar()  # the run has its own progress bar
+        verbosity = transformers_logging.get_verbosity()
+        transformers_logging.set_verbosity_error()
+        try:
+            model = OmniCTForConditionalGeneration.from_pretrained(
+                model_dir, dtype=pick_dtype(dtype, device), local_files_only=True, use_safetensors=True)
+            processor = OmniCTProcessor.from_pretrained(model_dir)
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelError(f"cannot load the model ({type(error).__name__}: {error})", path=model_dir) from error
+        finally:
+            transformers_logging.set_verbosity(verbosity)
+        model.to(device).eval()
+        return cls(model, processor, model_identity(model_dir), device)
+
+    @property
+    def preprocess_config(self):
+        """The preprocessing sizes this model was trained with."""
+        return self.model.config.preprocess_config()
+
+    def describe(self) -> str:
+        """One line: name, parameters, device, dtype."""
+        parameters = sum(p.numel() for p in self.model.parameters())
+        dtype = str(self.model.dtype).replace("torch.", "")
+        return f"model {self.identity.name}: {_count(parameters)} parameters on {self.device}, {dtype}"
+
+    def generate(self, questions: list[str], model_inputs: list, organ_masks: list,
+                 settings: GenerationSettings = GenerationSettings()) -> list[str]:
+        """One generated text per study (greedy or beam search); studies may mix slices and volumes."""
+        import torch
+
+        batch = self.processor(questions, model_inputs, organ_masks=organ_masks)
+        prompt_length = batch["input_ids"].shape[1]
+        inputs = {key: value.to(self.device) if isinstance(value, torch.Tensor) else value
+                  for key, value in batch.items()}
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        if inputs.get("organ_masks") is not None:
+            inputs["organ_masks"] = [None if m is None else m.to(self.device) for m in inputs["organ_masks"]]
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=settings.max_new_tokens,
+                                         num_beams=settings.num_beams, do_sample=False)
+        return [text.strip() for text in self.processor.decode(output[:, prompt_length:])]
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A GPU (or accelerator) out-of-memory error, which a smaller batch may avoid."""
+    import torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()

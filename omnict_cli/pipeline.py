@@ -1,0 +1,367 @@
+"""The engine behind ``omnict report`` and ``omnict ask``: studies in, one JSON record per job out.
+
+Flow: jobs (a study and a question) -> :class:`~omnict_cli.prefetch.StudyPrefetcher`
+prepares each study in worker processes ahead of the model -> batches of
+``batch_size`` jobs go to :meth:`Engine.generate` -> each record is written
+as soon as its batch ends (:class:`~omnict_cli.records.RecordWriter`).
+
+Faults stay local: a study that cannot be loaded is an error record; a
+batch that runs out of GPU memory is retried in halves down to one study,
+and a study that still does not fit is an error record; any other failure
+of a batch is retried one study at a time so one bad study cannot take
+its neighbours down. Only an output that cannot be written stops the run
+(:class:`~omnict_cli.records.OutputError`), with no partial record.
+
+Resume: :func:`open_findings` reads what an earlier run wrote, cuts a torn
+last line, refuses a file written by another model, and returns the ids
+already done; the run skips them, so a rerun of the same command finishes
+the folder with exactly one record per job.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from omnict_cli import __version__
+from omnict_cli.inference import Engine, GenerationSettings, is_out_of_memory
+from omnict_cli.prefetch import StudyPrefetcher
+from omnict_cli.records import (STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, OutputError, RecordWriter, error_info,
+                                read_records, record_id, rewrite_records)
+from omnict_cli.study_inputs import PrepareSetup, PreparedStudy, organ_selection_for
+
+REPORT_PROMPT = "Can you describe the CT image?"
+"""The authors' report question (their MedEval-CT rows and ``omnict demo-data`` use it)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One thing to generate: a report for a study, or the answer to one question about it.
+
+    ``record_id`` is the resume key: the study id for a report, ``<study id>::<question id>`` for a question.
+    """
+
+    record_id: str
+    study: object
+    task: str
+    question: str
+    organ: str | None = None
+    question_id: str | None = None
+
+
+def report_jobs(studies, prompt: str | None = None, organ: str | None = None) -> list[Job]:
+    """One report job per study."""
+    return [Job(study.study_id, study, "report", prompt or REPORT_PROMPT, organ) for study in studies]
+
+
+@dataclass
+class RunSettings:
+    """Everything about a run that is not the jobs: batching, generation, workers, extras."""
+
+    batch_size: int = 1
+    workers: int = 1
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    add_labels: bool = False
+
+
+@dataclass
+class RunCounts:
+    """What a run did, for the progress bar and the summary table."""
+
+    total: int = 0
+    already_done: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    masks_from_cache: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def processed(self) -> int:
+        return self.ok + self.failed + self.skipped
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started (``seconds`` is only set at the end)."""
+        return time.perf_counter() - self.started
+
+
+def open_findings(out: Path, identity, overwrite: bool = False, retry_errors: bool = False):
+    """Prepare ``out`` for a run; returns ``(done record ids, notes)``.
+
+    Raises OutputError when the file holds records of another model (unless
+    ``overwrite``) or lines omnict did not write.
+    """
+    notes = []
+    if overwrite:
+        rewrite_records(out, [])
+        return set(), notes
+    existing = read_records(out)
+    if existing.cut_bytes:
+        notes.append(f"{out}: cut a torn last line ({existing.cut_bytes} bytes) left by an interrupted run")
+    others = {_model_text(r["model"]) for r in existing.records
+              if isinstance(r.get("model"), dict) and r["model"].get("revision") != identity.revision}
+    if others:
+        raise OutputError(f"holds records made by another model ({', '.join(sorted(others))}), not "
+                          f"{identity.name} {identity.revision[:19]}", path=out,
+                          hint="pass --overwrite to start the file over, or write to another --out")
+    records = existing.records
+    if retry_errors:
+        kept = [r for r in records if r.get("status") != STATUS_ERROR]
+        if len(kept) != len(records):
+            rewrite_records(out, kept)
+            notes.append(f"retrying {len(records) - len(kept)} studies that failed before")
+        records = kept
+    return {record_id(r) for r in records}, notes
+
+
+def _model_text(model: dict) -> str:
+    return f"{model.get('name')} {str(model.get('revision'))[:19]}"
+
+
+class Pipeline:
+    """Runs jobs through prefetch -> batched generation -> records; see the module notes."""
+
+    def __init__(self, engine: Engine, setup: PrepareSetup, settings: RunSettings,
+                 on_record: Callable[[dict, RunCounts], None] | None = None):
+        self.engine = engine
+        self.setup = setup
+        self.settings = settings
+        self.on_record = on_record or (lambda record, counts: None)
+        self.counts = RunCounts()
+        self._labeler = None
+
+    def run(self, jobs: list[Job], writer: RecordWriter, done: set[str] = frozenset()) -> RunCounts:
+        """Generate every job not in ``done``; records go to ``writer`` batch by batch."""
+        started = self.counts.started = time.perf_counter()
+        todo = [job for job in jobs if job.record_id not in done]
+        self.counts.total, self.counts.already_done = len(jobs), len(jobs) - len(todo)
+        by_study: dict[str, list[Job]] = {}
+        for job in todo:
+            by_study.setdefault(job.study.study_id, []).append(job)
+        studies = [study_jobs[0].study for study_jobs in by_study.values()]
+        batch: list[tuple[Job, PreparedStudy]] = []
+        try:
+            with StudyPrefetcher(self.setup, self.settings.workers,
+                                 depth=max(self.settings.batch_size, 2 * self.settings.workers + 2)) as prefetch:
+                for study, prepared in prefetch.prepared(studies):
+                    batch = self._take(by_study[study.study_id], prepared, batch, writer)
+                    while len(batch) >= self.settings.batch_size:
+                        self._run_batch(batch[:self.settings.batch_size], writer)
+                        batch = batch[self.settings.batch_size:]
+                if batch:
+                    self._run_batch(batch, writer)
+        finally:
+            self.counts.seconds = time.perf_counter() - started
+        return self.counts
+
+    def _take(self, jobs: list[Job], prepared, batch: list, writer: RecordWriter) -> list:
+        """Queue a prepared study's jobs, or write their error / skipped records now."""
+        for job in jobs:
+            if isinstance(prepared, BaseException):
+                self._write(writer, self._error_record(job, None, prepared))
+            elif prepared.skip_reason:
+                self._write(writer, self._skipped_record(job, prepared))
+            else:
+                batch.append((job, prepared))
+        return batch
+
+    # ---- generation ------------------------------------------------------------------------
+
+    def _run_batch(self, items: list, writer: RecordWriter) -> None:
+        selections = [organ_selection_for(p, job.task, job.question, job.organ) for job, p in items]
+        started = time.perf_counter()
+        outcomes = self._generate(items, selections)
+        seconds = (time.perf_counter() - started) / len(items)
+        texts = [o for o in outcomes if isinstance(o, str)]
+        labels = iter(self._labels(texts)) if self.settings.add_labels and texts else None
+        for (job, prepared), selection, outcome in zip(items, selections, outcomes):
+            if isinstance(outcome, BaseException):
+                record = self._error_record(job, prepared, outcome)
+            else:
+                record = self._ok_record(job, prepared, selection, outcome, seconds,
+                                         next(labels) if labels is not None else None)
+            self._write(writer, record)
+
+    def _generate(self, items: list, selections: list) -> list:
+        """Texts (or the exception for a study) for ``items``; halves the batch on out-of-memory."""
+        try:
+            return self.engine.generate([job.question for job, _ in items], [p.model_input for _, p in items],
+                                        [s.mask for s in selections], self.settings.generation)
+        except Exception as error:
+            if is_out_of_memory(error):
+                _release_gpu_memory()
+                if len(items) == 1:
+                    return [OutOfMemory(f"{items[0][1].input}: out of GPU memory even alone (batch size 1); "
+                                        "use a larger GPU, --dtype bfloat16, or fewer --max-new-tokens")]
+                half = len(items) // 2
+                return (self._generate(items[:half], selections[:half])
+                        + self._generate(items[half:], selections[half:]))
+            if len(items) == 1:
+                return [error]
+            return [self._generate([item], [selection])[0] for item, selection in zip(items, selections)]
+
+    def _labels(self, texts: list[str]) -> list[dict]:
+        from omnict_cli.labels import CTRATE_ABNORMALITIES
+        from omnict_cli.labels.classifier import default_classifier
+        from omnict_cli.labels.labeler import label_reports
+
+        if self._labeler is None:
+            self._labeler = default_classifier()
+        matrix = label_reports(texts, model=self._labeler)
+        return [{name: int(value) for name, value in zip(CTRATE_ABNORMALITIES, row)} for row in matrix]
+
+    # ---- records ---------------------------------------------------------------------------
+
+    def _write(self, writer: RecordWriter, record: dict) -> None:
+        writer.write(record)
+        status = record["status"]
+        if status == STATUS_OK:
+            self.counts.ok += 1
+        elif status == STATUS_SKIPPED:
+            self.counts.skipped += 1
+        else:
+            self.counts.failed += 1
+            self.counts.failures.append(record["error"]["message"])
+        self.counts.masks_from_cache += bool(record.get("mask_from_cache"))
+        self.on_record(record, self.counts)
+
+    def _base_record(self, job: Job, prepared: PreparedStudy | None) -> dict:
+        record = {"study_id": job.study.study_id}
+        if job.task == "ask":
+            record["record_id"] = job.record_id
+            record["question_id"] = job.question_id
+        record["input"] = job.study.input
+        if prepared is not None:
+            record.update(kind=prepared.kind, format=prepared.format, shape=list(prepared.shape),
+                          spacing=list(prepared.spacing))
+        else:
+            record["format"] = job.study.format
+        record["task"] = job.task
+        record["question" if job.task == "ask" else "prompt"] = job.question
+        return record
+
+    def _ok_record(self, job: Job, prepared: PreparedStudy, selection, text: str, model_seconds: float,
+                   labels: dict | None) -> dict:
+        record = self._base_record(job, prepared)
+        record.update(organs=list(selection.groups), organ_reason=selection.reason, segmenter=prepared.segmenter,
+                      mask_from_cache=prepared.mask_from_cache)
+        if job.task == "report":
+            from omnict_cli.labels.ctrate_io import split_sections
+
+            findings, impression = split_sections(text)
+            record.update(findings=findings, impression=impression)
+        else:
+            record["answer"] = text
+        if labels is not None:
+            record["labels"] = labels
+        return self._finish(record, prepared, STATUS_OK, model_seconds)
+
+    def _error_record(self, job: Job, prepared: PreparedStudy | None, error: BaseException) -> dict:
+        record = self._base_record(job, prepared)
+        record["error"] = error_info(error)
+        return self._finish(record, prepared, STATUS_ERROR, 0.0)
+
+    def _skipped_record(self, job: Job, prepared: PreparedStudy) -> dict:
+        record = self._base_record(job, prepared)
+        record["note"] = prepared.skip_reason
+        return self._finish(record, prepared, STATUS_SKIPPED, 0.0)
+
+    def _finish(self, record: dict, prepared: PreparedStudy | None, status: str, model_seconds: float) -> dict:
+        timing = dict(prepared.timing_s) if prepared is not None else {}
+        timing["model"] = round(model_seconds, 3)
+        record.update(model=self.engine.identity.to_dict(), omnict_version=__version__, timing_s=timing,
+                      warnings=list(prepared.warnings) if prepared is not None else [], status=status)
+        return record
+
+
+class OutOfMemory(RuntimeError):
+    """A study that does not fit on the GPU even alone."""
+
+
+def _release_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ---- a whole run into one findings file ------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_to_file` did: counts, where records went, and notes for the user."""
+
+    counts: RunCounts
+    out: Path
+    written_to: Path
+    notes: list[str] = field(default_factory=list)
+    merged: int | None = None
+    """Records in ``out`` after merging shards, when this process merged them."""
+
+
+def run_to_file(pipeline: Pipeline, jobs: list[Job], out: str | Path, overwrite: bool = False,
+                retry_errors: bool = False, shard=None, extra_records: list[dict] = ()) -> RunResult:
+    """Run ``jobs`` into ``out`` (or this shard's file), resuming what is there; merge shards when all are done.
+
+    ``extra_records`` (rows that could not become jobs) are written once, like the other records.
+    Raises OutputError (the run stops, the file stays whole) and KeyboardInterrupt (Ctrl-C, after the
+    write in progress).
+    """
+    from omnict_cli import sharding
+    from omnict_cli.interrupts import deferred_interrupts
+    from omnict_cli.records import check_writable
+
+    out = Path(out)
+    target = out if shard is None else shard.path(out)
+    check_writable(out)
+    check_writable(target)
+    if shard is not None:
+        jobs = [job for job in jobs if shard.owns(job.study.study_id)]
+        extra_records = [r for r in extra_records if shard.owns(r["study_id"])]
+    done, notes = open_findings(target, pipeline.engine.identity, overwrite, retry_errors)
+    with deferred_interrupts(), _GuardedWriter(target) as writer:
+        for record in extra_records:
+            if record_id(record) not in done:
+                pipeline._write(writer, _stamped(record, pipeline))
+        counts = pipeline.run(jobs, writer, done)
+    result = RunResult(counts, out, target, notes)
+    if shard is not None:
+        sharding.mark_done(shard, out, len(read_records(target, repair=False).records))
+        if _ready_to_merge(shard, out):
+            result.merged = sharding.merge_shards(shard.count, out)
+    return result
+
+
+def _ready_to_merge(shard, out: Path) -> bool:
+    """Under ``accelerate launch`` rank 0 merges after a barrier; a SLURM array merges when all markers exist."""
+    from omnict_cli import sharding
+
+    if sharding.distributed_shard() is not None:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+        return shard.index == 0
+    return sharding.all_done(shard.count, out)
+
+
+def _stamped(record: dict, pipeline: Pipeline) -> dict:
+    record = dict(record)
+    record.setdefault("model", pipeline.engine.identity.to_dict())
+    record.setdefault("omnict_version", __version__)
+    return record
+
+
+class _GuardedWriter(RecordWriter):
+    """A RecordWriter whose writes Ctrl-C cannot cut in half (see omnict_cli.interrupts)."""
+
+    def write(self, record: dict) -> None:
+        from omnict_cli.interrupts import critical
+
+        with critical():
+            super().write(record)

@@ -1,0 +1,131 @@
+"""Prepare studies ahead of the model in worker processes, with a bounded window so memory stays flat.
+
+Loading, preprocessing and segmenting a CT take seconds of CPU; the model
+takes its own seconds on the GPU. :class:`StudyPrefetcher` keeps at most
+``depth`` studies submitted or finished-but-not-taken, so a 10,000-study
+folder uses the memory of ``depth`` studies, and yields results in the
+order the studies were given (resume and shard merges rely on that order).
+
+Workers are started with ``spawn`` (forking a process that has loaded torch
+and started its thread pools can deadlock) and ignore Ctrl-C, so the main
+process decides how to stop. A worker that dies (out of memory, a crash in
+a native reader) breaks the pool: the pool is restarted, the unfinished
+studies are resubmitted, and a study that breaks a fresh pool a second time
+becomes an error of its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from omnict_cli.study_inputs import PrepareSetup, PreparedStudy, prepare_study
+
+_WORKER_SETUP: PrepareSetup | None = None
+
+
+class WorkerDied(RuntimeError):
+    """The worker process preparing a study ended abruptly, twice."""
+
+
+def _init_worker(setup: PrepareSetup) -> None:
+    global _WORKER_SETUP
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    torch.set_num_threads(1)  # workers are many; the model process keeps the cores it was given
+    _WORKER_SETUP = setup
+
+
+def _prepare_in_worker(study) -> PreparedStudy:
+    return prepare_study(study, _WORKER_SETUP)
+
+
+class StudyPrefetcher:
+    """Yields ``(study, PreparedStudy or the exception it raised)`` in input order.
+
+    Args:
+        setup: how studies are prepared (sent once to each worker).
+        workers: worker processes; 0 prepares in this process, one study at a time.
+        depth: studies in flight or waiting at most (>= workers).
+    """
+
+    def __init__(self, setup: PrepareSetup, workers: int, depth: int | None = None):
+        self.setup = setup
+        self.workers = max(0, int(workers))
+        self.depth = max(depth or 2 * self.workers + 2, self.workers, 1)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> "StudyPrefetcher":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def prepared(self, studies):
+        """Iterate over ``studies`` prepared; never raises for a bad study."""
+        if self.workers == 0:
+            for study in studies:
+                yield study, _prepare_here(study, self.setup)
+            return
+        yield from self._prepared_in_workers(iter(studies))
+
+    def _prepared_in_workers(self, studies):
+        pending: deque = deque()
+        broken_before: set[str] = set()
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < self.depth:
+                study = next(studies, None)
+                if study is None:
+                    exhausted = True
+                    break
+                pending.append([study, self._submit(study)])
+            if not pending:
+                return
+            study, future = pending[0]
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                if study.study_id in broken_before:
+                    result = WorkerDied(f"{study.input}: the worker process loading it died twice (out of "
+                                        "memory, or a crash in a file reader); check the file or give the "
+                                        "workers more memory")
+                else:
+                    broken_before.add(study.study_id)
+                    self._restart(pending)
+                    continue
+            except Exception as error:  # the study's own failure, raised in the worker
+                result = error
+            pending.popleft()
+            yield study, result
+
+    def _submit(self, study):
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers,
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(self.setup,))
+        return self._pool.submit(_prepare_in_worker, study)
+
+    def _restart(self, pending: deque) -> None:
+        """A fresh pool; every study the broken pool did not finish is submitted again, in order."""
+        self.close()
+        for entry in pending:
+            future = entry[1]
+            if not future.done() or isinstance(future.exception(), BrokenProcessPool):
+                entry[1] = self._submit(entry[0])
+
+
+def _prepare_here(study, setup: PrepareSetup):
+    try:
+        return prepare_study(study, setup)
+    except Exception as error:
+        return error

@@ -1,0 +1,128 @@
+"""Question rows for ``omnict ask --batch``: the authors' chat rows or plain ``{"image", "question"}`` rows -> jobs.
+
+Accepted rows (one JSON object per line, read with ``jsonlines``):
+
+- chat rows, as the authors' MedEval-CT data and ``omnict demo-data`` write
+  them: ``{"messages": [{"role": "user", "content": "<|image3d_start|>...\\nQuestion"},
+  {"role": "assistant", ...}], "image": "path"}``; the assistant turn, if
+  any, is the reference and is ignored here;
+- plain rows: ``{"image": "path", "question": "..."}``.
+
+Optional keys: ``"id"`` or ``"question_id"`` (else the line number) and
+``"organ"`` (overrides routing for that row). Relative image paths are
+relative to the rows file's folder. A row that cannot become a job (no
+image, no question, an image that does not exist) becomes an error record
+of its own instead of stopping the batch: :func:`read_question_rows` returns
+those problems beside the jobs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from omnict_cli.errors import OmnictError, StudyLoadError
+from omnict_cli.pipeline import Job
+
+_PLACEHOLDER = re.compile(r"<\|[^|>]*\|>")
+
+
+class QuestionRowsError(OmnictError):
+    """The rows file itself cannot be read."""
+
+
+@dataclass
+class RowProblem:
+    """A row that is not a usable question; reported as an error record named by its line."""
+
+    record_id: str
+    study_id: str
+    question_id: str
+    message: str
+
+    def to_record(self) -> dict:
+        """An ``ask`` error record for this row (the run adds the model and version)."""
+        return {"study_id": self.study_id, "record_id": self.record_id, "question_id": self.question_id,
+                "task": "ask", "error": {"type": "QuestionRowsError", "message": self.message},
+                "warnings": [], "status": "error"}
+
+
+def question_from_content(content: str) -> str:
+    """The question of a user turn: placeholder tokens removed, blank lines dropped, spaces tidied."""
+    lines = [" ".join(line.split()) for line in _PLACEHOLDER.sub("", content).splitlines()]
+    return "\n".join(line for line in lines if line)
+
+
+def read_question_rows(path: str | Path, organ: str | None = None) -> tuple[list[Job], list[RowProblem]]:
+    """Jobs for every usable row (sorted by study, then row), and the rows that are not usable."""
+    import jsonlines
+
+    path = Path(path)
+    jobs, problems = [], []
+    try:
+        with jsonlines.open(path) as reader:
+            for line, row in enumerate(reader.iter(skip_empty=True), start=1):
+                _add_row(path, line, row, organ, jobs, problems)
+    except OSError as error:
+        raise QuestionRowsError(f"cannot read ({error.strerror})", path=path) from error
+    except jsonlines.InvalidLineError as error:
+        raise QuestionRowsError(f"line {error.lineno} is not valid JSON ({error})", path=path,
+                                hint="each line must be one JSON object") from error
+    jobs.sort(key=lambda job: (job.study.study_id, _number(job.question_id)))
+    return jobs, problems
+
+
+def _number(question_id: str):
+    return (0, int(question_id), "") if question_id.isdigit() else (1, 0, question_id)
+
+
+def _add_row(path: Path, line: int, row, organ, jobs: list, problems: list) -> None:
+    question_id = str(row.get("question_id", row.get("id", line))) if isinstance(row, dict) else str(line)
+    image = row.get("image") if isinstance(row, dict) else None
+    study_id = str(image) if isinstance(image, str) else f"line {line}"
+    try:
+        if not isinstance(row, dict):
+            raise QuestionRowsError("is not a JSON object")
+        question = _question_of(row)
+        if not isinstance(image, str) or not image.strip():
+            raise QuestionRowsError("has no \"image\" path")
+        study = study_for_image(path.parent, image)
+    except OmnictError as error:
+        problems.append(RowProblem(f"{study_id}::{question_id}", study_id, question_id,
+                                   f"{path} line {line}: {error.one_line()}"))
+        return
+    row_organ = row.get("organ") if isinstance(row.get("organ"), str) else None
+    jobs.append(Job(f"{study.study_id}::{question_id}", study, "ask", question, organ or row_organ, question_id))
+
+
+def _question_of(row: dict) -> str:
+    if isinstance(row.get("messages"), list):
+        users = [turn.get("content") for turn in row["messages"]
+                 if isinstance(turn, dict) and turn.get("role") == "user" and isinstance(turn.get("content"), str)]
+        if not users:
+            raise QuestionRowsError("has no user message")
+        question = question_from_content(users[0])
+    else:
+        question = row.get("question")
+        question = question_from_content(question) if isinstance(question, str) else ""
+    if not question:
+        raise QuestionRowsError("has no question (a user message or a \"question\" key)")
+    return question
+
+
+def study_for_image(folder: Path, image: str):
+    """The one study at ``image`` (a file or a DICOM series folder), named by the path as the row gives it."""
+    from omnict_cli.studies import discover_studies
+
+    target = Path(image).expanduser()
+    target = target if target.is_absolute() else folder / target
+    studies = discover_studies(target)
+    if len(studies) != 1:
+        raise StudyLoadError(f"holds {len(studies)} studies; a question needs exactly one image", path=image,
+                             hint="point \"image\" at one file or one DICOM series folder")
+    name = Path(image)
+    if name.is_absolute() or ".." in name.parts or name.parent == Path("."):
+        return studies[0]
+    # named by the path the row gives (slices/case_1.png -> slices/case_1), read from the same file
+    return replace(studies[0], study_id=f"{name.parent.as_posix()}/{studies[0].study_id}", root=folder)

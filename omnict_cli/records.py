@@ -1,0 +1,192 @@
+"""The JSONL findings file: one record per study (``report``) or per question (``ask``), written so a crash never costs one.
+
+Schema (``shared/DESIGN.md``): ``study_id``, ``input``, ``kind``, ``format``,
+``shape``, ``spacing``, ``task``, ``prompt``, ``organs``, ``organ_reason``,
+``segmenter``, ``findings`` + ``impression`` (report) or ``question`` +
+``answer`` (ask), optional ``labels`` (18 CT-RATE classes), ``model``
+(``name`` + ``revision``), ``timing_s``, ``warnings`` and ``status`` ("ok",
+"skipped", or "error" with ``error: {type, message}``). ``record_id`` is the
+key a resumed run skips by: the study id for reports, the study id plus the
+question's row id for questions. No record ever holds a patient identifier:
+ids are relative paths and loaders keep no identifying header.
+
+Integrity: each record is encoded (with ``jsonlines``) to one complete line
+and written with a single ``os.write`` at the end of the file, then flushed
+to the OS, so a SIGKILL leaves whole lines. If a write fails (disk full,
+file gone read-only) the file is cut back to its previous length before the
+error is raised: no partial record. On resume, a torn last line (a kill
+inside the kernel's write, a power cut) is detected and cut, with a warning.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonlines
+
+from omnict_cli.errors import OmnictError
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+STATUS_SKIPPED = "skipped"
+
+
+class OutputError(OmnictError):
+    """The findings file cannot be read back or written; the run stops (no partial record is left)."""
+
+
+def record_id(record: dict) -> str:
+    """The resume key of a record: ``record_id`` when present, else the study id."""
+    return str(record.get("record_id") or record.get("study_id") or "")
+
+
+def encode_record(record: dict) -> bytes:
+    """One record as one UTF-8 JSON line ending in ``\\n`` (compact; U+2028 etc. stay escaped-safe)."""
+    buffer = io.BytesIO()
+    with jsonlines.Writer(buffer, compact=True, dumps=_dumps) as writer:
+        writer.write(record)
+    return buffer.getvalue()
+
+
+def _dumps(obj) -> str:
+    # ensure_ascii keeps U+2028/U+0085 escaped, so no reader can mistake them for line breaks
+    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+class RecordWriter:
+    """Appends whole records to a JSONL file, one ``os.write`` each; see the module notes.
+
+    Use as a context manager. ``write`` raises :class:`OutputError` with one
+    line (file + reason) and leaves the file as it was before the record.
+    """
+
+    def __init__(self, path: str | Path, fsync: bool = False):
+        self.path = Path(path)
+        self.fsync = fsync
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RecordWriter":
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise OutputError(f"cannot open for writing ({error.strerror})", path=self.path,
+                              hint="choose another --out, or fix the folder's permissions") from error
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def write(self, record: dict) -> None:
+        line = encode_record(record)
+        start = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(line)
+            while view:  # a regular file takes it in one call; the loop only guards short writes
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as error:
+            self._cut_back(start)
+            raise OutputError(f"cannot write a record ({error.strerror}); the records before it are intact",
+                              path=self.path, hint="free space or fix permissions, then rerun the same command "
+                                                   "to resume") from error
+
+    def _cut_back(self, length: int) -> None:
+        try:
+            os.ftruncate(self._fd, length)
+        except OSError:  # the file may be gone read-only too; resume cuts a torn line anyway
+            pass
+
+
+@dataclass
+class ExistingRecords:
+    """What an earlier run left in the findings file."""
+
+    records: list[dict] = field(default_factory=list)
+    cut_bytes: int = 0
+    """Bytes of a torn last line that were removed."""
+
+    def by_id(self) -> dict[str, dict]:
+        """Last record per id (a retried study's new record wins)."""
+        return {record_id(record): record for record in self.records}
+
+
+def read_records(path: str | Path, repair: bool = True) -> ExistingRecords:
+    """Every record of a findings file; a torn last line is cut (``repair``) or ignored.
+
+    A bad line anywhere else is not something a crash makes: it raises
+    :class:`OutputError` naming the line, and nothing is changed.
+    """
+    path = Path(path)
+    if not path.exists():
+        return ExistingRecords()
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except OSError as error:
+        raise OutputError(f"cannot read the earlier records ({error.strerror})", path=path) from error
+    complete = data.rfind(b"\n") + 1
+    torn = len(data) - complete
+    records = _parse_lines(path, data[:complete])
+    if torn and repair:
+        _truncate(path, complete)
+    return ExistingRecords(records=records, cut_bytes=torn)
+
+
+def _parse_lines(path: Path, data: bytes) -> list[dict]:
+    records = []
+    reader = jsonlines.Reader(io.BytesIO(data))
+    try:
+        for record in reader.iter(type=dict, skip_empty=True):
+            records.append(record)
+    except jsonlines.InvalidLineError as error:
+        raise OutputError(f"line {error.lineno} is not a JSON record ({error})", path=path,
+                          hint="this file was not written by omnict or was edited; move it away or pass "
+                               "--overwrite") from error
+    return records
+
+
+def _truncate(path: Path, length: int) -> None:
+    try:
+        os.truncate(path, length)
+    except OSError as error:
+        raise OutputError(f"cannot cut its torn last line ({error.strerror})", path=path) from error
+
+
+def rewrite_records(path: str | Path, records: list[dict]) -> None:
+    """Replace the file's content with ``records`` atomically (``--retry-errors`` drops old errors)."""
+    from omnict_cli.atomic import write_bytes_atomically
+
+    try:
+        write_bytes_atomically(path, b"".join(encode_record(record) for record in records))
+    except OSError as error:
+        raise OutputError(f"cannot rewrite the findings file ({error.strerror})", path=path) from error
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail before any work when ``path`` cannot be created or appended to."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError("is a folder", path=path, hint="give a file name for --out, e.g. findings.jsonl")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError("its folder does not exist", path=path, hint="create the folder first")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise OutputError("is not writable", path=path, hint="choose another --out or fix its permissions")
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError("its folder is not writable", path=path,
+                          hint="choose another --out or fix the folder's permissions")
+
+
+def error_info(error: BaseException) -> dict:
+    """``{"type", "message"}`` of an error record: one line, the file named by the error itself."""
+    message = error.one_line() if isinstance(error, OmnictError) else f"{type(error).__name__}: {error}"
+    return {"type": type(error).__name__, "message": " ".join(str(message).split())}
