@@ -120,7 +120,7 @@ def test_output_fits_the_segmenter_contract(phantoms, phantom_outputs, segmenter
     checked = check_label_map(labels, volume, segmenter)
     assert checked.dtype == LABEL_DTYPE and checked.shape == case.hu.shape
     assert set(np.unique(labels).tolist()) == {0, TRACHEA, BODY, LUNG_LEFT, LUNG_RIGHT, BONE, MEDIASTINUM}
-    assert segmenter.describe() == "builtin 1"
+    assert segmenter.describe() == "builtin 2"
 
 
 def test_no_lungs_means_no_lung_or_trachea_labels(phantoms, segmenter):
@@ -158,6 +158,63 @@ def test_float_input_and_anisotropic_voxels(segmenter):
     left, right = lungs_of(case.labels)
     assert dice(labels == LUNG_LEFT, left) >= 0.9
     assert dice(labels == LUNG_RIGHT, right) >= 0.9
+
+
+def lungs_touch_the_in_plane_edges(labels: np.ndarray, edges: tuple[str, ...]) -> bool:
+    """True when both reference lungs reach each named edge ("left"/"right" columns, "front"/"back" rows)."""
+    lungs = np.isin(labels, LEFT_LOBES + RIGHT_LOBES)
+    rows = {"left": lungs[:, :, 0], "right": lungs[:, :, -1], "front": lungs[:, 0, :], "back": lungs[:, -1, :]}
+    return all(rows[edge].any() for edge in edges)
+
+
+def test_cropped_phantom_lungs_touching_every_edge_are_still_lungs(phantoms, segmenter):
+    for case in phantoms:
+        _, y, x = np.nonzero(np.isin(case.labels, LEFT_LOBES + RIGHT_LOBES))
+        crop = (slice(None), slice(y.min() + 8, y.max() - 8), slice(x.min() + 6, x.max() - 5))
+        hu, reference = np.ascontiguousarray(case.hu[crop]), case.labels[crop]
+        assert lungs_touch_the_in_plane_edges(reference, ("left", "right", "front", "back"))
+        assert not (hu[:, [0, -1], :] < -950).any() and not (hu[:, :, [0, -1]] < -950).any()  # no outside air
+        labels = segmenter.segment(make_volume(hu, case.spacing))
+        left, right = lungs_of(reference)
+        assert dice(labels == LUNG_LEFT, left) >= 0.95, case.case_id
+        assert dice(labels == LUNG_RIGHT, right) >= 0.95, case.case_id
+        assert (labels[case.labels[crop] == 51] == MEDIASTINUM).mean() > 0.5  # the heart is between them
+
+
+def test_real_ct_cropped_so_the_lungs_touch_the_edges(testdata, segmenter):
+    volume, reference_labels = load_real(testdata, "ct_chest_small.nii.gz", "ct_chest_small_totalseg.nii.gz")
+    crop = (slice(None), slice(20, 82), slice(24, 104))  # cuts both lungs at the sides and at the back
+    reference = reference_labels[crop]
+    assert lungs_touch_the_in_plane_edges(reference, ("left", "right", "back"))
+    labels = segmenter.segment(make_volume(np.ascontiguousarray(volume.hu[crop]), volume.spacing))
+    left, right = lungs_of(reference)
+    assert dice(labels == LUNG_LEFT, left) >= 0.93
+    assert dice(labels == LUNG_RIGHT, right) >= 0.93
+
+
+def test_real_ct_cropped_at_the_sides_keeps_the_foam_pad_out_of_the_lungs(testdata, segmenter):
+    volume, reference_labels = load_real(testdata, "ct_chest_small.nii.gz", "ct_chest_small_totalseg.nii.gz")
+    crop = (slice(None), slice(None), slice(22, 106))  # the foam pad under the back (about -955 HU) reaches both sides
+    pad = np.zeros(volume.hu.shape, dtype=bool)
+    pad[:, 93:, :] = (volume.hu[:, 93:, :] > -990) & (volume.hu[:, 93:, :] < -900)
+    labels = segmenter.segment(make_volume(np.ascontiguousarray(volume.hu[crop]), volume.spacing))
+    assert pad[crop].sum() > 1000 and not labels[pad[crop]].any()
+    left, right = lungs_of(reference_labels[crop])
+    assert dice(np.isin(labels, (LUNG_LEFT, LUNG_RIGHT)), left | right) >= 0.9
+
+
+def test_cropped_synthetic_chest_keeps_a_foam_pad_out_of_the_lungs(segmenter):
+    hu, spacing, body, table = synthetic_chest(table_gap_mm=10)
+    y_mm = np.arange(body.shape[0])[:, None] * spacing[1]
+    pad = (y_mm > 140) & (y_mm < 260) & ~body  # everything between the back and the table top
+    hu[:, pad] = -930
+    crop = (slice(None), slice(0, 177), slice(60, 180))  # x 90-270 mm cuts both lungs; ends in the table plate
+    labels = segmenter.segment(make_volume(np.ascontiguousarray(hu[crop]), spacing))
+    assert not labels[:, pad[crop[1:]]].any()
+    lungs = hu[crop] == -850
+    assert lungs[:, :, 0].any() and lungs[:, :, -1].any()
+    assert (labels[lungs & (np.arange(120) < 60)] == LUNG_RIGHT).all()
+    assert (labels[lungs & (np.arange(120) >= 60)] == LUNG_LEFT).all()
 
 
 def test_touching_lungs_are_split_at_their_narrowing(phantoms, segmenter):

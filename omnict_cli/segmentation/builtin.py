@@ -4,8 +4,9 @@ OSE's organ-level token aggregation needs a label map for every study. When
 TotalSegmentator's weights are not installed, this segmenter still gives the
 coarse regions that HU alone can find reliably (body, left and right lung,
 trachea with main bronchi, bone, mediastinum) with no download, in seconds on
-a CPU. The steps, the exact meaning of each class, its limits and measured
-Dice scores are in ``docs/segmentation-builtin.md``.
+a CPU, also on small-field-of-view scans whose lungs touch the image edge.
+The steps, the exact meaning of each class, its limits and measured Dice
+scores are in ``docs/segmentation-builtin.md``.
 
 Decisions (components, hole filling, the left/right split, airway tracking)
 are made on a coarse working grid of about 3 mm voxel blocks, which keeps
@@ -41,6 +42,11 @@ GAS_HU = -950.0
 """Below: pure gas (airway lumen, bowel gas); lung parenchyma is about -850."""
 BONE_HU = 150.0
 """Above, inside the body: bone (and contrast-filled vessels, see the docs)."""
+OUTSIDE_AIR_HU = -900.0
+"""Below: outside air (-1000) and foam pads (about -950); lung parenchyma is mostly above."""
+OUTSIDE_AIR_EDGE_SHARE = 0.5
+"""A non-tissue region reaching the image edge is outside air when at least this share of its
+edge voxels is below OUTSIDE_AIR_HU; otherwise it is patient cut by a small field of view (lung)."""
 
 WORK_GRID_MM = 3.0
 """Largest edge of the coarse blocks that components and morphology work on."""
@@ -84,7 +90,7 @@ class BuiltinSegmenter(Segmenter):
     """
 
     name = "builtin"
-    version = "1"
+    version = "2"
 
     @property
     def vocabulary(self) -> dict[int, str]:
@@ -268,7 +274,42 @@ def body_mask(coarse_hu: np.ndarray, spacing, axial: bool) -> np.ndarray:
                 keep.append(int(part))
     # No dilation back to the tissue: it would regrow a touching table. The
     # refine step on the full grid restores the skin edge within one block.
-    return fill_holes_in_plane(np.isin(parts, keep))
+    trunk_and_arms = np.isin(parts, keep)
+    return trunk_and_arms | ~outside_air(trunk_and_arms, coarse_hu)
+
+
+def outside_air(body: np.ndarray, coarse_hu: np.ndarray) -> np.ndarray:
+    """Per axial slice, what lies outside the patient: every non-body voxel that is not enclosed.
+
+    A region enclosed by the body in a slice (lungs, bowel) is the patient.
+    A region reaching the image edge is outside air only when its edge
+    voxels are mostly gas (outside air is about -1000 HU, lung parenchyma
+    -950 to -700): a small field of view cuts through the lungs, and lung
+    touching the edge is still lung. Tissue on the edge (a table cut off by
+    the opening) is not counted either way. Gas reaching the edge through
+    gas is outside air in any case, so an air-filled corner joined to a cut
+    lung stays outside.
+    """
+    background, count = ndi.label(~body, _IN_PLANE_FOUR_NEIGHBOURS)
+    edge = _slice_edges(body.shape)
+    edge_ids, edge_hu = background[edge], coarse_hu[edge]
+    not_tissue = edge_hu <= BODY_HU
+    reaches_edge = np.bincount(edge_ids, minlength=count + 1) > 0
+    counted = np.bincount(edge_ids[not_tissue], minlength=count + 1)
+    air = np.bincount(edge_ids[not_tissue & (edge_hu < OUTSIDE_AIR_HU)], minlength=count + 1)
+    is_outside = reaches_edge & (air >= OUTSIDE_AIR_EDGE_SHARE * counted)
+    is_outside[0] = False
+    gas_regions, _ = ndi.label((coarse_hu < GAS_HU) & ~body, _IN_PLANE_FOUR_NEIGHBOURS)
+    gas_from_edge = np.isin(gas_regions, np.unique(gas_regions[edge])) & (gas_regions > 0)
+    return is_outside[background] | gas_from_edge
+
+
+def _slice_edges(shape) -> np.ndarray:
+    """Boolean mask of the first and last row and column of every axial slice."""
+    edge = np.zeros(shape, dtype=bool)
+    edge[:, [0, -1], :] = True
+    edge[:, :, [0, -1]] = True
+    return edge
 
 
 def lung_candidates(coarse_hu: np.ndarray, body: np.ndarray, spacing) -> np.ndarray:
@@ -445,9 +486,7 @@ def _spine_front_rows(bone: np.ndarray, body: np.ndarray, spacing, midline_x: fl
 
 def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
     """Fill holes slice by slice (axial): background not connected to a slice's edge becomes mask."""
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = ndi.generate_binary_structure(2, 1)
-    background, _ = ndi.label(~mask, structure)
+    background, _ = ndi.label(~mask, _IN_PLANE_FOUR_NEIGHBOURS)
     edges = np.concatenate([background[:, 0, :].ravel(), background[:, -1, :].ravel(),
                             background[:, :, 0].ravel(), background[:, :, -1].ravel()])
     return mask | ~np.isin(background, np.unique(edges))
@@ -455,6 +494,8 @@ def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
 
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 """2D connectivity of airway regions within one slice."""
+_IN_PLANE_FOUR_NEIGHBOURS = np.pad(ndi.generate_binary_structure(2, 1)[None], ((1, 1), (0, 0), (0, 0)))
+"""3D structure connecting voxels only within their axial slice (4 neighbours): regions per slice."""
 
 
 def _in_plane(radius_voxels: int) -> np.ndarray:
