@@ -18,7 +18,8 @@ from omnict_cli.phantom.abnormalities import (
     sample_abnormality_classes,
 )
 from omnict_cli.phantom.anatomy import draw_anatomy
-from omnict_cli.phantom.findings import ORGAN_GROUPS, label_vector
+from omnict_cli.phantom.findings import label_vector
+from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 
 NONE = {name: 0.0 for name in CTRATE_ABNORMALITIES}
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from omnict_cli.labels import CTRATE_ABNORMALITIES
-from omnict_cli.phantom.findings import ORGAN_GROUPS, Finding
+from omnict_cli.phantom.findings import Finding
 from omnict_cli.phantom.reports import (
     CLASS_ORGAN, IMAGE_TOKENS, NEGATIVE_TEMPLATES, NO_ABNORMALITY_OPTION, ORGAN_TOKENS, POSITIVE_TEMPLATES,
     REPORT_QUESTION, QAPair, chat_row, format_mm, make_qa, report_row, write_report,
 )
+from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 
 LUNG_LOCATIONS = ("right upper lobe", "superior segment of the right lower lobe", "left lower lobe",
                   "lingula", "middle lobe", "left upper lobe")

@@ -7,10 +7,10 @@ import pytest
 
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.model.organ_pooling import organ_ids_mask
-from omnict_cli.phantom.findings import ORGAN_GROUPS
 from omnict_cli.phantom.generate import PhantomConfig, generate_case
 from omnict_cli.phantom.reports import CLASS_ORGAN, QUESTION_TERMS
 from omnict_cli.segmentation.classes import BUILTIN_EXTRA_CLASSES, TOTALSEG_TOTAL_CLASSES
+from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 from omnict_cli.segmentation.organs import (
     ORGAN_GROUP_LABELS, STRUCTURE_GROUP, TOTALSEG_GROUP_STRUCTURES, OrganOptionError, coverage,
     organ_label_ids, parse_organ_option, scan_regions, structure_group,
@@ -377,3 +377,18 @@ def test_parse_organ_option_suggests_close_names():
         parse_organ_option("livr")
     with pytest.raises(OrganOptionError, match="kidney_left"):
         parse_organ_option("kidney_lft")
+
+
+def test_segmentation_package_loads_without_the_phantom_package():
+    """Synthetic data is a user of the library: organ groups and routing come from segmentation's own vocabulary."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, pkgutil, sys, omnict_cli.segmentation as s\n"
+            "for m in pkgutil.iter_modules(s.__path__): importlib.import_module('omnict_cli.segmentation.' + m.name)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('omnict_cli.phantom')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    from omnict_cli.phantom.findings import ORGAN_GROUPS as phantom_groups
+    assert phantom_groups is ORGAN_GROUPS  # phantom findings are tagged with the same names

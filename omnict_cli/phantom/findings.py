@@ -10,10 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from omnict_cli.labels import CTRATE_ABNORMALITIES
-
-ORGAN_GROUPS = ("lungs", "heart", "liver", "spleen", "kidneys", "pancreas", "stomach", "bowel",
-                "esophagus", "trachea", "vessels", "spine", "others")
-"""The paper's 13 organ groups (Sec. 2.2); ``Finding.organ`` is one of them."""
+from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 
 
 @dataclass(frozen=True)
@@ -22,7 +19,8 @@ class Finding:
 
     Attributes:
         label: a CT-RATE class name, exactly as in ``CTRATE_ABNORMALITIES``.
-        organ: the organ group a question about it is routed to (``ORGAN_GROUPS``).
+        organ: the organ group a question about it is routed to (one of the paper's 13,
+            ``omnict_cli.segmentation.organ_groups.ORGAN_GROUPS``).
         side: ``"right"``, ``"left"``, ``"bilateral"`` or None (midline/not lateral).
         location: anatomical place in words, e.g. ``"right upper lobe"``,
             ``"aortic arch"``, ``"pericardium"``, ``"lower oesophagus"``.

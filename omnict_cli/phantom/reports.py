@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from omnict_cli.labels import CTRATE_ABNORMALITIES
-from omnict_cli.phantom.findings import ORGAN_GROUPS, Finding
+from omnict_cli.phantom.findings import Finding
+from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 
 # --------------------------------------------------------------------------
 # Special tokens and row formats (the authors' release, DESIGN.md)

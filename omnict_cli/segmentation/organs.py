@@ -2,8 +2,8 @@
 
 Why: OSE (paper Sec. 2.2) pools the vision tokens of the organ a question is
 about. Questions, reports and MedEval-CT speak of 13 organ groups (lungs,
-heart, ..., others; ``omnict_cli.phantom.findings.ORGAN_GROUPS``, the single
-source of truth for their names and order), while segmenters speak of label
+heart, ..., others; ``omnict_cli.segmentation.organ_groups.ORGAN_GROUPS``, the
+single source of truth for their names and order), while segmenters speak of label
 ids. This module is the one place that translates between the two:
 
 * :data:`TOTALSEG_GROUP_STRUCTURES` splits TotalSegmentator's 117 ``total``
@@ -28,10 +28,10 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.phantom.findings import ORGAN_GROUPS
 from omnict_cli.segmentation.classes import (
     BUILTIN_EXTRA_IDS, TOTALSEG_TOTAL_CLASSES, TOTALSEG_TOTAL_IDS,
 )
+from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 
 
 def _names(*names: str, vertebrae: str = "", ribs: bool = False) -> tuple[str, ...]:

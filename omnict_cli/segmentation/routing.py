@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from omnict_cli.phantom.findings import ORGAN_GROUPS
+from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 from omnict_cli.segmentation.organs import parse_organ_option, scan_regions
 
 ABDOMEN = ("liver", "spleen", "kidneys", "pancreas", "stomach", "bowel")
