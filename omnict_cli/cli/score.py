@@ -57,7 +57,7 @@ def score(predictions_path, references_path, reference_labels, method, model_pat
       omnict score answers.jsonl --references qa.jsonl --json scores.json
     """
     from omnict_cli.errors import OmnictError
-    from omnict_cli.scoring import ScoreOptions, score as run_scoring
+    from omnict_cli.score_files import ScoreOptions, score as run_scoring
     from omnict_cli.ui import stderr_console
 
     options = ScoreOptions(method=method, model=model_path, reference_labels=reference_labels,
@@ -97,7 +97,7 @@ def _write_json(path, data: dict) -> None:
 
 
 def _missing_lines(result, predictions_path, references_path) -> list[str]:
-    from omnict_cli.scoring import first_names
+    from omnict_cli.score_files import first_names
 
     lines = result.join.summary_lines(str(predictions_path), str(references_path))
     what = "answers" if hasattr(result, "scores") else "reports"

@@ -1,7 +1,11 @@
-"""Score generated reports or VQA answers against references, the CT-RATE / OmniCT way.
+"""Score files of generated reports or VQA answers against reference files, the CT-RATE / OmniCT way.
 
-This is the library behind ``omnict score``. Two modes, chosen from the
-predictions file:
+This is the library behind ``omnict score``. It stands apart from
+``omnict_cli.metrics`` on purpose: the metrics are pure functions of label
+matrices and strings, while this module works on *files*: it reads an omnict
+run's JSONL (or a CT-RATE CSV) and the references, joins them study by
+study, runs a labeler over the report texts, and only then calls the
+metrics. Two modes, chosen from the predictions file:
 
 * **Reports** (``omnict report`` JSONL records, or a CT-RATE reports CSV):
   both sides are labelled with the 18 CT-RATE classes (classifier or rules;
