@@ -217,6 +217,17 @@ def test_cropped_synthetic_chest_keeps_a_foam_pad_out_of_the_lungs(segmenter):
     assert (labels[lungs & (np.arange(120) >= 60)] == LUNG_LEFT).all()
 
 
+def test_air_in_a_crop_corner_joined_to_a_cut_lung_is_not_lung(segmenter):
+    hu, spacing, _, _ = synthetic_chest(table_gap_mm=10)
+    hu = np.ascontiguousarray(hu[:, 40:150, 60:180])  # inside the body: the lungs reach the left and right edges
+    lung = hu == -850
+    hu[:, :10, :16] = -1000  # air in the top-left corner, joined to the right lung (a cut in the chest wall)
+    assert lung[:, 10, :16].any()
+    labels = segmenter.segment(make_volume(hu, spacing))
+    assert (labels[:, :10, :16] == 0).mean() > 0.6  # most of it: the lung edge band is re-decided by HU, air passes
+    assert (labels[lung & (np.arange(120) < 60)] == LUNG_RIGHT).mean() > 0.99
+
+
 def test_touching_lungs_are_split_at_their_narrowing(phantoms, segmenter):
     case = phantoms[2]
     left, right = lungs_of(case.labels)
