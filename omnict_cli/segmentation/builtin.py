@@ -252,11 +252,13 @@ def _is_air(hu: np.ndarray) -> np.ndarray:
 
 
 def body_mask(coarse_hu: np.ndarray, spacing, axial: bool) -> np.ndarray:
-    """The patient: tissue parts after cutting thin bridges, minus the table, holes filled per slice.
+    """The patient: tissue parts after cutting thin bridges, minus the table, plus all but outside air.
 
     The in-plane opening cuts the table (thin plates, often just touching
     the back) off the trunk. Besides the trunk, large separate parts (arms)
     stay, unless their centre lies behind the trunk's back, where the table is.
+    Then every slice takes in what :func:`outside_air` leaves: enclosed
+    lungs and bowel, and lungs a small field of view cuts at the image edge.
     """
     tissue = coarse_hu > BODY_HU
     disc = _disc(TABLE_GAP_MM, spacing)
@@ -283,12 +285,13 @@ def outside_air(body: np.ndarray, coarse_hu: np.ndarray) -> np.ndarray:
 
     A region enclosed by the body in a slice (lungs, bowel) is the patient.
     A region reaching the image edge is outside air only when its edge
-    voxels are mostly gas (outside air is about -1000 HU, lung parenchyma
-    -950 to -700): a small field of view cuts through the lungs, and lung
-    touching the edge is still lung. Tissue on the edge (a table cut off by
-    the opening) is not counted either way. Gas reaching the edge through
-    gas is outside air in any case, so an air-filled corner joined to a cut
-    lung stays outside.
+    voxels are mostly below OUTSIDE_AIR_HU (outside air is about -1000 HU,
+    foam pads about -950, lung parenchyma mostly -900 to -700): a small
+    field of view cuts through the lungs, and lung touching the edge is
+    still lung. Tissue on the edge (a table cut off by the opening) is not
+    counted either way; a region with only tissue on the edge is outside.
+    Gas reaching the edge through gas is outside air in any case, so an
+    air-filled corner joined to a cut lung stays outside.
     """
     background, count = ndi.label(~body, _IN_PLANE_FOUR_NEIGHBOURS)
     edge = _slice_edges(body.shape)
