@@ -15,5 +15,6 @@ from omnict_cli.cli import model  # noqa: F401,E402
 from omnict_cli.cli import report  # noqa: F401,E402
 from omnict_cli.cli import score  # noqa: F401,E402
 from omnict_cli.cli import segment  # noqa: F401,E402
+from omnict_cli.cli import train  # noqa: F401,E402
 
 __all__ = ["main"]
