@@ -69,7 +69,7 @@ def test_inspect_table_and_summary(tmp_path):
     shutil.copy(EXAMPLES / "ct_chest_small.nii.gz", tmp_path / "good.nii.gz")
     (tmp_path / "broken.nii.gz").write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)
     result = CliRunner().invoke(main, ["inspect", str(tmp_path)])
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # a study failed
     assert "good" in result.output and "RAS" in result.output
     assert "2 studies: 1 ok, 0 with warnings, 1 failed" in result.output
     assert "broken.nii.gz" in result.output

@@ -15,6 +15,8 @@ import click
 from omnict_cli import __version__
 
 EXIT_USAGE = 2
+EXIT_SOME_FAILED = 1
+"""Exit code of a command that ran but could not do some studies (``inspect``, ``segment``)."""
 
 
 def _load_options(function):
@@ -52,6 +54,8 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
     orientation found in the file, HU range, and any warning or error.
 
     Bad files never stop the walk: each gets one line saying what is wrong.
+    Exit code 0 when every study loads (warnings included), 1 when some
+    failed (like omnict segment), 2 for a usage error.
 
     \b
     Examples:
@@ -74,21 +78,23 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
         for study in studies:
             summaries.append(summarize_study(study, options))
             bar.advance(task)
+    failed = [s for s in summaries if s.status == "error"]
     if as_json:
         click.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
-        return
+        sys.exit(EXIT_SOME_FAILED if failed else 0)
     from rich.console import Console
     from rich.markup import escape
 
     # piped or captured output has no terminal width; 80 columns would fold every cell
     Console(width=None if sys.stdout.isatty() else 160).print(studies_table(summaries))
-    failed = [s for s in summaries if s.status == "error"]
     warned = sum(s.status == "warning" for s in summaries)
     console = stderr_console()
     for summary in failed:
         console.print(f"[red]error[/red] {escape(summary.error)}", highlight=False, soft_wrap=True)
     console.print(f"{len(summaries)} studies: {len(summaries) - len(failed) - warned} ok, "
                   f"{warned} with warnings, {len(failed)} failed", highlight=False)
+    if failed:
+        sys.exit(EXIT_SOME_FAILED)
 
 
 @main.command("demo-data")

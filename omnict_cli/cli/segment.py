@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from omnict_cli.cli.main import _load_options, _make_load_options, main
+from omnict_cli.cli.main import EXIT_SOME_FAILED, _load_options, _make_load_options, main
 
 SEGMENTER_CHOICES = ("auto", "totalsegmentator", "builtin")
 """Same as ``omnict_cli.segmentation.segmenter_choice.SEGMENTER_CHOICES`` (not imported: it pulls in numpy)."""
@@ -84,7 +84,7 @@ def segment(path, segmenter_name, fast, device, out_dir, cache_dir, allow_non_ct
             raise click.ClickException(error.one_line()) from error
     _report(results, segmenter, cache, console)
     if any(result.status == "error" for result in results):
-        sys.exit(1)
+        sys.exit(EXIT_SOME_FAILED)
 
 
 def _outside(studies, out_dir, console) -> list:

@@ -12,16 +12,23 @@ regular grid, and every such repair is reported as a warning.
 
 from __future__ import annotations
 
-import warnings as warnings_module
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
 
 from omnict_cli.errors import NotCTError, StudyLoadError
 from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
-from omnict_cli.readers.dicom_fields import DAMAGED_HINT, FIELD_HINT, describe_error, field_value, read_dataset
+from omnict_cli.readers.dicom_fields import (
+    DAMAGED_HINT,
+    FIELD_HINT,
+    describe_error,
+    field_value,
+    has_pixel_data,
+    quiet_pydicom,
+    read_dataset,
+    uid_name,
+)
 from omnict_cli.volume import INTENSITY_DISPLAY, canonical_affine, lps_to_ras
 
 GANTRY_TILT_WARN_DEGREES = 0.5
@@ -110,10 +117,10 @@ def read_header(path: Path) -> DicomHeader:
         rows=field_value(dataset, "Rows", path, int, default=0),
         columns=field_value(dataset, "Columns", path, int, default=0),
         orientation=orientation if orientation is not None and len(orientation) == 6 else None,
-        has_pixels=any(tag in dataset for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")),
+        has_pixels=has_pixel_data(dataset),
         frames=field_value(dataset, "NumberOfFrames", path, int, default=1),
         is_localizer="LOCALIZER" in [value.upper() for value in image_type],
-        sop_class=getattr(pydicom.uid.UID(sop_class), "name", sop_class) if sop_class else "",
+        sop_class=uid_name(sop_class),
     )
 
 
@@ -267,10 +274,9 @@ def _check_modality(dataset, path, options):
 
 
 def _check_pixels(dataset, path):
-    if "PixelData" not in dataset:
+    if not has_pixel_data(dataset):
         sop_class = field_value(dataset, "SOPClassUID", path, str, default="")
-        kind = (getattr(pydicom.uid.UID(sop_class), "name", "") if sop_class else "") or \
-            field_value(dataset, "Modality", path, str, default="unknown")
+        kind = uid_name(sop_class) or field_value(dataset, "Modality", path, str, default="unknown")
         raise StudyLoadError(f"DICOM file has no pixel data ({kind})", path=path,
                              hint="It is not an image (report, structure set, ...); nothing to load")
     if field_value(dataset, "NumberOfFrames", path, int, default=1) > 1:
@@ -382,8 +388,7 @@ def _slices_in_hu(slices: list[_Slice], shape, warnings) -> tuple[np.ndarray, np
 def _pixels(item: _Slice, shape) -> np.ndarray:
     """The stored values of one slice, checked against the series' matrix size."""
     try:
-        with warnings_module.catch_warnings():
-            warnings_module.simplefilter("ignore")
+        with quiet_pydicom():
             stored = item.dataset.pixel_array
     except MemoryError:
         raise
@@ -417,7 +422,7 @@ def _transfer_syntax(dataset, path) -> str:
         uid = field_value(file_meta, "TransferSyntaxUID", path, str, default="") if file_meta is not None else ""
     except StudyLoadError:
         return ""
-    return str(pydicom.uid.UID(uid).name) if uid else ""
+    return uid_name(uid)
 
 
 def _numbers(values) -> str:

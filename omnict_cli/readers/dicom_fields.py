@@ -13,18 +13,22 @@ where one is due, ...). Two functions stand between it and the rest of omnict:
   ``StudyLoadError`` naming the file and the field when the value is not
   what DICOM promises.
 
-pydicom's own warnings about invalid values are silenced here: the value is
-either converted or reported by :func:`field_value`, so the warning would
-only repeat it, without the file name.
+pydicom's own value validation (a warning plus a console log line per
+invalid value) is turned off while omnict reads, by :func:`quiet_pydicom`:
+each value omnict uses is either converted or reported by
+:func:`field_value`, so pydicom's lines would only repeat it, without the
+file name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from pathlib import Path
 
 import pydicom
+import pydicom.config
 
 from omnict_cli.errors import StudyLoadError
 from omnict_cli.readers.base import permission_denied
@@ -34,6 +38,14 @@ FIELD_HINT = "The header value is damaged or non-standard; re-export the series,
 
 HEADER_DEFER_SIZE = "2 KB"
 """Header scans leave values larger than this unread (pixels, overlays, private blobs)."""
+
+
+@contextlib.contextmanager
+def quiet_pydicom():
+    """pydicom without value validation and its warnings, for the duration of a read."""
+    with pydicom.config.disable_value_validation(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def read_dataset(path: Path, *, header_only: bool = False, force: bool = True):
@@ -46,8 +58,7 @@ def read_dataset(path: Path, *, header_only: bool = False, force: bool = True):
     """
     options = {"defer_size": HEADER_DEFER_SIZE} if header_only else {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_pydicom():
             return pydicom.dcmread(path, force=force, **options)
     except PermissionError as error:  # an OSError, but not damage: say what to do about it
         raise permission_denied(path) from error
@@ -67,8 +78,7 @@ def field_value(dataset, keyword: str, path: Path, kind: type = str, *, count: i
     the field.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_pydicom():
             raw = dataset.get(keyword)
             raw_value = None if raw is None else getattr(raw, "value", raw)
             values = _as_list(raw_value)
@@ -84,6 +94,20 @@ def field_value(dataset, keyword: str, path: Path, kind: type = str, *, count: i
                              path=path, hint=FIELD_HINT)
     converted = tuple(_convert(value, kind, keyword, path) for value in values)
     return converted[0] if count == 1 else converted
+
+
+def uid_name(uid: str) -> str:
+    """The registered name of a UID ("CT Image Storage"), the UID itself when unknown, "" for none."""
+    if not uid:
+        return ""
+    with quiet_pydicom():
+        return str(pydicom.uid.UID(uid).name)
+
+
+def has_pixel_data(dataset) -> bool:
+    """True when the dataset holds an image (integer, float or double pixel data)."""
+    with quiet_pydicom():
+        return any(keyword in dataset for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
 
 
 def _as_list(value) -> list:

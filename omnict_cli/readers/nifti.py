@@ -270,6 +270,14 @@ def _apply_scaling(stored: np.ndarray, header, path) -> np.ndarray:
                              hint="The NIfTI header is damaged; re-export the scan")
     if slope == 1.0 and inter == 0.0:
         return stored
-    if stored.dtype.kind in "iu" and slope.is_integer() and inter.is_integer():
-        return stored.astype(np.int32) * int(slope) + int(inter)
-    return stored.astype(np.float32) * np.float32(slope) + np.float32(inter)
+    if stored.dtype.kind in "iu" and slope.is_integer() and inter.is_integer() and stored.size:
+        low, high = int(stored.min()), int(stored.max())
+        ends = (low * int(slope) + int(inter), high * int(slope) + int(inter))
+        if -2**31 <= min(ends) and max(ends) < 2**31:  # a damaged header can ask for more than int32 holds
+            return stored.astype(np.int32) * int(slope) + int(inter)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = stored.astype(np.float32) * np.float32(slope) + np.float32(inter)
+    if not np.isfinite(scaled).all() and (stored.dtype.kind in "iu" or np.isfinite(stored).all()):
+        raise StudyLoadError(f"scl_slope {slope:g} and scl_inter {inter:g} take the values beyond float32",
+                             path=path, hint="The NIfTI header is damaged; re-export the scan")
+    return scaled
