@@ -42,8 +42,9 @@ GAS_HU = -950.0
 """Below: pure gas (airway lumen, bowel gas); lung parenchyma is about -850."""
 BONE_HU = 150.0
 """Above, inside the body: bone (and contrast-filled vessels, see the docs)."""
-OUTSIDE_AIR_HU = -900.0
-"""Below: outside air (-1000) and foam pads (about -950); lung parenchyma is mostly above."""
+OUTSIDE_AIR_HU = -940.0
+"""Below: outside air (-1000) and foam pads (about -955); lung parenchyma is mostly above, even in deep
+inspiration (a typical lung is about -850 to -880)."""
 OUTSIDE_AIR_EDGE_SHARE = 0.5
 """A non-tissue region reaching the image edge is outside air when at least this share of its
 edge voxels is below OUTSIDE_AIR_HU; otherwise it is patient cut by a small field of view (lung)."""
@@ -286,7 +287,7 @@ def outside_air(body: np.ndarray, coarse_hu: np.ndarray) -> np.ndarray:
     A region enclosed by the body in a slice (lungs, bowel) is the patient.
     A region reaching the image edge is outside air only when its edge
     voxels are mostly below OUTSIDE_AIR_HU (outside air is about -1000 HU,
-    foam pads about -950, lung parenchyma mostly -900 to -700): a small
+    foam pads about -955, lung parenchyma mostly -940 to -700): a small
     field of view cuts through the lungs, and lung touching the edge is
     still lung. Tissue on the edge (a table cut off by the opening) is not
     counted either way; a region with only tissue on the edge is outside.
