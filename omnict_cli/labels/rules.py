@@ -35,6 +35,7 @@ Hedges, as CT-RATE's labels treat them: "consistent with", "compatible with",
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 
@@ -222,12 +223,55 @@ _MAX_SCOPE_WORDS = {"pre": 12, "post": 10}
 
 
 def _whole_words(pattern: str) -> re.Pattern:
-    """Compile a lexicon pattern so it starts at a word start ("stent" must not match in "consistent")."""
-    return re.compile(pattern if pattern.startswith(("\\w", "\\b", "(?<")) else r"\b" + pattern)
+    """Compile a lexicon pattern to match whole words, in time linear in the text.
+
+    A term starts at a word start ("stent" must not match in "consistent"),
+    and a word ending (``\\w*`` after a stem, as in ``calcif\\w*``) is taken
+    whole, never given back (possessive ``\\w*+``): otherwise a long unbroken
+    word makes the regex engine retry every split of it, which is quadratic.
+    """
+    leading = pattern.startswith("\\w*")
+    body = pattern[3:] if leading else pattern
+    body = body.replace("\\w*", "\\w*+")
+    if leading:
+        return re.compile("\\b\\w*" + body)
+    return re.compile(body if body.startswith(("\\b", "(?<")) else "\\b" + body)
 
 
-_COMPILED_TERMS = {label: [_whole_words(p) for p in patterns] for label, patterns in FINDING_TERMS.items()}
-_COMPILED_SUBJECTS = {label: [_whole_words(p) for p in patterns] for label, patterns in NORMAL_SUBJECTS.items()}
+_LEADING_ANCHOR = re.compile(r"\\b(?:\\w\*)?|\\w\*|\(\?<[!=](?:[^()\\\\]|\\\\.)*\)")
+"""A word boundary, ``\\w*`` or a lookbehind at the start of a lexicon pattern."""
+
+
+def _trigger(pattern: str) -> re.Pattern:
+    """The pattern without its leading anchors: it matches wherever the pattern does, and more.
+
+    Why: a pattern that starts with a literal lets the regex engine jump to
+    that literal; one that starts with ``\\b`` or a lookbehind is tried at every
+    character. One pass of each trigger over a whole section finds the few
+    sentences where the full pattern is worth trying.
+    """
+    while (anchor := _LEADING_ANCHOR.match(pattern)) and anchor.end() > 0:
+        pattern = pattern[anchor.end():]
+    return re.compile(pattern.replace("\\w*", "\\w*+"))
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One lexicon pattern: its class, whether it is a normal subject, and its compiled forms."""
+
+    label: str
+    is_subject: bool
+    regex: re.Pattern
+    trigger: re.Pattern
+
+
+_TERMS = tuple(_Term(label, is_subject, _whole_words(pattern), _trigger(pattern))
+               for lexicon, is_subject in ((FINDING_TERMS, False), (NORMAL_SUBJECTS, True))
+               for label, patterns in lexicon.items() for pattern in patterns)
+"""Every term and subject pattern, in the order their mentions are listed."""
+
+_SENTENCE_SEPARATOR = ".;"
+"""Joins sentences for the trigger pass: no lexicon pattern matches across "." followed by ";"."""
 _COMPILED_CUES = [(kind, direction, re.compile(pattern)) for kind, direction, pattern in CUES]
 _COMPILED_EXCLUSIONS = {label: (re.compile(other), re.compile(lung)) for label, (other, lung)
                         in CONTEXT_EXCLUSIONS.items()}
@@ -241,7 +285,8 @@ ABBREVIATIONS = frozenset({"e.g", "i.e", "eg", "ie", "approx", "vs", "dr", "fig"
 """Words whose trailing period does not end a sentence ("approx. 5 mm", "e.g. a stent")."""
 
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s)|[.!?]+$|;|\n+")
-_WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+_LONGEST_ABBREVIATION = max(len(word) for word in ABBREVIATIONS) + 2
+_WORD_BEFORE = re.compile(r"(?<![A-Za-z.])([A-Za-z][A-Za-z.]*)$")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -254,7 +299,9 @@ def split_sentences(text: str) -> list[str]:
     sentences, start = [], 0
     for end in _SENTENCE_END.finditer(text):
         if end.group().startswith("."):
-            word = _WORD_BEFORE.search(text[start:end.start()])
+            # only the few characters before the period can hold an abbreviation: looking further
+            # back would rescan the growing sentence at every period (quadratic on "e.g. e.g. ...")
+            word = _WORD_BEFORE.search(text[max(start, end.start() - _LONGEST_ABBREVIATION):end.start()])
             if word and word.group(1).lower().rstrip(".") in ABBREVIATIONS:
                 continue
         sentences.append(text[start:end.end()])
@@ -299,13 +346,70 @@ class Mention:
 
 @dataclass
 class _Cue:
-    """One cue found in a clause: its kind and direction (see CUES) and where it lies."""
+    """One cue found in a clause: its kind and direction (see CUES), where it lies, and its CUES rank."""
 
     kind: str
     direction: str
     start: int
     end: int
     text: str
+    rank: int
+    """Index of its pattern in CUES: of two cues at the same distance, the lower rank wins."""
+
+
+_MAX_SCOPE_CHARS = 2000
+"""A cue never reaches over more characters than this (twelve words of a real report are far fewer)."""
+
+
+class _ClauseCues:
+    """The cues of one lower-cased clause, indexed so that finding the cue that decides a term is cheap.
+
+    Why an index: a cue's reach only grows with distance, so among the cues of
+    one kind on one side of a term only the nearest can be in reach (a farther
+    one has the nearer one's words, and any verb among them, between it and the
+    term). Looking up that nearest cue by bisection keeps the labeler linear in
+    the length of the text; trying every cue against every term was quadratic.
+    """
+
+    def __init__(self, clause: str):
+        self.clause = clause
+        self.cues, self.without_pseudo = _find_cues(clause)
+        self.cues.sort(key=lambda cue: cue.start)  # cues never overlap: sorted by start is sorted by end
+        self.starts = [cue.start for cue in self.cues]
+        self.by_kind = {}
+        for cue in self.cues:
+            self.by_kind.setdefault(cue.kind, {}).setdefault(cue.direction, []).append(cue)
+        self.kind_starts = {kind: {direction: [cue.start for cue in listed] for direction, listed in sides.items()}
+                            for kind, sides in self.by_kind.items()}
+        self.kind_ends = {kind: {direction: [cue.end for cue in listed] for direction, listed in sides.items()}
+                          for kind, sides in self.by_kind.items()}
+        self.word_starts = [match.start() for match in re.finditer(r"\S+", clause)]
+
+    def words_between(self, start: int, end: int) -> int:
+        """An upper bound of ``len(clause[start:end].split())`` from the word index (exact up to one)."""
+        return bisect.bisect_left(self.word_starts, end) - bisect.bisect_left(self.word_starts, start) + 1
+
+    def inside(self, start: int, end: int, kinds: tuple[str, ...]) -> list[_Cue]:
+        """Cues of ``kinds`` lying wholly within ``start:end`` (distance 0)."""
+        found = []
+        for index in range(bisect.bisect_left(self.starts, start), len(self.cues)):
+            cue = self.cues[index]
+            if cue.start >= end:
+                break
+            if cue.end <= end and cue.kind in kinds:
+                found.append(cue)
+        return found
+
+    def nearest(self, kind: str, direction: str, start: int, end: int) -> _Cue | None:
+        """The closest ``kind`` cue reaching the term at ``start:end`` from its ``direction`` side."""
+        listed = self.by_kind.get(kind, {}).get(direction)
+        if not listed:
+            return None
+        if direction == "pre":  # the last cue ending at or before the term's start
+            index = bisect.bisect_right(self.kind_ends[kind][direction], start) - 1
+        else:  # the first cue starting at or after the term's end
+            index = bisect.bisect_left(self.kind_starts[kind][direction], end)
+        return listed[index] if 0 <= index < len(listed) else None
 
 
 def _find_cues(clause: str) -> tuple[list[_Cue], str]:
@@ -314,14 +418,14 @@ def _find_cues(clause: str) -> tuple[list[_Cue], str]:
     A later pattern never takes words an earlier one already holds, so "cannot
     be excluded" is one uncertainty cue, not a negation.
     """
-    taken = np.zeros(len(clause) + 1, dtype=bool)
+    taken = bytearray(len(clause) + 1)
     cues = []
-    for kind, direction, pattern in _COMPILED_CUES:
+    for rank, (kind, direction, pattern) in enumerate(_COMPILED_CUES):
         for match in pattern.finditer(clause):
-            if taken[match.start():match.end()].any():
+            if taken.find(1, match.start(), match.end()) != -1:
                 continue
-            taken[match.start():match.end()] = True
-            cues.append(_Cue(kind, direction, match.start(), match.end(), match.group()))
+            taken[match.start():match.end()] = b"\x01" * (match.end() - match.start())
+            cues.append(_Cue(kind, direction, match.start(), match.end(), match.group(), rank))
     without_pseudo = list(clause)
     for cue in cues:
         if cue.kind == "pseudo":
@@ -329,41 +433,49 @@ def _find_cues(clause: str) -> tuple[list[_Cue], str]:
     return [cue for cue in cues if cue.kind != "pseudo"], "".join(without_pseudo)
 
 
-def _reaches(cue: _Cue, start: int, end: int, clause: str) -> int | None:
+def _reaches(cue: _Cue, start: int, end: int, cues: _ClauseCues) -> int | None:
     """Distance in characters from ``cue`` to the term at ``start:end`` if the cue's scope covers it, else None."""
     if cue.direction == "pre" and cue.end <= start:
-        between = clause[cue.end:start]
+        gap = (cue.end, start)
     elif cue.direction == "post" and end <= cue.start:
-        between = clause[end:cue.start]
+        gap = (end, cue.start)
     else:
         return None
+    distance = gap[1] - gap[0]
     if cue.kind == "resolved":  # "the consolidation seen before has resolved": reaches the whole clause
-        return len(between)
-    if _SCOPE_BREAK.search(between) or len(between.split()) > _MAX_SCOPE_WORDS[cue.direction]:
+        return distance
+    limit = _MAX_SCOPE_WORDS[cue.direction]
+    if distance > _MAX_SCOPE_CHARS or cues.words_between(*gap) > limit + 1:
         return None
-    return len(between)
+    between = cues.clause[gap[0]:gap[1]]
+    if _SCOPE_BREAK.search(between) or len(between.split()) > limit:
+        return None
+    return distance
 
 
-def _state_of(start: int, end: int, clause: str, cues: list[_Cue], without_pseudo: str, is_subject: bool):
+def _state_of(start: int, end: int, cues: _ClauseCues, is_subject: bool):
     """(state, cue text) of a term: the closest cue in reach decides; subjects only heed negation/normality.
 
-    ``without_pseudo`` is the clause with pseudo-cues blanked: a "no" inside the
-    term's own span ("coronary arteries show no wall calcification") negates it.
+    A "no" inside the term's own span (pseudo-cues blanked: "coronary arteries
+    show no wall calcification") negates it. Of two cues at the same distance
+    the one earlier in :data:`CUES` wins.
     """
     kinds = ("negative", "resolved", "normal") if is_subject else ("negative", "resolved", "uncertain")
-    best = None
-    inside = _SPAN_NEGATION.search(without_pseudo[start:end]) or _NON_PREFIX.search(clause[max(0, start - 5):start])
+    inside = (_SPAN_NEGATION.search(cues.without_pseudo[start:end])
+              or _NON_PREFIX.search(cues.clause[max(0, start - 5):start]))
     if inside:
-        best = (0, "negative", inside.group())
-    for cue in cues:
-        if cue.kind not in kinds:
-            continue
-        distance = 0 if start <= cue.start and cue.end <= end else _reaches(cue, start, end, clause)
-        if distance is not None and (best is None or distance < best[0]):
-            best = (distance, "uncertain" if cue.kind == "uncertain" else "negative", cue.text)
-    if best is None:
+        return "negative", inside.group()
+    candidates = [(0, cue.rank, cue.start, cue) for cue in cues.inside(start, end, kinds)]
+    for kind in kinds:
+        for direction in ("pre", "post"):
+            cue = cues.nearest(kind, direction, start, end)
+            distance = None if cue is None else _reaches(cue, start, end, cues)
+            if distance is not None:
+                candidates.append((distance, cue.rank, cue.start, cue))
+    if not candidates:
         return (None, None) if is_subject else ("positive", None)
-    return best[1], best[2]
+    best = min(candidates, key=lambda candidate: candidate[:3])[3]
+    return "uncertain" if best.kind == "uncertain" else "negative", best.text
 
 
 def _excluded(label: str, clause: str) -> bool:
@@ -410,33 +522,59 @@ def _belongs_to_other_vessel(label: str, term: str, before: str, after: str) -> 
     return not _PLAIN_LIST.fullmatch(between)
 
 
-def _clause_mentions(clause: str, sentence: str, section: str) -> list[Mention]:
-    """Every class mention in one clause of a sentence."""
+def _candidate_terms(sentences: list[str]) -> list[list[int]]:
+    """Per sentence, the indices into :data:`_TERMS` whose trigger matches in it (in :data:`_TERMS` order).
+
+    Each trigger runs once over all sentences joined, so the cost grows with the
+    text's length, not with sentences x patterns.
+    """
+    lowered = [sentence.lower() for sentence in sentences]
+    starts, position = [], 0
+    for sentence in lowered:
+        starts.append(position)
+        position += len(sentence) + len(_SENTENCE_SEPARATOR)
+    joined = _SENTENCE_SEPARATOR.join(lowered)
+    found: list[set[int]] = [set() for _ in sentences]
+    for index, term in enumerate(_TERMS):
+        for match in term.trigger.finditer(joined):
+            found[bisect.bisect_right(starts, match.start()) - 1].add(index)
+    return [sorted(indices) for indices in found]
+
+
+def _clause_mentions(clause: str, sentence: str, section: str, candidates: list[int]) -> list[Mention]:
+    """Every class mention in one clause of a sentence, trying only the sentence's candidate terms."""
     lowered = clause.lower()
-    cues, without_pseudo = _find_cues(lowered)
+    cues = None
     mentions = []
-    for patterns, is_subject in ((_COMPILED_TERMS, False), (_COMPILED_SUBJECTS, True)):
-        for label, regexes in patterns.items():
-            if _excluded(label, lowered):
+    excluded: dict[str, bool] = {}
+    for index in candidates:
+        term = _TERMS[index]
+        if term.label not in excluded:
+            excluded[term.label] = _excluded(term.label, lowered)
+        if excluded[term.label]:
+            continue
+        for match in term.regex.finditer(lowered):
+            if _belongs_to_other_vessel(term.label, match.group(), lowered[max(0, match.start() - 30):match.start()],
+                                        lowered[match.end():match.end() + 50]):
                 continue
-            for regex in regexes:
-                for match in regex.finditer(lowered):
-                    if _belongs_to_other_vessel(label, match.group(), lowered[max(0, match.start() - 30):match.start()],
-                                                lowered[match.end():match.end() + 50]):
-                        continue
-                    state, cue = _state_of(match.start(), match.end(), lowered, cues, without_pseudo, is_subject)
-                    if state is not None:
-                        mentions.append(Mention(label, state, sentence, section, clause[match.start():match.end()],
-                                                cue))
+            cues = cues or _ClauseCues(lowered)
+            state, cue = _state_of(match.start(), match.end(), cues, term.is_subject)
+            if state is not None:
+                mentions.append(Mention(term.label, state, sentence, section, clause[match.start():match.end()], cue))
+    return mentions
+
+
+def _sentence_mentions(sentence: str, section: str, candidates: list[int]) -> list[Mention]:
+    mentions = []
+    if candidates:
+        for clause in _clauses(sentence):
+            mentions += _clause_mentions(clause, sentence, section, candidates)
     return mentions
 
 
 def sentence_mentions(sentence: str, section: str = "findings") -> list[Mention]:
     """Every class mention in one sentence (see the module docstring for the rules)."""
-    mentions = []
-    for clause in _clauses(sentence):
-        mentions += _clause_mentions(clause, sentence, section)
-    return mentions
+    return _sentence_mentions(sentence, section, _candidate_terms([sentence])[0])
 
 
 # --------------------------------------------------------------------------
@@ -498,8 +636,9 @@ def label_report(findings: str, impression: str = "") -> RuleResult:
     sections = (("findings", found_findings), ("impression", _join(found_impression, impression)))
     mentions = []
     for section, text in sections:
-        for sentence in split_sentences(text):
-            mentions += sentence_mentions(sentence, section)
+        sentences = split_sentences(text)
+        for sentence, candidates in zip(sentences, _candidate_terms(sentences)):
+            mentions += _sentence_mentions(sentence, section, candidates)
     return RuleResult(mentions)
 
 
