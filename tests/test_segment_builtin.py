@@ -181,12 +181,16 @@ def test_cropped_phantom_lungs_touching_every_edge_are_still_lungs(phantoms, seg
         assert (labels[case.labels[crop] == 51] == MEDIASTINUM).mean() > 0.5  # the heart is between them
 
 
-def test_real_ct_cropped_so_the_lungs_touch_the_edges(testdata, segmenter):
+@pytest.mark.parametrize("lung_shift_hu", [0, -80])
+def test_real_ct_cropped_so_the_lungs_touch_the_edges(testdata, segmenter, lung_shift_hu):
+    """Also with the (dense, median -776 HU) lung bases made as dark as a lung in deep inspiration."""
     volume, reference_labels = load_real(testdata, "ct_chest_small.nii.gz", "ct_chest_small_totalseg.nii.gz")
+    hu = volume.hu.astype(np.float32)
+    hu[np.isin(reference_labels, LEFT_LOBES + RIGHT_LOBES)] += lung_shift_hu
     crop = (slice(None), slice(20, 82), slice(24, 104))  # cuts both lungs at the sides and at the back
     reference = reference_labels[crop]
     assert lungs_touch_the_in_plane_edges(reference, ("left", "right", "back"))
-    labels = segmenter.segment(make_volume(np.ascontiguousarray(volume.hu[crop]), volume.spacing))
+    labels = segmenter.segment(make_volume(np.ascontiguousarray(hu[crop]), volume.spacing))
     left, right = lungs_of(reference)
     assert dice(labels == LUNG_LEFT, left) >= 0.93
     assert dice(labels == LUNG_RIGHT, right) >= 0.93
