@@ -10,6 +10,7 @@ from omnict_cli.cli.main import main
 
 # Command families: importing a module registers its commands on ``main``.
 # (one import per line; keep them sorted)
+from omnict_cli.cli import demo_model  # noqa: F401,E402
 from omnict_cli.cli import labels  # noqa: F401,E402
 from omnict_cli.cli import model  # noqa: F401,E402
 from omnict_cli.cli import report  # noqa: F401,E402

@@ -55,17 +55,17 @@ class DemoSizes:
     image_size: int = 96
     volume_depth: int = 30
     vocab_size: int = 2048
-    vision_width: int = 128
-    vision_layers: int = 4
+    vision_width: int = 96
+    vision_layers: int = 3
     vision_heads: int = 4
     patch_size: int = 16
-    text_width: int = 256
-    text_layers: int = 4
+    text_width: int = 192
+    text_layers: int = 3
     text_heads: int = 4
     text_kv_heads: int = 2
-    text_intermediate: int = 704
+    text_intermediate: int = 512
     volume_unshuffle: int = 2
-    ose_volume_grid: int = 2
+    ose_volume_grid: int = 1
     tpe_dim: int = 16
     max_positions: int = 1024
 
@@ -150,3 +150,202 @@ def build_untrained_model(vision_dir, llm_dir, out_dir, sizes: DemoSizes = DemoS
                            volume_unshuffle=sizes.volume_unshuffle, ose_volume_grid=sizes.ose_volume_grid,
                            tpe_depth_dim=sizes.tpe_dim, tpe_row_dim=sizes.tpe_dim, tpe_col_dim=sizes.tpe_dim,
                            vision_feature_layer=-1)
+
+
+# ---- the recipe ------------------------------------------------------------------------------
+
+TRAIN_SEEDS = (101, 102)
+"""Phantom seeds of the training set; ``benchmarks/demo_model_eval.py`` uses other seeds only."""
+
+MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+               "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+"""What the shipped model directory holds (besides its README model card)."""
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """One ``omnict train`` run of the recipe (see :class:`omnict_cli.training.config.TrainConfig`)."""
+
+    epochs: int
+    learning_rate: float
+    batch_size: int = 8
+    train_vision: bool = False
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """Everything ``omnict train-demo`` does, with the values the model card quotes.
+
+    Learning rates and epochs are far above the paper's (2e-4 / 5e-5, 2 / 1
+    epochs): the paper fine-tunes pretrained components, the demo trains
+    random ones on a few hundred phantoms in under an hour of CPU.
+    """
+
+    seed: int = 0
+    cases_per_seed: int = 120
+    report_repeats: int = 2
+    sizes: DemoSizes = DemoSizes()
+    stage1: StageSettings = StageSettings(epochs=1, learning_rate=1e-3)
+    stage2: StageSettings = StageSettings(epochs=2, learning_rate=1e-3, train_vision=True)
+    segmenter: str = "builtin"
+
+
+@dataclass
+class DemoSummary:
+    """What :func:`train_demo` made and how long each step took (seconds)."""
+
+    out_dir: Path
+    rows: dict = field(default_factory=dict)
+    timing_s: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)
+
+
+def write_training_phantoms(work_dir, recipe: DemoRecipe, on_case=None) -> list[Path]:
+    """``cases_per_seed`` phantoms for each of :data:`TRAIN_SEEDS`, one ``demo-data`` folder per seed.
+
+    A folder that already holds a complete set (its ``qa.jsonl``) is reused, so a
+    rerun after an interruption does not generate it again.
+    """
+    from omnict_cli.phantom.generate import PhantomConfig
+    from omnict_cli.phantom.writer import write_phantom_set
+
+    config = PhantomConfig(size=PHANTOM_SIZE, spacing=PHANTOM_SPACING)
+    folders = []
+    for seed in TRAIN_SEEDS:
+        folder = Path(work_dir) / f"phantoms-seed{seed}"
+        if not (folder / "qa.jsonl").is_file():
+            write_phantom_set(folder, recipe.cases_per_seed, seed, config, on_case=on_case)
+        folders.append(folder)
+    return folders
+
+
+def phantom_rows(phantom_dir, report_repeats: int) -> list[dict]:
+    """Training rows of one phantom set: its report rows ``report_repeats`` times, then all its QA rows.
+
+    Reports are repeated because one report row stands beside some 25 short QA
+    rows per case, and the report is what ``omnict report`` asks for.
+    Image paths are made absolute so the rows file can live anywhere.
+    """
+    phantom_dir = Path(phantom_dir).resolve()
+    reports, questions = [], []
+    with open(phantom_dir / "qa.jsonl", encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            row["image"] = str(phantom_dir / row["image"])
+            is_report = row["messages"][0]["content"].endswith(REPORT_QUESTION)
+            (reports if is_report else questions).append(row)
+    return reports * report_repeats + questions
+
+
+REPORT_QUESTION = "Can you describe the CT image?"
+
+
+def write_rows_file(path, rows: list[dict]) -> Path:
+    """Write rows as JSONL (the authors' chat format); returns the path."""
+    from omnict_cli.atomic import write_text_atomically
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, "".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def stage_config(stage: str, settings: StageSettings, rows_path, model_dir, out_dir, recipe: DemoRecipe,
+                 cache_dir):
+    """The :class:`TrainConfig` of one stage of the recipe."""
+    from omnict_cli.training.config import TrainConfig
+
+    cache_dir = Path(cache_dir)
+    return TrainConfig(stage=stage, data=Path(rows_path), model=Path(model_dir), out=Path(out_dir),
+                       epochs=settings.epochs, learning_rate=settings.learning_rate,
+                       per_device_batch_size=settings.batch_size, train_vision=settings.train_vision,
+                       seed=recipe.seed, max_length=recipe.sizes.max_positions, segmenter=recipe.segmenter,
+                       tensor_cache_dir=cache_dir / "tensors", mask_cache_dir=cache_dir / "masks",
+                       log_every_steps=10, keep_checkpoints=1)
+
+
+def copy_model_files(trained_dir, out_dir) -> Path:
+    """The model files of a training output (no checkpoints or logs) into ``out_dir``, atomically."""
+    import shutil
+    import tempfile
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name in MODEL_FILES:
+            if (Path(trained_dir) / name).is_file():
+                shutil.copy2(Path(trained_dir) / name, staging / name)
+        if (out_dir / "README.md").is_file():  # a model card written by hand stays
+            shutil.copy2(out_dir / "README.md", staging / "README.md")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progress: bool = True,
+               notify=None) -> DemoSummary:
+    """Run the whole recipe; the model lands in ``out_dir`` (model files only), the rest in ``work_dir``.
+
+    ``work_dir`` (default ``<out_dir>.work``) keeps the phantoms, the rows, the
+    components, both stages' outputs with their ``metrics.jsonl`` (the training
+    curve) and the tensor and mask caches, so a rerun reuses what is done.
+    """
+    import time
+
+    from omnict_cli.training.trainer import train
+
+    out_dir = Path(out_dir)
+    work = Path(work_dir) if work_dir is not None else out_dir.with_name(out_dir.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    summary = DemoSummary(out_dir=out_dir)
+    say = notify or (lambda text: None)
+
+    def timed(name, action):
+        started = time.perf_counter()
+        value = action()
+        summary.timing_s[name] = round(time.perf_counter() - started, 1)
+        say(f"{name}: {summary.timing_s[name]:.0f} s")
+        return value
+
+    phantom_dirs = timed("phantoms", lambda: write_training_phantoms(work, recipe))
+    untrained = timed("components", lambda: _untrained_model(phantom_dirs, work, recipe))
+    rows = [row for folder in phantom_dirs for row in phantom_rows(folder, recipe.report_repeats)]
+    reports = [row for row in rows if row["messages"][0]["content"].endswith(REPORT_QUESTION)]
+    stage1_rows = write_rows_file(work / "rows-stage1.jsonl", reports[:len(reports) // recipe.report_repeats])
+    stage2_rows = write_rows_file(work / "rows-stage2.jsonl", rows)
+    summary.rows = {"stage1": len(reports) // recipe.report_repeats, "stage2": len(rows)}
+    model_dir = untrained
+    for stage, settings, rows_path in (("pretrain", recipe.stage1, stage1_rows), ("sft", recipe.stage2, stage2_rows)):
+        config = stage_config(stage, settings, rows_path, model_dir, work / f"stage-{stage}", recipe, work / "cache")
+        result = timed(f"stage {stage}", lambda: train(config, progress=progress, notify=notify))
+        summary.stages[stage] = {"steps": result.steps, "final_loss": result.final_loss,
+                                 "metrics": str(result.metrics_path)}
+        model_dir = result.out_dir
+    copy_model_files(model_dir, out_dir)
+    summary.timing_s["total"] = round(sum(summary.timing_s.values()), 1)
+    write_rows_file(work / "summary.jsonl", [{"out_dir": str(out_dir), "rows": summary.rows,
+                                              "timing_s": summary.timing_s, "stages": summary.stages,
+                                              "recipe": _recipe_record(recipe)}])
+    return summary
+
+
+def _untrained_model(phantom_dirs, work: Path, recipe: DemoRecipe) -> Path:
+    """Tokenizer, random components and the composed untrained OmniCT, under ``work``."""
+    import torch
+
+    torch.manual_seed(recipe.seed)
+    tokenizer = train_tokenizer(training_texts(phantom_dirs), work / "tokenizer", recipe.sizes.vocab_size)
+    vision_dir, llm_dir = build_demo_components(tokenizer, work / "components", recipe.sizes, seed=recipe.seed)
+    build_untrained_model(vision_dir, llm_dir, work / "untrained", recipe.sizes)
+    return work / "untrained"
+
+
+def _recipe_record(recipe: DemoRecipe) -> dict:
+    from dataclasses import asdict
+
+    return {**asdict(recipe), "train_seeds": list(TRAIN_SEEDS), "phantom_size": list(PHANTOM_SIZE),
+            "phantom_spacing": list(PHANTOM_SPACING)}
