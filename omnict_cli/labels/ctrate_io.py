@@ -27,8 +27,11 @@ import csv
 import io
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import jsonlines
 
 from omnict_cli.atomic import write_text_atomically
 from omnict_cli.errors import OmnictError
@@ -200,24 +203,89 @@ def _tidy(text: str) -> str:
     return "" if text.lower() == "nan" else text
 
 
-def jsonl_objects(text: str) -> list[tuple[int, dict]]:
-    """``(line number, object)`` for every non-blank line of JSONL text.
+MAX_JSONL_LINE_CHARS = 16 * 1024 * 1024
+"""The longest JSONL line read (16 MiB): a study record is kilobytes; a longer line is a damaged file."""
 
-    Raises ValueError starting "line N:" for a line that is not one JSON object;
-    callers add the file name (with their own error class).
+
+def _json_object(line: str) -> dict:
+    """One line's JSON value; a nesting too deep for the parser is a ValueError, not a RecursionError."""
+    try:
+        return json.loads(line)
+    except RecursionError:
+        raise ValueError("nested too deeply (lists or objects inside one another more than about "
+                         f"{sys.getrecursionlimit()} levels)") from None
+
+
+def _lines(text: str):
+    """The lines of ``text`` split at "\\n" only (JSON strings may hold U+2028, U+0085 or a lone "\\r")."""
+    start = 0
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line = text[start:end]
+        yield line[:-1] if line.endswith("\r") else line
+        start = end + 1
+
+
+def _invalid_line_message(error: jsonlines.InvalidLineError, text: str) -> str:
+    """ "line N: <problem>" for a line the jsonlines reader refused, with a hint for a torn last line."""
+    cause = error.__cause__
+    if isinstance(cause, json.JSONDecodeError):
+        problem = f"not valid JSON ({cause.msg}, column {cause.colno})"
+    elif isinstance(cause, ValueError):
+        problem = str(cause)
+    else:
+        problem = "expected one JSON object per line"
+    last = error.lineno == text.count("\n") + 1
+    if last and text and not text.endswith("\n") and isinstance(cause, json.JSONDecodeError):
+        problem += "; it is the last line and has no line end, as when a writer was interrupted"
+    return f"line {error.lineno}: {problem}"
+
+
+def jsonl_objects(text: str) -> list[tuple[int, dict]]:
+    """``(line number, object)`` for every non-blank line of JSONL text, read with ``jsonlines``.
+
+    Lines are split at "\\n" only, so a JSON string holding U+2028 or U+0085
+    (which ``str.splitlines`` would cut) is read whole. Raises ValueError
+    starting "line N:" for a line that is not one JSON object, is nested too
+    deeply, or is longer than :data:`MAX_JSONL_LINE_CHARS`; callers add the
+    file name (with their own error class).
     """
     objects = []
-    for line, record_text in enumerate(text.splitlines(), start=1):
-        if not record_text.strip():
-            continue
+    lines = _NumberedLines(_lines(text))
+    reader = jsonlines.Reader(lines, loads=_json_object)
+    while True:
         try:
-            record = json.loads(record_text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"line {line}: not valid JSON ({error.msg}, column {error.colno})") from error
-        if not isinstance(record, dict):
-            raise ValueError(f"line {line}: expected one JSON object per line")
-        objects.append((line, record))
-    return objects
+            record = reader.read(type=dict, skip_empty=True)
+        except EOFError:
+            return objects
+        except jsonlines.InvalidLineError as error:
+            raise ValueError(_invalid_line_message(error, text)) from error
+        objects.append((lines.number, record))
+
+
+class _NumberedLines:
+    """An iterator over lines that remembers the number of the last one handed out.
+
+    The jsonlines reader pulls lines one at a time, so after a ``read`` this
+    is the line the record came from; a line longer than
+    :data:`MAX_JSONL_LINE_CHARS` is refused before it is parsed.
+    """
+
+    def __init__(self, lines):
+        self.lines = iter(lines)
+        self.number = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.number += 1
+        if len(line) > MAX_JSONL_LINE_CHARS:
+            raise ValueError(f"line {self.number}: {len(line):,} characters, more than the "
+                             f"{MAX_JSONL_LINE_CHARS:,} one JSONL record may have (a damaged file?)")
+        return line
 
 
 def _reports_from_jsonl(path: Path, text: str) -> list[tuple[int, LabelledReport]]:

@@ -43,6 +43,7 @@ import numpy as np
 
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
 from omnict_cli.labels.ctrate_io import split_sections
+from omnict_cli.labels.report_size import within_size_limit
 
 STATES = ("absent", "positive", "negative", "uncertain")
 """What a report says about a class: nothing, present, absent, or hedged."""
@@ -631,7 +632,10 @@ def label_report(findings: str, impression: str = "") -> RuleResult:
 
     Either text may itself carry section headers (a whole report passed as
     ``findings``): they are split out with :func:`split_sections`.
+    A text longer than :data:`~omnict_cli.labels.report_size.MAX_REPORT_CHARS`
+    is read up to that limit, with a warning.
     """
+    findings, impression = within_size_limit(findings), within_size_limit(impression)
     found_findings, found_impression = split_sections(findings)
     sections = (("findings", found_findings), ("impression", _join(found_impression, impression)))
     mentions = []
