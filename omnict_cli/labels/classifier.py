@@ -29,7 +29,7 @@ small optimism accepted to keep training to one pass over the text.
 **File format** (``save``/``load``): one JSON object, gzip-compressed when the
 name ends in ``.gz``::
 
-    {"format": "omnict-report-classifier", "version": 1, "sha256": "<hex>",
+    {"format": "omnict-report-classifier", "version": 2, "sha256": "<hex>",
      "payload": {"classes": [...18 names...],
                  "vectorizers": {"word": {"params": {...}, "terms": [...], "idf": <array>},
                                  "char": {...}},
@@ -38,6 +38,11 @@ name ends in ``.gz``::
                  "calibration": {"method": "platt", "a": <array 18>, "b": <array 18>},
                  "metadata": {...}}}
 
+``params`` are the tokenizer and weighting settings as plain data (analyzer,
+n-gram range, lowercase, accents, sublinear tf, norm, idf); the token pattern
+is a *name* from :data:`TOKEN_PATTERNS` (e.g. ``"words-of-2-or-more-characters"``),
+never a regular expression: a file naming anything else is refused, so no
+file can make ``predict`` run an expression of its author's choosing.
 ``terms[i]`` is the vocabulary term of feature column ``i``; an ``<array>`` is
 ``{"dtype": "<f8", "shape": [...], "base64": "..."}`` (little-endian float64,
 so numbers survive the round trip bit for bit); ``sha256`` is the hash of the
@@ -57,7 +62,6 @@ import gzip
 import hashlib
 import io
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -68,9 +72,20 @@ from scipy import sparse
 from omnict_cli.atomic import write_bytes_atomically
 from omnict_cli.errors import OmnictError
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
+from omnict_cli.labels.report_size import within_size_limit
 
 FILE_FORMAT = "omnict-report-classifier"
-FILE_VERSION = 1
+FILE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 1 stored the token pattern as a regular expression; it is read only when that
+expression is exactly one of :data:`TOKEN_PATTERNS` (which every file omnict wrote holds)."""
+
+TOKEN_PATTERNS = {
+    "words-of-2-or-more-characters": r"(?u)\b\w\w+\b",
+    "words-of-1-or-more-characters": r"(?u)\b\w+\b",
+}
+"""The token patterns a classifier file may name. A file names one of these; it never carries a
+regular expression of its own, so no file can make ``predict`` run a slow (catastrophic) regex."""
 RULE_FEATURE_WIDTH = 3 * len(CTRATE_ABNORMALITIES)
 """Positive / negative / uncertain one-hot per class, as ``rule_feature_matrix`` returns."""
 
@@ -113,7 +128,8 @@ def _new_vectorizers(config: ClassifierConfig) -> dict:
 
     common = dict(lowercase=True, sublinear_tf=True, norm="l2", use_idf=True, smooth_idf=True,
                   min_df=config.min_df, dtype=np.float64)
-    return {"word": TfidfVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w\w+\b",
+    return {"word": TfidfVectorizer(analyzer="word", ngram_range=(1, 2),
+                                    token_pattern=TOKEN_PATTERNS["words-of-2-or-more-characters"],
                                     max_features=config.word_max_features, **common),
             "char": TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5),
                                     max_features=config.char_max_features, **common)}
@@ -198,7 +214,7 @@ class ReportClassifier:
     def features(self, texts: list[str]) -> sparse.csr_matrix:
         """The model's input: [word TF-IDF | char TF-IDF | rule one-hots] as one sparse matrix."""
         self._check_fitted()
-        texts = [str(text) for text in texts]
+        texts = [within_size_limit(str(text)) for text in texts]
         blocks = [self.vectorizers["word"].transform(texts), self.vectorizers["char"].transform(texts)]
         if self.use_rule_features:
             blocks.append(sparse.csr_matrix(_rule_features(texts)))
@@ -328,8 +344,9 @@ class ReportClassifier:
     def load(cls, path: str | Path) -> "ReportClassifier":
         """Read a file written by :meth:`save`; refuses anything else with a :class:`ClassifierFileError`."""
         path = Path(path)
-        payload = _checked_payload(path, _read_document(path))
-        return _classifier_from_payload(path, payload)
+        document = _read_document(path)
+        payload = _checked_payload(path, document)
+        return _classifier_from_payload(path, payload, document["version"])
 
 
 def _sklearn_version() -> str:
@@ -348,9 +365,18 @@ def _encode_array(values: np.ndarray) -> dict:
             "base64": base64.b64encode(array.tobytes()).decode("ascii")}
 
 
+def _token_pattern_name(pattern: str) -> str:
+    """The :data:`TOKEN_PATTERNS` name of a vectorizer's token pattern."""
+    for name, known in TOKEN_PATTERNS.items():
+        if pattern == known:
+            return name
+    raise ValueError(f"token pattern {pattern!r} is not one of omnict's named patterns ({', '.join(TOKEN_PATTERNS)})")
+
+
 def _vectorizer_entry(vectorizer) -> dict:
     params = {name: getattr(vectorizer, name) for name in _VECTORIZER_PARAMS}
     params["ngram_range"] = list(params["ngram_range"])
+    params["token_pattern"] = _token_pattern_name(params["token_pattern"])
     terms = [""] * len(vectorizer.vocabulary_)
     for term, column in vectorizer.vocabulary_.items():
         terms[column] = term
@@ -414,9 +440,9 @@ def _reject_constant(name: str):
 def _checked_payload(path: Path, document: dict) -> dict:
     if document.get("format") != FILE_FORMAT:
         raise _refuse(path, f"not a classifier file (format {document.get('format')!r}, expected {FILE_FORMAT!r})")
-    if document.get("version") != FILE_VERSION:
+    if document.get("version") not in READABLE_VERSIONS:
         raise _refuse(path, f"unsupported classifier file version {document.get('version')!r} "
-                            f"(this omnict reads version {FILE_VERSION})")
+                            f"(this omnict reads versions {', '.join(map(str, READABLE_VERSIONS))})")
     payload = document.get("payload")
     if not isinstance(payload, dict):
         raise _refuse(path, "damaged classifier file (no payload object)")
@@ -457,16 +483,13 @@ def _vectorizer_params_problem(params: dict, analyzer: str) -> str | None:
         return f"use_idf {params['use_idf']!r} / norm {params['norm']!r}"
     if params["strip_accents"] not in (None, "ascii", "unicode"):
         return f"strip_accents {params['strip_accents']!r}"
-    if not isinstance(params["token_pattern"], str):
-        return "token_pattern must be text"
-    try:
-        re.compile(params["token_pattern"])
-    except re.error as error:
-        return f"token_pattern is not a regular expression ({error})"
+    if not isinstance(params["token_pattern"], str) or params["token_pattern"] not in TOKEN_PATTERNS:
+        return (f"token_pattern {str(params['token_pattern'])[:60]!r} is not one of the named patterns "
+                f"{', '.join(TOKEN_PATTERNS)} (a file never supplies its own regular expression)")
     return None
 
 
-def _vectorizer_from_entry(path: Path, entry, name: str):
+def _vectorizer_from_entry(path: Path, entry, name: str, version: int):
     """A fresh TfidfVectorizer with the saved parameters, vocabulary and idf (no refitting)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -474,6 +497,9 @@ def _vectorizer_from_entry(path: Path, entry, name: str):
     if not isinstance(entry, dict) or not isinstance(entry.get("params"), dict):
         raise _refuse(path, f"damaged classifier file (vectorizer '{name}' has no parameters)")
     params = {key: entry["params"].get(key) for key in _VECTORIZER_PARAMS}
+    if version == 1:  # version 1 wrote the expression itself: accepted only when it is a named one
+        params["token_pattern"] = next((known for known, pattern in TOKEN_PATTERNS.items()
+                                        if pattern == params["token_pattern"]), params["token_pattern"])
     problem = _vectorizer_params_problem(params, expected)
     if problem:
         raise _refuse(path, f"damaged classifier file (vectorizer '{name}': {problem})")
@@ -486,6 +512,7 @@ def _vectorizer_from_entry(path: Path, entry, name: str):
         # min_df and max_features only shaped the vocabulary at fit time; they are kept as a record
         transform_params = {key: params[key] for key in _VECTORIZER_PARAMS if key not in ("min_df", "max_features")}
         transform_params["ngram_range"] = tuple(params["ngram_range"])
+        transform_params["token_pattern"] = TOKEN_PATTERNS[params["token_pattern"]]
         vectorizer = TfidfVectorizer(**transform_params, vocabulary={term: i for i, term in enumerate(terms)},
                                      dtype=np.float64)
         vectorizer.idf_ = _decode_array(path, entry.get("idf"), f"{name} idf", (len(terms),))
@@ -494,7 +521,7 @@ def _vectorizer_from_entry(path: Path, entry, name: str):
     return vectorizer
 
 
-def _classifier_from_payload(path: Path, payload: dict) -> ReportClassifier:
+def _classifier_from_payload(path: Path, payload: dict, version: int) -> ReportClassifier:
     if payload.get("classes") != list(CTRATE_ABNORMALITIES):
         raise _refuse(path, "classifier file has other classes than the 18 CT-RATE classes in CT-RATE order")
     metadata = payload.get("metadata") if isinstance(payload.get("metadata"), dict) else {}
@@ -502,7 +529,7 @@ def _classifier_from_payload(path: Path, payload: dict) -> ReportClassifier:
     saved_config = {k: v for k, v in (metadata.get("config") or {}).items() if k in config_fields}
     model = ReportClassifier(ClassifierConfig(**saved_config))
     vectorizers = payload.get("vectorizers") or {}
-    model.vectorizers = {name: _vectorizer_from_entry(path, vectorizers.get(name), name) for name in ("word", "char")}
+    model.vectorizers = {name: _vectorizer_from_entry(path, vectorizers.get(name), name, version) for name in ("word", "char")}
     rules = payload.get("rule_features") or {}
     model.use_rule_features = bool(rules.get("used"))
     width = RULE_FEATURE_WIDTH if model.use_rule_features else 0
