@@ -390,7 +390,8 @@ def test_binary_and_missing_files_are_refused(tmp_path):
     ("Mediastinal lymph nodes measuring up to 14 mm were observed.", 1),
     ("Lymph nodes smaller than 10 mm are observed in the mediastinum.", 0),
     ("A few lymph nodes with a short axis not exceeding 1 cm were observed.", 0),
-    ("Lymph nodes up to 8 mm in the prevascular area.", 0),
+    ("Lymph nodes up to 8 mm.", 0),  # no station: a small size alone states nothing
+    ("Lymph nodes up to 8 mm in the prevascular area.", 1),  # CT-RATE: a size at a station is positive
 ])
 def test_a_stated_node_size_of_ten_millimetres_or_more_is_lymphadenopathy(sentence, expected):
     assert label_report(sentence).vector()["Lymphadenopathy"] == expected

@@ -94,7 +94,11 @@ FINDING_TERMS = {
         r"(?:heart|cardiac)(?: contour and)? (?:size|dimensions?|silhouette|shadow)s?\s+(?:(?:is|are|was|were)\s+)?"
         r"(?:\w+ly\s+)?(?:increased|enlarged)",
         r"increased (?:heart|cardiac) (?:size|dimensions?)", r"(?:increased|enlarged) cardio-?thoracic ratio",
-        r"cardio-?thoracic ratio (?:is |was )?increased"),
+        r"cardio-?thoracic ratio (?:is |was )?increased",
+        # CT-RATE: "CTO increased in favour of the heart" (CTO: the cardiothoracic ratio), "CTO is increased"
+        r"(?:\bcto\b|cardio-?thoracic (?:ratio|index))" + _gap(30, commas=False) + r"\b(?:increas\w*|in favou?r of the heart)",
+        r"(?:increased|enlarged|high) (?:\bcto\b|cardio-?thoracic (?:ratio|index))",
+        r"(?:heart|cardiac (?:size|silhouette|contour))(?:\s+\w+){0,3}?\s+larger than (?=normal|usual|expected)"),  # "normal" left out of the term
     "Pericardial effusion": (
         r"pericardial(?:[\s,/-]+(?:and\s+|or\s+)?pleural)?[\s-]+(?:thickening[\s/-]+)?(?:effusions?|fluid)",
         r"(?:effusions?|fluid)\b" + _gap(50) + r"\b(?:in|within|into|of) (?:the )?pericardi\w*", r"hydropericardium"),
@@ -113,8 +117,10 @@ FINDING_TERMS = {
         r"lymph nodes?\b" + _gap(60) + _NOT_AN_UPPER_BOUND + r"(?:[1-9]\d(?:[.,]\d+)?\s*mm|[1-9](?:[.,]\d+)?\s*cm)\b"),
     "Emphysema": (r"(?<!subcutaneous )(?<!soft tissue )(?<!mediastinal )emphysem\w*", r"\bbull(?:a|ae|ous)\b",
                   r"\bblebs?\b"),
-    "Atelectasis": (r"\w*atelecta\w*", r"collaps\w*"),
-    "Lung nodule": (r"\w*nodul\w*", r"space-occupying lesions?"),
+    # "band atelectasis-sequelae", "fibroatelectasis" are fibrotic sequelae (see _NOT_THIS_CLASS)
+    "Atelectasis": (r"\w*atelecta\w*\b(?![\s-]*sequel)", r"collaps\w*"),
+    # "nodular infiltrates", "nodular consolidation" are opacity and consolidation, not nodules
+    "Lung nodule": (r"\w*nodul\w*\b(?![\s-]+(?:[\w-]+\s+)?(?:infiltrat|consolidat))", r"space-occupying lesions?"),
     "Lung opacity": (
         r"opacit\w*", r"opacification", r"ground[\s-]?glass", r"\bggos?\b", r"infiltrat\w*",
         r"density increases?", r"increased (?:density|densities|attenuation|opacity)",
@@ -125,7 +131,12 @@ FINDING_TERMS = {
     "Pleural effusion": (
         r"pleural(?:[\s,/-]+(?:and\s+|or\s+)?pericardial)?[\s-]+(?:effusions?|fluid)",
         r"(?:effusions?|fluid)\b" + _gap(50) + r"\b(?:in|within|into|of) (?:the )?(?:both |bilateral |right |left )?"
-        r"pleural", r"hydrothorax", r"(?:right|left|bilateral)(?:[\s-]+sided)? effusions?"),
+        r"pleural", r"hydrothorax", r"(?:right|left|bilateral)(?:[\s-]+sided)? effusions?",
+        # CT-RATE writes pleural effusion without "pleural": "effusion in the right hemithorax",
+        # "effusions in both lungs", "smear-like effusion"
+        r"(?<!pericardial )(?<!pericardial-)effusions?\b" + _gap(40) + r"\b(?:in|within|on|at|of) (?:the )?"
+        r"(?:(?:right|left|both|bilateral)\s+)?(?:hemithora\w*|lungs?\b|thora\w*|lung bases|bases\b|sides\b)",
+        r"hemithora\w* effusions?", r"smear[\s-]?like (?:\w+ )?effusions?"),
     "Mosaic attenuation pattern": (r"mosaic\w*",),
     "Peribronchial thickening": (
         r"peribronch\w*(?:[\s-]+(?:wall|walls|interstitial|vascular|interstitium))*[\s-]+(?:thicken\w*|thickness|cuffing)",
@@ -147,7 +158,7 @@ FINDING_TERMS = {
 
 NORMAL_SUBJECTS = {
     "Cardiomegaly": (r"\b(?:heart|cardiac)(?:\s+(?:contour|size|dimensions?|silhouette|shadow))*"
-                     r"(?:\s+and\s+(?:size|contour|dimensions?))?",),
+                     r"(?:\s+and\s+(?:size|contour|dimensions?))?", r"\bcto\b", r"cardio-?thoracic (?:ratio|index)"),
     "Lymphadenopathy": (r"lymph nodes?",),
     "Pleural effusion": (r"pleural (?:spaces?|cavit\w*|recess\w*)", r"costophrenic (?:sinus\w*|angles?|recess\w*)"),
     "Pericardial effusion": (r"pericardi(?:um|al (?:space|sac|cavity))",),
@@ -156,8 +167,32 @@ NORMAL_SUBJECTS = {
 }
 """Per class: structures whose stated normality ("heart size is normal") says the class is absent."""
 
+_NODE = r"(?:lymph )?nodes?\b"
+_SIZE = (r"(?<![\d.,x×*])\d+(?:[.,]\d+)?(?:\s*[x×*]\s*\d+(?:[.,]\d+)?)*\s*"
+         r"(?:mm|cm|millimet\w*|centimet\w*)\b")
+"""A stated size: "8 mm", "1.2 cm", "14x6 mm", "12 x 8 x 7 mm"."""
+
+NODE_STATIONS = (r"mediastin\w*|\bhil(?:ar|um|i|a)\b|axilla\w*|paratrache\w*|pretrache\w*|precarin\w*|subcarin\w*|"
+                 r"prevascular|aorto-?pulmonary|\bap window|para-?aortic|para-?o?esophag\w*|supraclavicular|"
+                 r"internal mammary|cardiophrenic|paracardiac|\bstations?\b|interlobar|subaortic|retrocrural|"
+                 r"bronchopulmonary")
+"""Thoracic lymph node stations (mediastinal, hilar, axillary and their parts)."""
+
+STATION_NODE_TERMS = (
+    _NODE + _gap(80) + _NOT_AN_UPPER_BOUND + _SIZE,
+    _SIZE + r"(?:\s+[\w-]+){0,3}?\s+" + _NODE,
+    r"(?:multiple|several|a few|few|numerous|many|a number of|some|two|three|four|five|six|\d+)\s+"
+    r"(?:[\w-]+,?\s+){0,4}?" + _NODE,
+)
+"""Lymphadenopathy as CT-RATE labels it: lymph nodes affirmed at a thoracic station (in the same clause,
+:data:`NODE_STATIONS`) with a size ("the largest 14x6 mm", "a short axis up to 8 mm", "reaching 9 mm")
+or a count ("multiple lymph nodes in the prevascular and subcarinal stations") are positive even when
+small; a size bounded from above ("smaller than 10 mm", "not exceeding 1 cm") states no size, and a
+negated or normal statement ("no lymph node in pathological size") stays negative."""
+
 CONTEXT_EXCLUSIONS = {
-    "Lung nodule": (r"thyroid|goit|adrenal|liver|hepatic|kidney|renal|breast|spleen|splenic|pancrea",
+    "Lung nodule": (r"thyroid|goit|adrenal|liver|hepatic|kidney|renal|breast|spleen|splenic|pancrea|"
+                    r"subcutaneous|cutaneous|\bskin\b|soft tissue|chest wall|muscle|axilla",
                     r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment"),
     "Atelectasis": (r"vertebra|bone|fracture|o?esophag|trachea|vena cava|\bveins?\b",
                     r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment"),
@@ -232,8 +267,7 @@ def _whole_words(pattern: str) -> re.Pattern:
     word makes the regex engine retry every split of it, which is quadratic.
     """
     leading = pattern.startswith("\\w*")
-    body = pattern[3:] if leading else pattern
-    body = body.replace("\\w*", "\\w*+")
+    body = _possessive_endings(pattern[3:] if leading else pattern)
     if leading:
         return re.compile("\\b\\w*" + body)
     return re.compile(body if body.startswith(("\\b", "(?<")) else "\\b" + body)
@@ -253,7 +287,12 @@ def _trigger(pattern: str) -> re.Pattern:
     """
     while (anchor := _LEADING_ANCHOR.match(pattern)) and anchor.end() > 0:
         pattern = pattern[anchor.end():]
-    return re.compile(pattern.replace("\\w*", "\\w*+"))
+    return re.compile(_possessive_endings(pattern))
+
+
+def _possessive_endings(pattern: str) -> str:
+    """``\\w*`` right after a letter (a word stem's ending) made possessive, ``\\w*+`` (see _whole_words)."""
+    return re.sub(r"(?<=[a-z])\\w\*(?![+?])", r"\\w*+", pattern)
 
 
 @dataclass(frozen=True)
@@ -264,11 +303,15 @@ class _Term:
     is_subject: bool
     regex: re.Pattern
     trigger: re.Pattern
+    requires: re.Pattern | None = None
+    """Counts only in a clause where this also matches (the station of a node size or count)."""
 
 
-_TERMS = tuple(_Term(label, is_subject, _whole_words(pattern), _trigger(pattern))
-               for lexicon, is_subject in ((FINDING_TERMS, False), (NORMAL_SUBJECTS, True))
-               for label, patterns in lexicon.items() for pattern in patterns)
+_TERMS = (tuple(_Term(label, is_subject, _whole_words(pattern), _trigger(pattern))
+                for lexicon, is_subject in ((FINDING_TERMS, False), (NORMAL_SUBJECTS, True))
+                for label, patterns in lexicon.items() for pattern in patterns)
+          + tuple(_Term("Lymphadenopathy", False, _whole_words(pattern), _trigger(pattern), re.compile(NODE_STATIONS))
+                  for pattern in STATION_NODE_TERMS))
 """Every term and subject pattern, in the order their mentions are listed."""
 
 _SENTENCE_SEPARATOR = ".;"
@@ -479,6 +522,20 @@ def _state_of(start: int, end: int, cues: _ClauseCues, is_subject: bool):
     return "uncertain" if best.kind == "uncertain" else "negative", best.text
 
 
+_NOT_THIS_CLASS = {
+    "Atelectasis": re.compile(r"fibro[\s-]?\w*atelecta\w*$"),
+    "Lung nodule": re.compile(r"(?:reticul(?:o|ar)|acino|acinar)[\s-]?\w*nodul\w*$"),
+}
+"""A term of these classes that ends such a word is another class: "fibroatelectasis" and
+"fibro-atelectatic" are fibrotic sequelae, "reticulonodular" and "acinonodular" patterns no nodules."""
+
+
+def _is_another_class(label: str, lead_and_term: str) -> bool:
+    """True when a term, read with the few characters before it, names another class (see _NOT_THIS_CLASS)."""
+    pattern = _NOT_THIS_CLASS.get(label)
+    return bool(pattern and pattern.search(lead_and_term))
+
+
 def _excluded(label: str, clause: str) -> bool:
     """True when a term of ``label`` in this clause is about another organ (see CONTEXT_EXCLUSIONS)."""
     if label in _COMPILED_EXCLUSIONS:
@@ -552,9 +609,11 @@ def _clause_mentions(clause: str, sentence: str, section: str, candidates: list[
         term = _TERMS[index]
         if term.label not in excluded:
             excluded[term.label] = _excluded(term.label, lowered)
-        if excluded[term.label]:
+        if excluded[term.label] or (term.requires is not None and not term.requires.search(lowered)):
             continue
         for match in term.regex.finditer(lowered):
+            if _is_another_class(term.label, lowered[max(0, match.start() - 8):match.end()]):
+                continue
             if _belongs_to_other_vessel(term.label, match.group(), lowered[max(0, match.start() - 30):match.start()],
                                         lowered[match.end():match.end() + 50]):
                 continue
