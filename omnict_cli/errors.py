@@ -39,3 +39,7 @@ class NotCTError(StudyLoadError):
 
 class StudyTooLargeError(StudyLoadError):
     """The study has more voxels than the configured limit."""
+
+
+class OutputError(OmnictError):
+    """A file or folder omnict was asked to write cannot be written there."""

@@ -92,3 +92,85 @@ def test_console_script_inspects_the_examples():
     result = subprocess.run(["omnict", "inspect", str(EXAMPLES), "--json"], capture_output=True, text=True)
     assert result.returncode == 0
     assert len(json.loads(result.stdout)) == 19
+
+
+# --------------------------------------------------------------------------- writes: checked first, one line
+
+
+def _blocked(tmp_path) -> Path:
+    """A destination no user can write: its parent 'folder' is a file (works as root too)."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    return blocker / "out"
+
+
+def _one_line_failure(result, *texts):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for text in texts:
+        assert text in errors[0], errors[0]
+
+
+def _never_called(*args, **kwargs):
+    raise AssertionError("the long work ran although the destination cannot be written")
+
+
+def test_demo_data_into_an_unwritable_place_fails_before_generating(tmp_path, monkeypatch):
+    monkeypatch.setattr("omnict_cli.phantom.writer.generate_case", _never_called)
+    result = CliRunner().invoke(main, ["demo-data", str(_blocked(tmp_path)), "--n", "1"])
+    _one_line_failure(result, str(_blocked(tmp_path)), "blocker is a file, not a folder")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--seed", "-5"], "'--seed': -5 is not in the range x>=0"),
+    (["--size", "4000", "4000", "4000"], "over the 268,435,456 a phantom may have"),
+    (["--spacing", "0.01", "0.01", "0.01"], "voxel sizes from 0.1 to 20 mm"),
+    (["--size", "8", "8", "8", "--spacing", "5", "5", "5"], "field of view; each side must be from 60"),
+])
+def test_demo_data_refuses_impossible_settings_as_usage_errors(tmp_path, options, message):
+    result = CliRunner().invoke(main, ["demo-data", str(tmp_path / "set"), "--n", "1", *options])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "set").exists()
+
+
+def test_demo_data_on_a_grid_too_coarse_for_a_finding_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["demo-data", str(tmp_path / "set"), "--n", "1", "--size", "8", "8", "8",
+                                       "--spacing", "20", "20", "20"])
+    _one_line_failure(result, "case 1 of seed 0 cannot be drawn at 8x8x8 voxels of 20x20x20 mm",
+                      "Use smaller voxels (--spacing) or more of them (--size)")
+
+
+def test_score_json_into_an_unwritable_place_fails_before_scoring(tmp_path, monkeypatch):
+    monkeypatch.setattr("omnict_cli.score_files.score", _never_called)
+    predictions = tmp_path / "generated.jsonl"
+    predictions.write_text('{"study_id": "a", "findings": "Normal."}\n')
+    result = CliRunner().invoke(main, ["score", str(predictions), "--references", str(predictions),
+                                       "--json", str(_blocked(tmp_path) / "scores.json")])
+    _one_line_failure(result, "scores.json: cannot be written", "is a file, not a folder")
+
+
+def test_labels_commands_check_out_before_the_work(tmp_path, monkeypatch):
+    monkeypatch.setattr("omnict_cli.labels.labeler.label_reports", _never_called)
+    reports = tmp_path / "reports.jsonl"
+    reports.write_text('{"study_id": "a", "findings": "Normal."}\n')
+    result = CliRunner().invoke(main, ["labels", "predict", str(reports), "--out", str(_blocked(tmp_path) / "x.csv")])
+    _one_line_failure(result, "x.csv: cannot be written")
+    result = CliRunner().invoke(main, ["labels", "train", "--reports", str(reports), "--labels", str(reports),
+                                       "--out", str(_blocked(tmp_path) / "labeler.json.gz")])
+    _one_line_failure(result, "labeler.json.gz: cannot be written", "is a file, not a folder")
+
+
+def test_a_write_that_fails_after_the_work_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("omnict_cli.atomic.write_bytes_atomically", disk_full)
+    reports = tmp_path / "reports.jsonl"
+    reports.write_text('{"study_id": "a", "findings": "Small right pleural effusion."}\n')
+    result = CliRunner().invoke(main, ["labels", "predict", str(reports), "--out", str(tmp_path / "labels.csv"),
+                                       "--method", "rules"])
+    _one_line_failure(result, "labels.csv: cannot be written (No space left on device)")

@@ -180,3 +180,19 @@ def test_the_documented_python_example_runs_on_the_bundled_scan(components, tmp_
     with torch.inference_mode():
         ids = model.generate(**batch, max_new_tokens=4, do_sample=False)
     assert len(processor.decode(ids[:, batch["input_ids"].shape[1]:])) == 1
+
+
+def test_built_directory_and_files_follow_the_umask(components, tmp_path):
+    """A model shared on a cluster must be readable by the group: not mkdtemp's 0700 / 0600."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        build(components, tmp_path / "omnict")
+    finally:
+        os.umask(old)
+    out = tmp_path / "omnict"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in out.iterdir() if path.is_file()}
+    assert modes and set(modes.values()) == {0o644}, modes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -184,6 +185,28 @@ def test_get_removes_a_corrupt_entry_and_reports_a_miss(cache):
     _garbage(path, None)
     assert cache.get(volume, ThresholdDouble()) is None
     assert not path.exists()
+
+
+def test_a_corrupt_entry_in_a_read_only_cache_does_not_fail_the_study(cache, monkeypatch):
+    """The docs promise a read-only cache never fails a study; a bad entry there cannot be removed."""
+    import pathlib
+
+    volume = make_volume(random_hu(3))
+    segmenter = ThresholdDouble()
+    expected, _, _ = cache.get_or_compute(volume, segmenter)
+    path = cache.entry_path(cache_key(volume, segmenter), segmenter)
+    _garbage(path, None)
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "unlink", read_only)
+    monkeypatch.setattr("omnict_cli.atomic.os.replace", lambda *a: read_only(Path(a[1])))
+    labels, hit, warnings = cache.get_or_compute(volume, segmenter)
+    assert not hit and np.array_equal(labels, expected)
+    assert "corrupt" in warnings[0] and "could not remove it (Permission denied)" in warnings[0]
+    assert "could not store the mask" in warnings[1]
+    assert path.exists()  # left for someone who may write the cache
 
 
 def test_an_unwritable_cache_still_returns_the_labels_with_a_warning(tmp_path):

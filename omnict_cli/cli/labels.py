@@ -26,6 +26,16 @@ def labels():
     """
 
 
+def _saved(write, path) -> None:
+    """Run ``write()``; a failed write (disk full, folder removed meanwhile) becomes one OutputError line."""
+    from omnict_cli.atomic import output_error
+
+    try:
+        write()
+    except OSError as error:
+        raise output_error(path, error) from error
+
+
 def _warn(console, text: str) -> None:
     from rich.markup import escape
 
@@ -54,18 +64,20 @@ def train(reports_path, labels_path, out_path, seed):
     """
     from pathlib import Path
 
+    from omnict_cli.atomic import check_destination
     from omnict_cli.errors import OmnictError
     from omnict_cli.labels.classifier import ClassifierConfig, ReportClassifier
     from omnict_cli.ui import progress, stderr_console
 
     console = stderr_console()
     try:
+        check_destination(out_path)
         texts, label_matrix = _joined_training_set(reports_path, labels_path, console)
         with progress() as bar:
             task = bar.add_task("training (one model per class)", total=label_matrix.shape[1])
             model = ReportClassifier(ClassifierConfig(seed=seed)).fit(
                 texts, label_matrix, corpus_name=Path(reports_path).name, on_class_done=lambda _: bar.advance(task))
-        model.save(out_path)
+        _saved(lambda: model.save(out_path), out_path)
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error
     constant = model.metadata["constant_classes"]
@@ -124,6 +136,7 @@ def predict(reports_path, out_path, model_path, method, show_explanation):
     """
     from rich.markup import escape
 
+    from omnict_cli.atomic import check_destination
     from omnict_cli.errors import OmnictError
     from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
     from omnict_cli.labels.ctrate_io import read_reports, report_text, write_labels
@@ -133,12 +146,13 @@ def predict(reports_path, out_path, model_path, method, show_explanation):
 
     console = stderr_console()
     try:
+        check_destination(out_path)
         reports = read_reports(reports_path)
         failed = read_generated_reports(reports_path).failed
         texts = [report_text(report) for report in reports]
         label_matrix = label_reports(texts, method, model=model_path)
-        write_labels(out_path, {report.volume_name: dict(zip(CTRATE_ABNORMALITIES, map(int, row)))
-                                for report, row in zip(reports, label_matrix)})
+        _saved(lambda: write_labels(out_path, {report.volume_name: dict(zip(CTRATE_ABNORMALITIES, map(int, row)))
+                                               for report, row in zip(reports, label_matrix)}), out_path)
         explanations = explain(texts, method, model=model_path) if show_explanation else []
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error

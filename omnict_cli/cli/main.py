@@ -100,7 +100,8 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
 @main.command("demo-data")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--n", "count", type=click.IntRange(min=1), default=10, show_default=True, help="Number of cases.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same cases.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Same seed, same cases (a whole number, 0 or more).")
 @click.option("--size", nargs=3, type=click.IntRange(min=8), default=None, metavar="D H W",
               help="Voxels per volume, canonical [z, y, x] (default 64 256 256).")
 @click.option("--spacing", nargs=3, type=click.FloatRange(min=0.01), default=None, metavar="SZ SY SX",
@@ -123,11 +124,17 @@ def demo_data(out_dir, count, seed, size, spacing, realistic, fmt, prevalence_it
     """
     from pathlib import Path
 
+    from omnict_cli.atomic import check_destination, output_error
+    from omnict_cli.errors import OmnictError
     from omnict_cli.phantom.generate import REALISTIC_SIZE, REALISTIC_SPACING, PhantomConfig
     from omnict_cli.phantom.writer import write_phantom_set
     from omnict_cli.ui import progress, stderr_console
 
     target = Path(out_dir)
+    try:
+        check_destination(target, folder=True)
+    except OmnictError as error:
+        raise click.ClickException(error.one_line()) from error
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise click.ClickException(f"{target}: folder is not empty; pass --overwrite to write into it "
                                    "(files of the same name are replaced)")
@@ -139,9 +146,14 @@ def demo_data(out_dir, count, seed, size, spacing, realistic, fmt, prevalence_it
                                prevalence=_parse_prevalence(prevalence_items))
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
-    with progress() as bar:
-        task = bar.add_task("generating phantoms", total=count)
-        summary = write_phantom_set(target, count, seed, config, fmt, on_case=lambda _: bar.advance(task))
+    try:
+        with progress() as bar:
+            task = bar.add_task("generating phantoms", total=count)
+            summary = write_phantom_set(target, count, seed, config, fmt, on_case=lambda _: bar.advance(task))
+    except OSError as error:  # disk full, folder removed meanwhile: cases written so far stay complete
+        raise click.ClickException(output_error(error.filename or target, error).one_line()) from error
+    except OmnictError as error:  # a case that cannot be drawn on this grid
+        raise click.ClickException(error.one_line()) from error
     positives = ", ".join(f"{name} {n}" for name, n in summary.positives.items() if n)
     stderr_console().print(f"wrote {summary.cases} cases, {summary.slices} slices and {summary.qa_rows} QA rows "
                            f"to {target}; positives: {positives or 'none'}", highlight=False)

@@ -56,6 +56,7 @@ def score(predictions_path, references_path, reference_labels, method, model_pat
       omnict score generated.jsonl --references valid_reports.csv --reference-labels valid_labels.csv
       omnict score answers.jsonl --references qa.jsonl --json scores.json
     """
+    from omnict_cli.atomic import check_destination
     from omnict_cli.errors import OmnictError
     from omnict_cli.score_files import ScoreOptions, score as run_scoring
     from omnict_cli.ui import stderr_console
@@ -63,6 +64,8 @@ def score(predictions_path, references_path, reference_labels, method, model_pat
     options = ScoreOptions(method=method, model=model_path, reference_labels=reference_labels,
                            bertscore_model=bertscore_model, bootstrap=n_resamples, seed=seed)
     try:
+        if json_path:
+            check_destination(json_path)
         result = run_scoring(predictions_path, references_path, options)
         if json_path:
             _write_json(json_path, result.to_dict())
@@ -83,7 +86,8 @@ def _escape(text: str) -> str:
 
 
 def _write_json(path, data: dict) -> None:
-    """Write ``data`` as indented JSON to ``path`` in one step (see :mod:`omnict_cli.atomic`).
+    """Write ``data`` as indented JSON to ``path`` in one step (see :mod:`omnict_cli.atomic`);
+    a failed write is an OutputError (one line).
 
     ``allow_nan=False``: the scores come with NaN already turned into null
     (``to_dict``), and a NaN that slipped through must fail here rather than
@@ -91,9 +95,12 @@ def _write_json(path, data: dict) -> None:
     """
     import json
 
-    from omnict_cli.atomic import write_text_atomically
+    from omnict_cli.atomic import output_error, write_text_atomically
 
-    write_text_atomically(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    try:
+        write_text_atomically(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    except OSError as error:
+        raise output_error(path, error) from error
 
 
 def _missing_lines(result, predictions_path, references_path) -> list[str]:

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, logging
 
+from omnict_cli.atomic import apply_umask
 from omnict_cli.errors import OmnictError
 from omnict_cli.model.configuration_omnict import OmniCTConfig
 from omnict_cli.model.modeling_omnict import OmniCTForConditionalGeneration
@@ -120,6 +121,7 @@ def build_model_dir(vision_dir, llm_dir, out_dir, dtype: str = "float32", overwr
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        apply_umask(staging)  # mkdtemp's 0700 would hide a shared model from the group
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from omnict_cli.errors import OmnictError
 from omnict_cli.phantom.abnormalities import draw_abnormalities
 from omnict_cli.phantom.anatomy import draw_anatomy, finish_image
 from omnict_cli.phantom.findings import Finding, label_vector
@@ -18,6 +19,21 @@ from omnict_cli.phantom.reports import QAPair, Report, make_qa, write_report
 
 REALISTIC_SIZE = (300, 512, 512)
 REALISTIC_SPACING = (1.5, 0.7, 0.7)
+
+MAX_VOXELS = 2**28
+"""Largest volume generated (268 million voxels, e.g. 1024x512x512): drawing holds several float32
+copies of it, so 2^28 voxels already take about 4 GiB while it runs."""
+
+SPACING_RANGE_MM = (0.1, 20.0)
+"""Voxel sizes a phantom is drawn at: from finer than any clinical CT to a very coarse 20 mm."""
+
+FIELD_OF_VIEW_RANGE_MM = (60.0, 1000.0)
+"""Size x spacing along each axis: the chest is scaled into the field of view, so it must be at least
+a few centimetres wide, and not wider than any scanner's bore."""
+
+
+class PhantomError(OmnictError):
+    """A phantom case cannot be drawn with these settings."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +58,19 @@ class PhantomConfig:
     def __post_init__(self):
         if len(self.size) != 3 or min(self.size) < 8:
             raise ValueError(f"size must be three sizes of at least 8 voxels, got {self.size}")
-        if len(self.spacing) != 3 or min(self.spacing) <= 0:
-            raise ValueError(f"spacing must be three positive mm values, got {self.spacing}")
+        voxels = int(np.prod(self.size, dtype=np.int64))
+        if voxels > MAX_VOXELS:
+            raise ValueError(f"size {'x'.join(map(str, self.size))} is {voxels:,} voxels, over the "
+                             f"{MAX_VOXELS:,} a phantom may have (--realistic is {np.prod(REALISTIC_SIZE):,})")
+        low, high = SPACING_RANGE_MM
+        if len(self.spacing) != 3 or not all(low <= s <= high for s in self.spacing):
+            raise ValueError(f"spacing must be three voxel sizes from {low:g} to {high:g} mm, got {self.spacing}")
+        field = [n * s for n, s in zip(self.size, self.spacing)]
+        low, high = FIELD_OF_VIEW_RANGE_MM
+        if not all(low <= f <= high for f in field):
+            shown = " x ".join(f"{f:g}" for f in field)
+            raise ValueError(f"size x spacing gives a {shown} mm field of view; each side must be from {low:g} to "
+                             f"{high:g} mm to hold a chest")
 
 
 @dataclass
@@ -69,7 +96,24 @@ def case_id(index: int) -> str:
 
 def generate_case(seed: int, index: int, config: PhantomConfig = PhantomConfig(),
                   force: tuple[str, ...] = ()) -> PhantomCase:
-    """Generate case ``index`` of the set with ``seed`` (deterministic)."""
+    """Generate case ``index`` of the set with ``seed`` (deterministic).
+
+    Raises PhantomError for a seed or index below 0, and when a finding
+    cannot be drawn on this grid (structures smaller than a voxel on very
+    coarse grids): the message says which case and what to change.
+    """
+    if seed < 0 or index < 0:
+        raise PhantomError(f"seed and case number must be 0 or more, got seed {seed} and case {index}",
+                           hint="Use --seed with a whole number from 0")
+    try:
+        return _generate_case(seed, index, config, force)
+    except (ValueError, TypeError, IndexError) as error:  # numpy on an empty region: a finding smaller than a voxel
+        raise PhantomError(f"case {index} of seed {seed} cannot be drawn at {'x'.join(map(str, config.size))} "
+                           f"voxels of {'x'.join(f'{s:g}' for s in config.spacing)} mm ({type(error).__name__}: "
+                           f"{error})", hint="Use smaller voxels (--spacing) or more of them (--size)") from error
+
+
+def _generate_case(seed: int, index: int, config: PhantomConfig, force: tuple[str, ...]) -> PhantomCase:
     rng = np.random.default_rng([seed, index])
     anatomy = draw_anatomy(rng, size=config.size, spacing=config.spacing)
     findings = draw_abnormalities(rng, anatomy, config.prevalence, force=force)

@@ -36,7 +36,7 @@ import numpy as np
 from isal import igzip
 from PIL import Image
 
-from omnict_cli.atomic import write_bytes_atomically
+from omnict_cli.atomic import apply_umask, write_bytes_atomically
 from omnict_cli.dicom_writer import write_dicom_series
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.phantom.findings import label_vector
@@ -104,6 +104,7 @@ def _write_volume(case: PhantomCase, out_dir: Path, fmt: str) -> str:
         folder = out_dir / "volumes" / case.case_id
         staging = Path(tempfile.mkdtemp(prefix=f".{case.case_id}.", dir=_ensure(folder.parent)))
         write_dicom_series(staging, case.hu, case.spacing, origin=_origin_lps(case))
+        apply_umask(staging)  # not mkdtemp's 0700
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)

@@ -176,8 +176,9 @@ class MaskCache:
         try:
             labels = _decode_entry(data, key, volume.shape)
         except ValueError as problem:
-            _remove_if_unchanged(path, identity)
-            return CacheLookup(key, None, f"mask cache entry {path} was corrupt ({problem}); removed it and "
+            removal = _remove_if_unchanged(path, identity)
+            done = "removed it" if removal is None else f"could not remove it ({removal})"
+            return CacheLookup(key, None, f"mask cache entry {path} was corrupt ({problem}); {done} and "
                                           "segmenting again")
         return CacheLookup(key, labels)
 
@@ -332,13 +333,21 @@ def _identity(stat_result) -> tuple[int, int, int]:
     return stat_result.st_dev, stat_result.st_ino, stat_result.st_mtime_ns
 
 
-def _remove_if_unchanged(path: Path, identity) -> None:
-    """Remove a bad entry unless another process has meanwhile replaced it with a new file."""
+def _remove_if_unchanged(path: Path, identity) -> str | None:
+    """Remove a bad entry unless another process has meanwhile replaced it with a new file.
+
+    Returns why the entry could not be removed (a read-only cache, a
+    folder of another user), else None: a bad entry that stays is only
+    ignored, it never fails the study.
+    """
     try:
         if _identity(os.stat(path)) == identity:
             path.unlink()
     except FileNotFoundError:
-        pass
+        return None  # another process removed or replaced it: nothing left to do
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
 
 
 def _folder_name(segmenter_name: str) -> str:
