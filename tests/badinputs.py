@@ -25,10 +25,12 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import struct
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.uid import RTStructureSetStorage, generate_uid
 
 from omnict_cli import dicom_writer
@@ -63,6 +65,63 @@ def write_dicom_without_pixels(path: str | Path) -> Path:
     dataset.StructureSetLabel = "organs"
     dataset.save_as(path, enforce_file_format=True)
     return path
+
+
+def set_raw_value(path: str | Path, keyword: str, value: bytes) -> Path:
+    """Replace one element's value bytes in an Explicit VR Little Endian file written by our writer.
+
+    pydicom refuses to write invalid values (text in a DS, "abcdef" in an
+    IS); hostile files have them, so tests write them byte by byte. The
+    element keeps its tag and VR; its length field follows the new value
+    (padded to even length with a space).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    tag = tag_for_keyword(keyword)
+    vr = dictionary_VR(tag).encode()
+    element = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr
+    at = data.find(element, 132)
+    if at < 0 or vr not in SHORT_LENGTH_VRS:
+        raise ValueError(f"{keyword} ({vr!r}) is not a short-length element of {path}")
+    old_length = struct.unpack("<H", data[at + 6: at + 8])[0]
+    value = value + b" " if len(value) % 2 else value
+    path.write_bytes(data[: at + 6] + struct.pack("<H", len(value)) + value + data[at + 8 + old_length:])
+    return path
+
+
+def insert_raw_element(path: str | Path, keyword: str, vr: bytes, value: bytes) -> Path:
+    """Insert an element (e.g. NumberOfFrames "abcdef") at its tag's place in the dataset's order."""
+    path = Path(path)
+    data = path.read_bytes()
+    tag = tag_for_keyword(keyword)
+    value = value + b" " if len(value) % 2 else value
+    encoded = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr + struct.pack("<H", len(value)) + value
+    at = _offset_after_file_meta(data)
+    while at < len(data):
+        group, element = struct.unpack("<HH", data[at: at + 4])
+        if (group << 16 | element) > tag:
+            break
+        at = _next_element(data, at)
+    path.write_bytes(data[:at] + encoded + data[at:])
+    return path
+
+
+def _offset_after_file_meta(data: bytes) -> int:
+    """Offset of the first dataset element: after the preamble, 'DICM' and group 0002."""
+    group_length = struct.unpack("<I", data[140:144])[0]  # (0002,0000) UL is the first meta element
+    return 144 + group_length
+
+
+def _next_element(data: bytes, at: int) -> int:
+    vr = data[at + 4: at + 6]
+    if vr in SHORT_LENGTH_VRS:
+        return at + 8 + struct.unpack("<H", data[at + 6: at + 8])[0]
+    return at + 12 + struct.unpack("<I", data[at + 8: at + 12])[0]
+
+
+SHORT_LENGTH_VRS = {vr.encode() for vr in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT",
+                                            "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US")}
+"""Explicit VR elements whose length is 2 bytes; the others (OB, OW, SQ, UN, UT, ...) use 4."""
 
 
 # --------------------------------------------------------------------------- volumes
@@ -120,6 +179,34 @@ def write_header_only_nifti(path: str | Path, shape=HUGE_NIFTI_SHAPE, dtype=np.i
     buffer.write(b"\0" * 4)  # empty extension flag; vox_offset is 352
     Path(path).write_bytes(gzip.compress(buffer.getvalue()))
     return Path(path)
+
+
+def write_raw_nifti(path: str | Path, array_xyz: np.ndarray, *, sform=None, qform=None, pixdim=None) -> Path:
+    """A NIfTI-1 written from our own header, so its fields stay as given.
+
+    nibabel's ``save`` rewrites ``pixdim`` and the forms from the image's
+    affine; damaged files keep theirs. ``sform`` / ``qform`` are 4x4
+    affines (their code 1) or None (code 0); ``pixdim`` overrides the voxel
+    size fields after the forms are set (e.g. 0, NaN).
+    """
+    header = nib.Nifti1Header()
+    header.set_data_dtype(array_xyz.dtype)
+    header.set_data_shape(array_xyz.shape)
+    if qform is not None:
+        header.set_qform(qform, code=1)
+    if sform is not None:
+        header.set_sform(sform, code=1)
+    else:
+        header.set_sform(None, code=0)
+    if pixdim is not None:
+        header["pixdim"][1:4] = pixdim
+    buffer = io.BytesIO()
+    header.write_to(buffer)
+    buffer.write(b"\0" * 4)  # no extensions; vox_offset is 352
+    buffer.write(np.asfortranarray(array_xyz).tobytes(order="F"))
+    path = Path(path)
+    path.write_bytes(buffer.getvalue())
+    return path
 
 
 # --------------------------------------------------------------------------- corpus

@@ -28,7 +28,10 @@ from badinputs import (
     build_bad_corpus,
     canonical_to_nifti,
     dicom_case_volume,
+    dicom_test_volume,
+    insert_raw_element,
     phantom_hu,
+    set_raw_value,
     write_dicom_series,
     write_nifti,
 )
@@ -506,3 +509,129 @@ def test_inspect_json_as_a_real_process(corpus):
     assert completed.returncode == 1, completed.stderr  # studies failed, none crashed
     assert "Traceback" not in completed.stderr
     _check_inspect_json(json.loads(completed.stdout), corpus)
+
+
+# --------------------------------------------------------------------------- damaged DICOM headers (issue 12)
+
+
+def _series_with(tmp_path, damage, slices: int = 6, **options):
+    """A 6-slice series with ``damage(paths)`` applied; returns {study id: summary} of its folder."""
+    folder = tmp_path / "series"
+    paths = write_dicom_series(folder, dicom_test_volume(slices), **options)
+    damage(paths)
+    return {study.study_id: summarize_study(study) for study in discover_studies(tmp_path)}, paths
+
+
+def _cut(length):
+    def cut(paths):
+        paths[2].write_bytes(paths[2].read_bytes()[:length])
+    return cut
+
+
+def _unknown_vr(paths):
+    data = paths[2].read_bytes()
+    at = data.find(b"\x28\x00\x11\x00US")  # Columns
+    paths[2].write_bytes(data[: at + 4] + b"ZZ" + data[at + 6:])
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (_cut(154), "cannot read DICOM"),
+    (_cut(142), "cannot read DICOM"),
+    (_unknown_vr, "header field Columns cannot be read (NotImplementedError: Unknown Value Representation 'ZZ'"),
+    (lambda paths: insert_raw_element(paths[2], "NumberOfFrames", b"IS", b"abcdef"),
+     "header field NumberOfFrames is 'abcdef', not a number"),
+    (lambda paths: set_raw_value(paths[2], "Columns", b"\x10\x00\x10\x00"),
+     "header field Columns has 2 values ('16\\\\16'), expected 1"),
+])
+def test_a_damaged_slice_is_its_own_error_line_and_the_series_loads_without_it(tmp_path, damage, problem):
+    """The issue's reproductions: each crashed inspect with a traceback before."""
+    found, paths = _series_with(tmp_path, damage)
+    broken = found.pop("series/slice0002")
+    assert broken.status == "error" and broken.error.startswith(f"{paths[2]}: {problem}"), broken.error
+    assert "re-export the series, or remove the file" in broken.error
+    assert list(found) == ["series"]
+    series = found["series"]
+    assert series.shape == [6, 16, 16]  # the gap is filled, as for a missing slice
+    assert any("1 missing slice(s)" in warning for warning in series.warnings)
+
+
+def test_a_slice_with_damaged_pixel_data_is_left_out_with_a_warning(tmp_path):
+    def cut_pixels(paths):
+        paths[3].write_bytes(paths[3].read_bytes()[:-100])
+    found, paths = _series_with(tmp_path, cut_pixels)
+    assert list(found) == ["series"]
+    warnings = found["series"].warnings
+    assert any(w.startswith("left out slice0003.dcm: cannot decode pixel data") for w in warnings), warnings
+    assert found["series"].shape == [6, 16, 16]
+
+
+def test_identical_series_in_two_folders_stay_two_studies(tmp_path):
+    volume = dicom_case_volume("valid_dicom")
+    intact = write_dicom_series(tmp_path / "copy_a", volume, series_uid="1.2.3.4")
+    damaged = write_dicom_series(tmp_path / "copy_b", volume, series_uid="1.2.3.4")
+    set_raw_value(damaged[4], "RescaleSlope", b"0")
+    found = {study.study_id: summarize_study(study) for study in discover_studies(tmp_path)}
+    assert sorted(found) == ["copy_a", "copy_b"]
+    assert found["copy_a"].status == "ok" and found["copy_a"].shape == list(volume.shape)
+    assert found["copy_b"].status == "error"
+    assert len(intact) == len(damaged)
+
+
+@pytest.mark.parametrize("keyword, value, problem", [
+    ("RescaleSlope", b"0", "RescaleSlope is 0: every voxel would have the same value"),
+    ("RescaleSlope", b"abc", "header field RescaleSlope is 'abc', not a number"),
+    ("RescaleIntercept", b"x", "header field RescaleIntercept is 'x', not a number"),
+    ("RescaleIntercept", b"nan", "header field RescaleIntercept is 'nan', not a finite number"),
+    ("PixelSpacing", b"nan\\nan", "header field PixelSpacing is 'nan', not a finite number"),
+    ("PixelSpacing", b"0\\0.7", "PixelSpacing is 0\\0.7: pixel sizes must be positive"),
+])
+def test_a_bad_rescale_or_pixel_size_fails_the_series_naming_the_slice(tmp_path, keyword, value, problem):
+    found, paths = _series_with(tmp_path, lambda paths: set_raw_value(paths[3], keyword, value))
+    (summary,) = found.values()
+    assert summary.status == "error"
+    assert summary.error.startswith(f"{paths[3]}: {problem}"), summary.error
+    assert "re-export" in summary.error and "unexpected" not in summary.error
+
+
+@pytest.mark.parametrize("orientation, problem", [
+    ((0, 0, 0, 0, 1, 0), "ImageOrientationPatient 0\\0\\0\\0\\1\\0 has a zero direction"),
+    ((1, 0, 0, 1, 0, 0), "row and column directions are 0.0 degrees apart, not perpendicular"),
+    ((1, 0, 0, 0.5, 0.5, 0), "row and column directions are 45.0 degrees apart"),
+])
+def test_an_unusable_orientation_is_a_clear_error(tmp_path, orientation, problem):
+    found, paths = _series_with(tmp_path, lambda paths: None, orientation=orientation,
+                                positions=[(0.0, 0.0, 2.5 * k) for k in range(6)])
+    (summary,) = found.values()
+    assert summary.status == "error" and problem in summary.error, summary.error
+    assert summary.error.startswith(str(paths[0]))
+
+
+def test_text_in_slice_thickness_of_a_lone_slice_is_warned_not_fatal(tmp_path):
+    found, paths = _series_with(tmp_path, lambda paths: set_raw_value(paths[0], "SliceThickness", b"thick"),
+                                slices=1)
+    (summary,) = found.values()
+    assert summary.status == "warning" and summary.kind == "slice"
+    assert "header field SliceThickness is 'thick', not a number: slice thickness assumed 1 mm" in summary.warnings
+
+
+def test_pixel_spacing_that_varies_between_slices_is_warned(tmp_path):
+    def resize_one(paths):
+        set_raw_value(paths[3], "PixelSpacing", b"0.9\\0.9")
+    found, _ = _series_with(tmp_path, resize_one)
+    summary = found["series"]
+    assert summary.spacing[1:] == [0.7, 0.7]  # the first slice's
+    assert any(w.startswith("PixelSpacing differs between slices (rows 0.7 to 0.9 mm") for w in summary.warnings)
+    found, _ = _series_with(tmp_path / "noise", lambda paths: set_raw_value(paths[3], "PixelSpacing",
+                                                                               b"0.7001\\0.7001"))
+    assert not any("PixelSpacing" in w for w in found["series"].warnings)  # export rounding is not news
+
+
+def test_an_oversized_picture_is_one_clear_line(tmp_path, monkeypatch):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # stands in for a 20000x20000 picture
+    (study,) = discover_studies(tmp_path)
+    summary = summarize_study(study)
+    assert summary.error.startswith(f"{tmp_path / 'huge.png'}: picture is over Pillow's decompression-bomb limit")
+    assert "downscale" in summary.error

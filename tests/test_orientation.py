@@ -218,3 +218,89 @@ def test_real_ct_written_as_dicom_in_any_plane_loads_identically(testdata, tmp_p
     assert loaded.source_axcodes == axcodes
     np.testing.assert_array_equal(loaded.voxels, original.voxels)
     np.testing.assert_allclose(loaded.affine, original.affine, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- damaged NIfTI geometry (issue 12)
+
+VOXEL_MM = (0.8, 0.8, 2.0)
+"""(x, y, z) voxel size of the raw NIfTI cases; canonical spacing (z, y, x) is therefore (2.0, 0.8, 0.8)."""
+
+
+def _raw_case(tmp_path, name, **fields):
+    from badinputs import canonical_to_nifti, phantom_hu, write_raw_nifti
+
+    from omnict_cli.inspection import summarize_study
+
+    path = write_raw_nifti(tmp_path / f"{name}.nii", canonical_to_nifti(phantom_hu()), **fields)
+    (study,) = discover_studies(path)
+    return path, summarize_study(study)
+
+
+AFFINE = np.diag([*VOXEL_MM, 1.0])
+
+
+@pytest.mark.parametrize("fields, warning", [
+    (dict(sform=AFFINE, pixdim=0), "pixdim 0x0x0 is not a voxel size: used the sform's 0.8x0.8x2 mm"),
+    (dict(sform=AFFINE, qform=AFFINE, pixdim=0), "pixdim 0x0x0 is not a voxel size: used the sform's 0.8x0.8x2 mm"),
+])
+def test_pixdim_zero_takes_the_voxel_size_from_the_sform_and_says_so(tmp_path, fields, warning):
+    _, summary = _raw_case(tmp_path, "pixdim0", **fields)
+    assert summary.status == "warning" and summary.spacing == [2.0, 0.8, 0.8]
+    assert warning in summary.warnings, summary.warnings
+
+
+def test_pixdim_zero_with_a_qform_uses_the_sform_rows_even_when_their_code_is_0(tmp_path):
+    from badinputs import canonical_to_nifti, phantom_hu, write_raw_nifti
+
+    path = write_raw_nifti(tmp_path / "qform.nii", canonical_to_nifti(phantom_hu()), qform=AFFINE, pixdim=0)
+    data = bytearray(path.read_bytes())
+    header = nib.Nifti1Header.from_fileobj(__import__("io").BytesIO(bytes(data[:348])), check=False)
+    header["srow_x"], header["srow_y"], header["srow_z"] = AFFINE[0], AFFINE[1], AFFINE[2]  # code stays 0
+    path.write_bytes(header.binaryblock + bytes(data[348:]))
+    (study,) = discover_studies(path)
+    volume = load_study(study)
+    assert volume.spacing == pytest.approx((2.0, 0.8, 0.8))
+    assert any("the qform took the voxel size 0.8x0.8x2 mm from the sform rows" in w for w in volume.warnings)
+
+
+def test_pixdim_zero_without_any_size_is_assumed_1_mm_and_warned(tmp_path):
+    _, summary = _raw_case(tmp_path, "unknown_size", qform=AFFINE, pixdim=0)
+    assert summary.status == "warning" and summary.spacing == [1.0, 1.0, 1.0]
+    assert any("no sform gives one: assumed 1 mm" in w for w in summary.warnings)
+
+
+@pytest.mark.parametrize("sform, problem", [
+    (np.diag([np.nan, 1.0, 1.0, 1.0]), "the sform has NaN or infinite entries"),
+    (np.diag([np.inf, 1.0, 1.0, 1.0]), "the sform has NaN or infinite entries"),
+    (np.diag([1.0, 0.0, 1.0, 1.0]), "the sform gives voxel axis 1 zero length"),
+    (np.array([[1.0, 1.0, 0, 0], [0, 0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1]]), "the sform is singular"),
+])
+def test_nan_inf_or_singular_affines_are_clear_errors(tmp_path, sform, problem):
+    path, summary = _raw_case(tmp_path, "bad_affine", sform=sform)
+    assert summary.status == "error"
+    assert summary.error.startswith(f"{path}: no usable voxel geometry: {problem}"), summary.error
+    assert "re-export" in summary.error and "unexpected" not in summary.error
+
+
+def test_a_bad_sform_falls_back_to_a_good_qform_with_a_warning(tmp_path):
+    _, summary = _raw_case(tmp_path, "qform_rescue", sform=np.diag([np.nan, 1.0, 1.0, 1.0]), qform=AFFINE)
+    assert summary.spacing == [2.0, 0.8, 0.8]
+    assert "the sform has NaN or infinite entries: used the qform" in summary.warnings
+
+
+def test_itk_image_with_a_singular_or_nan_geometry_is_a_clear_error(tmp_path):
+    from omnict_cli.inspection import summarize_study
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)), str(tmp_path / "scan.nrrd"))
+    text = (tmp_path / "scan.nrrd").read_bytes()
+    assert b"space directions: (1,0,0) (0,1,0) (0,0,1)" in text
+    (tmp_path / "scan.nrrd").unlink()
+    damaged = {"flat": b"space directions: (1,0,0) (1,0,0) (0,0,1)", "nan": b"space directions: (nan,0,0) (0,1,0) (0,0,1)"}
+    for name, directions in damaged.items():
+        (tmp_path / f"{name}.nrrd").write_bytes(text.replace(b"space directions: (1,0,0) (0,1,0) (0,0,1)", directions))
+    summaries = {study.study_id: summarize_study(study) for study in discover_studies(tmp_path)}
+    assert set(summaries) == set(damaged)
+    for name, summary in summaries.items():
+        assert summary.status == "error", (name, summary)
+        assert summary.error.startswith(str(tmp_path / f"{name}.nrrd")) and "unexpected" not in summary.error
+    assert "Bad direction, determinant is 0" in summaries["flat"].error  # ITK's reason, not a matrix row

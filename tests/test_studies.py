@@ -93,3 +93,75 @@ def test_single_frame_dicoms_in_one_folder_are_named_by_file(tmp_path, testdata)
         dataset.ImagePositionPatient = [0, 0, 0]  # each file alone: a slice, not a series
         dataset.save_as(tmp_path / f"slice_{index}.dcm")
     assert [s.study_id for s in discover_studies(tmp_path)] == ["slice_0", "slice_1"]
+
+
+# --------------------------------------------------------------------------- special files, links, copies (issue 12)
+
+
+def _small_series(folder, **options):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from badinputs import dicom_test_volume, write_dicom_series
+
+    return write_dicom_series(folder, dicom_test_volume(4), **options)
+
+
+def test_fifo_and_socket_are_reported_without_being_opened(tmp_path):
+    import os
+    import socket
+    import threading
+
+    from omnict_cli.inspection import summarize_study
+
+    _small_series(tmp_path / "series")
+    os.mkfifo(tmp_path / "series" / "pipe")  # opening it would wait for a writer forever
+    os.mkfifo(tmp_path / "pipe.nii.gz")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "daemon.sock"))
+    try:
+        result = {}
+        walker = threading.Thread(target=lambda: result.update(
+            {s.study_id: summarize_study(s) for s in discover_studies(tmp_path)}), daemon=True)
+        walker.start()
+        walker.join(timeout=30)
+        assert not walker.is_alive(), "the walk hangs on a named pipe"
+    finally:
+        server.close()
+    assert sorted(result) == ["daemon.sock", "pipe.nii.gz", "series", "series/pipe"]
+    assert result["series"].status != "error" and result["series"].shape == [4, 16, 16]
+    assert result["series/pipe"].error == (f"{tmp_path / 'series' / 'pipe'}: a named pipe (FIFO), not a regular "
+                                           "file: skipped without opening it. Only regular files are read; remove "
+                                           "it from the folder or ignore this line")
+    assert "a socket, not a regular file" in result["daemon.sock"].error
+    (fifo_root,) = discover_studies(tmp_path / "pipe.nii.gz")  # given directly, still not opened
+    assert "named pipe" in fifo_root.problem
+
+
+def test_a_pseudonymous_symlink_keeps_its_own_name_as_the_study_id(tmp_path):
+    import numpy as np_
+
+    real = tmp_path / "archive" / "MRN123456"
+    _small_series(real)
+    np_.save(tmp_path / "archive" / "MRN654321.npy", np_.zeros((4, 5, 6), np_.int16))
+    exposed = tmp_path / "exposed"
+    exposed.mkdir()
+    (exposed / "pseudo_017").symlink_to(real, target_is_directory=True)
+    (exposed / "pseudo_018.npy").symlink_to(tmp_path / "archive" / "MRN654321.npy")
+    assert [s.study_id for s in discover_studies(exposed / "pseudo_017")] == ["pseudo_017"]
+    assert [s.study_id for s in discover_studies(exposed / "pseudo_018.npy")] == ["pseudo_018"]
+    found = discover_studies(exposed)
+    assert [s.study_id for s in found] == ["pseudo_017", "pseudo_018"]
+    assert "MRN" not in " ".join(s.input for s in found)
+    assert load_study(discover_studies(exposed / "pseudo_017")[0]).shape == (4, 16, 16)
+
+
+def test_copies_of_one_series_in_two_folders_are_two_studies(tmp_path):
+    import shutil as shutil_
+
+    _small_series(tmp_path / "site_a" / "ct")
+    shutil_.copytree(tmp_path / "site_a", tmp_path / "site_b")  # same SeriesInstanceUID
+    found = discover_studies(tmp_path)
+    assert [s.study_id for s in found] == ["site_a/ct", "site_b/ct"]
+    assert [len(s.paths) for s in found] == [4, 4]

@@ -7,6 +7,7 @@ The size limit is checked from the header before pixels are read.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,7 @@ def read_itk(path: Path, options: LoadOptions) -> RawImage:
         check_voxel_count(reader.GetSize(), path, options)
         image = reader.Execute()
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown ITK error"
-        raise StudyLoadError(f"cannot read image ({first_line})", path=path,
+        raise StudyLoadError(f"cannot read image ({_itk_reason(error)})", path=path,
                              hint="The file or its data file is damaged or missing; re-export it") from error
     warnings = []
     if image.GetDimension() == 4:
@@ -54,6 +54,20 @@ def read_itk(path: Path, options: LoadOptions) -> RawImage:
         array = array[None]
     return RawImage(array=array, affine=lps_to_ras(affine), source_format=FORMAT_BY_SUFFIX[_suffix(path)],
                     meta={"stored_dtype": str(array.dtype)}, warnings=warnings)
+
+
+def _itk_reason(error: RuntimeError) -> str:
+    """The sentence of an ITK exception that says what is wrong.
+
+    ITK messages run over several lines: where it was thrown, then
+    ``ITK ERROR: <object>(<address>): <reason>``, sometimes followed by
+    matrices. The reason is kept; without one, the last line.
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("ITK ERROR:"):
+            return re.sub(r"^ITK ERROR:\s*(\w+\(0x[0-9a-fA-F]+\):\s*)?", "", line)
+    return lines[-1] if lines else "unknown ITK error"
 
 
 def _affine_lps(image) -> np.ndarray:
