@@ -106,7 +106,7 @@ def _blocked(tmp_path) -> Path:
 
 def _one_line_failure(result, *texts):
     assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output  # click's exit, not a crash
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.output
     for text in texts:

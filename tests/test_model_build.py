@@ -196,3 +196,16 @@ def test_built_directory_and_files_follow_the_umask(components, tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in out.iterdir() if path.is_file()}
     assert modes and set(modes.values()) == {0o644}, modes
+
+
+def test_an_unwritable_out_is_one_line_before_the_build(components, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("components were loaded although --out cannot be written")
+
+    monkeypatch.setattr("omnict_cli.model.build.build_omnict", never)
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    vision, llm = components
+    result = CliRunner().invoke(main, ["build-model", "--vision", str(vision), "--llm", str(llm),
+                                       "--out", str(tmp_path / "blocker" / "omnict")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # click's exit, not a crash
+    assert "blocker/omnict: cannot be written" in result.output and "is a file, not a folder" in result.output

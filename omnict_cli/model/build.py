@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, logging
 
-from omnict_cli.atomic import apply_umask
+from omnict_cli.atomic import apply_umask, check_destination, output_error
 from omnict_cli.errors import OmnictError
 from omnict_cli.model.configuration_omnict import OmniCTConfig
 from omnict_cli.model.modeling_omnict import OmniCTForConditionalGeneration
@@ -115,9 +115,13 @@ def build_model_dir(vision_dir, llm_dir, out_dir, dtype: str = "float32", overwr
         raise ComponentError("already exists", path=out_dir, hint="Choose another --out or pass --overwrite")
     if dtype not in DTYPES:
         raise ComponentError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}", path=out_dir)
+    check_destination(out_dir, folder=True)  # before the minutes of loading and composing
     model, tokenizer = build_omnict(vision_dir, llm_dir, DTYPES[dtype], **config_overrides)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as error:
+        raise output_error(out_dir, error) from error
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -125,6 +129,8 @@ def build_model_dir(vision_dir, llm_dir, out_dir, dtype: str = "float32", overwr
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
+    except OSError as error:  # disk full: several GB of weights
+        raise output_error(out_dir, error) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return _summary(model, out_dir, len(special_tokens()), dtype)

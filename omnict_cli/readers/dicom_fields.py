@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import struct
 import warnings
 from pathlib import Path
 
@@ -155,6 +156,8 @@ def _shown(values) -> str:
 
 def describe_error(error: Exception) -> str:
     """``Type: message`` on one line, cut to a readable length."""
+    if isinstance(error, (struct.error, EOFError)):
+        return "the file ends inside a header element, or a length field is wrong: it is truncated or damaged"
     message = " ".join(str(error).split())
     if len(message) > 160:
         message = message[:157] + "..."
