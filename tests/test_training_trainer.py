@@ -18,7 +18,9 @@ from omnict_cli.training.dataset import BatchCollator, StudyDataset, prepare_exa
 from omnict_cli.training.rows import read_rows
 from omnict_cli.training.tensor_cache import TensorCache
 from omnict_cli.training.trainer import TrainError, answer_loss_sum, load_model, train
-from tests.test_training_data import phantom_set, tiny_model  # noqa: F401 (fixtures)
+from tests.test_training_data import one_torch_thread, phantom_set, tiny_model  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 MAX_LENGTH = 256
 

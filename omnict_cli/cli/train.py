@@ -89,6 +89,8 @@ def train(model_dir, out_dir, mask_cache_dir, quiet, **options):
         result = run_training(config, progress=not quiet)
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error
+    if not result.main_process:
+        return
     loss = "-" if result.final_loss is None else f"{result.final_loss:.4f}"
     left_out = f"; {len(result.problems)} rows or studies left out" if result.problems else ""
     stderr_console().print(f"trained {result.steps} steps ({result.epochs:g} epochs) on {result.rows} rows, "

@@ -60,6 +60,7 @@ class TrainResult:
         final_loss: the loss of the last step (None when no step ran).
         metrics_path: the run's ``metrics.jsonl``.
         rows: usable training rows; ``problems``: one line per row or study left out.
+        main_process: False in the other processes of a multi-process run (they should print nothing).
     """
 
     out_dir: Path
@@ -69,6 +70,7 @@ class TrainResult:
     metrics_path: Path
     rows: int = 0
     problems: list[str] = field(default_factory=list)
+    main_process: bool = True
 
 
 def train(config: TrainConfig, progress: bool = True, notify: Callable[[str], None] | None = None) -> TrainResult:
@@ -302,7 +304,8 @@ class _Run:
     def _result(self) -> TrainResult:
         return TrainResult(out_dir=self.config.out, steps=self.done,
                            epochs=round(self.done / self.plan.steps_per_epoch, 4), final_loss=self.last_loss,
-                           metrics_path=self.metrics.path, rows=len(self.examples), problems=list(self.problems))
+                           metrics_path=self.metrics.path, rows=len(self.examples), problems=list(self.problems),
+                           main_process=self.main)
 
 
 # ---- pieces usable on their own ----------------------------------------------------------
@@ -311,14 +314,17 @@ class _Run:
 def make_accelerator(config: TrainConfig):
     """An ``accelerate.Accelerator`` for the run: bf16 on a GPU that supports it, fp32 on CPU.
 
-    Under ``accelerate launch`` the launcher's settings (processes, DeepSpeed/FSDP, a mixed
-    precision given there) apply; ``mixed_precision`` other than "auto" overrides the precision.
+    Under ``accelerate launch`` (or ``torchrun``) the launcher's settings (processes, DeepSpeed/FSDP, a
+    mixed precision given there) apply; ``mixed_precision`` other than "auto" overrides the precision.
+    Several processes without a GPU train on CPU (DDP over gloo).
     """
     import os
 
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
+    # Launched as several processes (accelerate launch, torchrun) on a machine without a GPU: DDP over gloo on CPU.
+    cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     precision = config.mixed_precision
     if precision == "auto":
         if os.environ.get("ACCELERATE_MIXED_PRECISION"):
@@ -326,7 +332,7 @@ def make_accelerator(config: TrainConfig):
         else:
             precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     # find_unused_parameters: a batch of volumes only never touches the slice expert W_s, and vice versa.
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation,
+    return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation,
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
