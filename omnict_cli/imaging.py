@@ -50,6 +50,12 @@ def load_study(study: Study, options: LoadOptions = LoadOptions(), on_planes=Non
         raise permission_denied(error.filename or study.paths[0]) from error
     except IsADirectoryError as error:
         raise StudyLoadError("is a folder, not a file", path=study.paths[0]) from error
+    except FileNotFoundError as error:  # removed or moved between the walk and the load
+        raise StudyLoadError("the file is gone (removed or moved after the folder was walked)",
+                             path=error.filename or study.paths[0], hint="Run again when the folder is stable") from error
+    except OSError as error:  # EIO on a failing disk, a stale network share, ...
+        raise StudyLoadError(f"cannot read the file ({error.strerror or error})", path=error.filename or study.paths[0],
+                             hint="Check the disk or network share, then run again") from error
     volume = volume_from_raw(raw, study.paths[0])
     volume.warnings.extend(study.notes)
     return volume

@@ -98,14 +98,14 @@ def test_single_frame_dicoms_in_one_folder_are_named_by_file(tmp_path, testdata)
 # --------------------------------------------------------------------------- special files, links, copies (issue 12)
 
 
-def _small_series(folder, **options):
+def _small_series(folder, slices: int = 4, **options):
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
     from badinputs import dicom_test_volume, write_dicom_series
 
-    return write_dicom_series(folder, dicom_test_volume(4), **options)
+    return write_dicom_series(folder, dicom_test_volume(slices), **options)
 
 
 def test_fifo_and_socket_are_reported_without_being_opened(tmp_path):
@@ -165,3 +165,45 @@ def test_copies_of_one_series_in_two_folders_are_two_studies(tmp_path):
     found = discover_studies(tmp_path)
     assert [s.study_id for s in found] == ["site_a/ct", "site_b/ct"]
     assert [len(s.paths) for s in found] == [4, 4]
+
+
+@pytest.mark.parametrize("name", ["gone.npy", "gone.nii.gz", "gone.png", "gone.nrrd", "gone.dcm"])
+def test_a_file_removed_after_the_walk_is_one_line(tmp_path, name):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from badinputs import canonical_to_nifti, dicom_test_volume, write_dicom_series, write_nifti
+
+    from omnict_cli.inspection import summarize_study
+
+    volume = dicom_test_volume(4)
+    path = tmp_path / name
+    if name.endswith(".npy"):
+        np.save(path, volume)
+    elif name.endswith(".nii.gz"):
+        write_nifti(path, canonical_to_nifti(volume))
+    elif name.endswith(".png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    elif name.endswith(".nrrd"):
+        import SimpleITK as sitk
+
+        sitk.WriteImage(sitk.GetImageFromArray(volume), str(path))
+    else:
+        write_dicom_series(tmp_path, volume[:1], prefix="gone")[0].rename(path)
+    (study,) = discover_studies(tmp_path)
+    path.unlink()
+    summary = summarize_study(study)
+    assert summary.error == (f"{path}: the file is gone (removed or moved after the folder was walked). "
+                             "Run again when the folder is stable")
+
+
+def test_a_slice_removed_after_the_walk_is_left_out_of_its_series(tmp_path):
+    from omnict_cli.inspection import summarize_study
+
+    paths = _small_series(tmp_path / "series", slices=6)
+    (study,) = discover_studies(tmp_path)
+    paths[1].unlink()
+    summary = summarize_study(study)
+    assert summary.shape == [6, 16, 16]  # the gap filled
+    assert "left out slice0001.dcm: the file is gone (removed after the folder was walked)" in summary.warnings

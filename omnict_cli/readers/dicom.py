@@ -217,6 +217,11 @@ def _read_datasets(paths):
                 raise
             first_error = first_error or error
             warnings.append(f"left out {path.name}: {error.message}")
+        except FileNotFoundError:
+            if len(paths) == 1:
+                raise  # the loader names a vanished file
+            first_error = first_error or StudyLoadError("the file is gone", path=path, hint="Re-export the series")
+            warnings.append(f"left out {path.name}: the file is gone (removed after the folder was walked)")
     if not datasets:
         raise StudyLoadError(f"no readable DICOM file in the series (first: {first_error.message})",
                              path=paths[0].parent, hint=first_error.hint or "Re-export the series")

@@ -63,8 +63,8 @@ def read_dataset(path: Path, *, header_only: bool = False, force: bool = True):
             return pydicom.dcmread(path, force=force, **options)
     except PermissionError as error:  # an OSError, but not damage: say what to do about it
         raise permission_denied(path) from error
-    except MemoryError:
-        raise
+    except (FileNotFoundError, MemoryError):
+        raise  # not damage: the loader names a vanished file
     except Exception as error:  # pydicom raises a dozen types on damaged bytes; all mean "unreadable"
         raise StudyLoadError(f"cannot read DICOM ({describe_error(error)})", path=path, hint=DAMAGED_HINT) from error
 

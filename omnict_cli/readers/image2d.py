@@ -32,8 +32,8 @@ def read_picture(path: Path, options: LoadOptions) -> RawImage:
                 warnings.append(f"{picture.n_frames} pages/frames: used the first")
             picture.load()
             pixels, intensity = _grey_pixels(picture, warnings)
-    except PermissionError:
-        raise  # an OSError, but not damage: the loader reports it as "permission denied"
+    except (PermissionError, FileNotFoundError):
+        raise  # OSErrors, but not damage: the loader reports it as "permission denied"
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise StudyLoadError(f"picture is over Pillow's decompression-bomb limit ({' '.join(str(error).split())})",
                              path=path, hint="A CT slice is about 512x512 pixels; downscale the picture, or save "

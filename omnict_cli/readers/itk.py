@@ -28,7 +28,7 @@ def read_itk(path: Path, options: LoadOptions) -> RawImage:
     try:
         with open(path, "rb"):
             pass
-    except PermissionError:
+    except (PermissionError, FileNotFoundError):
         raise
     except OSError:
         pass

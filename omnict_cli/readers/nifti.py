@@ -101,8 +101,8 @@ def read_nifti(path: Path, options: LoadOptions, on_planes=None) -> RawImage:
             stream.seek(int(header.get_data_offset()))
             report = None if on_planes is None else partial(_report_progress, on_planes, header)
             stored = _read_voxel_block(stream, shape, header.get_data_dtype(), path, report)
-    except (StudyLoadError, PermissionError):
-        raise  # PermissionError is an OSError but not damage; the loader names it
+    except (StudyLoadError, PermissionError, FileNotFoundError):
+        raise  # OSErrors, but not damage; the loader names them
     except _DECODE_ERRORS as error:
         raise StudyLoadError(f"cannot read NIfTI data ({type(error).__name__}: {error})", path=path,
                              hint="The file is damaged or truncated; re-export or re-download it") from error

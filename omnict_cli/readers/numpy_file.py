@@ -24,8 +24,8 @@ def read_npy(path: Path, options: LoadOptions) -> RawImage:
         lazy = np.load(path, mmap_mode="r", allow_pickle=False)
         check_voxel_count(lazy.shape, path, options)
         array = np.array(lazy)
-    except PermissionError:
-        raise  # an OSError, but not damage: the loader reports it as "permission denied"
+    except (PermissionError, FileNotFoundError):
+        raise  # OSErrors, but not damage: the loader reports it as "permission denied"
     except ValueError as error:
         raise StudyLoadError(f"cannot read .npy ({error})", path=path,
                              hint="Save a plain numeric array with numpy.save (object arrays are refused)") from error
