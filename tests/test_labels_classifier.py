@@ -122,12 +122,13 @@ def test_load_of_save_gives_identical_probabilities(model, saved, unseen, tmp_pa
 
 def test_file_holds_vocabularies_parameters_and_metadata_as_plain_json(saved):
     document = json.loads(saved.read_text())
-    assert document["format"] == "omnict-report-classifier" and document["version"] == 1
+    assert document["format"] == "omnict-report-classifier" and document["version"] == 2
     payload = document["payload"]
     word, char = payload["vectorizers"]["word"], payload["vectorizers"]["char"]
     assert word["params"]["analyzer"] == "word" and word["params"]["ngram_range"] == [1, 2]
     assert char["params"]["analyzer"] == "char_wb" and char["params"]["ngram_range"] == [3, 5]
     assert word["params"]["sublinear_tf"] is True and word["params"]["norm"] == "l2"
+    assert word["params"]["token_pattern"] == "words-of-2-or-more-characters"  # a name, never a regex
     assert "effusion" in word["terms"]
     assert payload["linear"]["coef"]["shape"] == [18, len(word["terms"]) + len(char["terms"]) + 54]
     assert payload["metadata"]["n_reports"] == N_TRAIN
@@ -158,6 +159,10 @@ def _set_array(entry, values):
     (lambda d: d["payload"]["vectorizers"]["word"]["terms"].pop(), True, "shape"),
     (lambda d: d["payload"]["vectorizers"]["char"]["params"].update(analyzer="char"), True, "analyzer 'char'"),
     (lambda d: d["payload"]["vectorizers"]["word"]["params"].update(token_pattern="(("), True, "token_pattern"),
+    (lambda d: d["payload"]["vectorizers"]["word"]["params"].update(token_pattern=r"(a+)+$"), True,
+     "not one of the named patterns"),
+    (lambda d: d["payload"]["vectorizers"]["word"]["params"].update(token_pattern=["x"]), True,
+     "not one of the named patterns"),
     (lambda d: d.update(payload=[1, 2]), True, "no payload object"),
 ])
 def test_damaged_files_are_refused_naming_the_file(saved, tmp_path, edit, rehash, message):
@@ -167,6 +172,39 @@ def test_damaged_files_are_refused_naming_the_file(saved, tmp_path, edit, rehash
     with pytest.raises(ClassifierFileError, match=message) as caught:
         ReportClassifier.load(damaged)
     assert str(damaged) in str(caught.value)
+
+
+def _as_version_1(document, word_pattern):
+    """The document as omnict's version 1 wrote it: the token pattern as a regular expression."""
+    document["version"] = 1
+    for entry in document["payload"]["vectorizers"].values():
+        entry["params"]["token_pattern"] = r"(?u)\b\w\w+\b"
+    document["payload"]["vectorizers"]["word"]["params"]["token_pattern"] = word_pattern
+
+
+def test_version_1_files_load_only_with_a_known_token_pattern(saved, unseen, tmp_path):
+    texts, _ = unseen
+    old = tmp_path / "v1.json"
+    old.write_bytes(saved.read_bytes())
+    _rewrite(old, lambda d: _as_version_1(d, r"(?u)\b\w\w+\b"))
+    assert np.array_equal(ReportClassifier.load(old).predict_proba(texts), ReportClassifier.load(saved).predict_proba(texts))
+    _rewrite(old, lambda d: _as_version_1(d, r"(?u)\b(\w+\s?)+\b"))  # catastrophic on long words
+    with pytest.raises(ClassifierFileError, match="is not one of the named patterns") as caught:
+        ReportClassifier.load(old)
+    assert str(old) in str(caught.value)
+
+
+def test_a_huge_report_is_truncated_with_a_warning_not_gigabytes(model, caplog):
+    import resource
+
+    text = "Minimal pleural effusion on the right. " * 200_000  # 7.8 MB
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with caplog.at_level("WARNING", logger="omnict_cli.labels.report_size"):
+        probabilities = model.predict_proba([text])
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert probabilities[0, CTRATE_ABNORMALITIES.index("Pleural effusion")] > 0.5
+    assert "7,800,000 characters is longer than the labeler's limit of 1,048,576" in caplog.text
+    assert grown_mb < 600, f"predict grew the process by {grown_mb:.0f} MB"
 
 
 def test_non_finite_json_literal_is_refused(saved, tmp_path):

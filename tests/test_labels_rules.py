@@ -404,3 +404,41 @@ def test_a_stated_node_size_of_ten_millimetres_or_more_is_lymphadenopathy(senten
 ])
 def test_pericardial_thickening_effusion_in_either_order(sentence, expected):
     assert label_report(sentence).vector()["Pericardial effusion"] == expected
+
+
+# --------------------------------------------------------------------------
+# Long texts: linear time, a documented size limit
+# --------------------------------------------------------------------------
+
+def test_a_one_megabyte_report_is_labelled_in_under_five_cpu_seconds():
+    import time
+
+    sentence = ("No pleural effusion was detected. Lymph nodes up to 8 mm in the mediastinum. "
+                "Consolidation is seen in the right lower lobe, but no nodule. ")
+    text = (sentence * (1_000_000 // len(sentence) + 1))[:1_000_000]
+    started = time.process_time()
+    result = label_report(text)
+    seconds = time.process_time() - started
+    assert seconds < 5, f"1 MB took {seconds:.1f} CPU-s (was quadratic: 20 KB took 10 s)"
+    assert result.vector()["Consolidation"] == 1 and result.state("Pleural effusion") == "negative"
+
+
+@pytest.mark.parametrize("unit", ["a", "nodul", "calcif", "e.g. ", "no ", "?", "lymph node, "])
+def test_long_unbroken_text_of_any_shape_is_fast(unit):
+    import time
+
+    text = unit * (200_000 // len(unit))
+    started = time.process_time()
+    label_report(text)
+    assert time.process_time() - started < 2.5
+
+
+def test_a_report_above_the_size_limit_is_truncated_with_a_warning(monkeypatch, caplog):
+    from omnict_cli.labels import report_size
+
+    monkeypatch.setattr(report_size, "MAX_REPORT_CHARS", 1000)
+    text = "No pleural effusion. " * 60 + "Large right pleural effusion."  # the finding lies past the limit
+    with caplog.at_level("WARNING", logger="omnict_cli.labels.report_size"):
+        result = label_report(text)
+    assert result.state("Pleural effusion") == "negative"
+    assert "a report of 1,289 characters is longer than the labeler's limit of 1,000 characters" in caplog.text

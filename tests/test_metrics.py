@@ -486,6 +486,21 @@ def test_bootstrap_rejects_bad_settings():
         accuracy_ci(np.array([]))
     with pytest.raises(OmnictError, match="confidence must be between 0 and 1"):
         accuracy_ci(np.ones(5), confidence=95)
+    with pytest.raises(OmnictError, match=r"10,000,000 bootstrap resamples is more than the cap of 100,000"):
+        macro_f1_ci(np.ones((5, 3)), np.ones((5, 3)), n_resamples=10_000_000)
+    with pytest.raises(OmnictError, match="cap of 100,000"):
+        accuracy_ci(np.ones(5), n_resamples=100_001)
+
+
+def test_resamples_drawn_in_blocks_equal_one_draw(monkeypatch):
+    from omnict_cli.metrics import bootstrap
+
+    truth, predicted = _label_matrices(50, seed=7)
+    whole = bootstrap.resample_indices(50, 300, seed=2)
+    interval = macro_f1_ci(truth, predicted, n_resamples=300, seed=2)
+    monkeypatch.setattr(bootstrap, "BLOCK_ELEMENTS", 50 * 7)  # blocks of 7 resamples
+    assert np.array_equal(bootstrap.resample_indices(50, 300, seed=2), whole)
+    assert macro_f1_ci(truth, predicted, n_resamples=300, seed=2) == interval
 
 
 # --------------------------------------------------------------------------- BERTScore

@@ -383,6 +383,128 @@ HEDGED_IMPRESSIONS_B = (
 )
 
 # --------------------------------------------------------------------------
+# Bank C: written for issue 12 after the rules learned CT-RATE's label conventions, in CT-RATE's own
+# Turkish-English style ("was observed", "in favor of", "sequelae"). Each convention has several
+# sentences here worded apart from the training corpus's CONVENTION_SENTENCES; the labels follow the
+# conventions: nodes with a size or count at a station are lymphadenopathy, CTO increased is
+# cardiomegaly, fibroatelectasis is fibrotic sequela (not atelectasis), nodular infiltrates /
+# reticulonodular / acinonodular / nodular consolidation / extrapulmonary nodules are not lung nodules,
+# and effusion in a hemithorax or "both lungs" is pleural effusion.
+# --------------------------------------------------------------------------
+
+AIRWAYS_C = (
+    S("Trachea and lumen of both main bronchi are open."),
+    S("No occlusive pathology was detected in the trachea and both main bronchi."),
+    S("Peribronchial thickening was observed in both lower lobes.", (PBT,)),
+    S("Cylindrical bronchiectasis was observed in the lower lobe of the right lung.", (BRE,)),
+    S("There is no bronchiectasis or peribronchial thickening.", (), (BRE, PBT)),
+    S("Bronchial wall thickening and bronchiectatic changes were noted in the middle lobe.", (PBT, BRE)),
+)
+
+HEART_C = (
+    S("CTO was increased in favor of the heart.", (CM,)),
+    S("The heart is larger than normal; pericardial effusion was not observed.", (CM,), (PE,)),
+    S("Heart contour and size are natural; no pericardial thickening-effusion was detected.", (), (CM, PE)),
+    S("The cardiothoracic index increased in favour of the heart and a minimal pericardial effusion was seen.",
+      (CM, PE)),
+    S("CTO is within normal limits.", (), (CM,)),
+    S("Heart sizes increased; pericardial effusion reaching 12 mm in its thickest part was observed.", (CM, PE)),
+    S("The heart size is normal.", (), (CM,)),
+)
+
+VESSELS_C = (
+    S("Calcific atherosclerotic plaques were observed in the aortic arch.", (AWC,)),
+    S("Calcified plaques were noted in the walls of the LAD and RCA.", (CAC,)),
+    S("The calibration of the thoracic main vascular structures is natural, no calcification was observed.", (),
+      (AWC,)),
+    S("Atherosclerotic changes were seen in the thoracic aorta and coronary arteries.", (AWC, CAC)),
+    S("Coronary arteries show no calcific plaque.", (), (CAC,)),
+)
+
+NODES_C = (
+    S("Lymph nodes with a short axis of up to 7 mm were observed in the prevascular and paratracheal areas.", (LAP,)),
+    S("Multiple lymph nodes were observed in the prevascular, lower paratracheal and subcarinal stations.", (LAP,)),
+    S("In the mediastinum, lymph nodes were seen, the largest of which was 14x6 mm in the subcarinal area.", (LAP,)),
+    S("A few lymph nodes reaching 9 mm in short axis were noted in the bilateral hilar regions.", (LAP,)),
+    S("No lymph node in pathological size and appearance was detected in the mediastinum and hilar regions.", (),
+      (LAP,)),
+    S("Several lymph nodes, the largest 11 mm, were seen in the left axillary region.", (LAP,)),
+    S("Mediastinal and hilar lymph nodes were not enlarged.", (), (LAP,)),
+    S("A lymph node measuring 1.3 cm was seen in the aorto-pulmonary window.", (LAP,)),
+    S("Calcified lymph nodes were noted in the mediastinum."),
+)
+
+ESOPHAGUS_C = (
+    S("Thoracic esophagus calibration was normal and no significant pathological wall thickening was detected."),
+    S("A sliding type hiatal hernia was observed at the lower end of the esophagus.", (HH,)),
+    S("No hiatal hernia was detected.", (), (HH,)),
+    S("Hiatal hernia is observed.", (HH,)),
+)
+
+LUNG_POSITIVES_C = (
+    S("Fibroatelectasis was observed in the lingular segment of the left lung upper lobe.", (FIB,)),
+    S("Fibroatelectatic sequelae were noted in the basal segments of both lower lobes.", (FIB,)),
+    S("Band atelectasis-sequelae changes were observed in the middle lobe of the right lung.", (FIB,)),
+    S("Subsegmental atelectasis was observed in the posterobasal segment of the left lower lobe.", (ATE,)),
+    S("Nodular infiltrates were seen in the upper lobe of the right lung.", (OPA,)),
+    S("Reticulonodular density increases were observed in both lungs.", (OPA,)),
+    S("Acinonodular opacities were noted in the apicoposterior segment of the left upper lobe.", (OPA,)),
+    S("Nodular consolidation was observed in the superior segment of the right lower lobe.", (CON,)),
+    S("A 5 mm nonspecific nodule was observed in the lateral segment of the middle lobe.", (NOD,)),
+    S("Millimetric nodules were observed in both lungs.", (NOD,)),
+    S("Ground glass densities were observed in the peripheral areas of both lungs.", (OPA,)),
+    S("Centriacinar emphysematous changes were noted in both upper lobes.", (EMP,)),
+    S("Mosaic attenuation pattern was observed in both lungs.", (MOS,)),
+    S("Interlobular septal thickenings accompanied by ground glass areas were observed in the lower lobes.",
+      (IST, OPA)),
+    S("Consolidation with air bronchograms was observed in the lower lobe of the left lung.", (CON,)),
+    S("Linear atelectasis was observed in the middle lobe of the right lung.", (ATE,)),
+    S("Sequelae fibrotic parenchymal bands were observed in both upper lobes.", (FIB,)),
+)
+
+LUNG_OTHERS_C = (
+    S("No mass or nodule with a space-occupying character was detected in either lung.", (), (NOD,)),
+    S("No infiltration or consolidation was detected in the lung parenchyma.", (), (OPA, CON)),
+    S("Aeration of both lungs is normal."),
+    S("No active infiltration was observed in the lungs.", (), (OPA,)),
+    S("Emphysema was not observed.", (), (EMP,)),
+    S("Atelectasis cannot be excluded in the dependent areas of the lower lobes.", (), (ATE,)),
+)
+
+PLEURA_C = (
+    S("Effusion was observed in the right hemithorax.", (PLE,)),
+    S("Effusions were observed in both lungs, reaching 2 cm on the left.", (PLE,)),
+    S("Smear-like effusion was noted in the left hemithorax.", (PLE,)),
+    S("No effusion was detected in the pleural or pericardial cavity.", (), (PLE, PE)),
+    S("Pleural effusion-thickening was not detected.", (), (PLE,)),
+    S("Minimal effusion was seen in the left hemithorax with compressive atelectasis.", (PLE, ATE)),
+)
+
+DEVICES_C = (
+    S("Port catheter was observed in the right subclavian region.", (MM,)),
+    S("Sternotomy wires and mediastinal clips are seen after CABG.", (MM,)),
+    S("There is no medical material in the thorax.", (), (MM,)),
+)
+
+OTHER_C = (
+    S("A subcutaneous nodular lesion of 11 mm was observed in the left anterior chest wall."),
+    S("A nodular lesion in the right kidney upper pole was partially included in the sections."),
+    S("No lytic-destructive lesion was detected in the bone structures within the sections."),
+    S("Upper abdominal organs included in the sections are natural."),
+    S("A 9 mm hypodense nodule was observed in the right thyroid lobe."),
+)
+
+IMPRESSION_ONLY_C = (
+    S("CTO increased.", (CM,)), S("Fibroatelectatic sequelae.", (FIB,)), S("Left-sided effusion.", (PLE,)),
+    S("Mediastinal lymph nodes up to 9 mm.", (LAP,)),
+)
+NORMAL_IMPRESSIONS_C = ("No significant pathology was detected.", "Thorax CT findings are within normal limits.")
+HEDGED_IMPRESSIONS_C = (
+    S("Findings may be compatible with early infection; consolidation cannot be excluded.", (), (CON,)),
+    S("Nodular infiltrates, possibly infectious.", (OPA,)),
+)
+
+# --------------------------------------------------------------------------
 # Assembling reports
 # --------------------------------------------------------------------------
 
@@ -403,8 +525,17 @@ BANKS_B = Banks(
     headings={"airways": "Airways", "devices": "Lines and devices", "heart": "Heart", "vessels": "Vessels",
               "nodes": "Mediastinum", "esophagus": "Oesophagus", "lungs": "Lungs", "pleura": "Pleura",
               "other": "Other"})
-PARTS = (("a", BANKS_A, 160), ("b", BANKS_B, 100))
-"""(name part, sentence banks, number of reports): part a was used during development, part b never."""
+BANKS_C = Banks(
+    regions=(("airways", AIRWAYS_C), ("devices", DEVICES_C), ("heart", HEART_C), ("vessels", VESSELS_C),
+             ("nodes", NODES_C), ("esophagus", ESOPHAGUS_C), ("pleura", PLEURA_C), ("other", OTHER_C)),
+    lung_positives=LUNG_POSITIVES_C, lung_others=LUNG_OTHERS_C, impression_only=IMPRESSION_ONLY_C,
+    normal_impressions=NORMAL_IMPRESSIONS_C, hedged=HEDGED_IMPRESSIONS_C,
+    headings={"airways": "Trachea-bronchi", "devices": "Devices", "heart": "Heart", "vessels": "Vascular",
+              "nodes": "Lymph nodes", "esophagus": "Esophagus", "lungs": "Lungs", "pleura": "Pleura",
+              "other": "Other"})
+PARTS = (("a", BANKS_A, 160), ("b", BANKS_B, 100), ("c", BANKS_C, 100))
+"""(name part, sentence banks, number of reports): part a was used during development, part b never;
+part c was written with the CT-RATE conventions of issue 12 (after the rules learned them)."""
 
 
 def _pick(rng, bank):

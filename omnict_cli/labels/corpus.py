@@ -14,8 +14,13 @@ class is 1 when any sentence states it present (including "consistent with"
 and "compatible with"); hedged classes ("possible", "cannot be excluded") and
 negated or unmentioned ones are 0.
 
-Phrasing comes from this module's banks plus the phantom report writer's
-negation and normal-structure banks; everything is drawn from one
+Since the CT-RATE conventions of issue 12 the corpus also writes them
+(lymph nodes with a size or count at a station, "CTO increased in favour of
+the heart", "fibroatelectatic sequelae", "nodular infiltrates", "effusion in
+the right hemithorax"; see :data:`CONVENTION_SENTENCES`). All phrasing
+comes from this module's own banks: it does not import the phantom package,
+so the labeler is not tied to the synthetic reports it is later asked to
+judge. Everything is drawn from one
 ``numpy.random.default_rng([seed, index])`` per report, so report ``i`` of a
 seed is the same however many are generated.
 """
@@ -24,9 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
+from omnict_cli.labels.classes import CLASS_REGION, CTRATE_ABNORMALITIES, FINDINGS_REGIONS
 from omnict_cli.labels.ctrate_io import LabelledReport
-from omnict_cli.phantom.reports import CLASS_GROUP, NEGATIVE_TEMPLATES, NORMAL_SENTENCES, SECTION_GROUPS
 
 # --------------------------------------------------------------------------
 # Banks: (noun phrase, verb) per class, so sentences agree in number
@@ -138,6 +142,9 @@ COORDINATED_FRAMES = ("No {nouns} was detected.", "{Nouns} were not observed.", 
 
 HARD_NEGATIVES = {
     "Lung nodule": ("No new nodule was detected in either lung.",
+                    "Reticulonodular densities are seen in both lower lobes.",
+                    "A subcutaneous nodular lesion is seen in the right chest wall.",
+                    "A nodular lesion in the left kidney is partially included in the sections.",
                     "A 9 mm hypodense nodule is seen in the left thyroid lobe.",
                     "A nodular lesion in the right adrenal gland is noted."),
     "Emphysema": ("Subcutaneous emphysema is seen in the left chest wall.",),
@@ -156,6 +163,76 @@ HARD_NEGATIVES = {
 }
 """Sentences that use a class's words without stating it (label 0)."""
 
+NEGATED_SENTENCES = {
+    "Medical material": ("No device or postoperative material was seen in the thorax.",
+                         "There is no catheter, stent or other medical material."),
+    "Arterial wall calcification": ("The thoracic aorta shows no calcified plaque.",
+                                    "No atherosclerotic calcification was seen in the aortic wall."),
+    "Cardiomegaly": ("Heart dimensions are within normal limits.", "CTO is within normal limits.",
+                     "The heart is of normal size."),
+    "Pericardial effusion": ("No effusion was seen in the pericardial space.",
+                             "Pericardial thickening-effusion was not detected."),
+    "Coronary artery wall calcification": ("The coronary arteries are free of calcification.",
+                                           "No calcified plaque was seen in the coronary arteries."),
+    "Hiatal hernia": ("The hiatus is of normal width and no hernia was seen.", "Hiatal hernia was not detected."),
+    "Lymphadenopathy": ("No lymph node of pathological size or appearance was detected in the mediastinum "
+                        "or hilar regions.", "Mediastinal and hilar lymph nodes are not enlarged.",
+                        "No pathologically enlarged lymph node was seen in the axillary regions."),
+    "Emphysema": ("No emphysematous area was seen in either lung.", "Emphysema was not detected."),
+    "Atelectasis": ("No atelectatic area was seen.", "Both lungs are expanded, without atelectasis."),
+    "Lung nodule": ("No nodular lesion was detected in the lung parenchyma.",
+                    "No mass or nodule was seen in either lung."),
+    "Lung opacity": ("No density increase was seen in the lung parenchyma.",
+                     "Ground-glass densities were not detected."),
+    "Pulmonary fibrotic sequela": ("No sequela change was seen in the lungs.", "No parenchymal band or scar was seen."),
+    "Mosaic attenuation pattern": ("Lung attenuation is homogeneous, without mosaic areas.",
+                                   "Mosaic attenuation was not detected."),
+    "Peribronchial thickening": ("The bronchial walls are not thickened.", "No peribronchial thickening was seen."),
+    "Consolidation": ("No consolidative area was seen in either lung.", "Consolidation was not detected."),
+    "Bronchiectasis": ("The bronchi are of normal calibre and no bronchiectasis was seen.",
+                       "Bronchiectatic changes were not detected."),
+    "Interlobular septal thickening": ("The interlobular septa are of normal thickness.",
+                                       "Septal thickening was not detected."),
+    "Pleural effusion": ("No effusion was seen in the pleural spaces.", "The costophrenic sinuses are open.",
+                         "No effusion was detected in either hemithorax."),
+}
+"""Whole sentences that negate one class (used alongside the NEGATIVE_FRAMES)."""
+
+NORMAL_STRUCTURES = {
+    "trachea": ("The trachea and both main bronchi are patent.", "Trachea and main bronchi are of normal calibre.",
+                "Trachea is in the midline and its lumen is open."),
+    "abdomen": ("The upper abdominal organs in the sections are unremarkable.",
+                "No pathology was seen in the upper abdominal sections.",
+                "The liver and spleen in the sections are of normal size."),
+    "bones": ("No lytic or destructive lesion was seen in the bones in the sections.",
+              "Degenerative changes are seen in the thoracic spine.",
+              "Bone structures in the sections are unremarkable."),
+}
+"""Sentences about normal structures that state no CT-RATE class."""
+
+CONVENTION_SENTENCES = {
+    "Lymphadenopathy": ("Lymph nodes with a short axis reaching 8 mm are seen in the prevascular area.",
+                        "Several lymph nodes are present in the paratracheal and subcarinal stations, "
+                        "the largest 12x7 mm.",
+                        "Multiple lymph nodes were observed in the bilateral hilar regions.",
+                        "A few lymph nodes measuring up to 6 mm are seen in the mediastinum.",
+                        "A lymph node of 9x5 mm is present in the right axilla."),
+    "Cardiomegaly": ("CTO has increased in favour of the heart.", "The heart appears larger than normal.",
+                     "The cardiothoracic ratio is increased in favour of the heart."),
+    "Pulmonary fibrotic sequela": ("Fibroatelectatic sequelae are seen in the lingula.",
+                                   "Band atelectasis-sequelae changes are observed in the left lower lobe.",
+                                   "Fibroatelectasis is present in the middle lobe.",
+                                   "Fibro-atelectatic bands are seen at both lung bases."),
+    "Pleural effusion": ("Effusion is seen in the left hemithorax.",
+                         "Smear-like effusion is observed in the right hemithorax.",
+                         "Effusions are present in both lungs, more on the right.",
+                         "Smear-like effusion is seen in both hemithoraces."),
+    "Lung opacity": ("Nodular infiltrates are observed in the right lower lobe.",
+                     "Acinonodular densities with ground glass are seen in the left upper lobe."),
+    "Consolidation": ("Nodular consolidation is seen in the posterobasal segment of the left lower lobe.",),
+}
+"""How CT-RATE's labels read some phrasings (issue 12): each sentence states its key class and no other."""
+
 NORMAL_IMPRESSIONS = ("No significant pathological findings.", "Chest CT within normal limits.",
                       "No acute cardiopulmonary pathology.")
 
@@ -171,7 +248,7 @@ def _pick(rng: np.random.Generator, options):
 def _fill(frame: str, rng: np.random.Generator, label: str, noun=None, noun2=None) -> str:
     """One frame filled for ``label``; capitalised slots ({Noun}, {Sev}) start the sentence."""
     phrase, verb = noun or _pick(rng, NOUNS[label])
-    place = _pick(rng, PLACES[CLASS_GROUP[label]]) if CLASS_GROUP[label] in PLACES else ""
+    place = _pick(rng, PLACES[CLASS_REGION[label]]) if CLASS_REGION[label] in PLACES else ""
     has_article = phrase.startswith(("a ", "an "))
     sev = "" if label in _UNGRADED or has_article else _pick(rng, SEVERITIES)
     if has_article and frame in HEDGE_FRAMES:  # "Possible enlarged heart", not "Possible an enlarged heart"
@@ -208,7 +285,7 @@ def _negations(labels: list[str], rng: np.random.Generator) -> list[tuple[str, s
     """(group, sentence) negations; classes of a group are sometimes negated together in one sentence."""
     sentences, by_group = [], {}
     for label in labels:
-        by_group.setdefault(CLASS_GROUP[label], []).append(label)
+        by_group.setdefault(CLASS_REGION[label], []).append(label)
     for group, members in by_group.items():
         while members:
             take = min(len(members), int(rng.integers(1, 4))) if rng.random() < 0.4 else 1
@@ -219,7 +296,7 @@ def _negations(labels: list[str], rng: np.random.Generator) -> list[tuple[str, s
                 frame = _pick(rng, COORDINATED_FRAMES)
                 text = frame.format(nouns=listed, Nouns=listed[:1].upper() + listed[1:])
             elif rng.random() < 0.5:
-                text = _pick(rng, NEGATIVE_TEMPLATES[chosen[0]])
+                text = _pick(rng, NEGATED_SENTENCES[chosen[0]])
             else:
                 noun = NEGATED_NOUNS[chosen[0]]
                 text = _pick(rng, NEGATIVE_FRAMES).format(noun=noun, Noun=noun[:1].upper() + noun[1:])
@@ -229,16 +306,18 @@ def _negations(labels: list[str], rng: np.random.Generator) -> list[tuple[str, s
 
 def _positives(labels: list[str], rng: np.random.Generator) -> list[tuple[str, str]]:
     """(group, sentence) positives; two lung findings are sometimes stated in one sentence."""
-    sentences, lungs = [], [label for label in labels if CLASS_GROUP[label] == "lungs"]
+    sentences, lungs = [], [label for label in labels if CLASS_REGION[label] == "lungs"]
     paired = set()
     if len(lungs) >= 2 and rng.random() < 0.4:
         first, second = lungs[0], lungs[1]
         paired = {first, second}
         sentences.append(("lungs", _fill(_pick(rng, PAIR_FRAMES), rng, first, noun2=_pick(rng, NOUNS[second]))))
     for label in labels:
-        if label not in paired:
-            frames = POSITIVE_FRAMES + (LUNG_FRAMES if CLASS_GROUP[label] == "lungs" else ())
-            sentences.append((CLASS_GROUP[label], _fill(_pick(rng, frames), rng, label)))
+        if label in CONVENTION_SENTENCES and rng.random() < 0.35:
+            sentences.append((CLASS_REGION[label], _pick(rng, CONVENTION_SENTENCES[label])))
+        elif label not in paired:
+            frames = POSITIVE_FRAMES + (LUNG_FRAMES if CLASS_REGION[label] == "lungs" else ())
+            sentences.append((CLASS_REGION[label], _fill(_pick(rng, frames), rng, label)))
     return sentences
 
 
@@ -262,12 +341,12 @@ def corpus_report(seed: int, index: int) -> LabelledReport:
     in_impression_only = [label for label in positive if rng.random() < 0.12]
     hedged = [label for label in CTRATE_ABNORMALITIES if states[label] == "uncertain"]
     tagged = _positives([label for label in positive if label not in in_impression_only], rng)
-    tagged += [(CLASS_GROUP[label], _fill(_pick(rng, HEDGE_FRAMES), rng, label)) for label in hedged]
+    tagged += [(CLASS_REGION[label], _fill(_pick(rng, HEDGE_FRAMES), rng, label)) for label in hedged]
     tagged += _negations([label for label in CTRATE_ABNORMALITIES if states[label] == "negative"], rng)
-    tagged += [(CLASS_GROUP[label], _pick(rng, sentences)) for label, sentences in HARD_NEGATIVES.items()
+    tagged += [(CLASS_REGION[label], _pick(rng, sentences)) for label, sentences in HARD_NEGATIVES.items()
                if states[label] != "positive" and rng.random() < 0.12]
-    tagged += [(group, _pick(rng, NORMAL_SENTENCES[group])) for group in ("trachea", "abdomen", "bones")]
-    order = {group: i for i, group in enumerate(SECTION_GROUPS)}
+    tagged += [(group, _pick(rng, NORMAL_STRUCTURES[group])) for group in ("trachea", "abdomen", "bones")]
+    order = {group: i for i, group in enumerate(FINDINGS_REGIONS)}
     shuffled = [tagged[i] for i in rng.permutation(len(tagged))]
     findings = " ".join(text for _, text in sorted(shuffled, key=lambda item: order[item[0]]))
     labels = {label: int(states[label] == "positive") for label in CTRATE_ABNORMALITIES}
@@ -281,4 +360,4 @@ def training_corpus(n: int, seed: int = 0) -> list[LabelledReport]:
     return [corpus_report(seed, index) for index in range(n)]
 
 
-__all__ = ["training_corpus", "corpus_report", "NOUNS", "NEGATED_NOUNS", "HARD_NEGATIVES"]
+__all__ = ["training_corpus", "corpus_report", "NOUNS", "NEGATED_NOUNS", "HARD_NEGATIVES", "CONVENTION_SENTENCES"]

@@ -135,7 +135,7 @@ FINDING_TERMS = {
         # CT-RATE writes pleural effusion without "pleural": "effusion in the right hemithorax",
         # "effusions in both lungs", "smear-like effusion"
         r"(?<!pericardial )(?<!pericardial-)effusions?\b" + _gap(40) + r"\b(?:in|within|on|at|of) (?:the )?"
-        r"(?:(?:right|left|both|bilateral)\s+)?(?:hemithora\w*|lungs?\b|thora\w*|lung bases|bases\b|sides\b)",
+        r"(?:(?:right|left|both|bilateral|either)\s+)?(?:hemithora\w*|lungs?\b|thora\w*|lung bases|bases\b|sides\b)",
         r"hemithora\w* effusions?", r"smear[\s-]?like (?:\w+ )?effusions?"),
     "Mosaic attenuation pattern": (r"mosaic\w*",),
     "Peribronchial thickening": (
@@ -694,7 +694,7 @@ def label_report(findings: str, impression: str = "") -> RuleResult:
     A text longer than :data:`~omnict_cli.labels.report_size.MAX_REPORT_CHARS`
     is read up to that limit, with a warning.
     """
-    findings, impression = within_size_limit(findings), within_size_limit(impression)
+    findings, impression = (_break_long_words(within_size_limit(text)) for text in (findings, impression))
     found_findings, found_impression = split_sections(findings)
     sections = (("findings", found_findings), ("impression", _join(found_impression, impression)))
     mentions = []
@@ -703,6 +703,20 @@ def label_report(findings: str, impression: str = "") -> RuleResult:
         for sentence, candidates in zip(sentences, _candidate_terms(sentences)):
             mentions += _sentence_mentions(sentence, section, candidates)
     return RuleResult(mentions)
+
+
+_LONGEST_WORD = 100
+_LONG_WORD = re.compile(r"(\w{%d})(?=\w)" % _LONGEST_WORD)
+
+
+def _break_long_words(text: str) -> str:
+    """A run of more than 100 letters (no word of a report) cut by spaces every 100 letters.
+
+    Why: a lexicon stem ("calcif") repeated inside one endless word would make
+    every one of its occurrences rescan the rest of that word; with words of
+    at most 100 letters each scan is short and the labeler stays linear.
+    """
+    return _LONG_WORD.sub(r"\1 ", text)
 
 
 def _join(first: str, second: str) -> str:
