@@ -201,9 +201,9 @@ def test_a_file_removed_after_the_walk_is_one_line(tmp_path, name):
 def test_a_slice_removed_after_the_walk_is_left_out_of_its_series(tmp_path):
     from omnict_cli.inspection import summarize_study
 
-    paths = _small_series(tmp_path / "series", slices=6)
+    paths = _small_series(tmp_path / "series", slices=4)
     (study,) = discover_studies(tmp_path)
     paths[1].unlink()
     summary = summarize_study(study)
-    assert summary.shape == [6, 16, 16]  # the gap filled
+    assert summary.shape == [4, 16, 16]  # the gap filled, even with 2 steps of 5 and 2.5 mm left
     assert "left out slice0001.dcm: the file is gone (removed after the folder was walked)" in summary.warnings

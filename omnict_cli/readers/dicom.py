@@ -454,7 +454,7 @@ def _regular_grid(slices, positions, normal, thickness: float):
     if len(slices) == 1:
         return slices, normal * thickness, 0.0, warnings
     steps = np.diff(along)
-    step = float(np.median(steps))
+    step = _grid_step(steps)
     tolerance = max(0.01, 0.01 * step)
     if np.abs(steps - step).max() > tolerance:
         slices, warning = _fill_to_regular(slices, along, step)
@@ -470,6 +470,16 @@ def _regular_grid(slices, positions, normal, thickness: float):
         warnings.append(f"gantry tilt of {tilt:.1f} degrees: slices are sheared; the affine keeps the true "
                         "slice positions but voxels are not de-sheared")
     return slices, step_vector, tilt, warnings
+
+
+def _grid_step(steps: np.ndarray) -> float:
+    """The slice step of the regular grid: the smallest step when every step is a whole multiple of it
+    (slices missing from a short series, where a median would land between 1 and 2 steps), else the median."""
+    smallest = float(steps.min())
+    multiples = steps / smallest
+    if np.abs(multiples - np.rint(multiples)).max() < 0.05:
+        return smallest
+    return float(np.median(steps))
 
 
 def _fill_to_regular(slices, along, step):
