@@ -93,7 +93,7 @@ def prepare_examples(rows: list[TrainingRow], setup: PrepareSetup, cache: Tensor
                 if row.organ:
                     parse_organ_option(row.organ)
             except OmnictError as error:
-                result.problems.append(f"line {row.line}: {error.one_line()}; row left out")
+                result.problems.append(f"line {row.line}: its \"organ\" field: {error.one_line()}; row left out")
                 continue
             result.examples.append(Example(row, study, key, record["kind"], record["units_shape"][0]))
     result.examples.sort(key=lambda example: example.row.line)

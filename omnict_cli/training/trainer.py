@@ -128,6 +128,7 @@ class _Run:
         self.parameter_names = optimizer_parameter_names(named)
         optimizer = build_optimizer(named, config.resolved_learning_rate, config.weight_decay)
         self.trainable = [parameter for _, parameter in named]
+        configure_deepspeed(self.accelerator, config)
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.done, self.elapsed_before = 0, 0.0
         if resume_from is not None:
@@ -240,6 +241,9 @@ class _Run:
         # accelerate divides by the accumulation and DDP averages over processes: undo both, so the gradient
         # is the sum over the global batch divided by its answer tokens.
         scale = accelerator.num_processes * self.config.gradient_accumulation / answer_tokens.clamp(min=1.0)
+        # Set before the passes: under DeepSpeed the optimizer steps inside the last pass's backward.
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._learning_rate()
         loss_sum = torch.zeros((), device=device)
         tokens = 0
         for batch in passes:
@@ -257,9 +261,6 @@ class _Run:
         config = self.config
         if config.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.trainable, config.max_grad_norm)
-        learning_rate = self._learning_rate()
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
@@ -334,6 +335,22 @@ def make_accelerator(config: TrainConfig):
     # find_unused_parameters: a batch of volumes only never touches the slice expert W_s, and vice versa.
     return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation,
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def configure_deepspeed(accelerator, config: TrainConfig) -> None:
+    """Fill the DeepSpeed config's ``auto`` sizes from the run (no-op without DeepSpeed).
+
+    accelerate reads the micro batch from prepared DataLoaders; this trainer feeds its
+    own batches, so it states the size; gradient clipping follows ``max_grad_norm``.
+    """
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is None:
+        return
+    settings = plugin.deepspeed_config
+    if settings.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+        settings["train_micro_batch_size_per_gpu"] = config.per_device_batch_size
+    if settings.get("gradient_clipping", "auto") == "auto":
+        settings["gradient_clipping"] = config.max_grad_norm
 
 
 def make_training_segmenter(name: str, notify: Callable[[str], None]):
