@@ -144,47 +144,46 @@ class Pipeline:
         for job in todo:
             by_study.setdefault(job.study.study_id, []).append(job)
         studies = [study_jobs[0].study for study_jobs in by_study.values()]
-        batch: list[tuple[Job, PreparedStudy]] = []
+        pending: list[tuple[Job, object]] = []  # (job, PreparedStudy or the study's exception), in job order
+        size = self.settings.batch_size
         try:
-            with StudyPrefetcher(self.setup, self.settings.workers,
-                                 depth=max(self.settings.batch_size, 2 * self.settings.workers + 2)) as prefetch:
+            with StudyPrefetcher(self.setup, self.settings.workers, depth=max(size, 2 * self.settings.workers + 2)) \
+                    as prefetch:
                 for study, prepared in prefetch.prepared(studies):
-                    batch = self._take(by_study[study.study_id], prepared, batch, writer)
-                    while len(batch) >= self.settings.batch_size:
-                        self._run_batch(batch[:self.settings.batch_size], writer)
-                        batch = batch[self.settings.batch_size:]
-                if batch:
-                    self._run_batch(batch, writer)
+                    pending.extend((job, prepared) for job in by_study[study.study_id])
+                    while (cut := _batch_end(pending, size)) is not None:
+                        self._run_batch(pending[:cut], writer)
+                        pending = pending[cut:]
+                if pending:
+                    self._run_batch(pending, writer)
         finally:
             self.counts.seconds = time.perf_counter() - started
         return self.counts
 
-    def _take(self, jobs: list[Job], prepared, batch: list, writer: RecordWriter) -> list:
-        """Queue a prepared study's jobs, or write their error / skipped records now."""
-        for job in jobs:
-            if isinstance(prepared, BaseException):
-                self._write(writer, self._error_record(job, None, prepared))
-            elif prepared.skip_reason:
-                self._write(writer, self._skipped_record(job, prepared))
-            else:
-                batch.append((job, prepared))
-        return batch
-
     # ---- generation ------------------------------------------------------------------------
 
-    def _run_batch(self, items: list, writer: RecordWriter) -> None:
+    def _run_batch(self, entries: list, writer: RecordWriter) -> None:
+        """Generate for the entries that can be, then write every entry's record in job order."""
+        items = [(job, prepared) for job, prepared in entries if _generatable(prepared)]
         selections = [organ_selection_for(p, job.task, job.question, job.organ) for job, p in items]
         started = time.perf_counter()
-        outcomes = self._generate(items, selections)
-        seconds = (time.perf_counter() - started) / len(items)
+        outcomes = self._generate(items, selections) if items else []
+        seconds = (time.perf_counter() - started) / max(len(items), 1)
         texts = [o for o in outcomes if isinstance(o, str)]
         labels = iter(self._labels(texts)) if self.settings.add_labels and texts else None
-        for (job, prepared), selection, outcome in zip(items, selections, outcomes):
-            if isinstance(outcome, BaseException):
-                record = self._error_record(job, prepared, outcome)
+        results = iter(zip(selections, outcomes))
+        for job, prepared in entries:
+            if isinstance(prepared, BaseException):
+                record = self._error_record(job, None, prepared)
+            elif prepared.skip_reason:
+                record = self._skipped_record(job, prepared)
             else:
-                record = self._ok_record(job, prepared, selection, outcome, seconds,
-                                         next(labels) if labels is not None else None)
+                selection, outcome = next(results)
+                if isinstance(outcome, BaseException):
+                    record = self._error_record(job, prepared, outcome)
+                else:
+                    record = self._ok_record(job, prepared, selection, outcome, seconds,
+                                             next(labels) if labels is not None else None)
             self._write(writer, record)
 
     def _generate(self, items: list, selections: list) -> list:
@@ -277,6 +276,20 @@ class Pipeline:
         record.update(model=self.engine.identity.to_dict(), omnict_version=__version__, timing_s=timing,
                       warnings=list(prepared.warnings) if prepared is not None else [], status=status)
         return record
+
+
+def _generatable(prepared) -> bool:
+    return not isinstance(prepared, BaseException) and not prepared.skip_reason
+
+
+def _batch_end(pending: list, size: int) -> int | None:
+    """The end of the first slice of ``pending`` that holds ``size`` studies for the model, if it has that many."""
+    count = 0
+    for index, (_, prepared) in enumerate(pending):
+        count += _generatable(prepared)
+        if count == size:
+            return index + 1
+    return None
 
 
 class OutOfMemory(RuntimeError):

@@ -40,11 +40,12 @@ class RowProblem:
     study_id: str
     question_id: str
     message: str
+    question: str = ""
 
     def to_record(self) -> dict:
         """An ``ask`` error record for this row (the run adds the model and version)."""
         return {"study_id": self.study_id, "record_id": self.record_id, "question_id": self.question_id,
-                "task": "ask", "error": {"type": "QuestionRowsError", "message": self.message},
+                "task": "ask", "question": self.question, "error": {"type": "QuestionRowsError", "message": self.message},
                 "warnings": [], "status": "error"}
 
 
@@ -81,6 +82,7 @@ def _add_row(path: Path, line: int, row, organ, jobs: list, problems: list) -> N
     question_id = str(row.get("question_id", row.get("id", line))) if isinstance(row, dict) else str(line)
     image = row.get("image") if isinstance(row, dict) else None
     study_id = str(image) if isinstance(image, str) else f"line {line}"
+    question = ""
     try:
         if not isinstance(row, dict):
             raise QuestionRowsError("is not a JSON object")
@@ -90,7 +92,7 @@ def _add_row(path: Path, line: int, row, organ, jobs: list, problems: list) -> N
         study = study_for_image(path.parent, image)
     except OmnictError as error:
         problems.append(RowProblem(f"{study_id}::{question_id}", study_id, question_id,
-                                   f"{path} line {line}: {error.one_line()}"))
+                                   f"{path} line {line}: {error.one_line()}", question))
         return
     row_organ = row.get("organ") if isinstance(row.get("organ"), str) else None
     jobs.append(Job(f"{study.study_id}::{question_id}", study, "ask", question, organ or row_organ, question_id))

@@ -13,8 +13,8 @@ from omnict_cli.model.build import build_model_dir
 from tests.test_model_build import save_llm, save_siglip
 
 
-def make_tiny_model_dir(root: Path, name: str = "tiny-omnict", seed_offset: int = 0) -> Path:
-    """Build (once per ``root``) and return ``root / name``; ``seed_offset`` changes the projector weights."""
+def make_tiny_model_dir(root: Path, name: str = "tiny-omnict") -> Path:
+    """Build (once per ``root``) and return ``root / name``."""
     out = Path(root) / name
     if (out / "config.json").exists():
         return out
@@ -22,6 +22,6 @@ def make_tiny_model_dir(root: Path, name: str = "tiny-omnict", seed_offset: int 
     vision, llm = save_siglip(components / "siglip"), save_llm(components / "qwen")
     import torch
 
-    torch.manual_seed(1234 + seed_offset)
+    torch.manual_seed(1234)
     build_model_dir(vision, llm, out, dtype="float32", volume_unshuffle_factor=3)
     return out

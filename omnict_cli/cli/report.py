@@ -142,6 +142,12 @@ def ask(scan, question, rows_path, out, as_json, resume, retry_errors, shard, **
     run.ask_one(scan, question, as_json)
 
 
+class _UsageFailure(click.ClickException):
+    """A problem with the options, the model or the output: one line, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
 class _RunContext:
     """What ``report`` and ``ask`` share: option handling, model loading, progress, summary, exit code."""
 
@@ -159,7 +165,7 @@ class _RunContext:
         try:
             return function(*args)
         except OmnictError as error:
-            raise click.ClickException(error.one_line()) from error
+            raise _UsageFailure(error.one_line()) from error
 
     def check_output(self, out) -> None:
         from omnict_cli.records import check_writable
