@@ -2,7 +2,8 @@
 
 | module | job |
 | --- | --- |
-| ``classes.py`` | the 18 classes in CT-RATE's column order |
+| ``classes.py`` | the 18 classes in CT-RATE's column order, and the report region each is written in |
+| ``report_size.py`` | the longest report text the labelers read (``MAX_REPORT_CHARS``), with a warning beyond |
 | ``ctrate_io.py`` | CT-RATE report and label CSVs (and JSONL reports): read, write atomically |
 | ``rules.py`` | the rule labeler: sentences, lexicons, NegEx-style negation/uncertainty, sections, explain |
 | ``corpus.py`` | the CT-RATE-style training corpus the bundled classifier learns from |

@@ -26,6 +26,17 @@ How a report is read:
    Pseudo-cues ("no change", "unchanged") mask their words so "no change in
    the nodule" stays positive. The closest cue wins.
 
+CT-RATE's own label conventions (issue 12; see docs/labeler.md): lymph nodes
+with a size or a count at a thoracic station are lymphadenopathy
+(:data:`STATION_NODE_TERMS`), "CTO increased in favour of the heart" is
+cardiomegaly, "fibroatelectasis" is a fibrotic sequela and not atelectasis,
+"nodular infiltrates"/"reticulonodular" are no lung nodules, and "effusion in
+the right hemithorax" is a pleural effusion.
+
+Cost: linear in the text's length (see :class:`_ClauseCues`, :func:`_trigger`
+and :func:`_whole_words`); texts beyond
+:data:`~omnict_cli.labels.report_size.MAX_REPORT_CHARS` are truncated.
+
 Hedges, as CT-RATE's labels treat them: "consistent with", "compatible with",
 "in keeping with", "suggestive of" and "indicative of" assert a finding (positive);
 "possible", "probable", "likely", "suspicious for", "suspected", "may represent",
