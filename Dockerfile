@@ -1,0 +1,38 @@
+# omnict on a CUDA GPU: `docker build -t omnict .` then see README "Docker".
+# The install is the README's (`pip install torch==2.13.0 ".[seg]"`); on this base PyPI's torch is the CUDA build.
+FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONUNBUFFERED=1 \
+    OMNICT_CACHE_DIR=/cache/masks \
+    TOTALSEG_HOME_DIR=/models/totalsegmentator \
+    HF_HUB_OFFLINE=1
+
+# Ubuntu's python3 follows the base image's security updates; pinning an exact build would break rebuilds.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /opt/omnict
+COPY setup.cfg pyproject.toml README.md ./
+COPY omnict_cli ./omnict_cli
+COPY models ./models
+# torch is pinned; ".[seg]" is this source tree, whose own pins are in setup.cfg.
+# hadolint ignore=DL3013
+RUN pip install torch==2.13.0 ".[seg]" \
+    && omnict --version
+
+RUN useradd --create-home --uid 1000 omnict \
+    && mkdir -p /data /cache /models \
+    && chown omnict /data /cache /models
+USER omnict
+WORKDIR /data
+VOLUME ["/data", "/cache", "/models"]
+
+ENTRYPOINT ["omnict"]
+CMD ["--help"]
