@@ -4,10 +4,14 @@
 it is written, so a plot (or ``tail -f``) follows a run live and a killed run
 keeps every step it logged::
 
-    {"step": 12, "epoch": 0.375, "loss": 2.31, "lr": 0.0002, "tokens_per_s": 1830.4,
+    {"step": 12, "epoch": 0.375, "loss": 2.31, "lr": 0.0002, "step_s": 1.29, "tokens_per_s": 1830.4,
      "studies_per_s": 3.1, "elapsed_s": 41.2, "rows": [17, 3, 88, 40]}
 
-``rows`` are the line numbers (in the rows file) the step trained on. On
+``loss`` is the step's mean cross-entropy per answer token over the global
+batch; ``lr`` the rate the step used; ``tokens_per_s`` counts every token of
+the step's rows (prompt, image and organ tokens too) over all processes;
+``studies_per_s`` is rows per second; ``rows`` are the line numbers (in the
+rows file) the step trained on. On
 resume, lines after the checkpoint's step are dropped first, so the file
 never holds a step twice.
 """

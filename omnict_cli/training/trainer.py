@@ -278,7 +278,8 @@ class _Run:
             "step": self.done, "epoch": round(self.done / plan.steps_per_epoch, 4), "loss": round(loss, 6),
             "lr": learning_rate_at(self.done - 1, plan.total_steps, self.config.resolved_learning_rate,
                                    self.config.warmup_ratio),
-            "tokens_per_s": round(tokens / seconds, 1), "studies_per_s": round(len(rows) / seconds, 3),
+            "step_s": round(seconds, 4), "tokens_per_s": round(tokens / seconds, 1),
+            "studies_per_s": round(len(rows) / seconds, 3),
             "elapsed_s": round(self._elapsed(), 2), "rows": rows})
 
     def _elapsed(self) -> float:
