@@ -154,6 +154,8 @@ def test_cli_trains_writes_a_loadable_model_and_refuses_to_mix_runs(tmp_path, ti
     again = CliRunner().invoke(main, args)
     assert again.exit_code != 0 and "already holds checkpoints of a run" in again.output
     assert "--resume" in again.output
+    finished = CliRunner().invoke(main, args + ["--resume"])
+    assert finished.exit_code == 0 and "already holds the finished run (3 steps); nothing to do" in finished.output
 
 
 def test_settings_no_run_could_honour_are_refused_with_their_name(tmp_path):

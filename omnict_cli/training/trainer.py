@@ -316,8 +316,8 @@ class _Run:
 def make_accelerator(config: TrainConfig):
     """An ``accelerate.Accelerator`` for the run: bf16 on a GPU that supports it, fp32 on CPU.
 
-    Under ``accelerate launch`` (or ``torchrun``) the launcher's settings (processes, DeepSpeed/FSDP, a
-    mixed precision given there) apply; ``mixed_precision`` other than "auto" overrides the precision.
+    Under ``accelerate launch`` (or ``torchrun``) the launcher's processes and DeepSpeed/FSDP settings
+    apply; the precision is always ``config.mixed_precision`` ("auto": bf16 on a GPU with bf16, else fp32).
     Several processes without a GPU train on CPU (DDP over gloo).
     """
     import os
@@ -328,11 +328,8 @@ def make_accelerator(config: TrainConfig):
     # Launched as several processes (accelerate launch, torchrun) on a machine without a GPU: DDP over gloo on CPU.
     cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     precision = config.mixed_precision
-    if precision == "auto":
-        if os.environ.get("ACCELERATE_MIXED_PRECISION"):
-            precision = None  # the launcher's choice
-        else:
-            precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if precision == "auto":  # the launcher's own default is fp32, so it is not consulted
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     # find_unused_parameters: a batch of volumes only never touches the slice expert W_s, and vice versa.
     return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation,
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
