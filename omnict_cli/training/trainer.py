@@ -130,7 +130,7 @@ class _Run:
         self.trainable = [parameter for _, parameter in named]
         configure_deepspeed(self.accelerator, config)
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
-        self.done, self.elapsed_before = 0, 0.0
+        self.done, self.elapsed_before, self.last_loss = 0, 0.0, None
         if resume_from is not None:
             self._restore(resume_from)
         else:
@@ -163,13 +163,8 @@ class _Run:
                              mask_cache=MaskCache(config.mask_cache_dir) if segmenter is not None else None,
                              load_options=LoadOptions(allow_non_ct=config.allow_non_ct))
         cache = TensorCache(config.tensor_cache_dir or default_tensor_cache_root(config.mask_cache_dir))
-        images = len({row.image for row in read.rows})
-        with self.accelerator.main_process_first():
-            from omnict_cli.ui import progress as progress_bar
-
-            with progress_bar(disable=not self.show_progress) as bar:
-                task = bar.add_task("preparing studies", total=images)
-                prepared = prepare_examples(read.rows, setup, cache, on_study=lambda: bar.advance(task))
+        found_in_cache = self._fill_cache(read.rows, setup, cache)
+        prepared = prepare_examples(read.rows, setup, cache)  # every study is in the cache now: header reads
         examples, overlong = drop_overlong(prepared.examples, self.processor, config.max_length)
         problems = read.problems + prepared.problems + overlong
         for problem in problems:
@@ -178,8 +173,28 @@ class _Run:
             raise TrainError("has no usable training rows", path=config.data,
                              hint="See the lines above for why each row was left out")
         self.say(f"{len(examples)} rows on {prepared.studies} studies "
-                 f"({prepared.from_cache} from the tensor cache at {cache.root})")
+                 f"({found_in_cache} were in the tensor cache at {cache.root})")
         return examples, cache, problems
+
+    def _fill_cache(self, rows, setup, cache: TensorCache) -> int:
+        """Prepare the studies missing from the tensor cache, shared out across processes.
+
+        Process ``r`` of ``n`` prepares every ``n``-th distinct image from the ``r``-th on, so
+        several processes prepare in parallel and reach the barrier together. Returns how
+        many studies were already in the cache (all processes together).
+        """
+        from omnict_cli.ui import progress as progress_bar
+
+        accelerator = self.accelerator
+        images = list(dict.fromkeys(row.image for row in rows))
+        mine = set(images[accelerator.process_index::accelerator.num_processes])
+        with progress_bar(disable=not self.show_progress) as bar:
+            task = bar.add_task("preparing studies", total=len(mine))
+            share = prepare_examples([row for row in rows if row.image in mine], setup, cache,
+                                     on_study=lambda: bar.advance(task))
+        found = accelerator.reduce(torch.tensor(float(share.from_cache), device=accelerator.device), "sum")
+        accelerator.wait_for_everyone()
+        return int(found)
 
     def _restore(self, checkpoint: Path) -> None:
         state = checkpoints.load_checkpoint(checkpoint, self.accelerator, self.optimizer, self.parameter_names)
@@ -192,6 +207,7 @@ class _Run:
             raise TrainError(f"cannot resume {checkpoint.name}: settings differ ({'; '.join(changed)})",
                              path=checkpoint, hint="Resume with the settings of the interrupted run")
         self.done, self.elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
+        self.last_loss = state.get("loss")
         self.metrics.keep_until(self.done)
         self.say(f"resuming from {checkpoint} at step {self.done} of {self.plan.total_steps}")
 
@@ -200,7 +216,6 @@ class _Run:
     def _loop(self) -> TrainResult:
         plan, config = self.plan, self.config
         self.started = time.perf_counter()
-        self.last_loss = None
         dataset = StudyDataset(self.examples, self.cache)
         collator = BatchCollator(self.processor, config.max_length)
         with TrainProgress(plan.total_steps, self.done, enabled=self.show_progress) as bar:
