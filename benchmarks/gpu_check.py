@@ -14,7 +14,13 @@ repository root:
     python benchmarks/gpu_check.py [--json results.json]
     python benchmarks/gpu_check.py --small   # a tiny model on the CPU, to check the script itself
 
-Designed to finish in well under 5 minutes on one H100.
+Then (unless ``--skip-pipeline``) the whole ``report`` engine runs over 64
+phantoms at 32x384x384 with this model at each batch size (studies/s, GPU idle
+fraction; ``benchmarks/gpu_pipeline_check.py``), and (unless ``--skip-train``)
+one stage-2 training step of the same shapes in bf16, without and with
+gradient checkpointing (``benchmarks/gpu_train_step.py``).
+
+Designed to finish in about 5 minutes on one H100/H200.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--skip-device-map", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true", help="skip the whole report engine on phantoms")
+    parser.add_argument("--pipeline-studies", type=int, default=64)
+    parser.add_argument("--skip-train", action="store_true", help="skip the stage-2 training step")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     device = "cpu" if args.small else "cuda"
@@ -59,6 +68,20 @@ def main() -> None:
     results["batches"] = [measure(model, config, b, args.new_tokens, device, dtype) for b in args.batches]
     if not args.skip_device_map:
         results["device_map"] = check_device_map(model, config, device, dtype, small=args.small)
+    if not args.skip_pipeline:
+        from benchmarks.gpu_pipeline_check import run_pipeline_check
+
+        size = (32, 378, 378) if args.small else (32, 384, 384)  # the model's own grid
+        studies = min(args.pipeline_studies, 8) if args.small else args.pipeline_studies
+        results["pipeline"] = run_pipeline_check(model, config, device, batches=args.batches, studies=studies,
+                                                 new_tokens=args.new_tokens, size=size)
+    if not args.skip_train:
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        from benchmarks.gpu_train_step import run_train_step_check
+
+        results["train_step"] = run_train_step_check(args)
     results["total_s"] = round(time.perf_counter() - start, 1)
     print(f"total {results['total_s']} s")
     if args.json:
