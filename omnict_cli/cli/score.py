@@ -1,6 +1,6 @@
 """``omnict score``: generated reports (or VQA answers) against references, as tables or JSON.
 
-A thin command over ``omnict_cli.scoring``; the tables follow the paper's
+A thin command over ``omnict_cli.score_files``; the tables follow the paper's
 Table 16 (per-class precision / recall / F1 with macro and micro averages),
 then the text scores and the bootstrap interval. A score that is not defined
 (NaN: a class with no reference positive and no prediction) prints as "n/a"
