@@ -154,6 +154,10 @@ def test_cli_trains_writes_a_loadable_model_and_refuses_to_mix_runs(tmp_path, ti
     again = CliRunner().invoke(main, args)
     assert again.exit_code != 0 and "already holds checkpoints of a run" in again.output
     assert "--resume" in again.output
+    other_seed = CliRunner().invoke(main, args + ["--resume", "--seed", "5", "--grad-accum", "1"])
+    assert other_seed.exit_code != 0
+    assert "cannot resume step-2: settings differ (gradient_accumulation: 2 -> 1; seed: 0 -> 5)" in " ".join(
+        other_seed.output.split())
     finished = CliRunner().invoke(main, args + ["--resume"])
     assert finished.exit_code == 0 and "already holds the finished run (3 steps); nothing to do" in finished.output
 

@@ -145,6 +145,8 @@ class _Run:
         if config.resume:
             if latest is None:
                 self.say(f"no checkpoint in {checkpoints.checkpoints_dir(config.out)}: starting from the beginning")
+            else:
+                _check_same_settings(config, checkpoints.read_state(latest), latest, [])
             return latest
         if latest is not None:
             raise TrainError("already holds checkpoints of a run", path=config.out,
@@ -198,14 +200,12 @@ class _Run:
 
     def _restore(self, checkpoint: Path) -> None:
         state = checkpoints.load_checkpoint(checkpoint, self.accelerator, self.optimizer, self.parameter_names)
-        changed = resume_mismatches(self.config, state.get("config", {}))
+        changed = []
         if state.get("num_processes") != self.accelerator.num_processes:
             changed.append(f"processes: {state.get('num_processes')} -> {self.accelerator.num_processes}")
         if state.get("num_examples") != len(self.examples):
             changed.append(f"usable rows: {state.get('num_examples')} -> {len(self.examples)}")
-        if changed:
-            raise TrainError(f"cannot resume {checkpoint.name}: settings differ ({'; '.join(changed)})",
-                             path=checkpoint, hint="Resume with the settings of the interrupted run")
+        _check_same_settings(self.config, state, checkpoint, changed)
         self.done, self.elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
         self.last_loss = state.get("loss")
         self.metrics.keep_until(self.done)
@@ -414,6 +414,14 @@ def answer_loss_sum(model, batch, device) -> torch.Tensor:
     targets = labels[:, width - keep + 1:]
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                              ignore_index=-100, reduction="sum")
+
+
+def _check_same_settings(config: TrainConfig, state: dict, checkpoint: Path, changed: list[str]) -> None:
+    """Raise TrainError naming every setting (and fact in ``changed``) that differs from the checkpoint's run."""
+    changed = resume_mismatches(config, state.get("config", {})) + changed
+    if changed:
+        raise TrainError(f"cannot resume {checkpoint.name}: settings differ ({'; '.join(changed)})",
+                         path=checkpoint, hint="Resume with the settings of the interrupted run")
 
 
 def _finished_run(config: TrainConfig) -> dict | None:
