@@ -377,3 +377,22 @@ def test_two_distributed_cpu_processes_merge_one_file(model_dir, many_studies, s
     shards = [records_of(tmp_path / f"launched.shard{i}-of-2.jsonl") for i in range(2)]
     assert all(shards)
     assert [without_timing(r) for r in records_of(out)] == single_process_records
+
+
+def test_the_documented_python_example_runs(model_dir, tmp_path, monkeypatch):
+    """docs/report.md's "From Python" block, run from a folder holding examples/ (model from the env;
+    in-process loading and 4 new tokens to keep the test fast)."""
+    from omnict_cli.inference import GenerationSettings
+
+    text = (REPO / "docs" / "report.md").read_text()
+    code = text[text.index("## From Python"):].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("OMNICT_MODEL", str(model_dir))
+    monkeypatch.setenv("OMNICT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    quick = code.replace("workers=1)", "workers=0, generation=GenerationSettings(max_new_tokens=4))")
+    assert quick != code
+    exec(compile(quick, "docs/report.md", "exec"), {"GenerationSettings": GenerationSettings})
+    records = records_of(tmp_path / "findings.jsonl")
+    assert len(records) == len({r["study_id"] for r in records}) >= 15
+    assert {r["status"] for r in records} == {"ok", "skipped"}
