@@ -168,7 +168,11 @@ class Engine:
             raise ModelError(f"cannot load the model ({type(error).__name__}: {error})", path=model_dir) from error
         finally:
             transformers_logging.set_verbosity(verbosity)
-        model.to(device).eval()
+        try:
+            model.to(device).eval()
+        except (RuntimeError, AssertionError, ValueError) as error:  # no such device, CUDA not compiled in
+            raise ModelError(f"cannot use device {device!r} ({error})", path=model_dir,
+                             hint="Pass --device cpu, or a device this machine has (cuda, cuda:1, ...)") from error
         return cls(model, processor, model_identity(model_dir), device)
 
     @property

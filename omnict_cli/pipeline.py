@@ -10,7 +10,7 @@ batch that runs out of GPU memory is retried in halves down to one study,
 and a study that still does not fit is an error record; any other failure
 of a batch is retried one study at a time so one bad study cannot take
 its neighbours down. Only an output that cannot be written stops the run
-(:class:`~omnict_cli.records.OutputError`), with no partial record.
+(:class:`~omnict_cli.errors.OutputError`), with no partial record.
 
 Resume: :func:`open_findings` reads what an earlier run wrote, cuts a torn
 last line, refuses a file written by another model, and returns the ids
@@ -108,7 +108,7 @@ def open_findings(out: Path, identity, overwrite: bool = False, retry_errors: bo
     if others:
         raise OutputError(f"holds records made by another model ({', '.join(sorted(others))}), not "
                           f"{identity.name} {identity.revision[:19]}", path=out,
-                          hint="pass --overwrite to start the file over, or write to another --out")
+                          hint="Pass --overwrite to start the file over, or write to another --out")
     records = existing.records
     if retry_errors:
         kept = [r for r in records if r.get("status") != STATUS_ERROR]

@@ -69,7 +69,7 @@ def read_question_rows(path: str | Path, organ: str | None = None) -> tuple[list
         raise QuestionRowsError(f"cannot read ({error.strerror})", path=path) from error
     except jsonlines.InvalidLineError as error:
         raise QuestionRowsError(f"line {error.lineno} is not valid JSON ({error})", path=path,
-                                hint="each line must be one JSON object") from error
+                                hint="Each line must be one JSON object") from error
     jobs.sort(key=lambda job: (job.study.study_id, _number(job.question_id)))
     return jobs, problems
 
@@ -122,7 +122,7 @@ def study_for_image(folder: Path, image: str):
     studies = discover_studies(target)
     if len(studies) != 1:
         raise StudyLoadError(f"holds {len(studies)} studies; a question needs exactly one image", path=image,
-                             hint="point \"image\" at one file or one DICOM series folder")
+                             hint="Point \"image\" at one file or one DICOM series folder")
     name = Path(image)
     if name.is_absolute() or ".." in name.parts or name.parent == Path("."):
         return studies[0]

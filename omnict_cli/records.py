@@ -28,15 +28,11 @@ from pathlib import Path
 
 import jsonlines
 
-from omnict_cli.errors import OmnictError
+from omnict_cli.errors import OmnictError, OutputError
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUS_SKIPPED = "skipped"
-
-
-class OutputError(OmnictError):
-    """The findings file cannot be read back or written; the run stops (no partial record is left)."""
 
 
 def record_id(record: dict) -> str:
@@ -71,10 +67,11 @@ class RecordWriter:
 
     def __enter__(self) -> "RecordWriter":
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         except OSError as error:
             raise OutputError(f"cannot open for writing ({error.strerror})", path=self.path,
-                              hint="choose another --out, or fix the folder's permissions") from error
+                              hint="Choose another --out, or fix the folder's permissions") from error
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -95,7 +92,7 @@ class RecordWriter:
         except OSError as error:
             self._cut_back(start)
             raise OutputError(f"cannot write a record ({error.strerror}); the records before it are intact",
-                              path=self.path, hint="free space or fix permissions, then rerun the same command "
+                              path=self.path, hint="Free space or fix permissions, then rerun the same command "
                                                    "to resume") from error
 
     def _cut_back(self, length: int) -> None:
@@ -148,7 +145,7 @@ def _parse_lines(path: Path, data: bytes) -> list[dict]:
             records.append(record)
     except jsonlines.InvalidLineError as error:
         raise OutputError(f"line {error.lineno} is not a JSON record ({error})", path=path,
-                          hint="this file was not written by omnict or was edited; move it away or pass "
+                          hint="This file was not written by omnict or was edited; move it away or pass "
                                "--overwrite") from error
     return records
 
@@ -171,19 +168,13 @@ def rewrite_records(path: str | Path, records: list[dict]) -> None:
 
 
 def check_writable(path: str | Path) -> None:
-    """Fail before any work when ``path`` cannot be created or appended to."""
+    """Fail before any work when ``path`` cannot be created or appended to (missing folders are made later)."""
+    from omnict_cli.atomic import check_destination
+
     path = Path(path)
-    if path.is_dir():
-        raise OutputError("is a folder", path=path, hint="give a file name for --out, e.g. findings.jsonl")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError("its folder does not exist", path=path, hint="create the folder first")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise OutputError("is not writable", path=path, hint="choose another --out or fix its permissions")
-    elif not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError("its folder is not writable", path=path,
-                          hint="choose another --out or fix the folder's permissions")
+    check_destination(path)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError("is not writable", path=path, hint="Choose another --out or fix its permissions")
 
 
 def error_info(error: BaseException) -> dict:

@@ -47,9 +47,9 @@ def parse_shard(text: str) -> Shard:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise OmnictError(f"--shard {text!r} is not I/N", hint="e.g. --shard 0/4 (shards count from 0)") from None
+        raise OmnictError(f"--shard {text!r} is not I/N", hint="For example --shard 0/4 (shards count from 0)") from None
     if count < 1 or not 0 <= index < count:
-        raise OmnictError(f"--shard {text!r}: I must be from 0 to N-1", hint="e.g. --shard 3/4 is the last of 4")
+        raise OmnictError(f"--shard {text!r}: I must be from 0 to N-1", hint="For example --shard 3/4 is the last of 4")
     return Shard(index, count)
 
 
