@@ -80,16 +80,31 @@ def save_model_dir(folder: Path, accelerator, model, processor, dtype: torch.dty
     """The model (weights cast to ``dtype``) and tokenizer as an HF directory; every process must call it."""
     state_dict = accelerator.get_state_dict(model)  # gathers shards under DeepSpeed ZeRO-3 / FSDP
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        state_dict = {name: tensor.detach().to("cpu", dtype if tensor.is_floating_point() else tensor.dtype)
-                      for name, tensor in state_dict.items()}
-        saved_dtype = unwrapped.config.dtype
-        unwrapped.config.dtype = dtype
-        try:
-            unwrapped.save_pretrained(folder, state_dict=state_dict, safe_serialization=True)
-        finally:
-            unwrapped.config.dtype = saved_dtype
+        accelerator.unwrap_model(model).save_pretrained(folder, state_dict=_cast(state_dict, dtype),
+                                                        safe_serialization=True)
+        _record_dtype(Path(folder) / "config.json", dtype)
         processor.save_pretrained(folder)
+
+
+def _cast(state_dict: dict, dtype: torch.dtype) -> dict:
+    """Floating tensors cast to ``dtype`` on the CPU; tensors that shared memory (tied embeddings) still do,
+    so ``save_pretrained`` keeps writing them once."""
+    cast: dict = {}
+    result = {}
+    for name, tensor in state_dict.items():
+        identity = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.device)
+        if identity not in cast:
+            cast[identity] = tensor.detach().to("cpu", dtype if tensor.is_floating_point() else tensor.dtype)
+        result[name] = cast[identity]
+    return result
+
+
+def _record_dtype(config_file: Path, dtype: torch.dtype) -> None:
+    """``save_pretrained`` writes the dtype of the model in memory (float32 master weights); write the stored one,
+    which ``from_pretrained(dtype="auto")`` and omnict's loaders read."""
+    config = json.loads(config_file.read_text())
+    config["dtype"] = str(dtype).removeprefix("torch.")
+    write_text_atomically(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def save_checkpoint(out_dir: Path, step: int, accelerator, model, processor, optimizer, parameter_names,
