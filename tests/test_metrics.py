@@ -557,3 +557,15 @@ def test_bertscore_refuses_a_directory_without_safetensors(tiny_bert_dir, tmp_pa
         bertscore(["a"], ["a"], str(tmp_path / "missing"))
     with pytest.raises(OmnictError, match="layer 5 does not exist; the model has layers 0..2"):
         bertscore(["a"], ["a"], str(tiny_bert_dir), layer=5)
+
+
+def test_the_score_command_refuses_more_bootstrap_resamples_than_the_cap_before_any_work():
+    from click.testing import CliRunner
+
+    from omnict_cli.cli import main
+    from omnict_cli.metrics.bootstrap import MAX_RESAMPLES
+
+    result = CliRunner().invoke(main, ["score", "missing.jsonl", "--references", "missing.csv",
+                                       "--bootstrap", str(MAX_RESAMPLES + 1)])
+    assert result.exit_code == 2 and "--bootstrap" in result.output
+    assert f"{MAX_RESAMPLES + 1}" in result.output

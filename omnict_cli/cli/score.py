@@ -33,7 +33,8 @@ NOT_DEFINED = "n/a"
               help="Classifier file for --method classifier (default: the bundled one).")
 @click.option("--bertscore-model", type=click.Path(file_okay=False), default=None,
               help="Local encoder folder (safetensors) to add BERTScore.")
-@click.option("--bootstrap", "n_resamples", type=click.IntRange(min=1), default=1000, show_default=True,
+# max is metrics.bootstrap.MAX_RESAMPLES, written out so `omnict --help` needs no numpy (a test checks they agree)
+@click.option("--bootstrap", "n_resamples", type=click.IntRange(min=1, max=100_000), default=1000, show_default=True,
               help="Bootstrap resamples for the 95% intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
