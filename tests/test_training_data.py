@@ -173,6 +173,18 @@ def test_two_processes_see_the_rows_one_process_sees_with_twice_the_accumulation
     assert one.total_steps == two.total_steps == 10
 
 
+def test_a_step_deals_its_rows_out_longest_first_so_passes_pad_little():
+    lengths = (5, 900, 40, 880, 60, 20, 910, 30)
+    plain = StepPlan(8, 2, 1, 4, epochs=1, seed=3)
+    grouped = StepPlan(8, 2, 1, 4, epochs=1, seed=3, lengths=lengths)
+    step = grouped.step_rows(0, 0)
+    assert sorted(step.ravel()) == sorted(plain.step_rows(0, 0).ravel())  # the same rows, other passes
+    passes = [[lengths[i] for i in micro.ravel()] for micro in step]
+    assert passes == [[910, 900], [880, 60], [40, 30], [20, 5]]
+    two = StepPlan(8, 2, 2, 2, epochs=1, seed=3, lengths=lengths)
+    assert two.step_rows(0, 0).reshape(4, 2).tolist() == step.reshape(4, 2).tolist()
+
+
 def test_each_epoch_covers_every_row_in_a_new_seeded_order():
     plan = StepPlan(7, 2, 1, 2, epochs=3, seed=1)
     assert plan.steps_per_epoch == 2  # 7 rows in global batches of 4: the last one filled from the start

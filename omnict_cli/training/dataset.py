@@ -14,13 +14,15 @@ items into one processor batch with assistant-only labels.
 by ``(seed, e)``, cut into global batches of ``per_device x processes x
 accumulation`` rows (the last one filled up from the epoch's start, so every
 process always runs the same number of passes). Within a global batch, pass
-``m`` of process ``r`` takes the rows at ``(m * processes + r) * per_device``;
-so 2 processes with accumulation 1 see exactly the rows 1 process with
+``m`` of process ``r`` takes the rows at ``(m * processes + r) * per_device``
+after the step's rows are sorted by length (so a pass pads little); so 2
+processes with accumulation 1 see exactly the rows 1 process with
 accumulation 2 sees in each optimizer step.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,22 +128,36 @@ def _prepare_one(image, setup: PrepareSetup, cache: TensorCache, units_dtype: st
     return study, key, record, False
 
 
-def drop_overlong(examples: list[Example], processor, max_length: int) -> tuple[list[Example], list[str]]:
-    """Leave out rows whose prompt (chat template, image and organ tokens, question) has ``max_length``
-    tokens or more: no answer token would fit, and answers are cut, prompts never."""
-    lengths: dict = {}
-    kept, problems = [], []
-    for example in examples:
+def fit_to_length(examples: list[Example], processor, max_length: int) -> tuple[list[Example], list[int], list[str]]:
+    """``(kept examples, their token counts, problems)``.
+
+    Rows whose prompt (chat template, image and organ tokens, question) has ``max_length``
+    tokens or more are left out: no answer token would fit, and answers are cut, prompts
+    never. A kept row's count is its prompt plus its answer (and end-of-turn), at most
+    ``max_length``; :class:`StepPlan` groups rows of similar length into one pass.
+    """
+    prompt_lengths: dict = {}
+    kept, lengths, problems = [], [], []
+    if not examples:
+        return kept, lengths, problems
+    answers = processor.tokenizer([example.row.answer for example in examples], add_special_tokens=False)["input_ids"]
+    for example, answer in zip(examples, answers):
         shape = (example.row.question, example.kind, example.num_units)
-        if shape not in lengths:
+        if shape not in prompt_lengths:
             text = processor.prompt(*shape)
-            lengths[shape] = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if lengths[shape] >= max_length:
-            problems.append(f"line {example.row.line}: the prompt alone has {lengths[shape]} tokens, max length "
+            prompt_lengths[shape] = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+        prompt = prompt_lengths[shape]
+        if prompt >= max_length:
+            problems.append(f"line {example.row.line}: the prompt alone has {prompt} tokens, max length "
                             f"is {max_length}; row left out")
-        else:
-            kept.append(example)
-    return kept, problems
+            continue
+        kept.append(example)
+        lengths.append(min(max_length, prompt + len(answer) + END_OF_TURN_TOKENS))
+    return kept, lengths, problems
+
+
+END_OF_TURN_TOKENS = 2
+"""Tokens a chat template adds after an answer (Qwen: ``<|im_end|>`` and a newline); a length estimate only."""
 
 
 def _rows_phrase(rows: list[TrainingRow]) -> str:
@@ -206,6 +222,7 @@ class StepPlan:
     epochs: int
     seed: int
     max_steps: int | None = None
+    lengths: tuple[int, ...] | None = None
 
     @property
     def global_batch_size(self) -> int:
@@ -221,16 +238,27 @@ class StepPlan:
         full = self.steps_per_epoch * self.epochs
         return full if self.max_steps is None else min(full, self.max_steps)
 
+    @functools.cached_property
+    def _length_array(self) -> np.ndarray:
+        return np.asarray(self.lengths)
+
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The seeded permutation of example indices for ``epoch`` (0-based)."""
         return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
 
     def step_rows(self, epoch: int, step_in_epoch: int, order: np.ndarray | None = None) -> np.ndarray:
-        """Example indices of one optimizer step, ``[accumulation, processes, per_device]``."""
+        """Example indices of one optimizer step, ``[accumulation, processes, per_device]``.
+
+        With ``lengths``, the step's rows are sorted longest first before they are dealt out,
+        so each pass pads its rows to a similar length. The step's rows and its loss (a sum
+        over the whole global batch) do not change, only which pass computes which row.
+        """
         order = self.epoch_order(epoch) if order is None else order
         start = step_in_epoch * self.global_batch_size
-        positions = np.arange(start, start + self.global_batch_size) % self.num_examples
-        return order[positions].reshape(self.gradient_accumulation, self.num_processes, self.per_device_batch_size)
+        rows = order[np.arange(start, start + self.global_batch_size) % self.num_examples]
+        if self.lengths is not None:
+            rows = rows[np.argsort(-self._length_array[rows], kind="stable")]
+        return rows.reshape(self.gradient_accumulation, self.num_processes, self.per_device_batch_size)
 
     def process_batches(self, epoch: int, first_step: int, last_step: int, rank: int):
         """Index lists of process ``rank`` for steps ``first_step..last_step - 1`` of ``epoch``, pass by pass."""

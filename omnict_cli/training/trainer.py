@@ -32,7 +32,7 @@ from omnict_cli.atomic import write_text_atomically
 from omnict_cli.errors import OmnictError
 from omnict_cli.training import checkpoint as checkpoints
 from omnict_cli.training.config import TrainConfig, resume_mismatches
-from omnict_cli.training.dataset import (BatchCollator, PlannedBatches, StepPlan, StudyDataset, drop_overlong,
+from omnict_cli.training.dataset import (BatchCollator, PlannedBatches, StepPlan, StudyDataset, fit_to_length,
                                          prepare_examples)
 from omnict_cli.training.monitor import MetricsLog, TrainProgress
 from omnict_cli.training.optim import build_optimizer, learning_rate_at, optimizer_parameter_names, set_trainable
@@ -119,9 +119,10 @@ class _Run:
             self.say(f"{config.out} already holds the finished run ({finished['step']} steps); nothing to do")
             return _result_from_file(config.out, finished)
         self.model, self.processor, self.model_dtype = load_model(resume_from or config.model)
-        self.examples, self.cache, self.problems = self._prepare_data()
+        self.examples, lengths, self.cache, self.problems = self._prepare_data()
         self.plan = StepPlan(len(self.examples), config.per_device_batch_size, self.accelerator.num_processes,
-                             config.gradient_accumulation, config.resolved_epochs, config.seed, config.max_steps)
+                             config.gradient_accumulation, config.resolved_epochs, config.seed, config.max_steps,
+                             tuple(lengths))
         named = set_trainable(self.model, config.stage, config.train_vision)
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -167,7 +168,7 @@ class _Run:
         cache = TensorCache(config.tensor_cache_dir or default_tensor_cache_root(config.mask_cache_dir))
         found_in_cache = self._fill_cache(read.rows, setup, cache)
         prepared = prepare_examples(read.rows, setup, cache)  # every study is in the cache now: header reads
-        examples, overlong = drop_overlong(prepared.examples, self.processor, config.max_length)
+        examples, lengths, overlong = fit_to_length(prepared.examples, self.processor, config.max_length)
         problems = read.problems + prepared.problems + overlong
         for problem in problems:
             self.say(problem)
@@ -176,7 +177,7 @@ class _Run:
                              hint="See the lines above for why each row was left out")
         self.say(f"{len(examples)} rows on {prepared.studies} studies "
                  f"({found_in_cache} were in the tensor cache at {cache.root})")
-        return examples, cache, problems
+        return examples, lengths, cache, problems
 
     def _fill_cache(self, rows, setup, cache: TensorCache) -> int:
         """Prepare the studies missing from the tensor cache, shared out across processes.
