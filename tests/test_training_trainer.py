@@ -176,3 +176,9 @@ def test_settings_no_run_could_honour_are_refused_with_their_name(tmp_path):
 def test_a_folder_that_is_no_model_is_a_one_line_error(tmp_path, split_rows):
     with pytest.raises(TrainError, match="is not a model directory \\(no config.json\\)"):
         train(TrainConfig(stage="sft", data=split_rows[0], model=tmp_path, out=tmp_path / "out"), progress=False)
+
+
+def test_an_output_path_that_is_a_file_is_a_one_line_error(tmp_path, tiny_model, split_rows):
+    (tmp_path / "taken").write_text("not a folder")
+    with pytest.raises(TrainError, match="taken: cannot create the output folder"):
+        train(TrainConfig(stage="sft", data=split_rows[0], model=tiny_model, out=tmp_path / "taken"), progress=False)

@@ -152,7 +152,9 @@ class TensorCache:
         """The verified entry for ``key``; a corrupt one is removed and reported as a miss."""
         path = self.entry_path(key)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as stream:
+                identity = _identity(os.fstat(stream.fileno()))
+                data = stream.read()
         except (FileNotFoundError, NotADirectoryError):
             return CacheRead(None)
         except OSError as error:
@@ -161,7 +163,7 @@ class TensorCache:
         try:
             return CacheRead(decode_entry(data, key))
         except ValueError as problem:
-            path.unlink(missing_ok=True)
+            _remove_if_unchanged(path, identity)
             return CacheRead(None, f"tensor cache entry {path} was corrupt ({problem}); removed it and preparing "
                                    "the study again")
 
@@ -248,6 +250,19 @@ def _metadata(data: bytes) -> dict:
     if length > len(data) - 8:
         raise ValueError("header longer than the file")
     return json.loads(data[8:8 + length]).get("__metadata__") or {}
+
+
+def _identity(stat_result) -> tuple[int, int, int]:
+    return stat_result.st_dev, stat_result.st_ino, stat_result.st_mtime_ns
+
+
+def _remove_if_unchanged(path: Path, identity) -> None:
+    """Remove a bad entry unless another process has meanwhile renamed a fresh one into its place."""
+    try:
+        if _identity(os.stat(path)) == identity:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _tensor_sha256(array: np.ndarray) -> str:

@@ -142,6 +142,10 @@ class _Run:
     def _resume_point(self) -> Path | None:
         """The checkpoint to continue from, or None; refuses to mix a new run into an old one's folder."""
         config = self.config
+        try:
+            config.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TrainError(f"cannot create the output folder ({error.strerror or error})", path=config.out) from error
         latest = checkpoints.latest_checkpoint(config.out)
         if config.resume:
             if latest is None:
