@@ -29,7 +29,8 @@ def item(question: str, answer: str, kind: str = "volume") -> dict:
 
 def test_labels_start_at_the_first_answer_token_and_cover_the_answer_and_end_of_turn(collate):
     tokenizer = collate.processor.tokenizer
-    batch = collate([item("Is there a pleural effusion in this scan?", "A 12 mm nodule is seen in the right upper lobe."),
+    long_answer = "A 12 mm nodule is seen in the right upper lobe."
+    batch = collate([item("Is there a pleural effusion in this scan?", long_answer),
                      item("Can you describe the CT image?", "No", kind="slice")])
     for row in range(2):
         ids, labels, mask = batch["input_ids"][row], batch["labels"][row], batch["attention_mask"][row]
@@ -40,8 +41,7 @@ def test_labels_start_at_the_first_answer_token_and_cover_the_answer_and_end_of_
         prompt = tokenizer.decode(ids[mask.bool()][: first - int((mask == 0).sum())])
         assert prompt.endswith("<|im_start|>assistant\n")  # the boundary: everything before it is prompt
         assert prompt.count("<|im_start|>user\n") == 1 and "<|im_end|>" in prompt
-    long_answer = tokenizer.decode(batch["labels"][0][batch["labels"][0] != -100])
-    assert long_answer == "A 12 mm nodule is seen in the right upper lobe.<|im_end|>\n"
+    assert tokenizer.decode(batch["labels"][0][batch["labels"][0] != -100]) == f"{long_answer}<|im_end|>\n"
     assert tokenizer.decode(batch["labels"][1][batch["labels"][1] != -100]) == "No<|im_end|>\n"
 
 

@@ -49,7 +49,8 @@ def command(values: dict, resume: bool) -> list[str]:
     args = [sys.executable, "-m", "omnict_cli", "train", "--quiet"]
     for option, name in (("--stage", "stage"), ("--data", "data"), ("--model", "model"), ("--out", "out"),
                          ("--lr", "learning_rate"), ("--batch-size", "per_device_batch_size"),
-                         ("--grad-accum", "gradient_accumulation"), ("--epochs", "epochs"), ("--max-steps", "max_steps"),
+                         ("--grad-accum", "gradient_accumulation"), ("--epochs", "epochs"),
+                         ("--max-steps", "max_steps"),
                          ("--save-every", "save_every_steps"), ("--max-length", "max_length"),
                          ("--tensor-cache-dir", "tensor_cache_dir"), ("--cache-dir", "mask_cache_dir")):
         args += [option, str(values[name])]

@@ -144,8 +144,9 @@ def test_cli_trains_writes_a_loadable_model_and_refuses_to_mix_runs(tmp_path, ti
     assert len(records[0]["rows"]) == 8 and records[0]["lr"] > records[-1]["lr"] > 0  # warmup 1 step, cosine
     model = OmniCTForConditionalGeneration.from_pretrained(out).eval()
     processor = OmniCTProcessor.from_pretrained(out)
-    item = StudyDataset(prepare_examples(read_rows(split_rows[0]).rows[:1], PrepareSetup(
-        preprocess=model.config.preprocess_config()), TensorCache(tmp_path / "t")).examples, TensorCache(tmp_path / "t"))[0]
+    cache = TensorCache(tmp_path / "t")
+    setup = PrepareSetup(preprocess=model.config.preprocess_config())
+    item = StudyDataset(prepare_examples(read_rows(split_rows[0]).rows[:1], setup, cache).examples, cache)[0]
     batch = processor([item["question"]], [item["image"]])
     with torch.no_grad():
         generated = model.generate(**batch, max_new_tokens=4, do_sample=False)
