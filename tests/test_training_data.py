@@ -145,6 +145,24 @@ def test_phantom_set_gives_one_report_row_per_case_that_round_trips(tmp_path, ph
     assert not Path(json.loads((tmp_path / "reports.jsonl").read_text().splitlines()[0])["image"]).is_absolute()
 
 
+def test_train_rows_command_writes_report_rows_and_names_what_it_left_out(tmp_path, phantom_set):
+    from click.testing import CliRunner
+
+    from omnict_cli.cli import main
+
+    result = CliRunner().invoke(main, ["train-rows", "--phantoms", str(phantom_set), "--out", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 report rows" in result.output
+    assert len(read_rows(tmp_path / "r.jsonl").rows) == 4
+    (tmp_path / "reports.csv").write_text("VolumeName,Findings_EN,Impressions_EN\nmissing.nii.gz,Clear.,Normal.\n")
+    missing = CliRunner().invoke(main, ["train-rows", "--reports", str(tmp_path / "reports.csv"), "--volumes",
+                                        str(phantom_set / "volumes"), "--out", str(tmp_path / "none.jsonl")])
+    assert missing.exit_code == 1 and "missing.nii.gz: no such volume" in missing.output
+    assert "nothing written" in missing.output and not (tmp_path / "none.jsonl").exists()
+    neither = CliRunner().invoke(main, ["train-rows", "--out", str(tmp_path / "x.jsonl")])
+    assert neither.exit_code == 2 and "give --reports and --volumes, or --phantoms" in neither.output
+
+
 def test_ctrate_layout_finds_nested_volumes_and_reports_missing_ones(tmp_path):
     nested = tmp_path / "dataset" / "train" / "train_1" / "train_1_a"
     nested.mkdir(parents=True)
