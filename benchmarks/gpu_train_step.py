@@ -29,8 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.synthetic_model import full_size_config, random_model, small_config, synthetic_batch  # noqa: E402
+from omnict_cli.model.processing_omnict import special_tokens  # noqa: E402
 from omnict_cli.training.optim import build_optimizer, set_trainable  # noqa: E402
-from omnict_cli.training.trainer import answer_loss_sum  # noqa: E402
+from omnict_cli.training.trainer import answer_loss_sum, enable_activation_checkpointing  # noqa: E402
 
 DEFAULTS = {"small": False, "train_batch": 1, "answer_tokens": 256, "train_steps": 3}
 """Attributes :func:`run_train_step_check` reads from ``args`` (any namespace; missing ones take these values)."""
@@ -66,7 +67,10 @@ def training_batch(config, batch_size: int, answer_tokens: int, device: str, see
     """A synthetic volume batch with ``answer_tokens`` random answer ids appended and labelled."""
     batch = synthetic_batch(config, batch_size, device=device, seed=seed)
     generator = torch.Generator().manual_seed(seed + 1)
-    answers = torch.randint(0, min(config.text_config.vocab_size, 150000), (batch_size, answer_tokens),
+    # ordinary text ids only: the 10 prompt tokens follow the text vocabulary, and a placeholder id in
+    # the answer would break the model's placeholder count check
+    first_prompt_id = config.slice_image_token_id - special_tokens().index("<|image2d|>")
+    answers = torch.randint(0, min(first_prompt_id, 150000), (batch_size, answer_tokens),
                             generator=generator).to(device)
     prompt = batch["input_ids"]
     batch["input_ids"] = torch.cat([prompt, answers], dim=1)
@@ -81,7 +85,7 @@ def measure_steps(config, device: str, settings: dict, checkpointing: bool) -> d
     model = random_model(config, device, torch.float32).train()
     named = set_trainable(model, "sft", train_vision=False)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     optimizer = build_optimizer(named, 5e-5, 0.0)
     parameters = [p for _, p in named]
     batch = training_batch(config, settings["train_batch"], settings["answer_tokens"], device)
@@ -95,7 +99,7 @@ def measure_steps(config, device: str, settings: dict, checkpointing: bool) -> d
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss)
+        return float(loss.detach())
 
     step()  # warm-up: kernels chosen, AdamW state allocated
     if device == "cuda":

@@ -125,7 +125,7 @@ class _Run:
                              tuple(lengths))
         named = set_trainable(self.model, config.stage, config.train_vision)
         if config.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_activation_checkpointing(self.model)
         self.parameter_names = optimizer_parameter_names(named)
         optimizer = build_optimizer(named, config.resolved_learning_rate, config.weight_decay)
         self.trainable = [parameter for _, parameter in named]
@@ -353,6 +353,19 @@ def make_accelerator(config: TrainConfig):
     # find_unused_parameters: a batch of volumes only never touches the slice expert W_s, and vice versa.
     return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation,
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each layer's activations in the backward pass (non-reentrant, so frozen inputs work).
+
+    transformers 5.x renamed ``gradient_checkpointing_enable`` (now a deprecated alias) to
+    ``activation_checkpointing_enable``; both are supported.
+    """
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
 
 def configure_deepspeed(accelerator, config: TrainConfig) -> None:
