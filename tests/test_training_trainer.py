@@ -183,3 +183,11 @@ def test_an_output_path_that_is_a_file_is_a_one_line_error(tmp_path, tiny_model,
     (tmp_path / "taken").write_text("not a folder")
     with pytest.raises(TrainError, match="taken: cannot create the output folder"):
         train(TrainConfig(stage="sft", data=split_rows[0], model=tiny_model, out=tmp_path / "taken"), progress=False)
+
+
+def test_gradient_checkpointing_trains_the_same_steps(tmp_path, tiny_model, split_rows, caches):
+    runs = [train(config(tmp_path, tiny_model, split_rows[0], caches, per_device_batch_size=2, max_steps=2,
+                         gradient_checkpointing=checkpointing, out=tmp_path / str(checkpointing)), progress=False)
+            for checkpointing in (False, True)]
+    losses = [[json.loads(line)["loss"] for line in run.metrics_path.read_text().splitlines()] for run in runs]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5) and len(losses[0]) == 2
