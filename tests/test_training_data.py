@@ -215,3 +215,18 @@ def test_each_epoch_covers_every_row_in_a_new_seeded_order():
     assert StepPlan(7, 2, 1, 2, epochs=3, seed=1).epoch_order(1).tolist() == plan.epoch_order(1).tolist()
     assert StepPlan(7, 2, 1, 2, epochs=3, seed=2).epoch_order(1).tolist() != plan.epoch_order(1).tolist()
     assert StepPlan(7, 2, 1, 2, epochs=3, seed=1, max_steps=5).total_steps == 5
+
+
+def test_training_rows_keep_a_line_separator_inside_a_json_string(tmp_path):
+    """U+2028 / U+0085 inside a string are text, not line ends (JSONL splits at "\\n" only)."""
+    from omnict_cli.training.rows import read_rows
+
+    rows = tmp_path / "rows.jsonl"
+    (tmp_path / "scan.nii.gz").write_bytes(b"")  # rows only need the image to exist
+    answer = "Findings:\u2028no effusion.\u0085End."
+    row = {"messages": [{"role": "user", "content": "Describe the CT image."},
+                        {"role": "assistant", "content": answer}], "image": "scan.nii.gz"}
+    rows.write_text(json.dumps(row, ensure_ascii=False) + "\n" + "[" * 100000 + "\n", encoding="utf-8")
+    result = read_rows(rows)
+    assert [r.answer for r in result.rows] == [answer]
+    assert len(result.problems) == 1 and "line 2" in result.problems[0]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonlines
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from omnict_cli.atomic import write_text_atomically
@@ -41,11 +42,11 @@ class MetricsLog:
         if not self.enabled or not self.path.is_file():
             return
         kept = []
-        for line in self.path.read_text().splitlines():
+        for line in self.path.read_text().split("\n"):
             try:
-                if json.loads(line).get("step", 0) <= step:
+                if line.strip() and jsonlines.Reader([line]).read(type=dict).get("step", 0) <= step:
                     kept.append(line)
-            except ValueError:
+            except jsonlines.InvalidLineError:
                 continue  # a line cut short by a kill
         write_text_atomically(self.path, "".join(f"{line}\n" for line in kept))
 

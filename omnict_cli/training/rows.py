@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonlines
+
 from omnict_cli.atomic import write_text_atomically
 from omnict_cli.errors import OmnictError
 
@@ -94,24 +96,31 @@ def read_rows(path: str | Path) -> RowsRead:
         raise RowsFileError(f"cannot read the training rows file ({error})", path=path,
                             hint="Give a UTF-8 JSONL file, one chat row per line.") from error
     result = RowsRead()
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    # lines end at "\n" only: a JSON string may hold U+2028 or U+0085, which str.splitlines would cut
+    for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            result.rows.append(_parse_row(line, line_number, path.parent))
+            result.rows.append(_parse_row(_json_object(line), line_number, path.parent))
         except ValueError as problem:
             result.problems.append(f"{path}: line {line_number}: {problem}; row left out")
     return result
 
 
-def _parse_row(line: str, line_number: int, folder: Path) -> TrainingRow:
-    """One JSONL line as a :class:`TrainingRow`; ValueError says what is wrong with it."""
+def _json_object(line: str) -> dict:
+    """One JSONL line decoded with ``jsonlines``; ValueError for anything but one JSON object."""
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not valid JSON ({error.msg}, column {error.colno})") from error
-    if not isinstance(record, dict):
-        raise ValueError("expected one JSON object per line")
+        return jsonlines.Reader([line]).read(type=dict)
+    except jsonlines.InvalidLineError as error:
+        if isinstance(error.__cause__, ValueError):  # the JSON itself did not parse
+            raise ValueError(f"not valid JSON ({error.__cause__})") from error
+        raise ValueError("expected one JSON object per line") from error
+    except RecursionError as error:
+        raise ValueError("nested too deeply to be a training row") from error
+
+
+def _parse_row(record: dict, line_number: int, folder: Path) -> TrainingRow:
+    """One decoded JSONL row as a :class:`TrainingRow`; ValueError says what is wrong with it."""
     messages = record.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise ValueError("'messages' must be a list of {\"role\", \"content\"} objects")
