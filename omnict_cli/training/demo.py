@@ -10,11 +10,15 @@ lives here, in one place, with the numbers the model card quotes. The steps:
    with the authors' prompt tokens and a Qwen-style chat template
    (:func:`train_tokenizer`);
 3. a SigLIP-style encoder (larger patches, few layers) and a small Qwen2
-   decoder, both random, saved as component directories and composed with
-   :func:`omnict_cli.model.build.build_model_dir`, as ``omnict build-model`` does
-   (:func:`build_demo_components`, :func:`build_untrained_model`);
-4. stage 1 (projector) and stage 2 (projector, LLM and, because it starts from
-   scratch, the encoder) with ``omnict train`` (:func:`train_stages`).
+   decoder, both random, saved as component directories
+   (:func:`build_demo_components`);
+4. the encoder pretrained on the training phantoms' 18 CT-RATE labels with a
+   temporary linear head (:func:`pretrain_vision_encoder`): the stand-in for
+   SigLIP's own pretraining, which the paper starts from;
+5. the composition with :func:`omnict_cli.model.build.build_model_dir`, as
+   ``omnict build-model`` does (:func:`build_untrained_model`);
+6. stage 1 (projector) and stage 2 (projector, LLM and, because it is small and
+   young, the encoder) with ``omnict train`` (:func:`train_demo`).
 """
 
 from __future__ import annotations
@@ -168,7 +172,8 @@ class StageSettings:
 
     epochs: int
     learning_rate: float
-    batch_size: int = 8
+    batch_size: int = 1
+    gradient_accumulation: int = 8
     train_vision: bool = False
 
 
@@ -182,12 +187,14 @@ class DemoRecipe:
     """
 
     seed: int = 0
-    cases_per_seed: int = 120
-    report_repeats: int = 2
+    cases_per_seed: int = 80
+    report_repeats: int = 1
     sizes: DemoSizes = DemoSizes()
     stage1: StageSettings = StageSettings(epochs=1, learning_rate=1e-3)
-    stage2: StageSettings = StageSettings(epochs=2, learning_rate=1e-3, train_vision=True)
+    stage2: StageSettings = StageSettings(epochs=4, learning_rate=1e-3, train_vision=True)
     segmenter: str = "builtin"
+    vision_pretrain: StageSettings = StageSettings(epochs=0, learning_rate=1e-3, batch_size=16)
+    """Label pretraining of the encoder (:func:`pretrain_vision_encoder`); 0 epochs skips it."""
 
 
 @dataclass
@@ -220,10 +227,12 @@ def write_training_phantoms(work_dir, recipe: DemoRecipe, on_case=None) -> list[
 
 
 def phantom_rows(phantom_dir, report_repeats: int) -> list[dict]:
-    """Training rows of one phantom set: its report rows ``report_repeats`` times, then all its QA rows.
+    """Training rows of one phantom set: its report rows ``report_repeats`` times, then its closed questions.
 
-    Reports are repeated because one report row stands beside some 25 short QA
-    rows per case, and the report is what ``omnict report`` asks for.
+    Closed questions are the volume yes/no and multiple-choice rows: the ones
+    that say per class whether the image shows it, cheap (a one-word answer)
+    and what the evaluation asks. The open rows (location, size, organ
+    descriptions) and the 2D slice rows are left out to fit the CPU budget.
     Image paths are made absolute so the rows file can live anywhere.
     """
     phantom_dir = Path(phantom_dir).resolve()
@@ -231,13 +240,26 @@ def phantom_rows(phantom_dir, report_repeats: int) -> list[dict]:
     with open(phantom_dir / "qa.jsonl", encoding="utf-8") as lines:
         for line in lines:
             row = json.loads(line)
+            if not row["image"].startswith("volumes/"):
+                continue
             row["image"] = str(phantom_dir / row["image"])
-            is_report = row["messages"][0]["content"].endswith(REPORT_QUESTION)
-            (reports if is_report else questions).append(row)
+            if _is_report(row):
+                reports.append(row)
+            elif _is_closed(row):
+                questions.append(row)
     return reports * report_repeats + questions
 
 
+def _is_closed(row: dict) -> bool:
+    answer = row["messages"][1]["content"]
+    return answer in ("Yes", "No") or answer[:3] in ("A. ", "B. ", "C. ", "D. ")
+
+
 REPORT_QUESTION = "Can you describe the CT image?"
+
+
+def _is_report(row: dict) -> bool:
+    return row["messages"][0]["content"].endswith(REPORT_QUESTION)
 
 
 def write_rows_file(path, rows: list[dict]) -> Path:
@@ -258,7 +280,8 @@ def stage_config(stage: str, settings: StageSettings, rows_path, model_dir, out_
     cache_dir = Path(cache_dir)
     return TrainConfig(stage=stage, data=Path(rows_path), model=Path(model_dir), out=Path(out_dir),
                        epochs=settings.epochs, learning_rate=settings.learning_rate,
-                       per_device_batch_size=settings.batch_size, train_vision=settings.train_vision,
+                       per_device_batch_size=settings.batch_size,
+                       gradient_accumulation=settings.gradient_accumulation, train_vision=settings.train_vision,
                        seed=recipe.seed, max_length=recipe.sizes.max_positions, segmenter=recipe.segmenter,
                        tensor_cache_dir=cache_dir / "tensors", mask_cache_dir=cache_dir / "masks",
                        log_every_steps=10, keep_checkpoints=1)
@@ -313,11 +336,11 @@ def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progre
 
     phantom_dirs = timed("phantoms", lambda: write_training_phantoms(work, recipe))
     untrained = timed("components", lambda: _untrained_model(phantom_dirs, work, recipe))
+    reports = [row for folder in phantom_dirs for row in phantom_rows(folder, 1) if _is_report(row)]
     rows = [row for folder in phantom_dirs for row in phantom_rows(folder, recipe.report_repeats)]
-    reports = [row for row in rows if row["messages"][0]["content"].endswith(REPORT_QUESTION)]
-    stage1_rows = write_rows_file(work / "rows-stage1.jsonl", reports[:len(reports) // recipe.report_repeats])
+    stage1_rows = write_rows_file(work / "rows-stage1.jsonl", reports)
     stage2_rows = write_rows_file(work / "rows-stage2.jsonl", rows)
-    summary.rows = {"stage1": len(reports) // recipe.report_repeats, "stage2": len(rows)}
+    summary.rows = {"stage1": len(reports), "stage2": len(rows)}
     model_dir = untrained
     for stage, settings, rows_path in (("pretrain", recipe.stage1, stage1_rows), ("sft", recipe.stage2, stage2_rows)):
         config = stage_config(stage, settings, rows_path, model_dir, work / f"stage-{stage}", recipe, work / "cache")
@@ -340,6 +363,8 @@ def _untrained_model(phantom_dirs, work: Path, recipe: DemoRecipe) -> Path:
     torch.manual_seed(recipe.seed)
     tokenizer = train_tokenizer(training_texts(phantom_dirs), work / "tokenizer", recipe.sizes.vocab_size)
     vision_dir, llm_dir = build_demo_components(tokenizer, work / "components", recipe.sizes, seed=recipe.seed)
+    if recipe.vision_pretrain.epochs:
+        pretrain_vision_encoder(vision_dir, phantom_dirs, recipe)
     build_untrained_model(vision_dir, llm_dir, work / "untrained", recipe.sizes)
     return work / "untrained"
 
@@ -349,3 +374,74 @@ def _recipe_record(recipe: DemoRecipe) -> dict:
 
     return {**asdict(recipe), "train_seeds": list(TRAIN_SEEDS), "phantom_size": list(PHANTOM_SIZE),
             "phantom_spacing": list(PHANTOM_SPACING)}
+
+
+def pretrain_vision_encoder(vision_dir, phantom_dirs, recipe: DemoRecipe) -> list[float]:
+    """Teach the random encoder the 18 CT-RATE labels of the training phantoms; save it back in place.
+
+    Why: the paper starts from a pretrained SigLIP; a random encoder learns to
+    see only through the LLM's loss, which on a few hundred cases and CPU
+    minutes it hardly does. A temporary linear head on the mean and max of the
+    last layer's tokens over all units is trained with binary cross-entropy
+    (left-right flips as augmentation: the labels say what, not where), then
+    dropped; the encoder keeps what it learnt. Returns the loss per epoch.
+    """
+    import torch
+    from transformers import SiglipVisionModel
+
+    units, labels = _labelled_units(phantom_dirs, recipe.sizes)
+    torch.manual_seed(recipe.seed)
+    encoder = SiglipVisionModel.from_pretrained(vision_dir, local_files_only=True)
+    head = torch.nn.Linear(2 * encoder.config.hidden_size, labels.shape[1])
+    settings = recipe.vision_pretrain
+    optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=settings.learning_rate)
+    losses = []
+    for _ in range(settings.epochs):
+        total = 0.0
+        for batch in torch.randperm(len(units)).split(settings.batch_size):
+            flip = torch.rand(len(batch)) < 0.5
+            pixels = torch.where(flip[:, None, None, None, None], units[batch].flip(-1), units[batch]).float()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(_study_logits(encoder, head, pixels),
+                                                                        labels[batch])
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            total += float(loss.detach()) * len(batch)
+        losses.append(round(total / len(units), 4))
+    encoder.save_pretrained(vision_dir)
+    return losses
+
+
+def _study_logits(encoder, head, pixels):
+    """``[B, 18]`` label logits of ``[B, N_s, 3, H, W]`` studies: mean and max of every unit's last-layer tokens."""
+    import torch
+
+    studies = pixels.shape[0]
+    tokens = encoder(pixel_values=pixels.flatten(0, 1), output_hidden_states=True).hidden_states[-1]
+    tokens = tokens.reshape(studies, -1, tokens.shape[-1])
+    return head(torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1))
+
+
+def _labelled_units(phantom_dirs, sizes: DemoSizes):
+    """Preprocessed units (float16 ``[N, N_s, 3, H, W]``) and 0/1 labels ``[N, 18]`` of every training volume."""
+    import csv
+
+    import numpy as np
+    import torch
+
+    from omnict_cli.labels import CTRATE_ABNORMALITIES
+    from omnict_cli.prepare import load_and_preprocess
+    from omnict_cli.preprocess import PreprocessConfig
+    from omnict_cli.studies import discover_studies
+
+    config = PreprocessConfig(volume_size=(sizes.volume_depth, sizes.image_size, sizes.image_size),
+                              slice_size=(sizes.image_size, sizes.image_size))
+    units, labels = [], []
+    for folder in phantom_dirs:
+        with open(Path(folder) / "labels.csv", newline="", encoding="utf-8") as handle:
+            by_name = {row["VolumeName"]: row for row in csv.DictReader(handle)}
+        for study in discover_studies(Path(folder) / "volumes"):
+            _, model_input = load_and_preprocess(study, config)
+            units.append(torch.from_numpy(model_input.units.astype(np.float16)))
+            labels.append([float(by_name[study.paths[0].name][name]) for name in CTRATE_ABNORMALITIES])
+    return torch.stack(units), torch.tensor(labels)
