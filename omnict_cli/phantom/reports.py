@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from omnict_cli.labels import CTRATE_ABNORMALITIES
+from omnict_cli.labels.classes import CLASS_REGION, FINDINGS_REGIONS
 from omnict_cli.phantom.findings import Finding
 from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 
@@ -58,31 +59,10 @@ REPORT_QUESTION = "Can you describe the CT image?"
 # Anatomy: which group of the Findings section a class is written in
 # --------------------------------------------------------------------------
 
-SECTION_GROUPS = ("trachea", "mediastinum", "devices", "lymph_nodes", "oesophagus", "lungs",
-                  "pleura", "abdomen", "bones")
-"""Order of the Findings section, as CT-RATE reports walk the chest."""
-
-CLASS_GROUP = {
-    "Medical material": "devices",
-    "Arterial wall calcification": "mediastinum",
-    "Cardiomegaly": "mediastinum",
-    "Pericardial effusion": "mediastinum",
-    "Coronary artery wall calcification": "mediastinum",
-    "Hiatal hernia": "oesophagus",
-    "Lymphadenopathy": "lymph_nodes",
-    "Emphysema": "lungs",
-    "Atelectasis": "lungs",
-    "Lung nodule": "lungs",
-    "Lung opacity": "lungs",
-    "Pulmonary fibrotic sequela": "lungs",
-    "Pleural effusion": "pleura",
-    "Mosaic attenuation pattern": "lungs",
-    "Peribronchial thickening": "lungs",
-    "Consolidation": "lungs",
-    "Bronchiectasis": "lungs",
-    "Interlobular septal thickening": "lungs",
-}
-"""Findings-section group of each CT-RATE class (keeps anatomical order sensible)."""
+# The order of the Findings section and the part of it that states each class are the
+# labeler's vocabulary too; one copy, in labels/classes.py.
+SECTION_GROUPS = FINDINGS_REGIONS
+CLASS_GROUP = CLASS_REGION
 
 CLASS_ORGAN = {
     "Medical material": "others",
