@@ -298,3 +298,16 @@ def test_pictures_without_hu_are_skipped_not_failed(tmp_path):
     assert result.exit_code == 0, result.output
     assert "skipped" in result.stderr and "slice.png" in result.stderr and "not HU" in result.stderr
     assert "error" not in result.stderr
+
+
+def test_cache_info_also_shows_the_training_tensor_cache_beside_the_masks(tmp_path):
+    from omnict_cli.training.tensor_cache import ENTRY_SUFFIX
+
+    masks = tmp_path / "omnict" / "masks"
+    masks.mkdir(parents=True)
+    entry = tmp_path / "omnict" / "tensors" / "ab" / f"{'ab' * 32}{ENTRY_SUFFIX}"
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(b"x" * 3072)
+    result = CliRunner().invoke(main, ["cache", "info", "--cache-dir", str(masks)])
+    assert result.exit_code == 0, result.output
+    assert f"training tensor cache {entry.parents[1]}: 3.0 KiB" in result.output

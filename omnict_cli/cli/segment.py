@@ -148,8 +148,14 @@ def cache_info(cache_dir):
 
     from omnict_cli.segmentation.cache import MaskCache
 
+    from omnict_cli.training.tensor_cache import cache_size_bytes, default_tensor_cache_root
+
     info = MaskCache(cache_dir).info()
     click.echo(f"mask cache {info.root}: {info.entries} entries, {_size_text(info.size_bytes)}")
+    tensors = default_tensor_cache_root(cache_dir)
+    if tensors.is_dir():  # filled by `omnict train`; `cache clear` leaves it alone
+        click.echo(f"training tensor cache {tensors}: {_size_text(cache_size_bytes(tensors))} "
+                   "(not touched by `cache clear`; delete the folder to free it)")
     if not info.segmenters:
         return
     table = Table(show_header=True)
