@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import jsonlines
 import nibabel as nib
 import numpy as np
 
@@ -77,7 +78,8 @@ def write_condition(phantoms: Path, condition: str, out_dir: Path) -> Path:
 
 def balanced_yes_no_rows(phantoms: Path, seed: int) -> list[dict]:
     """The volume yes/no rows of the phantoms' ``qa.jsonl``, cut to as many "Yes" as "No" answers."""
-    rows = [json.loads(line) for line in (phantoms / "qa.jsonl").read_text().splitlines()]
+    with jsonlines.open(phantoms / "qa.jsonl") as reader:
+        rows = list(reader.iter(type=dict, skip_empty=True))
     closed = [row for row in rows if row["image"].startswith("volumes/")
               and row["messages"][1]["content"] in ("Yes", "No")]
     by_answer = {answer: [row for row in closed if row["messages"][1]["content"] == answer] for answer in ("Yes", "No")}

@@ -136,7 +136,7 @@ def pick_dtype(dtype: str, device: str):
 class GenerationSettings:
     """How text is generated: greedy (``num_beams=1``) or beam search, at most ``max_new_tokens``."""
 
-    max_new_tokens: int = 256
+    max_new_tokens: int = 512
     num_beams: int = 1
 
 

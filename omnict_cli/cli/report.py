@@ -39,7 +39,8 @@ def _run_options(function):
                      help="Processes loading, preprocessing and segmenting ahead of the model (0: in this one)."),
         click.option("--organ", default=None, help="Organ group for OSE (e.g. lungs, heart); default: routed "
                                                    "from the question, or the scan's default organs."),
-        click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True),
+        click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True,
+                     help="Generation stops at the end-of-turn token or here (phantom reports reach ~280 tokens)."),
         click.option("--num-beams", type=click.IntRange(min=1), default=1, show_default=True,
                      help="1 = greedy decoding; more = beam search."),
         click.option("--segmenter", "segmenter_name", type=click.Choice(SEGMENTER_CHOICES), default="auto",

@@ -28,6 +28,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonlines
+
 from omnict_cli.model.processing_omnict import special_tokens
 
 # ---- sizes (the model card quotes these) ---------------------------------------------------
@@ -79,9 +81,9 @@ def training_texts(phantom_dirs) -> list[str]:
     markers = special_tokens()
     texts = []
     for folder in phantom_dirs:
-        with open(Path(folder) / "qa.jsonl", encoding="utf-8") as rows:
-            for line in rows:
-                for message in json.loads(line)["messages"]:
+        with jsonlines.open(Path(folder) / "qa.jsonl") as rows:
+            for row in rows.iter(type=dict, skip_empty=True):
+                for message in row["messages"]:
                     content = message["content"]
                     for marker in markers:
                         content = content.replace(marker, "")
@@ -237,9 +239,8 @@ def phantom_rows(phantom_dir, report_repeats: int) -> list[dict]:
     """
     phantom_dir = Path(phantom_dir).resolve()
     reports, questions = [], []
-    with open(phantom_dir / "qa.jsonl", encoding="utf-8") as lines:
-        for line in lines:
-            row = json.loads(line)
+    with jsonlines.open(phantom_dir / "qa.jsonl") as lines:
+        for row in lines.iter(type=dict, skip_empty=True):
             if not row["image"].startswith("volumes/"):
                 continue
             row["image"] = str(phantom_dir / row["image"])
