@@ -30,7 +30,7 @@ RUN pip install torch==2.13.0 ".[seg]" \
 RUN useradd --create-home --uid 1000 omnict \
     && mkdir -p /data /cache /models \
     && chown omnict /data /cache /models
-USER omnict
+USER 1000:1000
 WORKDIR /data
 VOLUME ["/data", "/cache", "/models"]
 
