@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from omnict_cli.errors import OmnictError, StudyLoadError
+from omnict_cli.errors import OmnictError
 from omnict_cli.pipeline import Job
 
 _PLACEHOLDER = re.compile(r"<\|[^|>]*\|>")
@@ -115,16 +115,12 @@ def _question_of(row: dict) -> str:
 
 def study_for_image(folder: Path, image: str):
     """The one study at ``image`` (a file or a DICOM series folder), named by the path as the row gives it."""
-    from omnict_cli.studies import discover_studies
+    from omnict_cli.studies import single_study
 
     target = Path(image).expanduser()
-    target = target if target.is_absolute() else folder / target
-    studies = discover_studies(target)
-    if len(studies) != 1:
-        raise StudyLoadError(f"holds {len(studies)} studies; a question needs exactly one image", path=image,
-                             hint="Point \"image\" at one file or one DICOM series folder")
+    study = single_study(target if target.is_absolute() else folder / target)
     name = Path(image)
     if name.is_absolute() or ".." in name.parts or name.parent == Path("."):
-        return studies[0]
+        return study
     # named by the path the row gives (slices/case_1.png -> slices/case_1), read from the same file
-    return replace(studies[0], study_id=f"{name.parent.as_posix()}/{studies[0].study_id}", root=folder)
+    return replace(study, study_id=f"{name.parent.as_posix()}/{study.study_id}", root=folder)

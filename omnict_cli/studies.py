@@ -306,3 +306,15 @@ def _strip_suffix(relative: str) -> str:
         if lower.endswith(suffix):
             return relative[: -len(suffix)]
     return relative
+
+
+def single_study(path: str | Path) -> Study:
+    """The one study at ``path`` (a file, or a folder holding one DICOM series), for a question or training row.
+
+    Raises StudyLoadError when ``path`` holds no study or several.
+    """
+    studies = discover_studies(path)
+    if len(studies) != 1:
+        raise StudyLoadError(f"holds {len(studies)} studies; an image must be one file or one DICOM series",
+                             path=path, hint="Point it at one file or one DICOM series folder")
+    return studies[0]

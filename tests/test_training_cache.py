@@ -10,7 +10,8 @@ from omnict_cli.preprocess import PreprocessConfig
 from omnict_cli.segmentation.builtin import BuiltinSegmenter
 from omnict_cli.segmentation.cache import MaskCache
 from omnict_cli.study_inputs import PrepareSetup, prepare_study
-from omnict_cli.training.dataset import StudyDataset, prepare_examples, study_for_image
+from omnict_cli.studies import single_study
+from omnict_cli.training.dataset import StudyDataset, prepare_examples
 from omnict_cli.training.rows import TrainingRow
 from omnict_cli.training.tensor_cache import TensorCache, entry_key, source_digest
 from tests.test_training_data import phantom_set  # noqa: F401 (fixture)
@@ -35,7 +36,7 @@ def test_a_cached_study_equals_fresh_preparation(tmp_path, setup, phantom_set): 
     (example,) = prepared.examples
     assert (example.kind, example.num_units) == ("volume", 2)
     item = StudyDataset(prepared.examples, cache)[0]
-    fresh = prepare_study(study_for_image(volume), setup)
+    fresh = prepare_study(single_study(volume), setup)
     assert np.abs(item["image"].units - fresh.model_input.units).max() <= 5e-4  # float16: <= 0.5 HU
     assert item["image"].units.dtype == np.float32
     assert np.array_equal(item["image"].label_map, fresh.model_input.label_map)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.studies import Study, discover_studies
+from omnict_cli.studies import Study, single_study
 from omnict_cli.study_inputs import PreparedStudy, PrepareSetup, organ_selection_for, prepare_study
 from omnict_cli.training.rows import TrainingRow
 from omnict_cli.training.tensor_cache import CachedStudy, TensorCache, entry_key, source_digest
@@ -59,15 +59,6 @@ class PreparedExamples:
     problems: list[str] = field(default_factory=list)
     studies: int = 0
     from_cache: int = 0
-
-
-def study_for_image(path) -> Study:
-    """The one study at ``path`` (a file, or a folder holding one DICOM series)."""
-    studies = discover_studies(path)
-    if len(studies) != 1:
-        raise OmnictError(f"holds {len(studies)} studies; a row's image must be one file or one DICOM series",
-                          path=path)
-    return studies[0]
 
 
 def prepare_examples(rows: list[TrainingRow], setup: PrepareSetup, cache: TensorCache,
@@ -107,7 +98,7 @@ def _prepare_one(image, setup: PrepareSetup, cache: TensorCache, units_dtype: st
 
     A hit reads only the entry's header; training verifies the whole entry when it reads it.
     """
-    study = study_for_image(image)
+    study = single_study(image)
     try:
         key = entry_key(source_digest(study.paths), setup, units_dtype)
     except OSError as error:
