@@ -193,10 +193,24 @@ def _settle_dtype(array: np.ndarray, path, warnings: list[str]) -> np.ndarray:
     return array
 
 
+def _voxel_sample(voxels: np.ndarray) -> np.ndarray:
+    """About 2 million voxels on a regular stride, as float32: enough to judge the value range."""
+    step = max(1, int(round((voxels.size / 2_000_000) ** (1 / 3))))
+    return np.asarray(voxels[::step, ::step, ::step], dtype=np.float32)
+
+
+def looks_like_label_map(voxels: np.ndarray) -> bool:
+    """Non-negative whole numbers, few distinct values, mostly zero: a segmentation, not CT.
+
+    The rule behind the "looks like a label map" warning; ``report`` skips such studies.
+    """
+    sample = _voxel_sample(voxels)
+    return bool(sample.size) and float(sample.min()) >= 0.0 and _looks_like_label_map(sample)
+
+
 def hu_warnings(voxels: np.ndarray) -> list[str]:
     """Say when values do not look like CT Hounsfield units."""
-    step = max(1, int(round((voxels.size / 2_000_000) ** (1 / 3))))
-    sample = np.asarray(voxels[::step, ::step, ::step], dtype=np.float32)
+    sample = _voxel_sample(voxels)
     low, high = float(sample.min()), float(sample.max())
     if low == high:
         return [f"constant image: every voxel is {low:g}"]

@@ -90,7 +90,7 @@ def prepare_study(study: Study, setup: PrepareSetup) -> PreparedStudy:
         study_id=study.study_id, input=study.input, format=study.format, kind=volume.kind,
         shape=volume.shape, spacing=tuple(round(s, 4) for s in volume.spacing), model_input=model_input,
         warnings=list(dict.fromkeys(list(study.notes) + list(volume.warnings))))
-    if looks_like_label_map(volume):
+    if is_label_map(volume):
         prepared.skip_reason = (f"{study.input}: integer ids, mostly 0: a label map (segmentation output), "
                                 "not a CT scan; not reported")
     elif setup.segmenter is not None:
@@ -99,22 +99,16 @@ def prepare_study(study: Study, setup: PrepareSetup) -> PreparedStudy:
     return prepared
 
 
-def looks_like_label_map(volume) -> bool:
-    """Integer ids, mostly 0, few distinct values: a segmentation saved beside its scan, not CT.
+def is_label_map(volume) -> bool:
+    """A segmentation saved beside its scan (the loader's own label-map rule), not CT to report on.
 
     Segmentation outputs often sit in the folder of scans (the phantom sets
     ``omnict demo-data`` writes keep them in ``labels/``); reporting on them would
     be noise, so they become "skipped" records instead of reports.
     """
-    import numpy as np
+    from omnict_cli.imaging import looks_like_label_map
 
-    if volume.intensity != INTENSITY_HU or volume.voxels.dtype.kind not in "iu":
-        return False
-    step = max(1, int(round((volume.voxels.size / 1_000_000) ** (1 / 3))))
-    sample = np.asarray(volume.voxels[::step, ::step, ::step])
-    if sample.size == 0 or sample.min() < 0 or sample.max() > 1000:
-        return False
-    return float((sample == 0).mean()) > 0.3 and len(np.unique(sample)) <= 256
+    return volume.intensity == INTENSITY_HU and looks_like_label_map(volume.voxels)
 
 
 def _add_organ_labels(prepared: PreparedStudy, volume, setup: PrepareSetup) -> None:
