@@ -92,19 +92,29 @@ class RunCounts:
         return time.perf_counter() - self.started
 
 
-def open_findings(out: Path, identity, overwrite: bool = False, retry_errors: bool = False):
-    """Prepare ``out`` for a run; returns ``(done record ids, notes)``.
+@dataclass
+class EarlierRecords:
+    """What :func:`open_findings` kept of an earlier run: record ids to skip, and counts for the summary."""
+
+    done: set[str] = field(default_factory=set)
+    records: int = 0
+    errors: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def open_findings(out: Path, identity, overwrite: bool = False, retry_errors: bool = False) -> EarlierRecords:
+    """Prepare ``out`` for a run; returns what it keeps of an earlier run.
 
     Raises OutputError when the file holds records of another model (unless
     ``overwrite``) or lines omnict did not write.
     """
-    notes = []
+    earlier = EarlierRecords()
     if overwrite:
         rewrite_records(out, [])
-        return set(), notes
+        return earlier
     existing = read_records(out)
     if existing.cut_bytes:
-        notes.append(f"{out}: cut a torn last line ({existing.cut_bytes} bytes) left by an interrupted run")
+        earlier.notes.append(f"{out}: cut a torn last line ({existing.cut_bytes} bytes) left by an interrupted run")
     others = {_model_text(r["model"]) for r in existing.records
               if isinstance(r.get("model"), dict) and r["model"].get("revision") != identity.revision}
     if others:
@@ -116,9 +126,12 @@ def open_findings(out: Path, identity, overwrite: bool = False, retry_errors: bo
         kept = [r for r in records if r.get("status") != STATUS_ERROR]
         if len(kept) != len(records):
             rewrite_records(out, kept)
-            notes.append(f"retrying {len(records) - len(kept)} studies that failed before")
+            earlier.notes.append(f"retrying {len(records) - len(kept)} studies that failed before")
         records = kept
-    return {record_id(r) for r in records}, notes
+    earlier.done = {record_id(r) for r in records}
+    earlier.records = len(records)
+    earlier.errors = sum(r.get("status") == STATUS_ERROR for r in records)
+    return earlier
 
 
 def _model_text(model: dict) -> str:
@@ -340,6 +353,8 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     merged: int | None = None
     """Records in ``out`` after merging shards, when this process merged them."""
+    errors_in_file: int = 0
+    """Error records in ``written_to`` after the run, earlier runs' included: what the exit code reports."""
 
 
 def run_to_file(pipeline: Pipeline, jobs: list[Job], out: str | Path, overwrite: bool = False,
@@ -361,15 +376,15 @@ def run_to_file(pipeline: Pipeline, jobs: list[Job], out: str | Path, overwrite:
     if shard is not None:
         jobs = [job for job in jobs if shard.owns(job.study.study_id)]
         extra_records = [r for r in extra_records if shard.owns(r["study_id"])]
-    done, notes = open_findings(target, pipeline.engine.identity, overwrite, retry_errors)
+    earlier = open_findings(target, pipeline.engine.identity, overwrite, retry_errors)
     with deferred_interrupts(), _GuardedWriter(target) as writer:
         for record in extra_records:
-            if record_id(record) not in done:
+            if record_id(record) not in earlier.done:
                 pipeline._write(writer, _stamped(record, pipeline))
-        counts = pipeline.run(jobs, writer, done)
-    result = RunResult(counts, out, target, notes)
+        counts = pipeline.run(jobs, writer, earlier.done)
+    result = RunResult(counts, out, target, earlier.notes, errors_in_file=earlier.errors + counts.failed)
     if shard is not None:
-        sharding.mark_done(shard, out, len(read_records(target, repair=False).records))
+        sharding.mark_done(shard, out, earlier.records + counts.processed)
         if _ready_to_merge(shard, out):
             result.merged = sharding.merge_shards(shard.count, out)
     return result

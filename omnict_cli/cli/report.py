@@ -305,11 +305,7 @@ def _print_summary(console, result, what: str, quiet: bool) -> int:
     """The summary table (unless quiet) and one line per failure; returns how many failed in the file."""
     from rich.table import Table
 
-    from omnict_cli.records import read_records
-
     counts = result.counts
-    records = read_records(result.written_to, repair=False).records
-    failed_in_file = sum(r.get("status") == "error" for r in records)
     for message in counts.failures:
         console.print(f"[red]error[/red] {_escape(message)}", highlight=False, soft_wrap=True)
     if not quiet:
@@ -323,4 +319,4 @@ def _print_summary(console, result, what: str, quiet: bool) -> int:
         console.print(table)
         if result.merged is not None:
             console.print(f"merged {result.merged} records from every shard into {result.out}", highlight=False)
-    return failed_in_file
+    return result.errors_in_file
