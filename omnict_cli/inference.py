@@ -126,10 +126,11 @@ def pick_dtype(dtype: str, device: str):
     """``auto`` -> bfloat16 on a GPU, float32 on the CPU (the paper infers in bf16)."""
     import torch
 
-    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    from omnict_cli.model.build import DTYPES
+
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return names[dtype]
+    return DTYPES[dtype]
 
 
 @dataclass(frozen=True)
