@@ -101,3 +101,25 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def file_identity(stat_result) -> tuple[int, int, int]:
+    """Device, inode and modification time: which file a path held when it was read."""
+    return stat_result.st_dev, stat_result.st_ino, stat_result.st_mtime_ns
+
+
+def remove_if_unchanged(path: Path, identity) -> str | None:
+    """Remove a bad cache entry unless another process has meanwhile replaced it with a new file.
+
+    ``identity`` is :func:`file_identity` of the file as it was read. Returns
+    why the entry could not be removed (a read-only cache, a folder of another
+    user), else None: a bad entry that stays is only ignored, it never fails a study.
+    """
+    try:
+        if file_identity(os.stat(path)) == identity:
+            Path(path).unlink()
+    except FileNotFoundError:
+        return None  # another process removed or replaced it: nothing left to do
+    except OSError as error:
+        return error.strerror or str(error)
+    return None

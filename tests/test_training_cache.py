@@ -91,3 +91,22 @@ def test_an_unloadable_study_leaves_out_only_its_rows(tmp_path, setup, phantom_s
     assert study_problem.endswith("its 2 rows (line 2, 3) left out")
     (organ_problem,) = [problem for problem in prepared.problems if problem.startswith("line 4:")]
     assert "organ" in organ_problem and "pancreas_tail" in organ_problem and organ_problem.endswith("row left out")
+
+
+def test_a_corrupt_entry_that_cannot_be_removed_is_a_warning_not_a_failure(tmp_path, setup, phantom_set,  # noqa: F811
+                                                                           monkeypatch):
+    import pathlib
+
+    volume = phantom_set / "volumes" / "case_0002.nii.gz"
+    cache = TensorCache(tmp_path / "tensors")
+    key = prepare_examples(rows_for(volume), setup, cache).examples[0].key
+    path = cache.entry_path(key)
+    path.write_bytes(b"\x00" * 5)
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "unlink", read_only)
+    found = cache.get(key)
+    assert found.entry is None and "could not remove it (Permission denied)" in found.warning
+    assert path.exists()

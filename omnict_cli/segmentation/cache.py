@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omnict_cli.atomic import TEMP_SUFFIX, write_bytes_atomically
+from omnict_cli.atomic import TEMP_SUFFIX, file_identity, remove_if_unchanged, write_bytes_atomically
 from omnict_cli.segmentation.base import LABEL_DTYPE, Segmenter, check_label_map
 
 CACHE_FORMAT = "omnict-mask-cache/1"
@@ -166,7 +166,7 @@ class MaskCache:
         path = self.entry_path(key, segmenter)
         try:
             with open(path, "rb") as stream:
-                identity = _identity(os.fstat(stream.fileno()))
+                identity = file_identity(os.fstat(stream.fileno()))
                 data = stream.read()
         except (FileNotFoundError, NotADirectoryError):
             return CacheLookup(key, None)
@@ -176,7 +176,7 @@ class MaskCache:
         try:
             labels = _decode_entry(data, key, volume.shape)
         except ValueError as problem:
-            removal = _remove_if_unchanged(path, identity)
+            removal = remove_if_unchanged(path, identity)
             done = "removed it" if removal is None else f"could not remove it ({removal})"
             return CacheLookup(key, None, f"mask cache entry {path} was corrupt ({problem}); {done} and "
                                           "segmenting again")
@@ -327,27 +327,6 @@ def write_file_atomically(path: Path, data: bytes) -> None:
     writers of one path both succeed and the last rename wins.
     """
     write_bytes_atomically(path, data, fsync=True)
-
-
-def _identity(stat_result) -> tuple[int, int, int]:
-    return stat_result.st_dev, stat_result.st_ino, stat_result.st_mtime_ns
-
-
-def _remove_if_unchanged(path: Path, identity) -> str | None:
-    """Remove a bad entry unless another process has meanwhile replaced it with a new file.
-
-    Returns why the entry could not be removed (a read-only cache, a
-    folder of another user), else None: a bad entry that stays is only
-    ignored, it never fails the study.
-    """
-    try:
-        if _identity(os.stat(path)) == identity:
-            path.unlink()
-    except FileNotFoundError:
-        return None  # another process removed or replaced it: nothing left to do
-    except OSError as error:
-        return error.strerror or str(error)
-    return None
 
 
 def _folder_name(segmenter_name: str) -> str:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omnict_cli.atomic import write_bytes_atomically
+from omnict_cli.atomic import file_identity, remove_if_unchanged, write_bytes_atomically
 
 CACHE_FORMAT = "omnict-tensor-cache/1"
 """Goes into every key and record; bump it when the layout or the key recipe changes."""
@@ -153,7 +153,7 @@ class TensorCache:
         path = self.entry_path(key)
         try:
             with open(path, "rb") as stream:
-                identity = _identity(os.fstat(stream.fileno()))
+                identity = file_identity(os.fstat(stream.fileno()))
                 data = stream.read()
         except (FileNotFoundError, NotADirectoryError):
             return CacheRead(None)
@@ -163,8 +163,9 @@ class TensorCache:
         try:
             return CacheRead(decode_entry(data, key))
         except ValueError as problem:
-            _remove_if_unchanged(path, identity)
-            return CacheRead(None, f"tensor cache entry {path} was corrupt ({problem}); removed it and preparing "
+            removal = remove_if_unchanged(path, identity)
+            done = "removed it" if removal is None else f"could not remove it ({removal})"
+            return CacheRead(None, f"tensor cache entry {path} was corrupt ({problem}); {done} and preparing "
                                    "the study again")
 
     def put(self, key: str, entry: CachedStudy) -> Path:
@@ -250,19 +251,6 @@ def _metadata(data: bytes) -> dict:
     if length > len(data) - 8:
         raise ValueError("header longer than the file")
     return json.loads(data[8:8 + length]).get("__metadata__") or {}
-
-
-def _identity(stat_result) -> tuple[int, int, int]:
-    return stat_result.st_dev, stat_result.st_ino, stat_result.st_mtime_ns
-
-
-def _remove_if_unchanged(path: Path, identity) -> None:
-    """Remove a bad entry unless another process has meanwhile renamed a fresh one into its place."""
-    try:
-        if _identity(os.stat(path)) == identity:
-            path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def _tensor_sha256(array: np.ndarray) -> str:
