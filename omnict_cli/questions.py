@@ -18,14 +18,13 @@ those problems beside the jobs.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omnict_cli.errors import OmnictError
 from omnict_cli.pipeline import Job
+from omnict_cli.score_files import question_text  # the same question text scoring joins answers by
 
-_PLACEHOLDER = re.compile(r"<\|[^|>]*\|>")
 
 
 class QuestionRowsError(OmnictError):
@@ -47,12 +46,6 @@ class RowProblem:
         return {"study_id": self.study_id, "record_id": self.record_id, "question_id": self.question_id,
                 "task": "ask", "question": self.question, "error": {"type": "QuestionRowsError", "message": self.message},
                 "warnings": [], "status": "error"}
-
-
-def question_from_content(content: str) -> str:
-    """The question of a user turn: placeholder tokens removed, blank lines dropped, spaces tidied."""
-    lines = [" ".join(line.split()) for line in _PLACEHOLDER.sub("", content).splitlines()]
-    return "\n".join(line for line in lines if line)
 
 
 def read_question_rows(path: str | Path, organ: str | None = None) -> tuple[list[Job], list[RowProblem]]:
@@ -104,10 +97,10 @@ def _question_of(row: dict) -> str:
                  if isinstance(turn, dict) and turn.get("role") == "user" and isinstance(turn.get("content"), str)]
         if not users:
             raise QuestionRowsError("has no user message")
-        question = question_from_content(users[0])
+        question = question_text(users[0])
     else:
         question = row.get("question")
-        question = question_from_content(question) if isinstance(question, str) else ""
+        question = question_text(question) if isinstance(question, str) else ""
     if not question:
         raise QuestionRowsError("has no question (a user message or a \"question\" key)")
     return question
