@@ -1,0 +1,111 @@
+"""``build_review``: a findings file in, one or more static HTML review pages out.
+
+The steps, each in its own module: read the records (the last record per
+study wins, as a resumed run means), summarize the run and score it against
+references (:mod:`.summary`, reusing ``omnict score``'s library), label every
+report (:mod:`.labels`), render each ok study's views in worker processes
+(:mod:`.image_pool`, :mod:`.study_images`, :mod:`.thumbnails`), and write the
+blocks into pages (:mod:`.blocks`, :mod:`.page`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omnict_cli.review.thumbnails import DEFAULT_MAX_PIXELS
+
+PAGE_LIMIT_BYTES = 100 * 10**6
+"""A page larger than this is hard on browsers and mail; the command suggests --page-size."""
+
+
+@dataclass(frozen=True)
+class ReviewOptions:
+    """Everything ``omnict review`` can be told besides the findings file and the output."""
+
+    references: str | Path | None = None
+    reference_labels: str | Path | None = None
+    studies: str | Path | None = None
+    """Folder the record ``input`` paths are relative to; None tries the working folder, then the findings'."""
+    cache_dir: str | Path | None = None
+    page_size: int | None = None
+    workers: int = 0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    method: str = "classifier"
+
+
+@dataclass
+class ReviewResult:
+    """What was written and what the run-level checks said."""
+
+    pages: list = field(default_factory=list)
+    """:class:`omnict_cli.review.page.PageFile` per file written, the index (or the single page) last."""
+    studies: int = 0
+    image_bytes: int = 0
+    """PNG bytes of all views (before base64), to judge bytes per study."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_findings(path: str | Path) -> list[dict]:
+    """The records of a findings file, the last one per study (a retried study's new record wins)."""
+    from omnict_cli.records import read_records
+
+    return list(read_records(path, repair=False).by_id().values())
+
+
+def study_roots(findings: Path, studies: str | Path | None) -> tuple[Path, ...]:
+    if studies is not None:
+        return (Path(studies),)
+    return tuple(dict.fromkeys((Path(os.getcwd()), findings.resolve().parent)))
+
+
+def _summary(records: list[dict], findings: Path, options: ReviewOptions):
+    from omnict_cli.review.summary import add_scores, summarize_run
+    from omnict_cli.score_files import is_answer_file
+
+    summary = summarize_run(records)
+    if options.references is not None:
+        if is_answer_file(findings):
+            summary.warnings.append("these are answers (omnict ask): run omnict score for their VQA scores")
+        else:
+            add_scores(summary, findings, options.references, options.reference_labels, options.method)
+    return summary
+
+
+def build_review(findings: str | Path, out: str | Path, options: ReviewOptions = ReviewOptions(),
+                 on_study=None) -> ReviewResult:
+    """Write the review page(s) of ``findings`` to ``out``; ``on_study(done, total)`` follows progress.
+
+    Raises OmnictError (one line) only for a findings file that cannot be read
+    or an output that cannot be written; every per-study problem is a warning
+    on that study's block.
+    """
+    from omnict_cli.review.blocks import labels_for, study_block, summary_html
+    from omnict_cli.review.image_pool import images_in_order
+    from omnict_cli.review.labels import study_labels
+    from omnict_cli.review.page import PageSet
+    from omnict_cli.review.study_images import ImageSettings
+
+    findings, out = Path(findings), Path(out)
+    records = read_findings(findings)
+    summary = _summary(records, findings, options)
+    labels = study_labels(records, options.method, options.references, options.reference_labels)
+    summary.warnings.extend(labels.warnings)
+    settings = ImageSettings(study_roots(findings, options.studies),
+                             None if options.cache_dir is None else Path(options.cache_dir), options.max_pixels)
+    pages = PageSet(out, f"omnict review: {findings.name}", summary_html(summary, findings.name), options.page_size)
+    result = ReviewResult(studies=len(records), warnings=list(summary.warnings))
+    with_images = [record for record in records if record.get("status") == "ok"]
+    images = images_in_order(with_images, settings, options.workers)
+    for index, record in enumerate(records):
+        study_images = next(images) if record.get("status") == "ok" else None
+        if study_images is not None:
+            result.image_bytes += sum(len(view.png) for view in study_images.views)
+        generated, reference = labels_for(record, labels)
+        pages.add(str(record.get("study_id", "")), study_block(index, record, study_images, generated,
+                                                               reference if options.references else None))
+        if on_study is not None:
+            on_study(index + 1, len(records))
+    result.pages = pages.finish()
+    return result

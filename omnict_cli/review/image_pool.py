@@ -1,0 +1,67 @@
+"""Make the views of many studies in worker processes, in record order, with a bounded window.
+
+A 1,000-study page re-reads 1,000 scans: seconds of CPU each, and no
+shared state, so they spread over processes. Workers are started with
+``spawn`` like :mod:`omnict_cli.prefetch` (forking a process that may have
+torch's thread pools running can deadlock) and ignore Ctrl-C so the main
+process decides how to stop. At most ``2 * workers + 2`` studies are in
+flight, so memory stays flat however long the run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from omnict_cli.review.study_images import ImageSettings, StudyImages, study_images
+
+_WORKER_SETTINGS: ImageSettings | None = None
+
+
+def _init_worker(settings: ImageSettings) -> None:
+    global _WORKER_SETTINGS
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER_SETTINGS = settings
+
+
+def _images_in_worker(record: dict) -> StudyImages:
+    return study_images(record, _WORKER_SETTINGS)
+
+
+def images_in_order(records: list[dict], settings: ImageSettings, workers: int):
+    """Yield ``StudyImages`` for each record, in order; 0 workers renders in this process."""
+    if workers <= 0:
+        for record in records:
+            yield study_images(record, settings)
+        return
+    depth = 2 * workers + 2
+    pending: deque = deque()
+    remaining = iter(records)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(settings,)) as pool:
+        while True:
+            while len(pending) < depth and (record := next(remaining, None)) is not None:
+                pending.append((record, pool.submit(_images_in_worker, record)))
+            if not pending:
+                return
+            record, future = pending.popleft()
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                break  # a worker died (out of memory, a native crash): the pool is gone
+            except Exception as error:  # the study's own failure, raised in the worker
+                yield _failed(record, error)
+    # the study that broke the pool gets one warning; the rest are made here, one by one
+    yield _failed(record, RuntimeError("the worker process making its images died"))
+    for record, _ in pending:
+        yield study_images(record, settings)
+    for record in remaining:
+        yield study_images(record, settings)
+
+
+def _failed(record: dict, error: BaseException) -> StudyImages:
+    return StudyImages(warnings=[f"{record.get('input')}: making the images failed "
+                                 f"({type(error).__name__}: {error}); no images"])
