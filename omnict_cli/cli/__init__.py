@@ -14,6 +14,7 @@ from omnict_cli.cli import demo_model  # noqa: F401,E402
 from omnict_cli.cli import labels  # noqa: F401,E402
 from omnict_cli.cli import model  # noqa: F401,E402
 from omnict_cli.cli import report  # noqa: F401,E402
+from omnict_cli.cli import review  # noqa: F401,E402
 from omnict_cli.cli import score  # noqa: F401,E402
 from omnict_cli.cli import segment  # noqa: F401,E402
 from omnict_cli.cli import train  # noqa: F401,E402
