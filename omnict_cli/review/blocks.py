@@ -113,8 +113,8 @@ def study_block(index: int, record: dict, images: StudyImages | None, generated:
 
 def labels_for(record: dict, labels) -> tuple[dict | None, dict | None]:
     """``(generated, reference)`` labels of a record from :class:`omnict_cli.review.labels.StudyLabels`."""
-    key = study_key(str(record.get("study_id", "")))
-    return labels.generated.get(key), labels.reference.get(key)
+    study_id = str(record.get("study_id", ""))
+    return labels.generated.get(study_id), labels.reference.get(study_key(study_id))
 
 
 def _percent(value: float) -> str:

@@ -6,7 +6,7 @@ summary chart: generated labels come from the labeler run over the record's
 "Findings: ... Impression: ..." text (an error or empty record is all
 negative), reference labels from ``--reference-labels`` (a CT-RATE label
 CSV) or else from the same labeler run over the ``--references`` texts.
-Studies are joined by :func:`omnict_cli.score_files.study_key`.
+A study is joined to its reference by :func:`omnict_cli.score_files.study_key`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
 
 @dataclass
 class StudyLabels:
-    """Per study key: the generated labels and, when references cover it, the reference labels."""
+    """Generated labels per study id, and reference labels per study key (the join of ``omnict score``)."""
 
     generated: dict[str, dict[str, int]] = field(default_factory=dict)
     reference: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -60,7 +60,7 @@ def study_labels(records: list[dict], method: str = "classifier", references: st
     reports = [record for record in records if "answer" not in record]
     result = StudyLabels()
     for record, labels in zip(reports, _label_texts([record_text(record) for record in reports], method)):
-        result.generated[study_key(str(record.get("study_id", "")))] = labels
+        result.generated[str(record.get("study_id", ""))] = labels
     try:
         if reference_labels is not None:
             from omnict_cli.labels.ctrate_io import read_labels

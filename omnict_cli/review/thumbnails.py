@@ -144,6 +144,16 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~interior
 
 
+def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
+    """For each of ``n_out`` output pixels, the input pixel whose area holds its centre."""
+    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.intp), n_in - 1)
+
+
+def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A 2D mask at ``height x width`` by nearest neighbour (labels are never interpolated)."""
+    return mask[np.ix_(nearest_indices(mask.shape[0], height), nearest_indices(mask.shape[1], width))]
+
+
 def _palette() -> list[int]:
     """Indices 0..127 plain greys, 128..255 the same greys under the translucent outline colour."""
     palette = []
@@ -159,17 +169,14 @@ _PALETTE = _palette()
 
 
 def render_view(plane: Plane, window: Window, max_pixels: int) -> View:
-    """Window, resize (bilinear for the image, nearest for the mask), outline the organ, encode a palette PNG."""
+    """Window, resize (bilinear for the image, :func:`resize_nearest` for the mask), outline, encode a palette PNG."""
     from PIL import Image
 
     width, height = display_size(plane, max_pixels)
     grey = Image.fromarray(window_grey(plane.pixels, window), mode="L").resize((width, height), Image.BILINEAR)
     indices = np.asarray(grey, dtype=np.uint8).copy()
     if plane.mask is not None and plane.mask.any():
-        mask_image = Image.fromarray(plane.mask.astype(np.uint8) * 255, mode="L").resize((width, height),
-                                                                                         Image.NEAREST)
-        edge = outline(np.asarray(mask_image) > 0)
-        indices[edge] += GREY_LEVELS
+        indices[outline(resize_nearest(plane.mask, height, width))] += GREY_LEVELS
     image = Image.fromarray(indices, mode="P")
     image.putpalette(_PALETTE)
     buffer = io.BytesIO()
