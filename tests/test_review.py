@@ -422,3 +422,32 @@ def test_headless_chromium_renders_the_page_with_the_organ_outline(page, tmp_pat
     dom = subprocess.run([*command[:-2], "--dump-dom", page["path"].as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     assert "6 of 6 studies shown" in dom, "the filter script did not run"
+
+
+# --------------------------------------------------------------------------
+# Real CT with a TotalSegmentator label map (../shared/testdata)
+# --------------------------------------------------------------------------
+
+def test_real_ct_with_a_cached_totalsegmentator_mask_outlines_the_lung_lobes(testdata, tmp_path):
+    from omnict_cli.imaging import load_path
+    from omnict_cli.segmentation.totalseg import TotalSegmentatorSegmenter
+    from omnict_cli.review.study_images import RecordedSegmenter
+
+    volume = load_path(testdata / "ct_chest_small.nii.gz")
+    labels = np.asarray(load_path(testdata / "ct_chest_small_totalseg.nii.gz").voxels, dtype=np.uint8)
+    segmenter = RecordedSegmenter(TotalSegmentatorSegmenter(device="cpu"), "2.4.0")
+    MaskCache(tmp_path / "masks").put(volume, segmenter, labels)
+    record = {"study_id": "ct_chest_small", "input": "ct_chest_small.nii.gz", "organs": ["lungs"],
+              "segmenter": "totalsegmentator 2.4.0", "status": "ok"}
+    images = study_images(record, ImageSettings((testdata,), tmp_path / "masks"))
+    assert not images.warnings
+    lobes = np.isin(labels, [10, 11, 12, 13, 14])
+    z, y, x = images.centre
+    assert lobes[z].any() and lobes[:, y].any() and lobes[:, :, x].any()
+    axial = np.asarray(Image.open(io.BytesIO(images.views[0].png)).convert("RGB"), dtype=np.int16)
+    on_outline = outline_pixels(axial)
+    cut = lobes[z][np.ix_(_source_index(axial.shape[0], lobes.shape[1]), _source_index(axial.shape[1], lobes.shape[2]))]
+    assert on_outline.sum() > 20 and not (on_outline & ~cut).any()
+    dicom = study_images({"study_id": "dicom_series", "input": "dicom_series", "organs": ["lungs"],
+                          "segmenter": "builtin 2", "status": "ok"}, ImageSettings((testdata,), tmp_path / "masks"))
+    assert len(dicom.views) == 6 and any("no organ mask from builtin 2" in w for w in dicom.warnings)

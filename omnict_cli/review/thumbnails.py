@@ -13,7 +13,7 @@ z axis is flipped for them). Every view is resized so one pixel covers the
 same millimetres across and down, so a 5 mm-slice scan does not look squashed.
 
 PNG size matters (a 1,000-study page must stay under 100 MB), so views are
-palette PNGs: 128 grey levels plus, for the outline, the same 128 greys
+palette PNGs: 64 grey levels plus, for the outline, the same 64 greys
 blended with the outline colour (a translucent line that keeps the anatomy
 under it visible).
 """
@@ -29,7 +29,8 @@ import numpy as np
 OUTLINE_RGB = (255, 40, 40)
 """The organ outline colour; grey pixels never have red far above blue, so tests and eyes can find it."""
 OUTLINE_ALPHA = 0.7
-GREY_LEVELS = 128
+GREY_LEVELS = 64
+"""Grey levels per window: 23 HU a step in the lung window, 6 HU in soft tissue; 128 made pages ~30% larger."""
 DEFAULT_MAX_PIXELS = 160
 """Longest side of a view in pixels (``--thumbnail-size``)."""
 
@@ -155,7 +156,7 @@ def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _palette() -> list[int]:
-    """Indices 0..127 plain greys, 128..255 the same greys under the translucent outline colour."""
+    """Indices 0..63 plain greys, 64..127 the same greys under the translucent outline colour."""
     palette = []
     for outlined in (False, True):
         for level in range(GREY_LEVELS):
