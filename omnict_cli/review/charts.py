@@ -3,7 +3,8 @@
 One row per class, three horizontal bars (precision, recall, F1) on a 0-100
 scale, the value written at each bar's end. A class with nothing to score
 (NaN: no reference positive and no prediction) shows "n/a" and no bars, as
-``omnict score`` prints it.
+``omnict score`` prints it; a class with all three at 0 says "0.0 (no true
+positive)" once instead of three labels on top of each other.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def _bar_row(y: float, scores) -> list[str]:
     values = [getattr(scores, name) for name, _ in METRICS]
     if all(math.isnan(value) for value in values):
         parts.append(f'<text x="{LABEL_WIDTH + 4}" y="{y + ROW_HEIGHT / 2 + 2:.1f}" fill="#888">n/a</text>')
+        return parts
+    if all(value == 0 for value in values):  # three stacked "0.0" labels would blur into one smudge
+        parts.append(f'<text x="{LABEL_WIDTH + 4}" y="{y + ROW_HEIGHT / 2 + 2:.1f}" class="v">0.0 (no true '
+                     "positive)</text>")
         return parts
     for offset, ((name, colour), value) in enumerate(zip(METRICS, values)):
         top = y + 4 + offset * BAR_HEIGHT
