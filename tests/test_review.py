@@ -12,11 +12,9 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +29,7 @@ from omnict_cli.phantom.writer import write_phantom_set
 from omnict_cli.records import RecordWriter
 from omnict_cli.review import ReviewOptions, build_review
 from omnict_cli.review.labels import record_text
-from omnict_cli.review.study_images import ImageSettings, recorded_segmenter, study_images
+from omnict_cli.review.study_images import ImageSettings, RecordedSegmenter, recorded_segmenter, study_images
 from omnict_cli.review.thumbnails import OUTLINE_ALPHA, OUTLINE_RGB, organ_centre, render_volume
 from omnict_cli.segmentation.builtin import BuiltinSegmenter
 from omnict_cli.segmentation.cache import MaskCache, cache_key
@@ -431,7 +429,6 @@ def test_headless_chromium_renders_the_page_with_the_organ_outline(page, tmp_pat
 def test_real_ct_with_a_cached_totalsegmentator_mask_outlines_the_lung_lobes(testdata, tmp_path):
     from omnict_cli.imaging import load_path
     from omnict_cli.segmentation.totalseg import TotalSegmentatorSegmenter
-    from omnict_cli.review.study_images import RecordedSegmenter
 
     volume = load_path(testdata / "ct_chest_small.nii.gz")
     labels = np.asarray(load_path(testdata / "ct_chest_small_totalseg.nii.gz").voxels, dtype=np.uint8)

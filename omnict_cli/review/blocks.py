@@ -24,16 +24,20 @@ def _indices(labels: dict[str, int] | None) -> list[int]:
     return [] if labels is None else [i for i, name in enumerate(CTRATE_ABNORMALITIES) if labels.get(name)]
 
 
-def labels_table(generated: dict[str, int] | None, reference: dict[str, int] | None) -> str:
-    """The 18 classes with the generated (and reference) label; disagreeing rows get class "disagree"."""
-    header = "<tr><th>class</th><th>generated</th>" + ("<th>reference</th>" if reference is not None else "") + "</tr>"
+def labels_table(generated: dict[str, int] | None, reference: dict[str, int] | None, with_reference: bool) -> str:
+    """The 18 classes with the generated (and reference) label; disagreeing rows get class "disagree".
+
+    ``with_reference``: references were given, so the column is there even
+    for a study they do not cover (its cells show "?").
+    """
+    header = "<tr><th>class</th><th>generated</th>" + ("<th>reference</th>" if with_reference else "") + "</tr>"
     rows = [header]
     for name in CTRATE_ABNORMALITIES:
         cells = [_label_cell(generated, name)]
         disagree = False
-        if reference is not None:
+        if with_reference:
             cells.append(_label_cell(reference, name))
-            disagree = generated is not None and bool(generated.get(name)) != bool(reference.get(name))
+            disagree = None not in (generated, reference) and bool(generated.get(name)) != bool(reference.get(name))
         row_class = ' class="disagree"' if disagree else ""
         rows.append(f"<tr{row_class}><td>{escape(name)}</td>{''.join(cells)}</tr>")
     return f'<table class="labels">{"".join(rows)}</table>'
@@ -82,7 +86,7 @@ def _facts_html(record: dict) -> str:
 
 
 def study_block(index: int, record: dict, images: StudyImages | None, generated: dict[str, int] | None,
-                reference: dict[str, int] | None) -> str:
+                reference: dict[str, int] | None, with_reference: bool) -> str:
     """The ``<article>`` of one study; error and skipped records show their message and no images."""
     status = str(record.get("status", "unknown"))
     gen, ref = _indices(generated), _indices(reference)
@@ -101,7 +105,7 @@ def study_block(index: int, record: dict, images: StudyImages | None, generated:
     else:
         if images is not None:
             parts.append(_views_html(images))
-        table = labels_table(generated, reference) if "answer" not in record else ""
+        table = labels_table(generated, reference, with_reference) if "answer" not in record else ""
         parts.append(f'<div class="body"><div class="report">{_text_html(record)}</div>{table}</div>')
     warnings = list(record.get("warnings") or []) + (images.warnings if images is not None else [])
     if warnings:

@@ -96,6 +96,7 @@ def build_review(findings: str | Path, out: str | Path, options: ReviewOptions =
                              None if options.cache_dir is None else Path(options.cache_dir), options.max_pixels)
     pages = PageSet(out, f"omnict review: {findings.name}", summary_html(summary, findings.name), options.page_size)
     result = ReviewResult(studies=len(records), warnings=list(summary.warnings))
+    with_reference = options.references is not None or options.reference_labels is not None
     with_images = [record for record in records if record.get("status") == "ok"]
     images = images_in_order(with_images, settings, options.workers)
     for index, record in enumerate(records):
@@ -103,8 +104,8 @@ def build_review(findings: str | Path, out: str | Path, options: ReviewOptions =
         if study_images is not None:
             result.image_bytes += sum(len(view.png) for view in study_images.views)
         generated, reference = labels_for(record, labels)
-        pages.add(str(record.get("study_id", "")), study_block(index, record, study_images, generated,
-                                                               reference if options.references else None))
+        pages.add(str(record.get("study_id", "")),
+                  study_block(index, record, study_images, generated, reference, with_reference))
         if on_study is not None:
             on_study(index + 1, len(records))
     result.pages = pages.finish()

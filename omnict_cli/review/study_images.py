@@ -154,7 +154,7 @@ def organ_mask(record: dict, volume, settings: ImageSettings, warnings: list[str
 
 def study_images(record: dict, settings: ImageSettings) -> StudyImages:
     """The views of one ok record; problems become warnings (see the module docstring)."""
-    from omnict_cli.imaging import load_study
+    from omnict_cli.imaging import LoadOptions, load_study
 
     result = StudyImages()
     scan = find_scan(record, settings.study_roots)
@@ -164,7 +164,8 @@ def study_images(record: dict, settings: ImageSettings) -> StudyImages:
                                "folder the run was given); no images")
         return result
     try:
-        volume = load_study(_study_at(scan, str(record.get("study_id", ""))))
+        # the run already accepted this scan; an MR series it was allowed to read must not fail here
+        volume = load_study(_study_at(scan, str(record.get("study_id", ""))), LoadOptions(allow_non_ct=True))
     except OmnictError as error:
         result.warnings.append(f"cannot re-read the scan: {error.one_line()}; no images")
         return result
