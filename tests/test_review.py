@@ -448,3 +448,29 @@ def test_real_ct_with_a_cached_totalsegmentator_mask_outlines_the_lung_lobes(tes
     dicom = study_images({"study_id": "dicom_series", "input": "dicom_series", "organs": ["lungs"],
                           "segmenter": "builtin 2", "status": "ok"}, ImageSettings((testdata,), tmp_path / "masks"))
     assert len(dicom.views) == 6 and any("no organ mask from builtin 2" in w for w in dicom.warnings)
+
+
+# --------------------------------------------------------------------------
+# End to end: a real `omnict report` run (tiny random model) then `omnict review`
+# --------------------------------------------------------------------------
+
+def test_a_real_report_run_gets_outlined_views_for_every_volume(run, tmp_path):
+    from tests.tiny_model import make_tiny_model_dir
+
+    model = make_tiny_model_dir(tmp_path / "models")
+    findings, cache = tmp_path / "findings.jsonl", tmp_path / "masks"
+    studies = run["studies"] / "volumes"
+    report = CliRunner().invoke(main, ["report", str(studies), "--out", str(findings), "--model", str(model),
+                                       "--segmenter", "builtin", "--cache-dir", str(cache), "--max-new-tokens", "4",
+                                       "--workers", "0", "--quiet"], catch_exceptions=False)
+    assert report.exit_code == 0, report.output
+    out = tmp_path / "review.html"
+    result = CliRunner().invoke(main, ["review", str(findings), "--out", str(out), "--studies", str(studies),
+                                       "--cache-dir", str(cache), "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    parsed = parse_page(out.read_text(encoding="utf-8"))
+    assert len(parsed.studies) == N_CASES
+    for study in parsed.studies:
+        assert study["warnings"] == 0, "".join(study["text"])
+        assert len(study["images"]) == 6
+        assert all(outline_pixels(decoded(image)).any() for image in study["images"])

@@ -68,6 +68,9 @@ def review(findings, out, references, reference_labels, studies, cache_dir, page
         raise click.ClickException(error.one_line()) from error
     for warning in result.warnings:
         console.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    if result.image_problems:
+        console.print(f"[yellow]warning[/yellow] {len(result.image_problems)} studies have image warnings on the "
+                      f"page, e.g. {escape(result.image_problems[0])}", highlight=False, soft_wrap=True)
     for page in result.pages:
         if page.size_bytes > PAGE_LIMIT_BYTES:
             console.print(f"[yellow]warning[/yellow] {escape(str(page.path))} is {page.size_bytes / 1e6:.0f} MB; "

@@ -45,13 +45,24 @@ class ReviewResult:
     image_bytes: int = 0
     """PNG bytes of all views (before base64), to judge bytes per study."""
     warnings: list[str] = field(default_factory=list)
+    image_problems: list[str] = field(default_factory=list)
+    """The first image warning of each study that has one (scan not found, mask not cached, ...)."""
 
 
 def read_findings(path: str | Path) -> list[dict]:
-    """The records of a findings file, the last one per study (a retried study's new record wins)."""
+    """The records of a findings file, the last one per study (a retried study's new record wins).
+
+    A torn last line (a run still writing, or killed) is left out, and the
+    file is not changed; any other bad line is an OmnictError naming it.
+    """
+    from omnict_cli.errors import OmnictError
     from omnict_cli.records import read_records
 
-    return list(read_records(path, repair=False).by_id().values())
+    try:
+        return list(read_records(path, repair=False).by_id().values())
+    except OmnictError as error:  # its hint speaks of resuming a run; here only the file matters
+        raise OmnictError(error.message, path=path, hint="Give the JSONL file 'omnict report' or 'omnict ask' "
+                                                         "wrote") from error
 
 
 def study_roots(findings: Path, studies: str | Path | None) -> tuple[Path, ...]:
@@ -103,6 +114,7 @@ def build_review(findings: str | Path, out: str | Path, options: ReviewOptions =
         study_images = next(images) if record.get("status") == "ok" else None
         if study_images is not None:
             result.image_bytes += sum(len(view.png) for view in study_images.views)
+            result.image_problems.extend(study_images.warnings[:1])
         generated, reference = labels_for(record, labels)
         pages.add(str(record.get("study_id", "")),
                   study_block(index, record, study_images, generated, reference, with_reference))
