@@ -474,3 +474,44 @@ def test_a_real_report_run_gets_outlined_views_for_every_volume(run, tmp_path):
         assert study["warnings"] == 0, "".join(study["text"])
         assert len(study["images"]) == 6
         assert all(outline_pixels(decoded(image)).any() for image in study["images"])
+
+
+FILTER_PROBE = """<script>
+function probe(name, setUp){
+  [].forEach.call(document.querySelectorAll('input[name=status]'),function(e){e.checked=true});
+  document.getElementById('f-label').value=''; document.getElementById('f-side').value='either';
+  document.getElementById('f-disagree').checked=false; setUp(); applyFilters();
+  var shown=[].filter.call(document.querySelectorAll('article.study'),function(s){return !s.hidden});
+  document.body.setAttribute('data-probe-'+name, shown.map(function(s){return s.id}).join(' '));
+}
+probe('not-ok', function(){document.querySelector('input[value=ok]').checked=false});
+probe('disagree', function(){document.getElementById('f-disagree').checked=true});
+probe('nodule-generated', function(){document.getElementById('f-label').value='9';
+  document.getElementById('f-side').value='generated'});
+probe('nodule-reference-disagree', function(){document.getElementById('f-label').value='9';
+  document.getElementById('f-side').value='reference'; document.getElementById('f-disagree').checked=true});
+</script></body>"""
+
+
+def test_the_filters_show_the_right_studies_in_headless_chromium(page, tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no Chromium here (Debian: apt-get install chromium)")
+    probed = tmp_path / "probed.html"
+    probed.write_text(page["html"].replace("</body>", FILTER_PROBE), encoding="utf-8")
+    dom = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom", probed.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    studies = parse_page(page["html"]).studies
+
+    def ids(keep):
+        return " ".join(s["attrs"]["id"] for s in studies if keep(s["attrs"]))
+
+    nodule = CTRATE_ABNORMALITIES.index("Lung nodule")
+    expected = {"not-ok": ids(lambda a: a["data-status"] != "ok"),
+                "disagree": ids(lambda a: a["data-dis"] != ""),
+                "nodule-generated": ids(lambda a: str(nodule) in a["data-gen"].split()),
+                "nodule-reference-disagree": ids(lambda a: str(nodule) in a["data-ref"].split()
+                                                 and str(nodule) in a["data-dis"].split())}
+    assert expected["not-ok"] and expected["disagree"] and expected["nodule-generated"]
+    for name, shown in expected.items():
+        assert f'data-probe-{name}="{shown}"' in dom, name
