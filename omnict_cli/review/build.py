@@ -71,17 +71,25 @@ def study_roots(findings: Path, studies: str | Path | None) -> tuple[Path, ...]:
     return tuple(dict.fromkeys((Path(os.getcwd()), findings.resolve().parent)))
 
 
-def _summary(records: list[dict], findings: Path, options: ReviewOptions):
+def _summary_and_labels(records: list[dict], findings: Path, options: ReviewOptions):
+    """The run summary (scored when references are given) and every study's labels.
+
+    Answers (``omnict ask`` records) have no report to label: their page shows
+    the question and answer, and points to ``omnict score`` for VQA scores.
+    """
+    from omnict_cli.review.labels import StudyLabels, study_labels
     from omnict_cli.review.summary import add_scores, summarize_run
-    from omnict_cli.score_files import is_answer_file
 
     summary = summarize_run(records)
-    if options.references is not None:
-        if is_answer_file(findings):
+    if any("answer" in record for record in records):
+        if options.references is not None:
             summary.warnings.append("these are answers (omnict ask): run omnict score for their VQA scores")
-        else:
-            add_scores(summary, findings, options.references, options.reference_labels, options.method)
-    return summary
+        return summary, StudyLabels()
+    if options.references is not None:
+        add_scores(summary, findings, options.references, options.reference_labels, options.method)
+    labels = study_labels(records, options.method, options.references, options.reference_labels)
+    summary.warnings.extend(labels.warnings)
+    return summary, labels
 
 
 def build_review(findings: str | Path, out: str | Path, options: ReviewOptions = ReviewOptions(),
@@ -94,15 +102,12 @@ def build_review(findings: str | Path, out: str | Path, options: ReviewOptions =
     """
     from omnict_cli.review.blocks import labels_for, study_block, summary_html
     from omnict_cli.review.image_pool import images_in_order
-    from omnict_cli.review.labels import study_labels
     from omnict_cli.review.page import PageSet
     from omnict_cli.review.study_images import ImageSettings
 
     findings, out = Path(findings), Path(out)
     records = read_findings(findings)
-    summary = _summary(records, findings, options)
-    labels = study_labels(records, options.method, options.references, options.reference_labels)
-    summary.warnings.extend(labels.warnings)
+    summary, labels = _summary_and_labels(records, findings, options)
     settings = ImageSettings(study_roots(findings, options.studies),
                              None if options.cache_dir is None else Path(options.cache_dir), options.max_pixels)
     pages = PageSet(out, f"omnict review: {findings.name}", summary_html(summary, findings.name), options.page_size)
