@@ -11,6 +11,7 @@ blocks into pages (:mod:`.blocks`, :mod:`.page`).
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,16 +115,17 @@ def build_review(findings: str | Path, out: str | Path, options: ReviewOptions =
     result = ReviewResult(studies=len(records), warnings=list(summary.warnings))
     with_reference = options.references is not None or options.reference_labels is not None
     with_images = [record for record in records if record.get("status") == "ok"]
-    images = images_in_order(with_images, settings, options.workers)
-    for index, record in enumerate(records):
-        study_images = next(images) if record.get("status") == "ok" else None
-        if study_images is not None:
-            result.image_bytes += sum(len(view.png) for view in study_images.views)
-            result.image_problems.extend(study_images.warnings[:1])
-        generated, reference = labels_for(record, labels)
-        pages.add(str(record.get("study_id", "")),
-                  study_block(index, record, study_images, generated, reference, with_reference))
-        if on_study is not None:
-            on_study(index + 1, len(records))
+    # closing(): an error or Ctrl-C in this loop stops the worker pool now, not when the generator is collected
+    with closing(images_in_order(with_images, settings, options.workers)) as images:
+        for index, record in enumerate(records):
+            study_images = next(images) if record.get("status") == "ok" else None
+            if study_images is not None:
+                result.image_bytes += sum(len(view.png) for view in study_images.views)
+                result.image_problems.extend(study_images.warnings[:1])
+            generated, reference = labels_for(record, labels)
+            pages.add(str(record.get("study_id", "")),
+                      study_block(index, record, study_images, generated, reference, with_reference))
+            if on_study is not None:
+                on_study(index + 1, len(records))
     result.pages = pages.finish()
     return result
