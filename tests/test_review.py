@@ -388,6 +388,13 @@ def test_worker_processes_write_the_same_page(run, page, tmp_path):
     assert out.read_text(encoding="utf-8") == page["html"]
 
 
+def test_the_command_default_thumbnail_size_is_the_library_one():
+    from omnict_cli.review.thumbnails import DEFAULT_MAX_PIXELS
+
+    option = next(p for p in main.commands["review"].params if p.name == "thumbnail_size")
+    assert option.default == DEFAULT_MAX_PIXELS == ReviewOptions().max_pixels
+
+
 def test_views_of_one_study_stay_small(run):
     images = study_images(run["records"][0], ImageSettings((run["studies"],), run["cache"]))
     assert not images.warnings

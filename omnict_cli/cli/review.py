@@ -27,6 +27,7 @@ def _default_workers() -> int:
               help="Mask cache the run used (default $OMNICT_CACHE_DIR or ~/.cache/omnict/masks).")
 @click.option("--page-size", type=click.IntRange(min=1), default=None,
               help="Studies per page: OUT becomes an index linking OUT-001.html, OUT-002.html, ...")
+# 160 is review.thumbnails.DEFAULT_MAX_PIXELS, written out so `omnict --help` needs no numpy (a test checks they agree)
 @click.option("--thumbnail-size", type=click.IntRange(min=32, max=1024), default=160, show_default=True,
               help="Longest side of each view in pixels (page size grows with its square).")
 @click.option("--workers", type=click.IntRange(min=0), default=_default_workers(), show_default=True,
