@@ -5,12 +5,16 @@ so ``AutoConfig.from_pretrained(dir)`` reads an OmniCT directory without
 remote code.
 """
 
-from transformers import AutoConfig
+from omnict_cli.model.dependencies import check_torchvision
 
-from omnict_cli.model.configuration_omnict import OmniCTConfig
-from omnict_cli.model.modeling_omnict import (OmniCTCausalLMOutputWithPast, OmniCTForConditionalGeneration,
+check_torchvision()
+
+from transformers import AutoConfig  # noqa: E402  (after the check, which names the broken package)
+
+from omnict_cli.model.configuration_omnict import OmniCTConfig  # noqa: E402
+from omnict_cli.model.modeling_omnict import (  # noqa: E402OmniCTCausalLMOutputWithPast, OmniCTForConditionalGeneration,
                                               OmniCTPreTrainedModel, OmniCTSpatialEncoder)
-from omnict_cli.model.processing_omnict import OmniCTProcessor, add_special_tokens
+from omnict_cli.model.processing_omnict import OmniCTProcessor, add_special_tokens  # noqa: E402
 
 AutoConfig.register(OmniCTConfig.model_type, OmniCTConfig, exist_ok=True)
 
