@@ -172,7 +172,7 @@ def is_answer_file(path: str | Path) -> bool:
     if not is_jsonl(path):
         return False
     for _, record in _jsonl_records(Path(path)):
-        if record.get("status") == "error":
+        if record.get("status") in ("error", "skipped"):
             continue
         return "answer" in record and not any(key in record for key in ("findings", "impression", "report"))
     return False

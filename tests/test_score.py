@@ -149,6 +149,18 @@ def test_a_retried_study_counts_its_report_not_its_earlier_error(tmp_path):
     assert result.failed == [] and result.n_scored == 4 and result.classification.micro_f1 == 1.0
 
 
+def test_skipped_records_of_a_report_run_are_left_out_not_refused(tmp_path):
+    """`omnict report` records label maps found beside the scans as "skipped" with no text:
+    they are not studies, so scoring leaves them out instead of stopping at them."""
+    records = generated_records(reference_rows())
+    skipped = {"study_id": "labels/case_0001", "status": "skipped", "skipped": "an organ label map"}
+    generated = write_jsonl(tmp_path / "generated.jsonl", [*records, skipped])
+    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS,
+                                                               bootstrap=50))
+    assert result.n_scored == 4 and result.failed == [] and result.join.no_reference == []
+    assert result.classification.micro_f1 == 1.0
+
+
 def test_reference_labels_must_cover_the_scored_studies(tmp_path):
     generated = write_jsonl(tmp_path / "generated.jsonl", generated_records(reference_rows()))
     partial = tmp_path / "labels.csv"

@@ -288,13 +288,18 @@ class _NumberedLines:
         return line
 
 
+NOT_REPORT_STATUSES = ("error", "skipped")
+"""``omnict report`` records that carry no report: failed studies (scored as failures by
+``omnict score``) and inputs that are not studies (label maps found beside the scans)."""
+
+
 def _reports_from_jsonl(path: Path, text: str) -> list[tuple[int, LabelledReport]]:
     try:
         records = jsonl_objects(text)
     except ValueError as error:
         raise CtrateFileError(str(error), path=path) from error
     return [(line, _report_from_record(path, line, record)) for line, record in records
-            if record.get("status") != "error"]
+            if record.get("status") not in NOT_REPORT_STATUSES]
 
 
 def _report_from_record(path: Path, line: int, record: dict) -> LabelledReport:
