@@ -246,10 +246,19 @@ def test_generated_and_reference_labels_are_right_and_disagreements_marked(run, 
     assert any(study["attrs"]["data-dis"] for study in studies[:N_CASES]), "study 2 reads another report"
 
 
-def test_a_file_omnict_score_refuses_gives_a_page_with_the_reason(page):
-    # score_files wants report text in every record, and a skipped label map has none
-    assert "no scores: " in page["html"] and "has no report text" in page["html"]
-    assert parse_page(page["html"]).studies[0]["rows"], "the labels are still shown"
+def test_a_run_with_skipped_label_maps_still_gets_its_scores(page):
+    # the skipped label map has no report text; omnict score leaves it out, so the page has the chart
+    assert "no scores: " not in page["html"] and "<svg" in page["html"]
+
+
+def test_a_file_omnict_score_refuses_gives_a_page_with_the_reason(run, tmp_path):
+    unrelated = tmp_path / "references.csv"
+    unrelated.write_text("VolumeName,Findings_EN,Impressions_EN\nother_0001.nii.gz,No effusion.,Normal.\n")
+    out = tmp_path / "review.html"
+    build_review(run["findings"], out, _options(run, references=unrelated, reference_labels=None))
+    html = out.read_text(encoding="utf-8")
+    assert "no scores: " in html and "other_0001" in html
+    assert parse_page(html).studies[0]["rows"], "the labels are still shown"
 
 
 def test_summary_shows_the_numbers_omnict_score_prints(run, tmp_path):
