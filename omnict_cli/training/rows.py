@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,9 +38,6 @@ REPORT_QUESTION = "Can you describe the CT image?"
 """The user turn of report rows, as in the authors' data and ``demo-data``."""
 
 VOLUME_IMAGE_BLOCK = "<|image3d_start|><|image3d|><|image3d_end|>"
-
-_PROMPT_TOKEN = re.compile(r"<\|(?:image[23]d(?:_start|_end)?|mask[23]d|organ_start|organ_end)\|>")
-"""Every placeholder of the authors' prompt (see ``omnict_cli.model.processing_omnict.special_tokens``)."""
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -78,8 +74,15 @@ class RowsRead:
 
 
 def question_text(content: str) -> str:
-    """The user turn without its image and organ placeholders, e.g. ``"Is there ...?"``."""
-    return _PROMPT_TOKEN.sub("", content).strip()
+    """The user turn without its image and organ placeholders, e.g. ``"Is there ...?"``.
+
+    The same text ``omnict ask`` puts in its prompt (spaces tidied line by line,
+    :func:`omnict_cli.score_files.question_text`), so the model is trained on
+    exactly the prompts it is asked at inference.
+    """
+    from omnict_cli.score_files import question_text as tidied_question
+
+    return tidied_question(content)
 
 
 def read_rows(path: str | Path) -> RowsRead:
