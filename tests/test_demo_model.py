@@ -124,3 +124,98 @@ def test_yes_no_answers_follow_the_image(demo, prepared):
                for present, inputs in prepared.items()}
     correct = answers[True].count("Yes") + answers[False].count("No")
     assert correct >= CASES - 1, answers  # chance is CASES / 2
+
+
+# ---- the recipe's encoder pretraining data ---------------------------------------------------
+
+def test_unit_labels_mark_the_units_a_finding_box_reaches():
+    from omnict_cli.labels import CTRATE_ABNORMALITIES
+    from omnict_cli.phantom.findings import Finding
+    from omnict_cli.preprocess import PreprocessConfig
+    from omnict_cli.training.demo import unit_labels
+
+    config = PreprocessConfig(volume_size=(30, 96, 96), slice_size=(96, 96))
+    effusion = Finding("Pleural effusion", "lungs", details={"bbox_zyx": (0, 10, 10, 9, 50, 50)})
+    nodule = Finding("Lung nodule", "lungs", details={"bbox_zyx": (31, 40, 40, 31, 44, 44)})
+    no_box = Finding("Emphysema", "lungs")
+    labels = unit_labels([effusion, nodule, no_box], phantom_depth=32, config=config)
+    assert labels.shape == (10, 18)
+    # source slices 0-9 of 32 are resampled slices 0-9.37 of 30: units 0-3 (slices 0-11)
+    assert labels[:, CTRATE_ABNORMALITIES.index("Pleural effusion")].tolist() == [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert labels[:, CTRATE_ABNORMALITIES.index("Lung nodule")].tolist() == [0] * 9 + [1]
+    assert labels[:, CTRATE_ABNORMALITIES.index("Emphysema")].tolist() == [1] * 10  # present, place unknown
+    assert labels.sum() == 4 + 1 + 10
+
+
+def test_encoder_pretraining_sees_a_phantom_as_the_loader_does(tmp_path):
+    """The in-memory cases the encoder pretrains on equal the written volumes after loading and preprocessing."""
+    from dataclasses import replace
+
+    from omnict_cli.prepare import load_and_preprocess
+    from omnict_cli.preprocess import PreprocessConfig
+    from omnict_cli.studies import discover_studies
+    from omnict_cli.training.demo import VISION_SEED, DemoRecipe, pretraining_units
+
+    units, labels = pretraining_units(replace(DemoRecipe(), vision_pretrain_cases=2))
+    assert units.shape == (2, 10, 3, 96, 96) and labels.shape == (2, 10, 18)
+    write_phantom_set(tmp_path, 2, VISION_SEED, PhantomConfig(size=PHANTOM_SIZE, spacing=PHANTOM_SPACING))
+    config = PreprocessConfig(volume_size=(30, 96, 96), slice_size=(96, 96))
+    for index, study in enumerate(sorted(discover_studies(tmp_path / "volumes"), key=lambda s: s.study_id)):
+        _, loaded = load_and_preprocess(study, config)
+        np.testing.assert_allclose(units[index].float().numpy(), loaded.units, atol=1e-3)  # float16 storage
+
+
+def test_balanced_closed_rows_leave_no_answer_prior_per_question():
+    from collections import Counter
+
+    from omnict_cli.training.demo import balanced_closed_rows
+
+    def row(question, answer):
+        return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                "image": "volumes/case.nii.gz"}
+
+    rows = ([row("Is there X?", "No")] * 5 + [row("Is there X?", "Yes")] * 2 + [row("Is there Y?", "Yes")] * 3
+            + [row("Which?\nA. X\nB. Y", "A. X")])
+    kept = balanced_closed_rows(rows, seed=0)
+    answers = Counter((r["messages"][0]["content"], r["messages"][1]["content"]) for r in kept)
+    assert answers == {("Is there X?", "No"): 2, ("Is there X?", "Yes"): 2, ("Which?\nA. X\nB. Y", "A. X"): 1}
+    assert balanced_closed_rows(rows, seed=0) == kept  # seeded: the recipe is reproducible
+
+
+def test_projector_calibration_gives_image_tokens_the_word_embeddings_scale(tmp_path):
+    """After calibration the image tokens are centred and spread like word embeddings, not 10x-100x larger."""
+    from dataclasses import replace
+
+    from omnict_cli.model import OmniCTForConditionalGeneration
+    from omnict_cli.training.demo import (DemoRecipe, build_demo_components, build_untrained_model,
+                                          calibrate_projector, pretraining_units, train_tokenizer)
+
+    recipe = replace(DemoRecipe(), calibration_cases=3)
+    tokenizer = train_tokenizer(["No pleural effusion.", "Is there a lung nodule?", "Yes", "No"] * 20,
+                                tmp_path / "tokenizer", 300)
+    vision, llm = build_demo_components(tokenizer, tmp_path / "components", recipe.sizes)
+    build_untrained_model(vision, llm, tmp_path / "untrained", recipe.sizes)
+    model_dir = tmp_path / "untrained"
+    result = calibrate_projector(model_dir, recipe)
+    model = OmniCTForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    units, _ = pretraining_units(recipe, cases=3)
+    with torch.no_grad():
+        grids = model.spatial_encoder(units.flatten(0, 1).float(), [10] * 3, ["volume"] * 3)
+    tokens = torch.cat([grid.reshape(-1, grid.shape[-1]) for grid in grids])
+    words = float(model.get_input_embeddings().weight.norm(dim=-1).mean())
+    assert result["scale"] != pytest.approx(1.0)
+    assert float((tokens - tokens.mean(0)).norm(dim=-1).mean()) == pytest.approx(words, rel=1e-3)
+    assert float(tokens.mean(0).norm()) < 1e-3 * words
+
+
+def test_train_demo_offers_every_named_recipe():
+    from click.testing import CliRunner
+
+    from omnict_cli.cli import main
+    from omnict_cli.training.demo import RECIPES, DemoRecipe
+
+    command = main.commands["train-demo"]
+    choice = next(param for param in command.params if param.name == "recipe_name")
+    assert sorted(choice.type.choices) == sorted(RECIPES)
+    assert RECIPES["shipped"] == DemoRecipe()  # the model card's command makes the bundled model
+    assert CliRunner().invoke(main, ["train-demo", "--help"]).exit_code == 0

@@ -21,7 +21,11 @@ from omnict_cli.cli.main import main
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's choice); 1 is faster on a machine others load.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
-def train_demo(out_dir, seed, work_dir, threads, overwrite):
+# the names of omnict_cli.training.demo.RECIPES, written out so `omnict --help` needs no torch (a test checks them)
+@click.option("--recipe", "recipe_name", type=click.Choice(["shipped", "reading-experiment"]), default="shipped",
+              show_default=True, help="'shipped' made models/omnict-demo; 'reading-experiment' is the later attempt "
+                                      "at a model that reads the image (docs/demo-model.md).")
+def train_demo(out_dir, seed, work_dir, threads, overwrite, recipe_name):
     """Train the small demo OmniCT on synthetic phantoms: BPE tokenizer, a
     SigLIP-style encoder and a Qwen2 decoder from scratch, stage 1 and stage 2
     with 'omnict train' (about 40 minutes on 2 CPU cores).
@@ -30,13 +34,14 @@ def train_demo(out_dir, seed, work_dir, threads, overwrite):
     Examples:
       omnict train-demo ./omnict-demo
       omnict train-demo models/omnict-demo --overwrite --seed 0
+      omnict train-demo ./attempt --recipe reading-experiment --threads 2
     """
     from dataclasses import replace
     from pathlib import Path
 
     from omnict_cli.errors import OmnictError
     from omnict_cli.training.config import TrainConfigError
-    from omnict_cli.training.demo import DemoRecipe, train_demo as run_recipe
+    from omnict_cli.training.demo import RECIPES, train_demo as run_recipe
     from omnict_cli.ui import stderr_console
 
     if threads is not None:
@@ -48,7 +53,7 @@ def train_demo(out_dir, seed, work_dir, threads, overwrite):
         raise click.ClickException(f"{target}: folder is not empty; pass --overwrite to replace the model in it")
     console = stderr_console()
     try:
-        summary = run_recipe(target, replace(DemoRecipe(), seed=seed), work_dir=work_dir,
+        summary = run_recipe(target, replace(RECIPES[recipe_name], seed=seed), work_dir=work_dir,
                              notify=lambda text: console.print(text, highlight=False, markup=False))
     except (OmnictError, TrainConfigError) as error:
         message = error.one_line() if isinstance(error, OmnictError) else str(error)

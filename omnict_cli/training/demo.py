@@ -162,6 +162,8 @@ def build_untrained_model(vision_dir, llm_dir, out_dir, sizes: DemoSizes = DemoS
 
 TRAIN_SEEDS = (101, 102)
 """Phantom seeds of the training set; ``benchmarks/demo_model_eval.py`` uses other seeds only."""
+VISION_SEED = 103
+"""Phantom seed of the encoder's label pretraining (cases drawn in memory, with where each finding lies)."""
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
                "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -193,10 +195,31 @@ class DemoRecipe:
     report_repeats: int = 1
     sizes: DemoSizes = DemoSizes()
     stage1: StageSettings = StageSettings(epochs=1, learning_rate=1e-3)
+    closed_stage: StageSettings = StageSettings(epochs=0, learning_rate=1e-3)
+    """Stage 2 first on the closed questions alone; 0 epochs skips it."""
     stage2: StageSettings = StageSettings(epochs=4, learning_rate=1e-3, train_vision=True)
+    balance_closed: bool = False
+    """Cut the closed questions with :func:`balanced_closed_rows` (no answer prior per question text)."""
     segmenter: str = "builtin"
     vision_pretrain: StageSettings = StageSettings(epochs=0, learning_rate=1e-3, batch_size=16)
-    """Label pretraining of the encoder (:func:`pretrain_vision_encoder`); 0 epochs skips it."""
+    """Unit-label pretraining of the encoder (:func:`pretrain_vision_encoder`); 0 epochs skips it."""
+    vision_pretrain_cases: int = 1200
+    """Phantoms (seed :data:`VISION_SEED`, made in memory, never written) the encoder pretrains on."""
+    calibration_cases: int = 0
+    """Phantoms (seed :data:`VISION_SEED`) the projector's output scale is set on
+    (:func:`calibrate_projector`); 0 skips the calibration."""
+
+
+READING_EXPERIMENT = DemoRecipe(
+    cases_per_seed=250, vision_pretrain=StageSettings(epochs=10, learning_rate=1e-3, batch_size=16),
+    calibration_cases=32, balance_closed=True, closed_stage=StageSettings(epochs=3, learning_rate=1e-3),
+    stage2=StageSettings(epochs=2, learning_rate=1e-3))
+"""The session-3 attempt at a model that reads the image (docs/demo-model.md, "What was tried"):
+unit-label encoder pretraining, projector calibration, balanced closed questions first. It did not
+read the image either; kept so the next attempt starts from it (``omnict train-demo --recipe reading-experiment``)."""
+
+RECIPES = {"shipped": DemoRecipe(), "reading-experiment": READING_EXPERIMENT}
+"""Named recipes ``omnict train-demo --recipe`` accepts; "shipped" made ``models/omnict-demo``."""
 
 
 @dataclass
@@ -254,6 +277,36 @@ def phantom_rows(phantom_dir, report_repeats: int) -> list[dict]:
 def _is_closed(row: dict) -> bool:
     answer = row["messages"][1]["content"]
     return answer in ("Yes", "No") or answer[:3] in ("A. ", "B. ", "C. ", "D. ")
+
+
+def balanced_closed_rows(rows: list[dict], seed: int) -> list[dict]:
+    """Closed-question rows with no answer prior left: each yes/no question text cut to as many "Yes" as "No".
+
+    Why: phantom questions about rare classes are mostly answered "No" and
+    about common ones mostly "Yes", so a model can score well above chance
+    from the question alone, and then never learns to look (the first demo
+    model did exactly that: 62% for every image). With every question
+    balanced, the image is the only way below the 50/50 loss. A question
+    text asked with one answer only is dropped; multiple-choice rows are
+    kept as they are (their options already name other classes).
+    """
+    import random
+
+    by_question: dict[str, dict[str, list[dict]]] = {}
+    kept = []
+    for row in rows:
+        answer = row["messages"][1]["content"]
+        if answer in ("Yes", "No"):
+            by_question.setdefault(row["messages"][0]["content"], {"Yes": [], "No": []})[answer].append(row)
+        else:
+            kept.append(row)
+    chooser = random.Random(seed)
+    for question in sorted(by_question):
+        answers = by_question[question]
+        count = min(len(answers["Yes"]), len(answers["No"]))
+        for answer in ("Yes", "No"):
+            kept.extend(chooser.sample(answers[answer], count))
+    return kept
 
 
 REPORT_QUESTION = "Can you describe the CT image?"
@@ -337,17 +390,24 @@ def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progre
 
     phantom_dirs = timed("phantoms", lambda: write_training_phantoms(work, recipe))
     untrained = timed("components", lambda: _untrained_model(phantom_dirs, work, recipe))
-    reports = [row for folder in phantom_dirs for row in phantom_rows(folder, 1) if _is_report(row)]
-    rows = [row for folder in phantom_dirs for row in phantom_rows(folder, recipe.report_repeats)]
-    stage1_rows = write_rows_file(work / "rows-stage1.jsonl", reports)
-    stage2_rows = write_rows_file(work / "rows-stage2.jsonl", rows)
-    summary.rows = {"stage1": len(reports), "stage2": len(rows)}
+    all_rows = [row for folder in phantom_dirs for row in phantom_rows(folder, recipe.report_repeats)]
+    reports = [row for row in all_rows if _is_report(row)]
+    closed = [row for row in all_rows if not _is_report(row)]
+    if recipe.balance_closed:
+        closed = balanced_closed_rows(closed, recipe.seed)
+    runs = [("pretrain", "pretrain", recipe.stage1, reports),
+            ("sft-closed", "sft", recipe.closed_stage, closed),
+            ("sft", "sft", recipe.stage2, reports + closed if recipe.balance_closed else all_rows)]
+    summary.rows = {name: len(rows) for name, _, _, rows in runs}
     model_dir = untrained
-    for stage, settings, rows_path in (("pretrain", recipe.stage1, stage1_rows), ("sft", recipe.stage2, stage2_rows)):
-        config = stage_config(stage, settings, rows_path, model_dir, work / f"stage-{stage}", recipe, work / "cache")
-        result = timed(f"stage {stage}", lambda: train(config, progress=progress, notify=notify))
-        summary.stages[stage] = {"steps": result.steps, "final_loss": result.final_loss,
-                                 "metrics": str(result.metrics_path)}
+    for name, stage, settings, rows in runs:
+        if not settings.epochs:
+            continue
+        rows_path = write_rows_file(work / f"rows-{name}.jsonl", rows)
+        config = stage_config(stage, settings, rows_path, model_dir, work / f"stage-{name}", recipe, work / "cache")
+        result = timed(f"stage {name}", lambda: train(config, progress=progress, notify=notify))
+        summary.stages[name] = {"steps": result.steps, "final_loss": result.final_loss,
+                                "metrics": str(result.metrics_path)}
         model_dir = result.out_dir
     copy_model_files(model_dir, out_dir)
     summary.timing_s["total"] = round(sum(summary.timing_s.values()), 1)
@@ -365,9 +425,48 @@ def _untrained_model(phantom_dirs, work: Path, recipe: DemoRecipe) -> Path:
     tokenizer = train_tokenizer(training_texts(phantom_dirs), work / "tokenizer", recipe.sizes.vocab_size)
     vision_dir, llm_dir = build_demo_components(tokenizer, work / "components", recipe.sizes, seed=recipe.seed)
     if recipe.vision_pretrain.epochs:
-        pretrain_vision_encoder(vision_dir, phantom_dirs, recipe)
+        pretrain_vision_encoder(vision_dir, recipe)
     build_untrained_model(vision_dir, llm_dir, work / "untrained", recipe.sizes)
+    if recipe.calibration_cases:
+        calibrate_projector(work / "untrained", recipe)
     return work / "untrained"
+
+
+def calibrate_projector(model_dir, recipe: DemoRecipe) -> dict:
+    """Scale and centre the projector's output layer so image tokens start like word embeddings; save in place.
+
+    Why: a from-scratch encoder's last layer is un-normalised (token norms near
+    50 here), and through a random projector the image tokens reach the LLM
+    with norms near 200 against about 1 for a word embedding, nearly all of
+    it a direction every study shares (studies differ by about 10%). The
+    decoder then sees every image as the same vector and learns the text
+    prior instead (the first demo model: P("Yes") moved by 1e-5 between
+    images). A data-dependent initialisation, as LSUV does for activations:
+    on ``calibration_cases`` phantoms the shared layer ``W_share`` is scaled so
+    the tokens' spread about their mean has the word embeddings' mean norm,
+    and its bias is shifted so that mean is zero. Returns the norms before
+    and after.
+    """
+    import torch
+
+    from omnict_cli.model import OmniCTForConditionalGeneration
+
+    model = OmniCTForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    encoder = model.spatial_encoder
+    units, _ = pretraining_units(recipe, cases=recipe.calibration_cases)
+    with torch.no_grad():
+        grids = encoder(units.flatten(0, 1).float(), [units.shape[1]] * len(units), ["volume"] * len(units))
+        tokens = torch.cat([grid.reshape(-1, grid.shape[-1]) for grid in grids])
+        mean = tokens.mean(0)
+        spread = (tokens - mean).norm(dim=-1).mean()
+        target = model.get_input_embeddings().weight.norm(dim=-1).mean()
+        scale = float(target / spread)
+        shared = encoder.multi_modal_projector.shared
+        shared.weight.mul_(scale)
+        shared.bias.mul_(scale).sub_(mean * scale)
+    model.save_pretrained(model_dir)
+    return {"token_norm_before": float(tokens.norm(dim=-1).mean()), "spread_before": float(spread),
+            "word_embedding_norm": float(target), "scale": scale}
 
 
 def _recipe_record(recipe: DemoRecipe) -> dict:
@@ -377,72 +476,123 @@ def _recipe_record(recipe: DemoRecipe) -> dict:
             "phantom_spacing": list(PHANTOM_SPACING)}
 
 
-def pretrain_vision_encoder(vision_dir, phantom_dirs, recipe: DemoRecipe) -> list[float]:
-    """Teach the random encoder the 18 CT-RATE labels of the training phantoms; save it back in place.
+def pretrain_vision_encoder(vision_dir, recipe: DemoRecipe, notify=None) -> list[float]:
+    """Teach the random encoder where the 18 CT-RATE classes are, unit by unit; save it back in place.
 
     Why: the paper starts from a pretrained SigLIP; a random encoder learns to
     see only through the LLM's loss, which on a few hundred cases and CPU
-    minutes it hardly does. A temporary linear head on the mean and max of the
-    last layer's tokens over all units is trained with binary cross-entropy
-    (left-right flips as augmentation: the labels say what, not where), then
-    dropped; the encoder keeps what it learnt. Returns the loss per epoch.
+    minutes it does not (the first demo model answered the same for every
+    image). Here phantoms drawn in memory say not only which classes a case
+    has but where (each finding's bounding box), so every three-slice unit
+    gets its own 18 labels: ten times the supervision of study labels, and
+    the per-unit view the encoder itself has. A temporary linear head on the
+    mean and max of a unit's last-layer tokens is trained with binary
+    cross-entropy on the unit labels plus the study labels (max over units),
+    with random left-right flips; the head is then dropped and the encoder
+    keeps what it learnt. Returns the loss per epoch.
     """
     import torch
     from transformers import SiglipVisionModel
 
-    units, labels = _labelled_units(phantom_dirs, recipe.sizes)
+    units, unit_labels = pretraining_units(recipe)
     torch.manual_seed(recipe.seed)
     encoder = SiglipVisionModel.from_pretrained(vision_dir, local_files_only=True)
-    head = torch.nn.Linear(2 * encoder.config.hidden_size, labels.shape[1])
+    head = torch.nn.Linear(2 * encoder.config.hidden_size, unit_labels.shape[-1])
     settings = recipe.vision_pretrain
-    optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=settings.learning_rate)
+    optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=settings.learning_rate,
+                                  weight_decay=0.0)
+    steps = settings.epochs * (len(units) // settings.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, settings.learning_rate, total_steps=max(steps, 1),
+                                                   pct_start=0.05)
     losses = []
     for _ in range(settings.epochs):
         total = 0.0
         for batch in torch.randperm(len(units)).split(settings.batch_size):
+            if len(batch) < settings.batch_size:
+                continue  # the scheduler counted full batches only
             flip = torch.rand(len(batch)) < 0.5
             pixels = torch.where(flip[:, None, None, None, None], units[batch].flip(-1), units[batch]).float()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(_study_logits(encoder, head, pixels),
-                                                                        labels[batch])
+            logits = _unit_logits(encoder, head, pixels)
+            targets = unit_labels[batch]
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+                    + torch.nn.functional.binary_cross_entropy_with_logits(logits.amax(1), targets.amax(1)))
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
+            schedule.step()
             total += float(loss.detach()) * len(batch)
         losses.append(round(total / len(units), 4))
+        if notify is not None:
+            notify(f"encoder pretraining epoch {len(losses)}: loss {losses[-1]}")
     encoder.save_pretrained(vision_dir)
     return losses
 
 
-def _study_logits(encoder, head, pixels):
-    """``[B, 18]`` label logits of ``[B, N_s, 3, H, W]`` studies: mean and max of every unit's last-layer tokens."""
+def _unit_logits(encoder, head, pixels):
+    """``[B, N_s, 18]`` label logits of ``[B, N_s, 3, H, W]`` studies: mean and max of each unit's last-layer tokens."""
     import torch
 
-    studies = pixels.shape[0]
-    tokens = encoder(pixel_values=pixels.flatten(0, 1), output_hidden_states=True).hidden_states[-1]
-    tokens = tokens.reshape(studies, -1, tokens.shape[-1])
-    return head(torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1))
+    studies, units = pixels.shape[:2]
+    tokens = encoder(pixel_values=pixels.flatten(0, 1)).last_hidden_state
+    pooled = torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)
+    return head(pooled).reshape(studies, units, -1)
 
 
-def _labelled_units(phantom_dirs, sizes: DemoSizes):
-    """Preprocessed units (float16 ``[N, N_s, 3, H, W]``) and 0/1 labels ``[N, 18]`` of every training volume."""
-    import csv
+def pretraining_units(recipe: DemoRecipe, cases: int | None = None):
+    """Preprocessed units (float16 ``[N, N_s, 3, H, W]``) and unit labels (``[N, N_s, 18]``) of the encoder's phantoms.
 
+    The cases are drawn in memory (seed :data:`VISION_SEED`), preprocessed by
+    the product's own :func:`~omnict_cli.preprocess.preprocess_volume` exactly
+    as a written volume would be after loading, and never written to disk.
+    """
     import numpy as np
     import torch
 
-    from omnict_cli.labels import CTRATE_ABNORMALITIES
-    from omnict_cli.prepare import load_and_preprocess
-    from omnict_cli.preprocess import PreprocessConfig
-    from omnict_cli.studies import discover_studies
+    from omnict_cli.phantom.generate import PhantomConfig, generate_case
+    from omnict_cli.preprocess import PreprocessConfig, preprocess_volume
 
+    sizes = recipe.sizes
     config = PreprocessConfig(volume_size=(sizes.volume_depth, sizes.image_size, sizes.image_size),
                               slice_size=(sizes.image_size, sizes.image_size))
+    phantom = PhantomConfig(size=PHANTOM_SIZE, spacing=PHANTOM_SPACING)
     units, labels = [], []
-    for folder in phantom_dirs:
-        with open(Path(folder) / "labels.csv", newline="", encoding="utf-8") as handle:
-            by_name = {row["VolumeName"]: row for row in csv.DictReader(handle)}
-        for study in discover_studies(Path(folder) / "volumes"):
-            _, model_input = load_and_preprocess(study, config)
-            units.append(torch.from_numpy(model_input.units.astype(np.float16)))
-            labels.append([float(by_name[study.paths[0].name][name]) for name in CTRATE_ABNORMALITIES])
-    return torch.stack(units), torch.tensor(labels)
+    for index in range(1, (cases or recipe.vision_pretrain_cases) + 1):
+        case = generate_case(VISION_SEED, index, phantom)
+        model_input = preprocess_volume(_phantom_volume(case), config)
+        units.append(torch.from_numpy(model_input.units.astype(np.float16)))
+        labels.append(torch.from_numpy(unit_labels(case.findings, PHANTOM_SIZE[0], config)))
+    return torch.stack(units), torch.stack(labels)
+
+
+def _phantom_volume(case):
+    """A generated case as the loader would return its written NIfTI (canonical array, canonical affine)."""
+    import numpy as np
+
+    from omnict_cli.volume import Volume, canonical_affine
+
+    return Volume(voxels=case.hu, affine=canonical_affine(case.spacing), kind="volume", source_format="phantom",
+                  source_ornt=np.array([[0, 1], [1, 1], [2, 1]]), source_shape=tuple(case.hu.shape))
+
+
+def unit_labels(findings, phantom_depth: int, config):
+    """``[N_s, 18]`` float32: 1 where a finding's bounding box reaches a unit's slices (after resampling in z).
+
+    A finding without a box (nothing changed on this grid) marks every unit:
+    the case has it, so the study label (max over units) stays right.
+    """
+    import numpy as np
+
+    from omnict_cli.labels import CTRATE_ABNORMALITIES
+
+    depth, per_unit = config.volume_size[0], config.slices_per_unit
+    labels = np.zeros((config.units_per_volume, len(CTRATE_ABNORMALITIES)), np.float32)
+    for finding in findings:
+        column = CTRATE_ABNORMALITIES.index(finding.label)
+        box = finding.details.get("bbox_zyx")
+        if box is None:
+            labels[:, column] = 1.0
+            continue
+        first = int(box[0] * depth / phantom_depth) // per_unit
+        last = min(int((box[3] + 1) * depth / phantom_depth - 1e-6) // per_unit, config.units_per_volume - 1)
+        labels[first:last + 1, column] = 1.0
+    return labels
