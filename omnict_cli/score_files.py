@@ -303,14 +303,18 @@ def _reference_label_matrix(path: Path, reference_names: list[str]) -> np.ndarra
                      for name in reference_names], dtype=np.int64)
 
 
-def _predicted_label_matrix(texts: list[str], options: ScoreOptions) -> np.ndarray:
-    """Labels of generated texts; an empty text (failed or empty prediction) is all negative."""
+def label_texts(texts: list[str], method: str, model=None) -> np.ndarray:
+    """``[N, 18]`` 0/1 labels of report texts; an empty text (failed or empty prediction) is all negative.
+
+    The one way reports are labelled for scoring: ``omnict score`` and the
+    labels ``omnict review`` marks disagreements with both use it.
+    """
     from omnict_cli.labels.labeler import label_reports
 
     matrix = np.zeros((len(texts), len(CTRATE_ABNORMALITIES)), dtype=np.int64)
     present = [i for i, text in enumerate(texts) if text.strip()]
     if present:
-        matrix[present] = label_reports([texts[i] for i in present], options.method, model=options.model)
+        matrix[present] = label_reports([texts[i] for i in present], method, model=model)
     return matrix
 
 
@@ -350,9 +354,9 @@ def score_reports(predictions_path: str | Path, references_path: str | Path,
         truth = _reference_label_matrix(Path(options.reference_labels), reference_names)
         truth_source = str(options.reference_labels)
     else:
-        truth = _predicted_label_matrix(reference_texts, options)
+        truth = label_texts(reference_texts, options.method, options.model)
         truth_source = f"{options.method} labels of the reference texts"
-    predicted = _predicted_label_matrix(hypotheses, options)
+    predicted = label_texts(hypotheses, options.method, options.model)
     failed = set(generated.failed)
     return ReportScores(
         predictions=str(predictions_path), references=str(references_path), method=options.method,

@@ -39,16 +39,11 @@ def record_text(record: dict) -> str:
 
 
 def _label_texts(texts: list[str], method: str) -> list[dict[str, int]]:
-    """Labels of each text (all negative for an empty one), as ``{class: 0/1}``."""
-    import numpy as np
+    """Labels of each text as ``{class: 0/1}``, made by ``omnict score``'s own labelling."""
+    from omnict_cli.score_files import label_texts
 
-    from omnict_cli.labels.labeler import label_reports
-
-    matrix = np.zeros((len(texts), len(CTRATE_ABNORMALITIES)), dtype=np.int64)
-    present = [i for i, text in enumerate(texts) if text.strip()]
-    if present:
-        matrix[present] = label_reports([texts[i] for i in present], method)
-    return [{name: int(value) for name, value in zip(CTRATE_ABNORMALITIES, row)} for row in matrix]
+    return [{name: int(value) for name, value in zip(CTRATE_ABNORMALITIES, row)}
+            for row in label_texts(texts, method)]
 
 
 def study_labels(records: list[dict], method: str = "classifier", references: str | Path | None = None,
