@@ -171,8 +171,10 @@ def is_answer_file(path: str | Path) -> bool:
     """Whether a predictions file holds VQA answers (records with "answer" and no report text)."""
     if not is_jsonl(path):
         return False
+    from omnict_cli.labels.ctrate_io import NOT_REPORT_STATUSES
+
     for _, record in _jsonl_records(Path(path)):
-        if record.get("status") in ("error", "skipped"):
+        if record.get("status") in NOT_REPORT_STATUSES:
             continue
         return "answer" in record and not any(key in record for key in ("findings", "impression", "report"))
     return False
