@@ -531,3 +531,15 @@ def test_the_filters_show_the_right_studies_in_headless_chromium(page, tmp_path)
     assert expected["not-ok"] and expected["disagree"] and expected["nodule-generated"]
     for name, shown in expected.items():
         assert f'data-probe-{name}="{shown}"' in dom, name
+
+
+def test_a_torn_last_line_is_left_out_with_a_warning_and_the_file_untouched(run, tmp_path):
+    findings = tmp_path / "findings.jsonl"
+    whole = run["findings"].read_bytes()
+    findings.write_bytes(whole + b'{"study_id": "half')
+    out = tmp_path / "review.html"
+    result = build_review(findings, out, _options(run, references=None, reference_labels=None))
+    assert result.studies == len(run["records"])
+    assert any("the last 18 bytes are not a complete line" in warning for warning in result.warnings)
+    assert "the last 18 bytes are not a complete line" in out.read_text(encoding="utf-8")
+    assert findings.read_bytes() == whole + b'{"study_id": "half'

@@ -50,20 +50,26 @@ class ReviewResult:
     """The first image warning of each study that has one (scan not found, mask not cached, ...)."""
 
 
-def read_findings(path: str | Path) -> list[dict]:
-    """The records of a findings file, the last one per study (a retried study's new record wins).
+def read_findings(path: str | Path) -> tuple[list[dict], list[str]]:
+    """The records of a findings file, the last one per study (a retried study's new record wins), and warnings.
 
-    A torn last line (a run still writing, or killed) is left out, and the
-    file is not changed; any other bad line is an OmnictError naming it.
+    A torn last line (a run still writing, or killed, or not a findings file
+    at all) is left out with a warning, and the file is not changed; any other
+    bad line is an OmnictError naming it.
     """
     from omnict_cli.errors import OmnictError
     from omnict_cli.records import read_records
 
     try:
-        return list(read_records(path, repair=False).by_id().values())
+        existing = read_records(path, repair=False)
     except OmnictError as error:  # its hint speaks of resuming a run; here only the file matters
         raise OmnictError(error.message, path=path, hint="Give the JSONL file 'omnict report' or 'omnict ask' "
                                                          "wrote") from error
+    warnings = []
+    if existing.cut_bytes:
+        warnings.append(f"{path}: the last {existing.cut_bytes} bytes are not a complete line (a run still "
+                        "writing, a cut file, or not a findings file) and were left out")
+    return list(existing.by_id().values()), warnings
 
 
 def study_roots(findings: Path, studies: str | Path | None) -> tuple[Path, ...]:
@@ -107,8 +113,9 @@ def build_review(findings: str | Path, out: str | Path, options: ReviewOptions =
     from omnict_cli.review.study_images import ImageSettings
 
     findings, out = Path(findings), Path(out)
-    records = read_findings(findings)
+    records, read_warnings = read_findings(findings)
     summary, labels = _summary_and_labels(records, findings, options)
+    summary.warnings[:0] = read_warnings
     settings = ImageSettings(study_roots(findings, options.studies),
                              None if options.cache_dir is None else Path(options.cache_dir), options.max_pixels)
     pages = PageSet(out, f"omnict review: {findings.name}", summary_html(summary, findings.name), options.page_size)
