@@ -47,6 +47,7 @@ Hedges, as CT-RATE's labels treat them: "consistent with", "compatible with",
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -327,7 +328,22 @@ _TERMS = (tuple(_Term(label, is_subject, _whole_words(pattern), _trigger(pattern
 
 _SENTENCE_SEPARATOR = ".;"
 """Joins sentences for the trigger pass: no lexicon pattern matches across "." followed by ";"."""
-_COMPILED_CUES = [(kind, direction, re.compile(pattern)) for kind, direction, pattern in CUES]
+
+
+def _cue_gate(pattern: str) -> re.Pattern:
+    """The cue pattern without its word boundaries: it matches wherever the pattern does, and more.
+
+    Why: a pattern that starts with ``\\b`` is tried at every character of a
+    clause, while one that starts with a literal or an alternation of literals
+    lets the regex engine jump to its first letters; one quick search of the
+    gate tells whether the full pattern is worth running at all.
+    """
+    if "\\\\" in pattern or "[\\b" in pattern:
+        raise ValueError(f"cue pattern {pattern!r}: its gate drops \\b, so it may hold no \\\\ and no [\\b] class")
+    return re.compile(pattern.replace("\\b", ""))
+
+
+_COMPILED_CUES = [(kind, direction, re.compile(pattern), _cue_gate(pattern)) for kind, direction, pattern in CUES]
 _COMPILED_EXCLUSIONS = {label: (re.compile(other), re.compile(lung)) for label, (other, lung)
                         in CONTEXT_EXCLUSIONS.items()}
 
@@ -416,6 +432,9 @@ _MAX_SCOPE_CHARS = 2000
 """A cue never reaches over more characters than this (twelve words of a real report are far fewer)."""
 
 
+_WORD = re.compile(r"\S+")
+
+
 class _ClauseCues:
     """The cues of one lower-cased clause, indexed so that finding the cue that decides a term is cheap.
 
@@ -438,7 +457,7 @@ class _ClauseCues:
                             for kind, sides in self.by_kind.items()}
         self.kind_ends = {kind: {direction: [cue.end for cue in listed] for direction, listed in sides.items()}
                           for kind, sides in self.by_kind.items()}
-        self.word_starts = [match.start() for match in re.finditer(r"\S+", clause)]
+        self.word_starts = [match.start() for match in _WORD.finditer(clause)]
 
     def words_between(self, start: int, end: int) -> int:
         """An upper bound of ``len(clause[start:end].split())`` from the word index (exact up to one)."""
@@ -474,18 +493,27 @@ def _find_cues(clause: str) -> tuple[list[_Cue], str]:
     be excluded" is one uncertainty cue, not a negation.
     """
     taken = bytearray(len(clause) + 1)
-    cues = []
-    for rank, (kind, direction, pattern) in enumerate(_COMPILED_CUES):
+    cues, pseudo = [], []
+    for rank, (kind, direction, pattern, gate) in enumerate(_COMPILED_CUES):
+        if not gate.search(clause):
+            continue
         for match in pattern.finditer(clause):
-            if taken.find(1, match.start(), match.end()) != -1:
+            start, end = match.span()
+            if taken.find(1, start, end) != -1:
                 continue
-            taken[match.start():match.end()] = b"\x01" * (match.end() - match.start())
-            cues.append(_Cue(kind, direction, match.start(), match.end(), match.group(), rank))
-    without_pseudo = list(clause)
+            taken[start:end] = b"\x01" * (end - start)
+            (pseudo if kind == "pseudo" else cues).append(_Cue(kind, direction, start, end, match.group(), rank))
+    return cues, _blanked(clause, pseudo)
+
+
+def _blanked(clause: str, cues: list[_Cue]) -> str:
+    """``clause`` with the characters of ``cues`` replaced by spaces (the clause itself when there are none)."""
+    if not cues:
+        return clause
+    characters = list(clause)
     for cue in cues:
-        if cue.kind == "pseudo":
-            without_pseudo[cue.start:cue.end] = " " * (cue.end - cue.start)
-    return [cue for cue in cues if cue.kind != "pseudo"], "".join(without_pseudo)
+        characters[cue.start:cue.end] = " " * (cue.end - cue.start)
+    return "".join(characters)
 
 
 def _reaches(cue: _Cue, start: int, end: int, cues: _ClauseCues) -> int | None:
@@ -591,30 +619,38 @@ def _belongs_to_other_vessel(label: str, term: str, before: str, after: str) -> 
     return not _PLAIN_LIST.fullmatch(between)
 
 
-def _candidate_terms(sentences: list[str]) -> list[list[int]]:
+_Finding = tuple[str, str, str, "str | None"]
+"""(label, state, term as written, cue): a :class:`Mention` without its sentence and section."""
+
+
+def _candidate_terms(sentences: list[str]) -> list[tuple[int, ...]]:
     """Per sentence, the indices into :data:`_TERMS` whose trigger matches in it (in :data:`_TERMS` order).
 
-    Each trigger runs once over all sentences joined, so the cost grows with the
-    text's length, not with sentences x patterns.
+    Each trigger runs once over all distinct sentences joined, so the cost grows
+    with the text's length, not with sentences x patterns; a sentence written
+    twice (boilerplate) is scanned once. No trigger matches across
+    :data:`_SENTENCE_SEPARATOR`, so a sentence's candidates do not depend on its neighbours.
     """
     lowered = [sentence.lower() for sentence in sentences]
+    distinct = list(dict.fromkeys(lowered))
     starts, position = [], 0
-    for sentence in lowered:
+    for sentence in distinct:
         starts.append(position)
         position += len(sentence) + len(_SENTENCE_SEPARATOR)
-    joined = _SENTENCE_SEPARATOR.join(lowered)
-    found: list[set[int]] = [set() for _ in sentences]
+    joined = _SENTENCE_SEPARATOR.join(distinct)
+    found: list[set[int]] = [set() for _ in distinct]
     for index, term in enumerate(_TERMS):
         for match in term.trigger.finditer(joined):
             found[bisect.bisect_right(starts, match.start()) - 1].add(index)
-    return [sorted(indices) for indices in found]
+    candidates = {sentence: tuple(sorted(indices)) for sentence, indices in zip(distinct, found)}
+    return [candidates[sentence] for sentence in lowered]
 
 
-def _clause_mentions(clause: str, sentence: str, section: str, candidates: list[int]) -> list[Mention]:
-    """Every class mention in one clause of a sentence, trying only the sentence's candidate terms."""
+def _clause_findings(clause: str, candidates: tuple[int, ...]) -> list[_Finding]:
+    """Every class mention in one clause, trying only its sentence's candidate terms."""
     lowered = clause.lower()
     cues = None
-    mentions = []
+    findings = []
     excluded: dict[str, bool] = {}
     for index in candidates:
         term = _TERMS[index]
@@ -631,16 +667,28 @@ def _clause_mentions(clause: str, sentence: str, section: str, candidates: list[
             cues = cues or _ClauseCues(lowered)
             state, cue = _state_of(match.start(), match.end(), cues, term.is_subject)
             if state is not None:
-                mentions.append(Mention(term.label, state, sentence, section, clause[match.start():match.end()], cue))
-    return mentions
+                findings.append((term.label, state, clause[match.start():match.end()], cue))
+    return findings
 
 
-def _sentence_mentions(sentence: str, section: str, candidates: list[int]) -> list[Mention]:
-    mentions = []
-    if candidates:
-        for clause in _clauses(sentence):
-            mentions += _clause_mentions(clause, sentence, section, candidates)
-    return mentions
+_SENTENCE_CACHE_SIZE = 4096
+"""Distinct sentences whose findings are kept: reports repeat boilerplate sentences within and across reports."""
+
+
+@functools.lru_cache(maxsize=_SENTENCE_CACHE_SIZE)
+def _sentence_findings(sentence: str, candidates: tuple[int, ...]) -> tuple[_Finding, ...]:
+    """The findings of every clause of ``sentence``; a pure function of its arguments, so cached."""
+    findings = []
+    for clause in _clauses(sentence):
+        findings += _clause_findings(clause, candidates)
+    return tuple(findings)
+
+
+def _sentence_mentions(sentence: str, section: str, candidates: tuple[int, ...]) -> list[Mention]:
+    if not candidates:
+        return []
+    return [Mention(label, state, sentence, section, term, cue)
+            for label, state, term, cue in _sentence_findings(sentence, candidates)]
 
 
 def sentence_mentions(sentence: str, section: str = "findings") -> list[Mention]:
