@@ -285,21 +285,56 @@ def _whole_words(pattern: str) -> re.Pattern:
     return re.compile(body if body.startswith(("\\b", "(?<")) else "\\b" + body)
 
 
-_LEADING_ANCHOR = re.compile(r"\\b(?:\\w\*)?|\\w\*|\(\?<[!=](?:[^()\\\\]|\\\\.)*\)")
-"""A word boundary, ``\\w*`` or a lookbehind at the start of a lexicon pattern."""
+_ASSERTION = re.compile(r"\\b|\(\?<[!=](?:[^()\\]|\\.)*\)")
+"""A word boundary or a lookbehind, anywhere in a lexicon pattern."""
 
 
 def _trigger(pattern: str) -> re.Pattern:
-    """The pattern without its leading anchors: it matches wherever the pattern does, and more.
+    """A quick superset of the pattern: it matches wherever the pattern does, and more.
 
     Why: a pattern that starts with a literal lets the regex engine jump to
-    that literal; one that starts with ``\\b`` or a lookbehind is tried at every
-    character. One pass of each trigger over a whole section finds the few
-    sentences where the full pattern is worth trying.
+    that literal; one that starts with ``\\b``, a lookbehind, ``\\w*`` or an
+    optional word ("(?:lymph )?nodes") is tried at every character. One pass of
+    each trigger over a whole section finds the few sentences where the full
+    pattern is worth trying, so the trigger drops every word boundary and
+    lookbehind (zero-width tests that only narrow a match) and the leading
+    ``\\w*`` and optional groups: what is left still matches inside any match
+    of the pattern.
     """
-    while (anchor := _LEADING_ANCHOR.match(pattern)) and anchor.end() > 0:
-        pattern = pattern[anchor.end():]
-    return re.compile(_possessive_endings(pattern))
+    pattern = _ASSERTION.sub("", pattern)
+    while True:
+        if pattern.startswith("\\w*"):
+            pattern = pattern[3:]
+        elif (after := _optional_group_end(pattern)) is not None:
+            pattern = pattern[after:]
+        else:
+            return re.compile(_possessive_endings(pattern))
+
+
+def _optional_group_end(pattern: str) -> int | None:
+    """Where the text after a leading optional group "(...)?" starts, or None if the pattern has none."""
+    if not pattern.startswith("("):
+        return None
+    depth, index, in_class = 0, 0, False
+    while index < len(pattern):
+        character = pattern[index]
+        if character == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = character != "]"
+        elif character == "[":
+            in_class = True
+        elif character == "(":
+            depth += 1
+        elif character == ")":
+            depth -= 1
+            if depth == 0:
+                if pattern.startswith("?", index + 1) and not pattern.startswith("?+", index + 1):
+                    return index + (3 if pattern.startswith("??", index + 1) else 2)
+                return None
+        index += 1
+    return None
 
 
 def _possessive_endings(pattern: str) -> str:
