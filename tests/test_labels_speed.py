@@ -3,10 +3,11 @@
 The labeler skips work three ways (see omnict_cli/labels/rules.py): a quick
 "trigger" per lexicon term picks the terms worth trying in a sentence, a quick
 "gate" per cue pattern tells whether the pattern is worth running on a clause,
-and what a sentence says is cached. Each is only correct if the trigger and
-gate match wherever the full pattern does, and if a cached sentence reads the
-same in any report and section; these tests check exactly that on real
-report sentences.
+and a sentence's candidate terms and what it says are cached. Each is only
+correct if the trigger and gate match wherever the full pattern does, if a
+sentence's candidates depend on its own words only, and if a cached sentence
+reads the same in any report and section; these tests check exactly that on
+real report sentences.
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ def test_every_cue_gate_matches_wherever_its_cue_does(sentences):
     missed = [(pattern.pattern, sentence) for _, _, pattern, gate in rules._COMPILED_CUES for sentence in sentences
               if pattern.search(sentence) and not gate.search(sentence)]
     assert not missed, f"{len(missed)} misses, e.g. {missed[0]}"
+
+
+def test_a_sentences_candidate_terms_do_not_depend_on_its_neighbours(sentences):
+    together = rules._scan_triggers(sentences)
+    alone = {sentence: rules._scan_triggers([sentence])[sentence] for sentence in sentences}
+    assert together == alone
+    rules._CANDIDATE_CACHE.clear()
+    assert rules._candidate_terms(sentences[:50] + sentences[:50]) == [alone[s] for s in sentences[:50] * 2]
+    assert rules._candidate_terms(sentences[:50]) == [alone[s] for s in sentences[:50]]  # from the cache
 
 
 def test_trigger_drops_boundaries_lookbehinds_and_leading_optional_words():

@@ -37,8 +37,9 @@ Cost: linear in the text's length (see :class:`_ClauseCues`, :func:`_trigger`
 and :func:`_whole_words`); texts beyond
 :data:`~omnict_cli.labels.report_size.MAX_REPORT_CHARS` are truncated. A
 sentence met before (reports repeat boilerplate, within one report and across
-reports) is not read again: :func:`_sentence_findings` caches what each
-distinct sentence says. About 0.35 CPU-s for the 1 MB test text, 2.3 without
+reports) is not read again: :func:`_candidate_terms` and
+:func:`_sentence_findings` cache which terms may occur in each distinct
+sentence and what it says. About 0.35 CPU-s for the 1 MB test text, 2.3 without
 the cache, 1.5 ms per CT-RATE-sized report (``benchmarks/labeler_speed.py``).
 
 Hedges, as CT-RATE's labels treat them: "consistent with", "compatible with",
@@ -662,27 +663,53 @@ _Finding = tuple[str, str, str, "str | None"]
 """(label, state, term as written, cue): a :class:`Mention` without its sentence and section."""
 
 
+_SENTENCE_CACHE_SIZE = 4096
+"""Distinct sentences whose findings are kept: reports repeat boilerplate sentences within and across reports."""
+
+
+_CANDIDATE_CACHE: dict[str, tuple[int, ...]] = {}
+"""The candidate terms of each lower-cased sentence met before (see :func:`_candidate_terms`)."""
+
+
 def _candidate_terms(sentences: list[str]) -> list[tuple[int, ...]]:
     """Per sentence, the indices into :data:`_TERMS` whose trigger matches in it (in :data:`_TERMS` order).
 
-    Each trigger runs once over all distinct sentences joined, so the cost grows
-    with the text's length, not with sentences x patterns; a sentence written
-    twice (boilerplate) is scanned once. No trigger matches across
-    :data:`_SENTENCE_SEPARATOR`, so a sentence's candidates do not depend on its neighbours.
+    A sentence's candidates depend on its own words only, so they are kept in
+    :data:`_CANDIDATE_CACHE` (emptied once it holds more than
+    :data:`_SENTENCE_CACHE_SIZE`) and only sentences not met before are scanned.
     """
     lowered = [sentence.lower() for sentence in sentences]
-    distinct = list(dict.fromkeys(lowered))
+    if len(_CANDIDATE_CACHE) > _SENTENCE_CACHE_SIZE:
+        _CANDIDATE_CACHE.clear()
+    known = {}
+    for sentence in dict.fromkeys(lowered):
+        candidates = _CANDIDATE_CACHE.get(sentence)
+        if candidates is not None:
+            known[sentence] = candidates
+    scanned = _scan_triggers([sentence for sentence in dict.fromkeys(lowered) if sentence not in known])
+    _CANDIDATE_CACHE.update(scanned)
+    known.update(scanned)
+    return [known[sentence] for sentence in lowered]
+
+
+def _scan_triggers(sentences: list[str]) -> dict[str, tuple[int, ...]]:
+    """The candidate terms of each of the distinct lower-cased ``sentences``.
+
+    Each trigger runs once over all the sentences joined, so the cost grows
+    with the text's length, not with sentences x patterns. No trigger matches
+    across :data:`_SENTENCE_SEPARATOR`, so a sentence's candidates do not depend
+    on its neighbours.
+    """
     starts, position = [], 0
-    for sentence in distinct:
+    for sentence in sentences:
         starts.append(position)
         position += len(sentence) + len(_SENTENCE_SEPARATOR)
-    joined = _SENTENCE_SEPARATOR.join(distinct)
-    found: list[set[int]] = [set() for _ in distinct]
+    joined = _SENTENCE_SEPARATOR.join(sentences)
+    found: list[set[int]] = [set() for _ in sentences]
     for index, term in enumerate(_TERMS):
         for match in term.trigger.finditer(joined):
             found[bisect.bisect_right(starts, match.start()) - 1].add(index)
-    candidates = {sentence: tuple(sorted(indices)) for sentence, indices in zip(distinct, found)}
-    return [candidates[sentence] for sentence in lowered]
+    return {sentence: tuple(sorted(indices)) for sentence, indices in zip(sentences, found)}
 
 
 def _clause_findings(clause: str, candidates: tuple[int, ...]) -> list[_Finding]:
@@ -708,10 +735,6 @@ def _clause_findings(clause: str, candidates: tuple[int, ...]) -> list[_Finding]
             if state is not None:
                 findings.append((term.label, state, clause[match.start():match.end()], cue))
     return findings
-
-
-_SENTENCE_CACHE_SIZE = 4096
-"""Distinct sentences whose findings are kept: reports repeat boilerplate sentences within and across reports."""
 
 
 @functools.lru_cache(maxsize=_SENTENCE_CACHE_SIZE)
