@@ -8,23 +8,29 @@ Prints CPU-seconds (``time.process_time``) for:
 (b) a batch of whole reports: the held-out reports in ``benchmarks/data``, a
     slice of the training corpus (``omnict_cli.labels.corpus``) and any
     ``--reports`` file given (e.g. a ``demo-data`` folder's ``references.csv``),
-    in reports/s, the same two ways.
+    the same two ways.
 
-Before/after a change cannot be timed in one process, so each line also gives
-the ratio against an in-process baseline that does the least any labeler must
-do: every lexicon pattern of the classes, as written, run over the
-lower-cased text (``re.findall``, no sentences, no cues). The ratio says how many times that
-bare matching the labeler costs, and moves little with the machine's speed.
+Each line also gives texts/s, MB/s and the ratio to an in-process baseline:
+every lexicon pattern of the classes, as written, run over the lower-cased
+text (``re.findall``; no sentences, no cues), the bare term matching a regex
+labeler starts from. On a shared machine the ratio moves less than the seconds.
+
+``--against OLD_RULES_PY`` also times another version of rules.py on the same
+texts, which gives a before/after in one process.
 
     python benchmarks/labeler_speed.py
     python benchmarks/labeler_speed.py --reports /tmp/ph/references.csv --corpus 2000
+    git show 6bf58aa:omnict_cli/labels/rules.py > /tmp/old_rules.py
+    python benchmarks/labeler_speed.py --against /tmp/old_rules.py
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -94,16 +100,34 @@ def bare_term_matching(text: str) -> int:
     return sum(len(term.findall(lowered)) for term in _BASELINE_TERMS)
 
 
-def measure(name: str, texts: list[str]) -> list[str]:
-    """Table rows for ``texts``: shipped, cache off and baseline CPU-s, texts/s, MB/s and ratio to the baseline."""
+def load_other_rules(path: Path):
+    """Another version of rules.py (e.g. from ``git show REV:omnict_cli/labels/rules.py``) as a module."""
+    spec = importlib.util.spec_from_file_location("other_rules", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["other_rules"] = module  # dataclasses look their module up while it loads
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # any fault of that file: say which file and go on without it
+        print(f"{path}: cannot be loaded as a rules module ({type(error).__name__}: {error}); left out")
+        return None
+    if not callable(getattr(module, "label_report", None)):
+        print(f"{path}: has no label_report function; left out")
+        return None
+    return module
+
+
+def measure(name: str, texts: list[str], other=None) -> list[str]:
+    """Table rows for ``texts``: CPU-s, texts/s, MB/s and ratio to the baseline of each way of labelling."""
     baseline = cpu_seconds(bare_term_matching, texts)
-    shipped = cpu_seconds(rules.label_report, texts)
+    timed = [("label_report", cpu_seconds(rules.label_report, texts))]
     with sentence_cache_off():
-        uncached = cpu_seconds(rules.label_report, texts)
+        timed.append(("label_report, sentence cache off", cpu_seconds(rules.label_report, texts)))
+    if other is not None:
+        timed.append((f"label_report of {other.__file__}", cpu_seconds(other.label_report, texts)))
+    timed.append(("baseline: re.findall of the class terms", baseline))
     megabytes = sum(map(len, texts)) / 1e6
     rows = []
-    for how, seconds in (("label_report", shipped), ("label_report, sentence cache off", uncached),
-                         ("baseline: re.findall of the class terms", baseline)):
+    for how, seconds in timed:
         rows.append(f"| {name} | {how} | {seconds:.2f} | {len(texts) / seconds:,.1f} | {megabytes / seconds:.2f} "
                     f"| {seconds / baseline:.2f} |")
     return rows
@@ -114,16 +138,19 @@ def main() -> None:
     parser.add_argument("--reports", type=Path, action="append", default=[],
                         help="A CT-RATE style report CSV/JSONL to add to the batch (repeatable).")
     parser.add_argument("--corpus", type=int, default=1000, help="Training-corpus reports in the batch.")
+    parser.add_argument("--against", type=Path, help="Another rules.py to time on the same texts "
+                        "(before/after in one process: git show REV:omnict_cli/labels/rules.py > old_rules.py).")
     args = parser.parse_args()
-    for path in args.reports:
+    for path in args.reports + ([args.against] if args.against else []):
         if not path.is_file():
-            raise SystemExit(f"{path}: no such report file")
+            raise SystemExit(f"{path}: no such file")
+    other = load_other_rules(args.against) if args.against else None
     texts = batch_texts(args.reports, args.corpus)
     print("| texts | labeler | CPU-s | texts/s | MB/s | x baseline |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for row in measure("1 MB test text", [one_megabyte_text()]):
+    for row in measure("1 MB test text", [one_megabyte_text()], other):
         print(row)
-    for row in measure(f"{len(texts):,} reports ({sum(map(len, texts)) / 1e6:.2f} MB)", texts):
+    for row in measure(f"{len(texts):,} reports ({sum(map(len, texts)) / 1e6:.2f} MB)", texts, other):
         print(row)
 
 
