@@ -39,8 +39,9 @@ and :func:`_whole_words`); texts beyond
 sentence met before (reports repeat boilerplate, within one report and across
 reports) is not read again: :func:`_candidate_terms` and
 :func:`_sentence_findings` cache which terms may occur in each distinct
-sentence and what it says. About 0.35 CPU-s for the 1 MB test text, 2.3 without
-the cache, 1.5 ms per CT-RATE-sized report (``benchmarks/labeler_speed.py``).
+sentence and what it says. On a 2-core VM: 0.35 CPU-s for the 1 MB test text
+(2.2 without the caches), about 1 ms per CT-RATE-sized report (2.4 without);
+see ``benchmarks/labeler_speed.py``.
 
 Hedges, as CT-RATE's labels treat them: "consistent with", "compatible with",
 "in keeping with", "suggestive of" and "indicative of" assert a finding (positive);
