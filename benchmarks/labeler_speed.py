@@ -57,10 +57,6 @@ def batch_texts(extra_reports: list[Path], corpus_size: int) -> list[str]:
     return [report_text(report) for report in reports]
 
 
-_CACHED_READER = rules._sentence_findings
-"""The labeler's sentence reader with its cache (``functools.lru_cache``)."""
-
-
 class _NothingKept(dict):
     """A candidate cache that keeps nothing."""
 
@@ -71,17 +67,17 @@ class _NothingKept(dict):
 @contextlib.contextmanager
 def sentence_cache_off():
     """Label with both sentence caches off (candidate terms and findings), so every sentence is read afresh."""
-    candidates = rules._CANDIDATE_CACHE
-    rules._sentence_findings, rules._CANDIDATE_CACHE = _CACHED_READER.__wrapped__, _NothingKept()
+    findings, candidates = rules._sentence_findings, rules._CANDIDATE_CACHE
+    rules._sentence_findings, rules._CANDIDATE_CACHE = rules._read_sentence, _NothingKept()
     try:
         yield
     finally:
-        rules._sentence_findings, rules._CANDIDATE_CACHE = _CACHED_READER, candidates
+        rules._sentence_findings, rules._CANDIDATE_CACHE = findings, candidates
 
 
 def cpu_seconds(function, texts: list[str]) -> float:
     """CPU-seconds of ``function`` over every text, from empty sentence caches."""
-    _CACHED_READER.cache_clear()
+    rules._cached_read_sentence.cache_clear()
     rules._CANDIDATE_CACHE.clear()
     started = time.process_time()
     for text in texts:

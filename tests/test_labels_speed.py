@@ -61,17 +61,25 @@ def test_trigger_drops_boundaries_lookbehinds_and_leading_optional_words():
 
 
 def test_a_cached_sentence_reads_the_same_in_any_section_and_report():
-    rules._sentence_findings.cache_clear()
+    rules._cached_read_sentence.cache_clear()
     text = "Findings: No pleural effusion. Small nodule in the right lower lobe.\nImpression: No pleural effusion."
     first, second = rules.label_report(text), rules.label_report(text)
-    assert rules._sentence_findings.cache_info().hits >= 3
+    assert rules._cached_read_sentence.cache_info().hits >= 3
     assert first.mentions == second.mentions
     assert [(m.label, m.state, m.section) for m in first.mentions] == [
         ("Pleural effusion", "negative", "findings"), ("Lung nodule", "positive", "findings"),
         ("Pleural effusion", "negative", "impression")]
 
 
+def test_a_very_long_sentence_is_read_but_not_kept():
+    rules._cached_read_sentence.cache_clear()
+    rules._CANDIDATE_CACHE.clear()
+    sentence = "Small nodule in the lung" + " and the lung" * 200 + "."
+    assert [m.label for m in rules.label_report(sentence).mentions] == ["Lung nodule"]
+    assert rules._cached_read_sentence.cache_info().currsize == 0 and not rules._CANDIDATE_CACHE
+
+
 def test_a_sentence_repeated_in_other_case_keeps_its_own_words():
-    rules._sentence_findings.cache_clear()
+    rules._cached_read_sentence.cache_clear()
     result = rules.label_report("Small NODULE in the lung. Small nodule in the lung.")
     assert [m.term for m in result.mentions] == ["NODULE", "nodule"]

@@ -474,6 +474,7 @@ _MAX_SCOPE_CHARS = 2000
 
 
 _WORD = re.compile(r"\S+")
+"""A word of a clause, for the word index of :class:`_ClauseCues`."""
 
 
 class _ClauseCues:
@@ -665,7 +666,9 @@ _Finding = tuple[str, str, str, "str | None"]
 
 
 _SENTENCE_CACHE_SIZE = 4096
-"""Distinct sentences whose findings are kept: reports repeat boilerplate sentences within and across reports."""
+"""Distinct sentences whose candidate terms and findings are kept: reports repeat boilerplate sentences."""
+_LONGEST_CACHED_SENTENCE = 2000
+"""Longer sentences (no real report sentence is) are read afresh, so the caches stay within a few MB."""
 
 
 _CANDIDATE_CACHE: dict[str, tuple[int, ...]] = {}
@@ -680,15 +683,17 @@ def _candidate_terms(sentences: list[str]) -> list[tuple[int, ...]]:
     :data:`_SENTENCE_CACHE_SIZE`) and only sentences not met before are scanned.
     """
     lowered = [sentence.lower() for sentence in sentences]
+    distinct = dict.fromkeys(lowered)
     if len(_CANDIDATE_CACHE) > _SENTENCE_CACHE_SIZE:
         _CANDIDATE_CACHE.clear()
     known = {}
-    for sentence in dict.fromkeys(lowered):
+    for sentence in distinct:
         candidates = _CANDIDATE_CACHE.get(sentence)
         if candidates is not None:
             known[sentence] = candidates
-    scanned = _scan_triggers([sentence for sentence in dict.fromkeys(lowered) if sentence not in known])
-    _CANDIDATE_CACHE.update(scanned)
+    scanned = _scan_triggers([sentence for sentence in distinct if sentence not in known])
+    _CANDIDATE_CACHE.update({sentence: candidates for sentence, candidates in scanned.items()
+                             if len(sentence) <= _LONGEST_CACHED_SENTENCE})
     known.update(scanned)
     return [known[sentence] for sentence in lowered]
 
@@ -738,13 +743,22 @@ def _clause_findings(clause: str, candidates: tuple[int, ...]) -> list[_Finding]
     return findings
 
 
-@functools.lru_cache(maxsize=_SENTENCE_CACHE_SIZE)
-def _sentence_findings(sentence: str, candidates: tuple[int, ...]) -> tuple[_Finding, ...]:
-    """The findings of every clause of ``sentence``; a pure function of its arguments, so cached."""
+def _read_sentence(sentence: str, candidates: tuple[int, ...]) -> tuple[_Finding, ...]:
+    """The findings of every clause of ``sentence``, trying only its ``candidates`` terms."""
     findings = []
     for clause in _clauses(sentence):
         findings += _clause_findings(clause, candidates)
     return tuple(findings)
+
+
+_cached_read_sentence = functools.lru_cache(maxsize=_SENTENCE_CACHE_SIZE)(_read_sentence)
+
+
+def _sentence_findings(sentence: str, candidates: tuple[int, ...]) -> tuple[_Finding, ...]:
+    """What ``sentence`` says: :func:`_read_sentence` is a pure function, so its result is cached."""
+    if len(sentence) > _LONGEST_CACHED_SENTENCE:
+        return _read_sentence(sentence, candidates)
+    return _cached_read_sentence(sentence, candidates)
 
 
 def _sentence_mentions(sentence: str, section: str, candidates: tuple[int, ...]) -> list[Mention]:
