@@ -2,7 +2,8 @@
 
 CT-RATE reports are a few kilobytes; a text of megabytes is a mistake (a whole
 file pasted into one field, a runaway generation). The rule labeler is linear
-in the text's length (about 2.5 CPU-seconds per MB) and the classifier's
+in the text's length (about 2.2 CPU-seconds per MB of distinct sentences;
+repeated sentences are read once) and the classifier's
 character n-grams need about 150 MB of memory per MB of text, so without a
 limit one 50 MB "report" would take minutes and gigabytes. A text longer than
 :data:`MAX_REPORT_CHARS` is cut to its first ``MAX_REPORT_CHARS`` characters
