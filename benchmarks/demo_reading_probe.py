@@ -40,6 +40,8 @@ from sklearn.metrics import roc_auc_score
 
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.phantom.reports import CLASS_ORGAN, QUESTION_TERMS, YES_NO_TEMPLATES, _medium, _tidy
+from omnict_cli.segmentation.cache import MaskCache
+from omnict_cli.study_inputs import PrepareSetup
 from omnict_cli.training.dataset import BatchCollator, StudyDataset, prepare_examples
 from omnict_cli.training.rows import read_rows
 from omnict_cli.training.trainer import load_model, make_training_segmenter
@@ -103,16 +105,13 @@ class FrozenFeatures:
 def load_items(rows_path: Path, model, cache_root: Path) -> list[dict]:
     """Dataset items (question, answer, model input, organ mask) plus study key, image path and class."""
     read = read_rows(rows_path)
-    setup_segmenter = make_training_segmenter("builtin", print)
-    from omnict_cli.segmentation.cache import MaskCache
-    from omnict_cli.study_inputs import PrepareSetup
-
-    setup = PrepareSetup(preprocess=model.config.preprocess_config(), segmenter=setup_segmenter,
+    segmenter = make_training_segmenter("builtin", print)
+    setup = PrepareSetup(preprocess=model.config.preprocess_config(), segmenter=segmenter,
                          mask_cache=MaskCache(cache_root / "masks"))
     cache = TensorCache(cache_root / "tensors")
     prepared = prepare_examples(read.rows, setup, cache)
-    classes = {json.loads(line)["messages"][0]["content"] + "|" + json.loads(line)["image"]: json.loads(line)["class"]
-               for line in rows_path.read_text().splitlines()}
+    records = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    classes = {record["messages"][0]["content"] + "|" + record["image"]: record["class"] for record in records}
     dataset = StudyDataset(prepared.examples, cache)
     items = []
     for index, example in enumerate(prepared.examples):
@@ -218,7 +217,8 @@ def main(argv=None) -> int:
     parser.add_argument("--train-phantoms", nargs="+", required=True, help="demo-data folders to train on")
     parser.add_argument("--test-phantoms", required=True, help="a demo-data folder from another seed")
     parser.add_argument("--classes", nargs="*", default=[], help="ask about these classes only (default: all 18)")
-    parser.add_argument("--oracle-scale", type=float, default=0.0, help="add this times the true labels to the features")
+    parser.add_argument("--oracle-scale", type=float, default=0.0,
+                        help="add this times the true labels to the features")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch", type=int, default=8)
