@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from omnict_cli.errors import OmnictError
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.phantom.reports import CLASS_ORGAN, QUESTION_TERMS, YES_NO_TEMPLATES, _medium, _tidy
 from omnict_cli.segmentation.cache import MaskCache
@@ -102,22 +103,23 @@ class FrozenFeatures:
                     self.by_key[item["key"]] = features
 
 
-def load_items(rows_path: Path, model, cache_root: Path) -> list[dict]:
-    """Dataset items (question, answer, model input, organ mask) plus study key, image path and class."""
+def load_items(rows_path: Path, row_classes: dict[tuple[str, str], str], model, cache_root: Path) -> list[dict]:
+    """Dataset items (question, answer, model input, organ mask) plus study key, image path and class.
+
+    ``row_classes`` maps (question, image path) to the class asked (rows files do not keep it).
+    """
     read = read_rows(rows_path)
     segmenter = make_training_segmenter("builtin", print)
     setup = PrepareSetup(preprocess=model.config.preprocess_config(), segmenter=segmenter,
                          mask_cache=MaskCache(cache_root / "masks"))
     cache = TensorCache(cache_root / "tensors")
     prepared = prepare_examples(read.rows, setup, cache)
-    records = [json.loads(line) for line in rows_path.read_text().splitlines()]
-    classes = {record["messages"][0]["content"] + "|" + record["image"]: record["class"] for record in records}
     dataset = StudyDataset(prepared.examples, cache)
     items = []
     for index, example in enumerate(prepared.examples):
         item = dataset[index]
         item.update(key=example.key, path=str(example.row.image),
-                    label=classes[example.row.question + "|" + str(example.row.image)])
+                    label=row_classes[(example.row.question, str(example.row.image))])
         items.append(item)
     return items
 
@@ -161,15 +163,16 @@ def train_and_probe(args) -> list[dict]:
     classes = [name for name in CTRATE_ABNORMALITIES if not args.classes or name in args.classes]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    paths = {}
+    paths, row_classes = {}, {}
     for split, folders in (("train", args.train_phantoms), ("test", [args.test_phantoms])):
         rows = [row for index, folder in enumerate(folders)
                 for row in dense_yes_no_rows(Path(folder), classes, args.seed + index)]
         paths[split] = work / f"{split}-yes-no.jsonl"
         paths[split].write_text("".join(json.dumps(row) + "\n" for row in rows))
+        row_classes.update({(row["messages"][0]["content"], row["image"]): row["class"] for row in rows})
     model, processor, _ = load_model(Path(args.model))
-    train_items = load_items(paths["train"], model, Path(args.cache_dir))
-    test_items = load_items(paths["test"], model, Path(args.cache_dir))
+    train_items = load_items(paths["train"], row_classes, model, Path(args.cache_dir))
+    test_items = load_items(paths["test"], row_classes, model, Path(args.cache_dir))
     labels = study_labels([*args.train_phantoms, args.test_phantoms])
     features = FrozenFeatures(model)
     features.add(train_items + test_items, args.oracle_scale, labels)
@@ -229,7 +232,13 @@ def main(argv=None) -> int:
     parser.add_argument("--cache-dir", default="reading-probe/cache", help="tensor and mask cache")
     parser.add_argument("--json", help="write every evaluation here")
     args = parser.parse_args(argv)
-    history = train_and_probe(args)
+    for folder in [*args.train_phantoms, args.test_phantoms]:
+        if not (Path(folder) / "labels.csv").is_file() or not (Path(folder) / "volumes").is_dir():
+            raise SystemExit(f"{folder}: not a demo-data folder (needs labels.csv and volumes/)")
+    try:
+        history = train_and_probe(args)
+    except OmnictError as error:
+        raise SystemExit(error.one_line()) from error
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "history": history}, indent=1))
     last = history[-1]
