@@ -8,6 +8,7 @@ image changes. The phantoms come from a seed no training set used.
 
 from __future__ import annotations
 
+import csv
 import time
 from pathlib import Path
 
@@ -180,6 +181,33 @@ def test_balanced_closed_rows_leave_no_answer_prior_per_question():
     answers = Counter((r["messages"][0]["content"], r["messages"][1]["content"]) for r in kept)
     assert answers == {("Is there X?", "No"): 2, ("Is there X?", "Yes"): 2, ("Which?\nA. X\nB. Y", "A. X"): 1}
     assert balanced_closed_rows(rows, seed=0) == kept  # seeded: the recipe is reproducible
+
+
+def test_recipe_rows_by_report_style(tmp_path):
+    """Structured recipes train on one structured report per volume (repeated); the first recipe's rows are as before."""
+    from dataclasses import replace
+
+    from omnict_cli.training.demo import DemoRecipe, phantom_rows, recipe_rows
+    from omnict_cli.training.structured_reports import present_classes, structured_report
+
+    folder = tmp_path / "phantoms"
+    write_phantom_set(folder, 3, TEST_SEED, PhantomConfig(size=(24, 96, 96), spacing=(8.0, 3.0, 3.0)))
+    first = DemoRecipe(report_repeats=2)
+    reports, closed, stage2 = recipe_rows([folder], first)
+    assert stage2 == phantom_rows(folder, 2)  # file order kept: the card's command still makes the same model
+    assert len(reports) == 6 and all(r["messages"][1]["content"].startswith("Findings:") for r in reports)
+
+    structured = replace(first, report_style="structured", report_repeats=3)
+    reports, closed_again, stage2 = recipe_rows([folder], structured)
+    assert closed_again == closed and stage2 == reports + closed
+    with open(folder / "labels.csv", newline="") as handle:
+        truth = {str((folder / "volumes" / r["VolumeName"]).resolve()): structured_report(present_classes(r))
+                 for r in csv.DictReader(handle)}
+    assert len(reports) == 9
+    assert all(r["messages"][1]["content"] == truth[r["image"]] for r in reports)
+    assert all(r["messages"][0]["content"].endswith("Can you describe the CT image?") for r in reports)
+    with pytest.raises(ValueError, match="report_style"):
+        recipe_rows([folder], replace(first, report_style="free"))
 
 
 def test_projector_calibration_gives_image_tokens_the_word_embeddings_scale(tmp_path):

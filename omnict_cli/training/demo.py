@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jsonlines
@@ -208,6 +208,9 @@ class DemoRecipe:
     calibration_cases: int = 0
     """Phantoms (seed :data:`VISION_SEED`) the projector's output scale is set on
     (:func:`calibrate_projector`); 0 skips the calibration."""
+    report_style: str = "phantom"
+    """"phantom": the phantoms' own reports (every class, random order); "structured": the present
+    classes only, in CT-RATE order (:mod:`omnict_cli.training.structured_reports`)."""
 
 
 READING_EXPERIMENT = DemoRecipe(
@@ -218,7 +221,14 @@ READING_EXPERIMENT = DemoRecipe(
 unit-label encoder pretraining, projector calibration, balanced closed questions first. It did not
 read the image either; kept so the next attempt starts from it (``omnict train-demo --recipe reading-experiment``)."""
 
-RECIPES = {"shipped": DemoRecipe(), "reading-experiment": READING_EXPERIMENT}
+STRUCTURED_REPORTS = replace(
+    READING_EXPERIMENT, report_style="structured", report_repeats=5,
+    vision_pretrain=StageSettings(epochs=30, learning_rate=1e-3, batch_size=16),
+    closed_stage=StageSettings(epochs=0, learning_rate=1e-3), stage2=StageSettings(epochs=2, learning_rate=3e-4))
+"""Structured reports (present classes in CT-RATE order, five times per study) with the balanced closed
+questions, after 30 epochs of encoder pretraining; stage 2 at 3e-4 with the encoder frozen."""
+
+RECIPES = {"shipped": DemoRecipe(), "reading-experiment": READING_EXPERIMENT, "structured-reports": STRUCTURED_REPORTS}
 """Named recipes ``omnict train-demo --recipe`` accepts; "shipped" made ``models/omnict-demo``."""
 
 
@@ -312,6 +322,36 @@ def balanced_closed_rows(rows: list[dict], seed: int) -> list[dict]:
 REPORT_QUESTION = "Can you describe the CT image?"
 
 
+def recipe_rows(phantom_dirs, recipe: DemoRecipe) -> tuple[list[dict], list[dict], list[dict]]:
+    """``(report rows, closed-question rows, stage-2 rows)`` of the training phantoms, as the recipe asks.
+
+    Report rows are the phantoms' own reports or structured ones (``recipe.report_style``),
+    each ``recipe.report_repeats`` times; closed rows are cut by :func:`balanced_closed_rows`
+    when ``recipe.balance_closed``. Stage 2 reads both; the first recipe's rows keep their
+    file order (each phantom set's reports, then its questions), so it still makes the same model.
+    """
+    if recipe.report_style not in ("phantom", "structured"):
+        raise ValueError(f"report_style must be 'phantom' or 'structured', not {recipe.report_style!r}")
+    all_rows = [row for folder in phantom_dirs for row in phantom_rows(folder, recipe.report_repeats)]
+    closed = [row for row in all_rows if not _is_report(row)]
+    if recipe.report_style == "structured":
+        reports = [row for folder in phantom_dirs for row in structured_training_rows(folder, recipe.report_repeats)]
+    else:
+        reports = [row for row in all_rows if _is_report(row)]
+    if recipe.balance_closed:
+        closed = balanced_closed_rows(closed, recipe.seed)
+    unchanged = recipe.report_style == "phantom" and not recipe.balance_closed
+    return reports, closed, all_rows if unchanged else reports + closed
+
+
+def structured_training_rows(phantom_dir, repeats: int) -> list[dict]:
+    """The report rows of one phantom set as structured reports (present classes in CT-RATE order), ``repeats`` times."""
+    from omnict_cli.training.rows import VOLUME_IMAGE_BLOCK
+    from omnict_cli.training.structured_reports import structured_report_rows
+
+    return structured_report_rows(phantom_dir, f"{VOLUME_IMAGE_BLOCK}\n{REPORT_QUESTION}") * repeats
+
+
 def _is_report(row: dict) -> bool:
     return row["messages"][0]["content"].endswith(REPORT_QUESTION)
 
@@ -390,14 +430,10 @@ def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progre
 
     phantom_dirs = timed("phantoms", lambda: write_training_phantoms(work, recipe))
     untrained = timed("components", lambda: _untrained_model(phantom_dirs, work, recipe))
-    all_rows = [row for folder in phantom_dirs for row in phantom_rows(folder, recipe.report_repeats)]
-    reports = [row for row in all_rows if _is_report(row)]
-    closed = [row for row in all_rows if not _is_report(row)]
-    if recipe.balance_closed:
-        closed = balanced_closed_rows(closed, recipe.seed)
+    reports, closed, stage2_rows = recipe_rows(phantom_dirs, recipe)
     runs = [("pretrain", "pretrain", recipe.stage1, reports),
             ("sft-closed", "sft", recipe.closed_stage, closed),
-            ("sft", "sft", recipe.stage2, reports + closed if recipe.balance_closed else all_rows)]
+            ("sft", "sft", recipe.stage2, stage2_rows)]
     summary.rows = {name: len(rows) for name, _, _, rows in runs}
     model_dir = untrained
     for name, stage, settings, rows in runs:
