@@ -22,13 +22,14 @@ from omnict_cli.cli.main import main
               help="CPU threads for torch (default: torch's choice); 1 is faster on a machine others load.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
 # the names of omnict_cli.training.demo.RECIPES, written out so `omnict --help` needs no torch (a test checks them)
-@click.option("--recipe", "recipe_name", type=click.Choice(["shipped", "reading-experiment", "structured-reports"]), default="shipped",
-              show_default=True, help="'shipped' made models/omnict-demo; 'reading-experiment' is the later attempt "
-                                      "at a model that reads the image (docs/demo-model.md).")
+@click.option("--recipe", "recipe_name", type=click.Choice(["shipped", "reading-experiment", "first-demo"]),
+              default="shipped", show_default=True,
+              help="'shipped' made models/omnict-demo; 'first-demo' and 'reading-experiment' are earlier attempts "
+                   "that did not read the image, kept to reproduce docs/demo-model.md.")
 def train_demo(out_dir, seed, work_dir, threads, overwrite, recipe_name):
     """Train the small demo OmniCT on synthetic phantoms: BPE tokenizer, a
     SigLIP-style encoder and a Qwen2 decoder from scratch, stage 1 and stage 2
-    with 'omnict train' (about 40 minutes on 2 CPU cores).
+    with 'omnict train' (about 30 minutes on 2 CPU cores).
 
     \b
     Examples:
