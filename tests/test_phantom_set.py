@@ -47,6 +47,25 @@ def test_layout_and_ctrate_files(nifti_set):
     assert not list(out.rglob(".*")), "no temporary files left behind"
 
 
+def test_slice_labels_name_each_slice_and_its_findings(nifti_set):
+    """slices/labels.csv: one row per slice PNG, 1 exactly for the findings centred on that slice."""
+    from omnict_cli.phantom.generate import slice_through_finding
+
+    out, summary = nifti_set
+    rows = read_csv(out / "slices" / "labels.csv")
+    assert len(rows) == summary.slices > 0
+    assert list(rows[0]) == ["VolumeName", *CTRATE_ABNORMALITIES]
+    by_name = {row["VolumeName"]: row for row in rows}
+    assert sorted(by_name) == sorted(p.name for p in (out / "slices").glob("*.png"))
+    for index in range(1, summary.cases + 1):
+        chosen = slice_through_finding(generate_case(SEED, index, SMALL))
+        if chosen is None:
+            continue
+        z, on_slice = chosen
+        row = by_name[f"case_{index:04d}_z{z:03d}.png"]
+        assert {name for name in CTRATE_ABNORMALITIES if row[name] == "1"} == {f.label for f in on_slice}
+
+
 def test_volumes_and_label_maps_round_trip_through_the_loader(nifti_set):
     out, _ = nifti_set
     case = generate_case(SEED, 2, SMALL)

@@ -6,6 +6,7 @@ Layout of ``OUT_DIR`` (``--format nifti``, the default)::
     labels/case_0001.nii.gz         exact organ label map, same grid (TotalSegmentator ids)
     slices/case_0001_z017.png       axial slice through a finding, windowed [-1000, 1000] to 8 bit
     slices/case_0001_z017.dcm       the same slice as a one-frame DICOM in HU
+    slices/labels.csv               slice PNG name + the 18 classes, 0/1: the findings on that slice
     references.csv                  VolumeName, Findings_EN, Impressions_EN (CT-RATE columns)
     labels.csv                      VolumeName + the 18 CT-RATE classes, 0/1, CT-RATE order
     qa.jsonl                        chat rows (authors' format): report, volume QA and slice QA
@@ -68,7 +69,7 @@ def write_phantom_set(out_dir: str | Path, n: int, seed: int, config: PhantomCon
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     out_dir = Path(out_dir)
     summary = SetSummary(out_dir=out_dir)
-    references, label_rows, qa_rows = [], [], []
+    references, label_rows, slice_label_rows, qa_rows = [], [], [], []
     for index in range(1, n + 1):
         case = generate_case(seed, index, config)
         rng = np.random.default_rng([seed, index, 1])
@@ -81,8 +82,7 @@ def write_phantom_set(out_dir: str | Path, n: int, seed: int, config: PhantomCon
             qa_rows.extend(chat_row(pair, f"volumes/{volume_name}", modality="3d") for pair in case.qa)
         slice_rows, slice_labels = _write_slice(case, out_dir, rng)
         qa_rows.extend(slice_rows)
-        if fmt == "png":
-            label_rows.extend(slice_labels)
+        (label_rows if fmt == "png" else slice_label_rows).extend(slice_labels)
         summary.slices += len(slice_labels)
         summary.cases += 1
         for name, value in case.label_vector.items():
@@ -92,6 +92,8 @@ def write_phantom_set(out_dir: str | Path, n: int, seed: int, config: PhantomCon
     if references:
         _write_csv(out_dir / "references.csv", ["VolumeName", "Findings_EN", "Impressions_EN"], references)
     _write_csv(out_dir / "labels.csv", ["VolumeName", *CTRATE_ABNORMALITIES], label_rows)
+    if fmt != "png" and summary.slices:
+        _write_csv(out_dir / "slices" / "labels.csv", ["VolumeName", *CTRATE_ABNORMALITIES], slice_label_rows)
     _write_text(out_dir / "qa.jsonl", "".join(json.dumps(row) + "\n" for row in qa_rows))
     summary.qa_rows = len(qa_rows)
     return summary
