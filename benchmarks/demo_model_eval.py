@@ -18,7 +18,9 @@ What it does, with the product's own commands:
    references and label file (macro / per-class F1; the bundled labeler reads
    the generated text), and ``omnict ask --batch`` on yes/no questions balanced
    50/50, scored with ``omnict score`` (closed-question accuracy);
-4. the prior-only baselines: answering every class at its training prevalence
+4. reports on the phantoms' 2D slices (PNG; labels from ``slices/labels.csv``), right
+   and swapped between slices;
+5. the prior-only baselines: answering every class at its training prevalence
    (expected F1 ``2pq/(p+q)`` for training rate p and test rate q), the majority
    answer (never a finding: F1 0), and any constant yes/no answer (50%).
 
@@ -118,8 +120,48 @@ def run_condition(condition: str, volumes: Path, phantoms: Path, questions: list
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+def slice_reports(phantoms: Path, work: Path, common: list[str]) -> dict:
+    """Reports on the phantoms' 2D slices (PNG), right and swapped, scored against ``slices/labels.csv``.
+
+    The references are the slices' structured reports (the demo model's report style); the
+    labels come from the label file either way. Swapped: each slice gets the PNG n/2 slices on.
+    """
+    import csv
+    import shutil
+
+    from omnict_cli.training.structured_reports import present_classes, structured_report
+
+    with open(phantoms / "slices" / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    references = work / "slices" / "references.csv"
+    references.parent.mkdir(parents=True, exist_ok=True)
+    with open(references, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["VolumeName", "Findings_EN", "Impressions_EN"])
+        for row in rows:
+            findings, impression = structured_report(present_classes(row)).split("\n")
+            writer.writerow([row["VolumeName"], findings.removeprefix("Findings: "),
+                             impression.removeprefix("Impression: ")])
+    names = [row["VolumeName"] for row in rows]
+    results = {"slices": len(names), "classes": drawn_classes(phantoms / "slices")}
+    for condition in ("right", "swapped"):
+        folder = work / "slices" / condition
+        images = folder / "images"
+        images.mkdir(parents=True, exist_ok=True)
+        for index, name in enumerate(names):
+            source = name if condition == "right" else names[(index + len(names) // 2) % len(names)]
+            shutil.copyfile(phantoms / "slices" / source, images / name)
+        omnict("report", str(images), "--out", str(folder / "reports.jsonl"), "--overwrite", *common)
+        omnict("score", str(folder / "reports.jsonl"), "--references", str(references),
+               "--reference-labels", str(phantoms / "slices" / "labels.csv"), "--bootstrap", "200",
+               "--json", str(folder / "report_scores.json"))
+        scores = json.loads((folder / "report_scores.json").read_text())
+        results[condition] = macro_over(scores["per_class"], results["classes"])
+    return results
+
+
 def drawn_classes(phantoms: Path) -> dict[str, float]:
-    """Class -> test prevalence, for the classes with at least one positive case."""
+    """Class -> test prevalence, for the classes with at least one positive case (``phantoms/labels.csv``)."""
     import csv
 
     with open(phantoms / "labels.csv", newline="") as handle:
@@ -151,6 +193,10 @@ def print_tables(results: dict, classes: dict[str, float]) -> None:
         print(f"| {condition} | {entry['macro_f1_drawn']:.3f} | {closed.get('accuracy', float('nan')):.1%} |")
     print(f"| prior: training prevalence | {np.mean(list(priors.values())):.3f} | 50.0% (any constant answer) |")
     print("| prior: majority (no finding) | 0.000 | 50.0% |")
+    if "slice_reports" in results:
+        slices = results["slice_reports"]
+        print(f"\n2D slices ({slices['slices']} PNGs, one per case with a finding): report macro F1 "
+              f"{slices['right']:.3f} with the right slice, {slices['swapped']:.3f} swapped")
     print("\n| class | test positives | F1 right image | F1 swapped | F1 noise | F1 blank | prior F1 |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     tables = {c: {row["label"]: row for row in results["conditions"][c]["reports"]["per_class"]} for c in CONDITIONS}
@@ -190,6 +236,8 @@ def main(argv=None) -> int:
         results["conditions"][condition] = entry
         print(f"{condition}: done in {entry['seconds']:.0f} s", file=sys.stderr)
     results["prior_f1"] = prior_f1(classes)
+    if (phantoms / "slices" / "labels.csv").is_file():
+        results["slice_reports"] = slice_reports(phantoms, work, common)
     print_tables(results, classes)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
