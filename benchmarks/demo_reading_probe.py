@@ -201,7 +201,8 @@ def probe_rows(args, classes) -> tuple[list[dict], list[dict]]:
     """Training and held-out rows of the probe's task."""
     def rows_of(folder: Path, index: int) -> list[dict]:
         if args.task == "report":
-            return structured_report_rows(folder, f"{VOLUME_IMAGE_BLOCK}\n{REPORT_QUESTION}")
+            return structured_report_rows(folder / "labels.csv", folder / "volumes",
+                                          f"{VOLUME_IMAGE_BLOCK}\n{REPORT_QUESTION}")
         return dense_yes_no_rows(folder, classes, args.seed + index)
 
     train = [row for index, folder in enumerate(args.train_phantoms) for row in rows_of(Path(folder), index)]

@@ -55,7 +55,7 @@ def test_rows_of_a_phantom_set_match_its_labels_and_read_back(tmp_path):
     folder = tmp_path / "phantoms"
     write_phantom_set(folder, 3, 5, PhantomConfig(size=(24, 96, 96), spacing=(8.0, 3.0, 3.0)))
     question = "<|image3d_start|><|image3d|><|image3d_end|>\nCan you describe the CT image?"
-    rows = structured_report_rows(folder, question)
+    rows = structured_report_rows(folder / "labels.csv", folder / "volumes", question)
     with open(folder / "labels.csv", newline="") as handle:
         truth = list(csv.DictReader(handle))
     assert len(rows) == len(truth) == 3

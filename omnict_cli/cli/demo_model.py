@@ -29,7 +29,7 @@ from omnict_cli.cli.main import main
 def train_demo(out_dir, seed, work_dir, threads, overwrite, recipe_name):
     """Train the small demo OmniCT on synthetic phantoms: BPE tokenizer, a
     SigLIP-style encoder and a Qwen2 decoder from scratch, stage 1 and stage 2
-    with 'omnict train' (about 30 minutes on 2 CPU cores).
+    with 'omnict train' (about 35 minutes on 2 CPU cores).
 
     \b
     Examples:

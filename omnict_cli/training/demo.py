@@ -189,8 +189,8 @@ class DemoRecipe:
 
     The defaults are the shipped recipe: encoder pretrained on unit labels
     (30 epochs), projector calibrated, stage 1 on structured reports, stage 2
-    (encoder frozen) on structured reports five times per study plus the
-    balanced closed questions. Learning rates are above the paper's
+    (encoder frozen) on structured reports (five times per volume, twice per
+    2D slice) plus the balanced closed questions. Learning rates are above the paper's
     (2e-4 / 5e-5): the paper fine-tunes pretrained components, the demo
     trains random ones on a few hundred phantoms in under an hour of CPU.
     """
@@ -216,12 +216,14 @@ class DemoRecipe:
     report_style: str = "structured"
     """"phantom": the phantoms' own reports (every class, random order); "structured": the present
     classes only, in CT-RATE order (:mod:`omnict_cli.training.structured_reports`)."""
+    slice_report_repeats: int = 2
+    """Structured reports of the phantoms' 2D slices, this many times each (``report_style`` "structured" only)."""
 
 
 FIRST_DEMO = DemoRecipe(
     cases_per_seed=80, report_repeats=1, stage2=StageSettings(epochs=4, learning_rate=1e-3, train_vision=True),
     balance_closed=False, vision_pretrain=StageSettings(epochs=0, learning_rate=1e-3, batch_size=16),
-    calibration_cases=0, report_style="phantom")
+    calibration_cases=0, report_style="phantom", slice_report_repeats=0)
 """The first bundled model's recipe (until 2026-12-01): the phantoms' own reports, a random encoder
 trained only through the LLM. It learnt the text prior and nothing from the pixels (docs/demo-model.md)."""
 
@@ -250,8 +252,8 @@ class DemoSummary:
 def write_training_phantoms(work_dir, recipe: DemoRecipe, on_case=None) -> list[Path]:
     """``cases_per_seed`` phantoms for each of :data:`TRAIN_SEEDS`, one ``demo-data`` folder per seed.
 
-    A folder that already holds a complete set (its ``qa.jsonl``) is reused, so a
-    rerun after an interruption does not generate it again.
+    A folder that already holds a complete set (its ``slices/labels.csv`` and its
+    ``qa.jsonl``, written last) is reused, so a rerun after an interruption does not generate it again.
     """
     from omnict_cli.phantom.generate import PhantomConfig
     from omnict_cli.phantom.writer import write_phantom_set
@@ -260,7 +262,7 @@ def write_training_phantoms(work_dir, recipe: DemoRecipe, on_case=None) -> list[
     folders = []
     for seed in TRAIN_SEEDS:
         folder = Path(work_dir) / f"phantoms-seed{seed}"
-        if not (folder / "qa.jsonl").is_file():
+        if not ((folder / "qa.jsonl").is_file() and (folder / "slices" / "labels.csv").is_file()):
             write_phantom_set(folder, recipe.cases_per_seed, seed, config, on_case=on_case)
         folders.append(folder)
     return folders
@@ -340,7 +342,8 @@ def recipe_rows(phantom_dirs, recipe: DemoRecipe) -> tuple[list[dict], list[dict
     all_rows = [row for folder in phantom_dirs for row in phantom_rows(folder, recipe.report_repeats)]
     closed = [row for row in all_rows if not _is_report(row)]
     if recipe.report_style == "structured":
-        reports = [row for folder in phantom_dirs for row in structured_training_rows(folder, recipe.report_repeats)]
+        reports = [row for folder in phantom_dirs
+                   for row in structured_training_rows(folder, recipe.report_repeats, recipe.slice_report_repeats)]
     else:
         reports = [row for row in all_rows if _is_report(row)]
     if recipe.balance_closed:
@@ -349,12 +352,23 @@ def recipe_rows(phantom_dirs, recipe: DemoRecipe) -> tuple[list[dict], list[dict
     return reports, closed, all_rows if unchanged else reports + closed
 
 
-def structured_training_rows(phantom_dir, repeats: int) -> list[dict]:
-    """The report rows of one phantom set as structured reports (present classes in CT-RATE order), ``repeats`` times."""
-    from omnict_cli.training.rows import VOLUME_IMAGE_BLOCK
+def structured_training_rows(phantom_dir, repeats: int, slice_repeats: int = 0) -> list[dict]:
+    """Structured report rows of one phantom set: each volume ``repeats`` times, each slice ``slice_repeats`` times.
+
+    Slices are the set's 2D images (``slices/*.png``, one per case with a finding), labelled
+    with the findings on that slice (``slices/labels.csv``); training on them is what lets the
+    model write a report for a 2D picture at all.
+    """
+    from omnict_cli.phantom.reports import IMAGE_TOKENS
     from omnict_cli.training.structured_reports import structured_report_rows
 
-    return structured_report_rows(phantom_dir, f"{VOLUME_IMAGE_BLOCK}\n{REPORT_QUESTION}") * repeats
+    phantom_dir = Path(phantom_dir)
+    rows = structured_report_rows(phantom_dir / "labels.csv", phantom_dir / "volumes",
+                                  f"{IMAGE_TOKENS['3d']}\n{REPORT_QUESTION}") * repeats
+    if slice_repeats:
+        rows += structured_report_rows(phantom_dir / "slices" / "labels.csv", phantom_dir / "slices",
+                                       f"{IMAGE_TOKENS['2d']}\n{REPORT_QUESTION}") * slice_repeats
+    return rows
 
 
 def _is_report(row: dict) -> bool:

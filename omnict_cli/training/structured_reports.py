@@ -74,16 +74,18 @@ def present_classes(label_row: Mapping[str, str]) -> list[str]:
     return [name for name in CTRATE_ABNORMALITIES if str(label_row.get(name, "0")).strip() == "1"]
 
 
-def structured_report_rows(phantom_dir, question: str) -> list[dict]:
-    """One training row per volume of a ``demo-data`` folder: ``question`` -> its structured report.
+def structured_report_rows(labels_csv, image_dir, question: str) -> list[dict]:
+    """One training row per image a ``labels.csv`` names: ``question`` -> its structured report.
 
-    Reads ``labels.csv`` (the truth the phantoms were drawn from); image paths are absolute.
+    ``labels_csv`` has ``VolumeName`` + the 18 classes as 0/1 (a ``demo-data`` folder's
+    ``labels.csv`` for its volumes, ``slices/labels.csv`` for its slices); each name is
+    looked up in ``image_dir``. Image paths are absolute.
     """
-    phantom_dir = Path(phantom_dir).resolve()
+    image_dir = Path(image_dir).resolve()
     rows = []
-    with open(phantom_dir / "labels.csv", newline="", encoding="utf-8") as handle:
+    with open(labels_csv, newline="", encoding="utf-8") as handle:
         for record in csv.DictReader(handle):
             rows.append({"messages": [{"role": "user", "content": question},
                                       {"role": "assistant", "content": structured_report(present_classes(record))}],
-                         "image": str(phantom_dir / "volumes" / record["VolumeName"])})
+                         "image": str(image_dir / record["VolumeName"])})
     return rows
