@@ -66,6 +66,15 @@ def test_slice_labels_name_each_slice_and_its_findings(nifti_set):
         assert {name for name in CTRATE_ABNORMALITIES if row[name] == "1"} == {f.label for f in on_slice}
 
 
+def test_a_set_without_findings_still_has_a_slice_label_file(tmp_path):
+    """No case to slice through: slices/labels.csv is there with its header only, so readers need no special case."""
+    config = PhantomConfig(size=SMALL.size, spacing=SMALL.spacing,
+                           prevalence={name: 0.0 for name in CTRATE_ABNORMALITIES})
+    summary = write_phantom_set(tmp_path, 2, SEED, config, "nifti")
+    assert summary.slices == 0
+    assert (tmp_path / "slices" / "labels.csv").read_text() == ",".join(["VolumeName", *CTRATE_ABNORMALITIES]) + "\n"
+
+
 def test_volumes_and_label_maps_round_trip_through_the_loader(nifti_set):
     out, _ = nifti_set
     case = generate_case(SEED, 2, SMALL)

@@ -92,8 +92,9 @@ def write_phantom_set(out_dir: str | Path, n: int, seed: int, config: PhantomCon
     if references:
         _write_csv(out_dir / "references.csv", ["VolumeName", "Findings_EN", "Impressions_EN"], references)
     _write_csv(out_dir / "labels.csv", ["VolumeName", *CTRATE_ABNORMALITIES], label_rows)
-    if fmt != "png" and summary.slices:
-        _write_csv(out_dir / "slices" / "labels.csv", ["VolumeName", *CTRATE_ABNORMALITIES], slice_label_rows)
+    if fmt != "png":  # header only when no case had a finding to slice through
+        _write_csv(_ensure(out_dir / "slices") / "labels.csv", ["VolumeName", *CTRATE_ABNORMALITIES],
+                   slice_label_rows)
     _write_text(out_dir / "qa.jsonl", "".join(json.dumps(row) + "\n" for row in qa_rows))
     summary.qa_rows = len(qa_rows)
     return summary
