@@ -66,7 +66,7 @@ def write_condition(phantoms: Path, condition: str, out_dir: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([EVAL_SEED, CONDITIONS.index(condition)])
     for index, name in enumerate(names):
-        source = name if condition != "swapped" else names[(index + len(names) // 2) % len(names)]
+        source = name if condition != "swapped" else swap_partner(names, index)
         image = nib.load(phantoms / "volumes" / source)
         if condition == "noise":
             voxels = rng.uniform(-1000, 1000, image.shape).astype(np.int16)
@@ -76,6 +76,11 @@ def write_condition(phantoms: Path, condition: str, out_dir: Path) -> Path:
             voxels = np.asarray(image.dataobj)
         nib.save(nib.Nifti1Image(voxels, image.affine, image.header), folder / name)
     return folder
+
+
+def swap_partner(names: list[str], index: int) -> str:
+    """The name n/2 places after ``names[index]`` (wrapping): whose image a study gets when swapped."""
+    return names[(index + len(names) // 2) % len(names)]
 
 
 def balanced_yes_no_rows(phantoms: Path, seed: int) -> list[dict]:
@@ -129,6 +134,7 @@ def slice_reports(phantoms: Path, work: Path, common: list[str]) -> dict:
     import csv
     import shutil
 
+    from omnict_cli.labels.ctrate_io import split_sections
     from omnict_cli.training.structured_reports import present_classes, structured_report
 
     with open(phantoms / "slices" / "labels.csv", newline="") as handle:
@@ -139,9 +145,7 @@ def slice_reports(phantoms: Path, work: Path, common: list[str]) -> dict:
         writer = csv.writer(handle)
         writer.writerow(["VolumeName", "Findings_EN", "Impressions_EN"])
         for row in rows:
-            findings, impression = structured_report(present_classes(row)).split("\n")
-            writer.writerow([row["VolumeName"], findings.removeprefix("Findings: "),
-                             impression.removeprefix("Impression: ")])
+            writer.writerow([row["VolumeName"], *split_sections(structured_report(present_classes(row)))])
     names = [row["VolumeName"] for row in rows]
     results = {"slices": len(names), "classes": drawn_classes(phantoms / "slices")}
     for condition in ("right", "swapped"):
@@ -149,7 +153,7 @@ def slice_reports(phantoms: Path, work: Path, common: list[str]) -> dict:
         images = folder / "images"
         images.mkdir(parents=True, exist_ok=True)
         for index, name in enumerate(names):
-            source = name if condition == "right" else names[(index + len(names) // 2) % len(names)]
+            source = name if condition == "right" else swap_partner(names, index)
             shutil.copyfile(phantoms / "slices" / source, images / name)
         omnict("report", str(images), "--out", str(folder / "reports.jsonl"), "--overwrite", *common)
         omnict("score", str(folder / "reports.jsonl"), "--references", str(references),

@@ -49,9 +49,8 @@ from omnict_cli.phantom.reports import CLASS_ORGAN, QUESTION_TERMS, YES_NO_TEMPL
 from omnict_cli.segmentation.cache import MaskCache
 from omnict_cli.study_inputs import PrepareSetup
 from omnict_cli.training.dataset import BatchCollator, StudyDataset, prepare_examples
-from omnict_cli.training.demo import REPORT_QUESTION
-from omnict_cli.training.rows import VOLUME_IMAGE_BLOCK, read_rows
-from omnict_cli.training.structured_reports import structured_report_rows
+from omnict_cli.training.demo import structured_training_rows
+from omnict_cli.training.rows import read_rows
 from omnict_cli.training.trainer import load_model, make_training_segmenter
 from omnict_cli.training.tensor_cache import TensorCache
 
@@ -201,8 +200,7 @@ def probe_rows(args, classes) -> tuple[list[dict], list[dict]]:
     """Training and held-out rows of the probe's task."""
     def rows_of(folder: Path, index: int) -> list[dict]:
         if args.task == "report":
-            return structured_report_rows(folder / "labels.csv", folder / "volumes",
-                                          f"{VOLUME_IMAGE_BLOCK}\n{REPORT_QUESTION}")
+            return structured_training_rows(folder, repeats=1)
         return dense_yes_no_rows(folder, classes, args.seed + index)
 
     train = [row for index, folder in enumerate(args.train_phantoms) for row in rows_of(Path(folder), index)]

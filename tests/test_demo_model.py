@@ -70,10 +70,10 @@ def prepared_inputs(path: Path, model, question: str):
     return prepared.model_input, organ_selection_for(prepared, task="ask", question=question).mask
 
 
-def answer(model, processor, image, mask, question: str = QUESTION) -> str:
+def answer(model, processor, image, mask, question: str = QUESTION, max_new_tokens: int = 4) -> str:
     batch = processor([question], [image], organ_masks=[mask])
     with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=4, do_sample=False)
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.decode(out[:, batch["input_ids"].shape[1]:])[0].strip()
 
 
@@ -136,10 +136,7 @@ def test_reports_name_a_finding_only_on_the_phantoms_that_show_it(demo, tmp_path
         texts = []
         for path in sorted((folder / "volumes").glob("*.nii.gz")):
             image, mask = prepared_inputs(path, model, REPORT_QUESTION)
-            batch = processor([REPORT_QUESTION], [image], organ_masks=[mask])
-            with torch.no_grad():
-                out = model.generate(**batch, max_new_tokens=96, do_sample=False)
-            texts.append(processor.decode(out[:, batch["input_ids"].shape[1]:])[0])
+            texts.append(answer(model, processor, image, mask, REPORT_QUESTION, max_new_tokens=96))
         column = CTRATE_ABNORMALITIES.index("Pulmonary fibrotic sequela")
         named[present] = np.asarray(label_reports(texts))[:, column].tolist()
     assert sum(named[True]) >= 2 and sum(named[False]) <= 1, named
@@ -157,10 +154,7 @@ def test_reports_on_the_example_slices_are_whole_sentences(demo):
     taught = set(FINDING_SENTENCES.values()) | {NORMAL_FINDINGS}
     for path in slices:
         image, mask = prepared_inputs(path, model, REPORT_QUESTION)
-        batch = processor([REPORT_QUESTION], [image], organ_masks=[mask])
-        with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=96, do_sample=False)
-        findings, _ = split_sections(processor.decode(out[:, batch["input_ids"].shape[1]:])[0])
+        findings, _ = split_sections(answer(model, processor, image, mask, REPORT_QUESTION, max_new_tokens=96))
         sentences = [sentence.strip() + "." for sentence in findings.split(".") if sentence.strip()]
         assert sentences and set(sentences) <= taught, (path.name, findings)
 
