@@ -33,6 +33,7 @@ from pathlib import Path
 import jsonlines
 
 from omnict_cli.model.processing_omnict import special_tokens
+from omnict_cli.training.rows import REPORT_QUESTION
 
 # ---- sizes (the model card quotes these) ---------------------------------------------------
 
@@ -324,9 +325,6 @@ def balanced_closed_rows(rows: list[dict], seed: int) -> list[dict]:
         for answer in ("Yes", "No"):
             kept.extend(chooser.sample(answers[answer], count))
     return kept
-
-
-REPORT_QUESTION = "Can you describe the CT image?"
 
 
 def recipe_rows(phantom_dirs, recipe: DemoRecipe) -> tuple[list[dict], list[dict], list[dict]]:
