@@ -160,6 +160,19 @@ def test_model_comes_from_the_environment_when_not_given(model_dir, tmp_path, mo
     assert records_of(out)[0]["segmenter"] == "none"
 
 
+def test_the_segmenter_fallback_notice_keeps_its_install_command_whole(model_dir, phantom_set, tmp_path, monkeypatch):
+    """Rich markup once ate the "[seg]" of 'pip install -e ".[seg]"' from the notice, leaving a wrong command."""
+    import omnict_cli.segmentation.totalseg as totalseg
+
+    monkeypatch.setattr(totalseg, "_installed_version", lambda: None)
+    out = tmp_path / "f.jsonl"
+    result = CliRunner().invoke(main, ["report", str(phantom_set / "volumes" / "case_0001.nii.gz"), "--out", str(out),
+                                       "--model", str(model_dir), "--segmenter", "auto", "--cache-dir",
+                                       str(tmp_path / "c"), "--max-new-tokens", "4", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert 'pip install -e ".[seg]"' in " ".join(result.output.split()), result.output
+
+
 def test_an_unwritable_output_stops_before_any_work_with_one_line(model_dir, phantom_set, tmp_path):
     if os.geteuid() == 0:
         target = Path("/proc/version")  # exists, not writable even for root

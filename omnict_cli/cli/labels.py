@@ -81,7 +81,8 @@ def train(reports_path, labels_path, out_path, seed):
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error
     constant = model.metadata["constant_classes"]
-    console.print(f"trained on {len(texts)} reports; wrote {out_path}", highlight=False, soft_wrap=True)
+    console.print(f"trained on {len(texts)} reports; wrote {out_path}", highlight=False, soft_wrap=True,
+                  markup=False)
     if constant:
         _warn(console, f"no positive (or no negative) training report for: {', '.join(constant)}; "
                        "these classes get a constant probability")

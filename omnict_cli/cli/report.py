@@ -182,7 +182,7 @@ class _RunContext:
         opts = self.options
         model_dir = self.call(resolve_model_dir, opts["model_dir"])
         engine = self.call(Engine.load, model_dir, opts["device"], opts["dtype"])
-        self.console.print(f"{engine.describe()} ({model_dir})", highlight=False)
+        self.console.print(f"{engine.describe()} ({model_dir})", highlight=False, markup=False)
         setup = PrepareSetup(preprocess=engine.preprocess_config, segmenter=self._segmenter(),
                              mask_cache=self._mask_cache(),
                              load_options=_make_load_options(opts["allow_non_ct"], opts["max_voxels"]))
@@ -196,7 +196,7 @@ class _RunContext:
         from omnict_cli.segmentation.segmenter_choice import make_segmenter
 
         return self.call(make_segmenter, self.options["segmenter_name"], False, "auto",
-                         lambda text: self.console.print(text, highlight=False))
+                         lambda text: self.console.print(text, highlight=False, markup=False))
 
     def _mask_cache(self):
         if self.options["segmenter_name"] == "none":
@@ -227,7 +227,7 @@ class _RunContext:
                                "whole; run the same command again to resume", highlight=False)
             sys.exit(EXIT_INTERRUPTED)
         for note in result.notes:
-            self.console.print(note, highlight=False)
+            self.console.print(note, highlight=False, markup=False)
         failed = _print_summary(self.console, result, what, self.quiet)
         sys.exit(EXIT_SOME_FAILED if failed else 0)
 
@@ -318,5 +318,6 @@ def _print_summary(console, result, what: str, quiet: bool) -> int:
                       str(counts.skipped), str(counts.masks_from_cache), f"{counts.seconds:.1f}", f"{rate:.2f}")
         console.print(table)
         if result.merged is not None:
-            console.print(f"merged {result.merged} records from every shard into {result.out}", highlight=False)
+            console.print(f"merged {result.merged} records from every shard into {result.out}", highlight=False,
+                          markup=False)
     return result.errors_in_file

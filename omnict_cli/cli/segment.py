@@ -95,7 +95,7 @@ def _outside(studies, out_dir, console) -> list:
     kept = [study for study in studies if not study.paths[0].resolve().is_relative_to(out)]
     if len(kept) < len(studies):
         console.print(f"skipped {len(studies) - len(kept)} files inside the --out folder {out_dir} "
-                      "(label maps of an earlier run)", highlight=False, soft_wrap=True)
+                      "(label maps of an earlier run)", highlight=False, soft_wrap=True, markup=False)
     return kept
 
 
