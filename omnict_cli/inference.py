@@ -149,6 +149,7 @@ class Engine:
         self.processor = processor
         self.identity = identity
         self.device = device
+        self._sentence_ends = None
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "auto", dtype: str = "auto") -> "Engine":
@@ -189,7 +190,10 @@ class Engine:
 
     def generate(self, questions: list[str], model_inputs: list, organ_masks: list,
                  settings: GenerationSettings = GenerationSettings()) -> list[str]:
-        """One generated text per study (greedy or beam search); studies may mix slices and volumes."""
+        """One generated text per study (greedy or beam search); studies may mix slices and volumes.
+
+        A row stops early once it has completed one sentence three times (a loop, :mod:`omnict_cli.repeats`).
+        """
         import torch
 
         batch = self.processor(questions, model_inputs, organ_masks=organ_masks)
@@ -201,8 +205,17 @@ class Engine:
             inputs["organ_masks"] = [None if m is None else m.to(self.device) for m in inputs["organ_masks"]]
         with torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=settings.max_new_tokens,
-                                         num_beams=settings.num_beams, do_sample=False)
+                                         num_beams=settings.num_beams, do_sample=False,
+                                         stopping_criteria=[self._repeat_stop(prompt_length)])
         return [text.strip() for text in self.processor.decode(output[:, prompt_length:])]
+
+    def _repeat_stop(self, prompt_length: int):
+        """Stops a row that loops on one sentence (:mod:`omnict_cli.repeats`); the vocabulary is scanned once."""
+        from omnict_cli.repeats import RepeatedSentenceStop, sentence_end_ids
+
+        if self._sentence_ends is None:
+            self._sentence_ends = sentence_end_ids(self.processor.tokenizer)
+        return RepeatedSentenceStop(self._sentence_ends, prompt_length)
 
 
 def _count(n: int) -> str:

@@ -32,6 +32,7 @@ from omnict_cli.inference import Engine, GenerationSettings, is_out_of_memory
 from omnict_cli.prefetch import StudyPrefetcher
 from omnict_cli.records import (STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, OutputError, RecordWriter, error_info,
                                 read_records, record_id, rewrite_records)
+from omnict_cli.repeats import drop_repeated_sentences, repeat_warning
 from omnict_cli.study_inputs import PrepareSetup, PreparedStudy, organ_selection_for
 
 REPORT_PROMPT = "Can you describe the CT image?"
@@ -265,6 +266,7 @@ class Pipeline:
         record = self._base_record(job, prepared)
         record.update(organs=list(selection.groups), organ_reason=selection.reason, segmenter=prepared.segmenter,
                       mask_from_cache=prepared.mask_from_cache)
+        text, repeats = drop_repeated_sentences(text)
         if job.task == "report":
             from omnict_cli.labels.ctrate_io import split_sections
 
@@ -274,7 +276,10 @@ class Pipeline:
             record["answer"] = text
         if labels is not None:
             record["labels"] = labels
-        return self._finish(record, prepared, STATUS_OK, model_seconds)
+        record = self._finish(record, prepared, STATUS_OK, model_seconds)
+        if repeats:
+            record["warnings"].append(repeat_warning(repeats))
+        return record
 
     def _error_record(self, job: Job, prepared: PreparedStudy | None, error: BaseException) -> dict:
         record = self._base_record(job, prepared)

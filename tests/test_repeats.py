@@ -1,0 +1,91 @@
+"""A model that loops on one sentence: generation stops early, the record keeps each sentence once and says so."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from click.testing import CliRunner
+
+from omnict_cli.cli import main
+from omnict_cli.repeats import REPEAT_LIMIT, RepeatedSentenceStop, drop_repeated_sentences, sentence_end_ids
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_MODEL = REPO / "models" / "omnict-demo"
+LOOP = "Findings: Atelectasis is seen. Pleural effusion is present. Pleural effusion is present. " \
+       "Pleural effusion is present."
+
+
+def test_repeats_within_a_paragraph_are_dropped_and_counted():
+    text, dropped = drop_repeated_sentences(LOOP)
+    assert text == "Findings: Atelectasis is seen. Pleural effusion is present."
+    assert dropped == 2
+
+
+def test_an_impression_may_restate_a_finding_and_a_clean_text_is_untouched():
+    report = "Findings: No pleural effusion. The heart is normal.\n\nImpression: No pleural effusion."
+    assert drop_repeated_sentences(report) == (report, 0)
+    assert drop_repeated_sentences("Yes.") == ("Yes.", 0)
+
+
+def _demo_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(DEMO_MODEL)
+
+
+def test_generation_stops_on_the_third_completion_of_a_sentence_not_before():
+    tokenizer = _demo_tokenizer()
+    prompt = tokenizer(" Pleural effusion is present." * 3)["input_ids"]  # the prompt does not count
+    sentence = tokenizer(" Pleural effusion is present.")["input_ids"]
+    stop = RepeatedSentenceStop(sentence_end_ids(tokenizer), prompt_length=len(prompt))
+    twice = prompt + sentence * (REPEAT_LIMIT - 1)
+    thrice = twice + sentence
+    assert stop(torch.tensor([twice]))[0].item() is False
+    assert stop(torch.tensor([thrice]))[0].item() is True
+    assert stop(torch.tensor([thrice[:-1]]))[0].item() is False  # mid-sentence: not yet
+    other = tokenizer(" The heart is enlarged.")["input_ids"]
+    rows = torch.tensor([thrice, twice + other])
+    assert stop(rows).tolist() == [True, False]
+
+
+def test_sentence_ends_are_the_tokens_that_end_in_a_full_stop_question_or_exclamation_mark():
+    tokenizer = _demo_tokenizer()
+    ends = sentence_end_ids(tokenizer)
+    for mark in (".", "?"):
+        assert tokenizer.convert_tokens_to_ids(mark) in ends
+    assert tokenizer.convert_tokens_to_ids("Findings") not in ends
+
+
+def test_the_demo_model_on_the_real_example_ct_stops_its_loop_early(tmp_path):
+    """The bundled model loops on the (out-of-distribution) real CT; the raw text now ends at the third repeat."""
+    from omnict_cli.inference import Engine, GenerationSettings
+    from omnict_cli.pipeline import REPORT_PROMPT
+    from omnict_cli.studies import discover_studies
+    from omnict_cli.study_inputs import PrepareSetup, organ_selection_for, prepare_study
+
+    engine = Engine.load(DEMO_MODEL, device="cpu")
+    setup = PrepareSetup(preprocess=engine.preprocess_config)
+    prepared = prepare_study(discover_studies(REPO / "examples" / "ct_chest_small.nii.gz")[0], setup)
+    mask = organ_selection_for(prepared, task="report", question=REPORT_PROMPT).mask
+    text = engine.generate([REPORT_PROMPT], [prepared.model_input], [mask], GenerationSettings(max_new_tokens=256))[0]
+    sentences = [s.strip() for s in text.replace("\n", " ").split(".") if s.strip()]
+    assert max(sentences.count(s) for s in sentences) <= REPEAT_LIMIT, text
+    assert len(engine.processor.tokenizer(text)["input_ids"]) < 128, text
+
+
+def test_a_report_record_keeps_each_sentence_once_and_warns(tmp_path, monkeypatch):
+    from omnict_cli.inference import Engine
+
+    monkeypatch.setattr(Engine, "generate", lambda self, questions, *rest: [LOOP + "\n\nImpression: Pleural effusion."
+                                                                           for _ in questions])
+    out = tmp_path / "f.jsonl"
+    result = CliRunner().invoke(main, ["report", str(REPO / "examples" / "ct_chest_small.nii.gz"), "--out", str(out),
+                                       "--segmenter", "builtin", "--cache-dir", str(tmp_path / "c"), "--workers", "0",
+                                       "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert record["findings"] == "Atelectasis is seen. Pleural effusion is present."
+    assert record["impression"] == "Pleural effusion."
+    assert any("2 repeated sentences dropped" in warning for warning in record["warnings"]), record["warnings"]
