@@ -30,12 +30,13 @@ from typing import Callable
 from omnict_cli import __version__
 from omnict_cli.inference import Engine, GenerationSettings, is_out_of_memory
 from omnict_cli.prefetch import StudyPrefetcher
+from omnict_cli.prompt_format import REPORT_QUESTION
 from omnict_cli.records import (STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, OutputError, RecordWriter, error_info,
                                 read_records, record_id, rewrite_records)
 from omnict_cli.repeats import drop_repeated_sentences, repeat_warning
 from omnict_cli.study_inputs import PrepareSetup, PreparedStudy, organ_selection_for
 
-REPORT_PROMPT = "Can you describe the CT image?"
+REPORT_PROMPT = REPORT_QUESTION
 """The authors' report question (their MedEval-CT rows and ``omnict demo-data`` use it)."""
 
 

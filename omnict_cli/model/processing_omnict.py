@@ -20,7 +20,6 @@ files) is all :meth:`OmniCTProcessor.from_pretrained` needs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -28,31 +27,7 @@ import torch
 from transformers import AddedToken, AutoTokenizer, BatchFeature
 
 from omnict_cli.model.configuration_omnict import OmniCTConfig
-
-ORGAN_START = "<|organ_start|>"
-ORGAN_END = "<|organ_end|>"
-
-
-@dataclass(frozen=True)
-class PromptTokens:
-    """The special tokens of one input kind (slice or volume)."""
-
-    image_start: str
-    image: str
-    image_end: str
-    organ: str
-
-    def image_block(self) -> str:
-        return f"{self.image_start}{self.image}{self.image_end}"
-
-    def organ_block(self) -> str:
-        return f"{ORGAN_START}{self.organ}{ORGAN_END}"
-
-
-PROMPT_TOKENS = {
-    "slice": PromptTokens("<|image2d_start|>", "<|image2d|>", "<|image2d_end|>", "<|mask2d|>"),
-    "volume": PromptTokens("<|image3d_start|>", "<|image3d|>", "<|image3d_end|>", "<|mask3d|>"),
-}
+from omnict_cli.prompt_format import ORGAN_END, ORGAN_START, PROMPT_TOKENS
 
 # The config field that records each placeholder's token id.
 PLACEHOLDER_ID_FIELDS = {

@@ -34,26 +34,18 @@ import numpy as np
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.labels.classes import CLASS_REGION, FINDINGS_REGIONS
 from omnict_cli.phantom.findings import Finding
+from omnict_cli.prompt_format import PROMPT_TOKENS, REPORT_QUESTION
 from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 
 # --------------------------------------------------------------------------
 # Special tokens and row formats (the authors' release, DESIGN.md)
 # --------------------------------------------------------------------------
 
-IMAGE_TOKENS = {
-    "3d": "<|image3d_start|><|image3d|><|image3d_end|>",
-    "2d": "<|image2d_start|><|image2d|><|image2d_end|>",
-}
-"""Image placeholder tokens per modality, verbatim from the authors' release."""
+IMAGE_TOKENS = {"3d": PROMPT_TOKENS["volume"].image_block(), "2d": PROMPT_TOKENS["slice"].image_block()}
+"""Image placeholder tokens per modality (:mod:`omnict_cli.prompt_format`)."""
 
-ORGAN_TOKENS = {
-    "3d": "<|organ_start|><|mask3d|><|organ_end|>",
-    "2d": "<|organ_start|><|mask2d|><|organ_end|>",
-}
-"""Organ-mask placeholder tokens per modality, verbatim from the authors' release."""
-
-REPORT_QUESTION = "Can you describe the CT image?"
-"""The report-generation prompt of the authors' training rows."""
+ORGAN_TOKENS = {"3d": PROMPT_TOKENS["volume"].organ_block(), "2d": PROMPT_TOKENS["slice"].organ_block()}
+"""Organ-mask placeholder tokens per modality (:mod:`omnict_cli.prompt_format`)."""
 
 # --------------------------------------------------------------------------
 # Anatomy: which group of the Findings section a class is written in

@@ -33,7 +33,7 @@ from pathlib import Path
 import jsonlines
 
 from omnict_cli.model.processing_omnict import special_tokens
-from omnict_cli.training.rows import REPORT_QUESTION
+from omnict_cli.prompt_format import REPORT_QUESTION
 
 # ---- sizes (the model card quotes these) ---------------------------------------------------
 
@@ -119,16 +119,10 @@ def train_tokenizer(texts, out_dir, vocab_size: int):
 
 def build_demo_components(tokenizer, out_root, sizes: DemoSizes = DemoSizes(), seed: int = 0) -> tuple[Path, Path]:
     """Random SigLIP-style and Qwen2 components saved as ``vision/`` and ``llm/`` under ``out_root``."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     out_root = Path(out_root)
-    torch.manual_seed(seed)
-    vision = SiglipVisionModel(SiglipVisionConfig(
-        hidden_size=sizes.vision_width, intermediate_size=4 * sizes.vision_width,
-        num_hidden_layers=sizes.vision_layers, num_attention_heads=sizes.vision_heads,
-        patch_size=sizes.patch_size, image_size=sizes.image_size, vision_use_head=False))
-    vision.save_pretrained(out_root / "vision")
+    build_vision_encoder(sizes, seed).save_pretrained(out_root / "vision")
     text_config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=sizes.text_width, intermediate_size=sizes.text_intermediate,
         num_hidden_layers=sizes.text_layers, num_attention_heads=sizes.text_heads,
@@ -142,6 +136,18 @@ def build_demo_components(tokenizer, out_root, sizes: DemoSizes = DemoSizes(), s
     language_model.save_pretrained(out_root / "llm")
     tokenizer.save_pretrained(out_root / "llm")
     return out_root / "vision", out_root / "llm"
+
+
+def build_vision_encoder(sizes: DemoSizes = DemoSizes(), seed: int = 0):
+    """A random SigLIP-style vision encoder of the demo's sizes (no pooling head), seeded."""
+    import torch
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(seed)
+    return SiglipVisionModel(SiglipVisionConfig(
+        hidden_size=sizes.vision_width, intermediate_size=4 * sizes.vision_width,
+        num_hidden_layers=sizes.vision_layers, num_attention_heads=sizes.vision_heads,
+        patch_size=sizes.patch_size, image_size=sizes.image_size, vision_use_head=False))
 
 
 def build_untrained_model(vision_dir, llm_dir, out_dir, sizes: DemoSizes = DemoSizes()):
@@ -544,14 +550,28 @@ def pretrain_vision_encoder(vision_dir, recipe: DemoRecipe, notify=None) -> list
     with random left-right flips; the head is then dropped and the encoder
     keeps what it learnt. Returns the loss per epoch.
     """
-    import torch
     from transformers import SiglipVisionModel
+
+    import torch
 
     units, unit_labels = pretraining_units(recipe)
     torch.manual_seed(recipe.seed)
     encoder = SiglipVisionModel.from_pretrained(vision_dir, local_files_only=True)
+    _, losses = fit_unit_label_head(encoder, units, unit_labels, recipe.vision_pretrain, notify)
+    encoder.save_pretrained(vision_dir)
+    return losses
+
+
+def fit_unit_label_head(encoder, units, unit_labels, settings: StageSettings, notify=None):
+    """Train ``encoder`` in place with a new linear label head on (units, unit labels); return (head, epoch losses).
+
+    The loop of :func:`pretrain_vision_encoder`, apart so that
+    ``benchmarks/demo_encoder_probe.py`` can score the head on held-out phantoms.
+    Draws from torch's global generator (the caller seeds it).
+    """
+    import torch
+
     head = torch.nn.Linear(2 * encoder.config.hidden_size, unit_labels.shape[-1])
-    settings = recipe.vision_pretrain
     optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=settings.learning_rate,
                                   weight_decay=0.0)
     steps = settings.epochs * (len(units) // settings.batch_size)
@@ -565,7 +585,7 @@ def pretrain_vision_encoder(vision_dir, recipe: DemoRecipe, notify=None) -> list
                 continue  # the scheduler counted full batches only
             flip = torch.rand(len(batch)) < 0.5
             pixels = torch.where(flip[:, None, None, None, None], units[batch].flip(-1), units[batch]).float()
-            logits = _unit_logits(encoder, head, pixels)
+            logits = unit_label_logits(encoder, head, pixels)
             targets = unit_labels[batch]
             loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
                     + torch.nn.functional.binary_cross_entropy_with_logits(logits.amax(1), targets.amax(1)))
@@ -577,11 +597,10 @@ def pretrain_vision_encoder(vision_dir, recipe: DemoRecipe, notify=None) -> list
         losses.append(round(total / len(units), 4))
         if notify is not None:
             notify(f"encoder pretraining epoch {len(losses)}: loss {losses[-1]}")
-    encoder.save_pretrained(vision_dir)
-    return losses
+    return head, losses
 
 
-def _unit_logits(encoder, head, pixels):
+def unit_label_logits(encoder, head, pixels):
     """``[B, N_s, 18]`` label logits of ``[B, N_s, 3, H, W]`` studies: mean and max of each unit's last-layer tokens."""
     import torch
 
@@ -591,12 +610,13 @@ def _unit_logits(encoder, head, pixels):
     return head(pooled).reshape(studies, units, -1)
 
 
-def pretraining_units(recipe: DemoRecipe, cases: int | None = None):
+def pretraining_units(recipe: DemoRecipe, cases: int | None = None, first: int = 1):
     """Preprocessed units (float16 ``[N, N_s, 3, H, W]``) and unit labels (``[N, N_s, 18]``) of the encoder's phantoms.
 
     The cases are drawn in memory (seed :data:`VISION_SEED`), preprocessed by
     the product's own :func:`~omnict_cli.preprocess.preprocess_volume` exactly
     as a written volume would be after loading, and never written to disk.
+    Case indices run from ``first`` (held-out sets start after the training cases).
     """
     import numpy as np
     import torch
@@ -609,7 +629,7 @@ def pretraining_units(recipe: DemoRecipe, cases: int | None = None):
                               slice_size=(sizes.image_size, sizes.image_size))
     phantom = PhantomConfig(size=PHANTOM_SIZE, spacing=PHANTOM_SPACING)
     units, labels = [], []
-    for index in range(1, (cases or recipe.vision_pretrain_cases) + 1):
+    for index in range(first, first + (cases or recipe.vision_pretrain_cases)):
         case = generate_case(VISION_SEED, index, phantom)
         model_input = preprocess_volume(_phantom_volume(case), config)
         units.append(torch.from_numpy(model_input.units.astype(np.float16)))

@@ -33,11 +33,9 @@ import jsonlines
 
 from omnict_cli.atomic import write_text_atomically
 from omnict_cli.errors import OmnictError
+from omnict_cli.prompt_format import PROMPT_TOKENS, REPORT_QUESTION
 
-REPORT_QUESTION = "Can you describe the CT image?"
-"""The user turn of report rows, as in the authors' data and ``demo-data``."""
-
-VOLUME_IMAGE_BLOCK = "<|image3d_start|><|image3d|><|image3d_end|>"
+VOLUME_IMAGE_BLOCK = PROMPT_TOKENS["volume"].image_block()
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
