@@ -209,6 +209,8 @@ def test_encoder_pretraining_sees_a_phantom_as_the_loader_does(tmp_path):
     for index, study in enumerate(sorted(discover_studies(tmp_path / "volumes"), key=lambda s: s.study_id)):
         _, loaded = load_and_preprocess(study, config)
         np.testing.assert_allclose(units[index].float().numpy(), loaded.units, atol=1e-3)  # float16 storage
+    held_out, held_out_labels = pretraining_units(DemoRecipe(), cases=1, first=2)  # the probe's held-out cases
+    assert torch.equal(held_out[0], units[1]) and torch.equal(held_out_labels[0], labels[1])
 
 
 def test_balanced_closed_rows_leave_no_answer_prior_per_question():
