@@ -23,6 +23,7 @@ from omnict_cli.preprocess import ModelInput
 from omnict_cli.training.demo import PHANTOM_SIZE, PHANTOM_SPACING, TRAIN_SEEDS
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "models" / "omnict-demo"
+REPO_EXAMPLE_VOLUME = Path(__file__).resolve().parents[1] / "examples" / "phantoms" / "volumes" / "case_0001.nii.gz"
 TEST_SEED = 4242
 QUESTION = "Is there a pleural effusion in this scan?"
 CASES = 4
@@ -299,3 +300,54 @@ def test_train_demo_offers_every_named_recipe():
     assert sorted(choice.type.choices) == sorted(RECIPES)
     assert RECIPES["shipped"] == DemoRecipe()  # the model card's command makes the bundled model
     assert CliRunner().invoke(main, ["train-demo", "--help"]).exit_code == 0
+
+
+TINY_RECIPE_SETTINGS = dict(cases_per_seed=3, report_repeats=1, slice_report_repeats=1, vision_pretrain_cases=4,
+                            calibration_cases=2)
+
+
+def _tiny_recipe():
+    """The shipped recipe cut to seconds: 2 x 3 phantoms, 2 encoder epochs on 4 cases, one epoch per stage."""
+    from dataclasses import replace
+
+    from omnict_cli.training.demo import DemoRecipe, StageSettings
+
+    return replace(DemoRecipe(), **TINY_RECIPE_SETTINGS,
+                   vision_pretrain=StageSettings(epochs=2, learning_rate=1e-3, batch_size=2),
+                   stage1=StageSettings(epochs=1, learning_rate=1e-3), stage2=StageSettings(epochs=1, learning_rate=3e-4))
+
+
+def test_train_demo_makes_a_model_that_reports_and_a_rerun_reuses_every_finished_step(tmp_path):
+    import hashlib
+    from dataclasses import replace
+
+    from omnict_cli.inference import Engine
+    from omnict_cli.training.demo import MODEL_FILES, DemoWorkDirError, train_demo
+
+    recipe, out, work = _tiny_recipe(), tmp_path / "demo", tmp_path / "work"
+    said = []
+    summary = train_demo(out, recipe, work_dir=work, progress=False, notify=said.append)
+    names = {p.name for p in out.iterdir()}  # model files only: no checkpoints, logs or caches
+    assert names <= set(MODEL_FILES) and {"config.json", "model.safetensors", "tokenizer.json"} <= names
+    epochs = [line.split(":")[0] for line in said if line.startswith("encoder pretraining epoch")]
+    assert epochs == ["encoder pretraining epoch 1", "encoder pretraining epoch 2"]  # no quiet ten minutes
+    assert summary.stages["pretrain"]["steps"] > 0 and summary.stages["sft"]["steps"] > 0
+    assert (work / "stage-sft" / "metrics.jsonl").is_file()  # the training curve the model card quotes
+    weights = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
+    engine = Engine.load(out, device="cpu")
+    image, mask = prepared_inputs(REPO_EXAMPLE_VOLUME, engine.model, "Can you describe the CT image?")
+    assert isinstance(engine.generate(["Can you describe the CT image?"], [image], [mask])[0], str)
+
+    again = []
+    train_demo(out, recipe, work_dir=work, progress=False, notify=again.append)
+    assert any("reusing the untrained model" in line for line in again), again
+    assert not any(line.startswith("encoder pretraining epoch") for line in again)
+    assert sum("already holds the finished run" in line for line in again) == 2, again
+    assert hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest() == weights
+
+    with pytest.raises(DemoWorkDirError, match="another recipe.*report_repeats"):
+        train_demo(tmp_path / "other", replace(recipe, report_repeats=2), work_dir=work, progress=False)
+    (tmp_path / "stray").mkdir()
+    (tmp_path / "stray" / "stage-sft").mkdir()
+    with pytest.raises(DemoWorkDirError, match="does not say which recipe"):
+        train_demo(tmp_path / "other", recipe, work_dir=tmp_path / "stray", progress=False)

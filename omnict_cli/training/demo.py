@@ -32,6 +32,8 @@ from pathlib import Path
 
 import jsonlines
 
+from omnict_cli.atomic import write_text_atomically
+from omnict_cli.errors import OmnictError
 from omnict_cli.model.processing_omnict import special_tokens
 from omnict_cli.prompt_format import REPORT_QUESTION
 
@@ -381,8 +383,6 @@ def _is_report(row: dict) -> bool:
 
 def write_rows_file(path, rows: list[dict]) -> Path:
     """Write rows as JSONL (the authors' chat format); returns the path."""
-    from omnict_cli.atomic import write_text_atomically
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, "".join(json.dumps(row) + "\n" for row in rows))
@@ -401,7 +401,7 @@ def stage_config(stage: str, settings: StageSettings, rows_path, model_dir, out_
                        gradient_accumulation=settings.gradient_accumulation, train_vision=settings.train_vision,
                        seed=recipe.seed, max_length=recipe.sizes.max_positions, segmenter=recipe.segmenter,
                        tensor_cache_dir=cache_dir / "tensors", mask_cache_dir=cache_dir / "masks",
-                       log_every_steps=10, keep_checkpoints=1)
+                       log_every_steps=10, keep_checkpoints=1, resume=True)
 
 
 def copy_model_files(trained_dir, out_dir) -> Path:
@@ -432,7 +432,10 @@ def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progre
 
     ``work_dir`` (default ``<out_dir>.work``) keeps the phantoms, the rows, the
     components, both stages' outputs with their ``metrics.jsonl`` (the training
-    curve) and the tensor and mask caches, so a rerun reuses what is done.
+    curve) and the tensor and mask caches, so a rerun reuses what is done: the
+    phantoms, the untrained model once complete, finished stages, and an
+    interrupted stage from its last checkpoint. A work folder serves one
+    recipe (:func:`claim_work_dir`).
     """
     import time
 
@@ -440,7 +443,7 @@ def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progre
 
     out_dir = Path(out_dir)
     work = Path(work_dir) if work_dir is not None else out_dir.with_name(out_dir.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
+    claim_work_dir(work, recipe)
     summary = DemoSummary(out_dir=out_dir)
     say = notify or (lambda text: None)
 
@@ -452,7 +455,7 @@ def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progre
         return value
 
     phantom_dirs = timed("phantoms", lambda: write_training_phantoms(work, recipe))
-    untrained = timed("components", lambda: _untrained_model(phantom_dirs, work, recipe))
+    untrained = timed("components", lambda: _untrained_model(phantom_dirs, work, recipe, notify))
     reports, closed, stage2_rows = recipe_rows(phantom_dirs, recipe)
     runs = [("pretrain", "pretrain", recipe.stage1, reports),
             ("sft-closed", "sft", recipe.closed_stage, closed),
@@ -476,18 +479,63 @@ def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progre
     return summary
 
 
-def _untrained_model(phantom_dirs, work: Path, recipe: DemoRecipe) -> Path:
-    """Tokenizer, random components and the composed untrained OmniCT, under ``work``."""
+WORK_RECIPE_FILE = "recipe.json"
+"""In a work folder: the recipe it serves (:func:`claim_work_dir`)."""
+UNTRAINED_DONE_FILE = "complete"
+"""In ``work/untrained``: written once the untrained model is built, pretrained and calibrated."""
+
+
+class DemoWorkDirError(OmnictError):
+    """A work folder that holds another recipe's (or an unknown) intermediate results."""
+
+
+def claim_work_dir(work: Path, recipe: DemoRecipe) -> None:
+    """Bind ``work`` to ``recipe`` (``recipe.json``); refuse a folder that holds another recipe's results.
+
+    Why: a rerun reuses the untrained model and finished stages, which is only
+    right when they were made by the same recipe; stage settings alone do not
+    tell (two recipes may differ only in their encoder pretraining).
+    """
+    record = json.loads(json.dumps(_recipe_record(recipe)))  # tuples -> lists, as read back from the file
+    claim = work / WORK_RECIPE_FILE
+    if claim.is_file():
+        try:
+            earlier = json.loads(claim.read_text())
+        except (OSError, ValueError):
+            earlier = None
+        if earlier != record:
+            changed = sorted(key for key in record if not isinstance(earlier, dict) or earlier.get(key) != record[key])
+            raise DemoWorkDirError(f"holds the results of another recipe (differs in: {', '.join(changed)})",
+                                   path=work, hint="Choose another --work-dir, or delete this one to start over")
+        return
+    if work.is_dir() and any(work.iterdir()):
+        raise DemoWorkDirError("is not empty and does not say which recipe made it (no recipe.json)", path=work,
+                               hint="Choose another --work-dir, or delete this one to start over")
+    work.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(claim, json.dumps(record, indent=1) + "\n")
+
+
+def _untrained_model(phantom_dirs, work: Path, recipe: DemoRecipe, notify=None) -> Path:
+    """Tokenizer, random components and the composed untrained OmniCT, under ``work``; reused once complete.
+
+    ``notify`` gets a line per epoch of the encoder pretraining (the longest quiet step otherwise).
+    """
     import torch
 
+    done = work / "untrained" / UNTRAINED_DONE_FILE
+    if done.is_file():
+        if notify is not None:
+            notify(f"reusing the untrained model in {done.parent}")
+        return done.parent
     torch.manual_seed(recipe.seed)
     tokenizer = train_tokenizer(training_texts(phantom_dirs), work / "tokenizer", recipe.sizes.vocab_size)
     vision_dir, llm_dir = build_demo_components(tokenizer, work / "components", recipe.sizes, seed=recipe.seed)
     if recipe.vision_pretrain.epochs:
-        pretrain_vision_encoder(vision_dir, recipe)
+        pretrain_vision_encoder(vision_dir, recipe, notify)
     build_untrained_model(vision_dir, llm_dir, work / "untrained", recipe.sizes)
     if recipe.calibration_cases:
         calibrate_projector(work / "untrained", recipe)
+    done.write_text("built, encoder pretrained and projector calibrated by the recipe in ../recipe.json\n")
     return work / "untrained"
 
 
