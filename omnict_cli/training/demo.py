@@ -598,9 +598,8 @@ def pretrain_vision_encoder(vision_dir, recipe: DemoRecipe, notify=None) -> list
     with random left-right flips; the head is then dropped and the encoder
     keeps what it learnt. Returns the loss per epoch.
     """
-    from transformers import SiglipVisionModel
-
     import torch
+    from transformers import SiglipVisionModel
 
     units, unit_labels = pretraining_units(recipe)
     torch.manual_seed(recipe.seed)
