@@ -45,9 +45,8 @@ def test_generation_stops_on_the_third_completion_of_a_sentence_not_before():
     assert stop(torch.tensor([twice]))[0].item() is False
     assert stop(torch.tensor([thrice]))[0].item() is True
     assert stop(torch.tensor([thrice[:-1]]))[0].item() is False  # mid-sentence: not yet
-    other = tokenizer(" The heart is enlarged.")["input_ids"]
-    rows = torch.tensor([thrice, twice + other])
-    assert stop(rows).tolist() == [True, False]
+    exclaimed = twice + sentence[:-1] + [tokenizer.convert_tokens_to_ids("!")]  # another sentence, same length
+    assert stop(torch.tensor([thrice, exclaimed])).tolist() == [True, False]
 
 
 def test_sentence_ends_are_the_tokens_that_end_in_a_full_stop_question_or_exclamation_mark():
