@@ -187,7 +187,8 @@ class Pipeline:
         started = time.perf_counter()
         outcomes = self._generate(items, selections) if items else []
         seconds = (time.perf_counter() - started) / max(len(items), 1)
-        texts = [o for o in outcomes if isinstance(o, str)]
+        outcomes = [drop_repeated_sentences(o) if isinstance(o, str) else o for o in outcomes]  # (text, dropped)
+        texts = [o[0] for o in outcomes if isinstance(o, tuple)]
         labels = iter(self._labels(texts)) if self.settings.add_labels and texts else None
         results = iter(zip(selections, outcomes))
         for job, prepared in entries:
@@ -200,7 +201,7 @@ class Pipeline:
                 if isinstance(outcome, BaseException):
                     record = self._error_record(job, prepared, outcome)
                 else:
-                    record = self._ok_record(job, prepared, selection, outcome, seconds,
+                    record = self._ok_record(job, prepared, selection, *outcome, seconds,
                                              next(labels) if labels is not None else None)
             self._write(writer, record)
 
@@ -262,12 +263,11 @@ class Pipeline:
         record["question" if job.task == "ask" else "prompt"] = job.question
         return record
 
-    def _ok_record(self, job: Job, prepared: PreparedStudy, selection, text: str, model_seconds: float,
+    def _ok_record(self, job: Job, prepared: PreparedStudy, selection, text: str, repeats: int, model_seconds: float,
                    labels: dict | None) -> dict:
         record = self._base_record(job, prepared)
         record.update(organs=list(selection.groups), organ_reason=selection.reason, segmenter=prepared.segmenter,
                       mask_from_cache=prepared.mask_from_cache)
-        text, repeats = drop_repeated_sentences(text)
         if job.task == "report":
             from omnict_cli.labels.ctrate_io import split_sections
 
