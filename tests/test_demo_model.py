@@ -302,18 +302,14 @@ def test_train_demo_offers_every_named_recipe():
     assert CliRunner().invoke(main, ["train-demo", "--help"]).exit_code == 0
 
 
-TINY_RECIPE_SETTINGS = dict(cases_per_seed=3, report_repeats=1, slice_report_repeats=1, vision_pretrain_cases=4,
-                            calibration_cases=2)
-
-
 def _tiny_recipe():
     """The shipped recipe cut to seconds: 2 x 3 phantoms, 2 encoder epochs on 4 cases, one epoch per stage."""
     from dataclasses import replace
 
     from omnict_cli.training.demo import DemoRecipe, StageSettings
 
-    return replace(DemoRecipe(), **TINY_RECIPE_SETTINGS,
-                   vision_pretrain=StageSettings(epochs=2, learning_rate=1e-3, batch_size=2),
+    return replace(DemoRecipe(), cases_per_seed=3, report_repeats=1, slice_report_repeats=1, vision_pretrain_cases=4,
+                   calibration_cases=2, vision_pretrain=StageSettings(epochs=2, learning_rate=1e-3, batch_size=2),
                    stage1=StageSettings(epochs=1, learning_rate=1e-3), stage2=StageSettings(epochs=1, learning_rate=3e-4))
 
 
