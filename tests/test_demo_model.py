@@ -318,6 +318,7 @@ def test_train_demo_makes_a_model_that_reports_and_a_rerun_reuses_every_finished
     from dataclasses import replace
 
     from omnict_cli.inference import Engine
+    from omnict_cli.prompt_format import REPORT_QUESTION
     from omnict_cli.training.demo import MODEL_FILES, DemoWorkDirError, train_demo
 
     recipe, out, work = _tiny_recipe(), tmp_path / "demo", tmp_path / "work"
@@ -331,8 +332,8 @@ def test_train_demo_makes_a_model_that_reports_and_a_rerun_reuses_every_finished
     assert (work / "stage-sft" / "metrics.jsonl").is_file()  # the training curve the model card quotes
     weights = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     engine = Engine.load(out, device="cpu")
-    image, mask = prepared_inputs(REPO_EXAMPLE_VOLUME, engine.model, "Can you describe the CT image?")
-    assert isinstance(engine.generate(["Can you describe the CT image?"], [image], [mask])[0], str)
+    image, mask = prepared_inputs(REPO_EXAMPLE_VOLUME, engine.model, REPORT_QUESTION)
+    assert isinstance(engine.generate([REPORT_QUESTION], [image], [mask])[0], str)
 
     again = []
     train_demo(out, recipe, work_dir=work, progress=False, notify=again.append)

@@ -57,7 +57,7 @@ def test_sentence_ends_are_the_tokens_that_end_in_a_full_stop_question_or_exclam
     assert tokenizer.convert_tokens_to_ids("Findings") not in ends
 
 
-def test_the_demo_model_on_the_real_example_ct_stops_its_loop_early(tmp_path):
+def test_the_demo_model_on_the_real_example_ct_stops_its_loop_early():
     """The bundled model loops on the (out-of-distribution) real CT; the raw text now ends at the third repeat."""
     from omnict_cli.inference import Engine, GenerationSettings
     from omnict_cli.pipeline import REPORT_PROMPT
