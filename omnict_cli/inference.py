@@ -215,7 +215,7 @@ class Engine:
 
         if self._sentence_ends is None:
             self._sentence_ends = sentence_end_ids(self.processor.tokenizer)
-        return RepeatedSentenceStop(self._sentence_ends, prompt_length)
+        return RepeatedSentenceStop(self.processor.tokenizer, self._sentence_ends, prompt_length)
 
 
 def _count(n: int) -> str:

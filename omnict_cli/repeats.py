@@ -18,10 +18,9 @@ Two parts, one rule ("the same sentence again"):
 
 from __future__ import annotations
 
-import re
+from collections import Counter
 
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-"""Where one sentence ends and the next begins within a paragraph."""
+from omnict_cli.labels.rules import split_sentences
 
 REPEAT_LIMIT = 3
 """Completions of one sentence that stop a row (see the module docstring)."""
@@ -40,12 +39,14 @@ def sentence_end_ids(tokenizer) -> frozenset[int]:
 class RepeatedSentenceStop:
     """Stopping criterion: a row is done once one of its sentences has been completed ``limit`` times.
 
-    Sentences are runs of generated token ids ending in a sentence-end token;
-    the prompt (the first ``prompt_length`` ids) is not counted. A row is
-    checked only on the step that ends a sentence.
+    Sentences are those of the labeler's :func:`~omnict_cli.labels.rules.split_sentences`
+    (which knows that "approx." or "e.g." ends none) in the row's generated
+    text; the prompt (the first ``prompt_length`` ids) is not counted. A row
+    is decoded and checked only on a step whose token can end a sentence.
     """
 
-    def __init__(self, sentence_ends: frozenset[int], prompt_length: int, limit: int = REPEAT_LIMIT):
+    def __init__(self, tokenizer, sentence_ends: frozenset[int], prompt_length: int, limit: int = REPEAT_LIMIT):
+        self.tokenizer = tokenizer
         self.ends = sentence_ends
         self.prompt_length = prompt_length
         self.limit = limit
@@ -57,41 +58,25 @@ class RepeatedSentenceStop:
         last = input_ids[:, -1].tolist()
         for row, token in enumerate(last):
             if token in self.ends:
-                done[row] = self._loops(input_ids[row, self.prompt_length:].tolist())
+                text = self.tokenizer.decode(input_ids[row, self.prompt_length:].tolist(), skip_special_tokens=True)
+                done[row] = max(Counter(split_sentences(text)).values(), default=0) >= self.limit
         return done
-
-    def _loops(self, ids: list[int]) -> bool:
-        counts: dict[tuple, int] = {}
-        start = 0
-        for position, token in enumerate(ids):
-            if token in self.ends:
-                sentence = tuple(ids[start:position + 1])
-                counts[sentence] = counts.get(sentence, 0) + 1
-                if counts[sentence] >= self.limit:
-                    return True
-                start = position + 1
-        return False
 
 
 def drop_repeated_sentences(text: str) -> tuple[str, int]:
     """``text`` without sentences that repeat an earlier sentence of their paragraph; and how many were dropped.
 
     Paragraphs (lines) are kept apart, so an Impression may restate a
-    Findings sentence. Sentences compare after trimming spaces.
+    Findings sentence. Sentences are the labeler's (:func:`split_sentences`,
+    spaces normalised); a line with no repeat is kept exactly as it was.
     """
     dropped = 0
     lines = []
     for line in text.split("\n"):
-        seen: set[str] = set()
-        kept = []
-        for sentence in SENTENCE_END.split(line):
-            key = sentence.strip()
-            if key and key in seen:
-                dropped += 1
-                continue
-            seen.add(key)
-            kept.append(sentence)
-        lines.append(" ".join(kept))
+        sentences = split_sentences(line)
+        unique = list(dict.fromkeys(sentences))
+        dropped += len(sentences) - len(unique)
+        lines.append(" ".join(unique) if len(unique) < len(sentences) else line)
     return "\n".join(lines), dropped
 
 

@@ -29,6 +29,16 @@ def test_an_impression_may_restate_a_finding_and_a_clean_text_is_untouched():
     assert drop_repeated_sentences("Yes.") == ("Yes.", 0)
 
 
+def test_an_abbreviation_does_not_end_a_sentence():
+    """"approx." ends no sentence, so three nodules "of approx." size are three different sentences."""
+    report = "Nodule of approx. 5 mm in the right lobe. Nodule of approx. 3 mm in the left lobe."
+    assert drop_repeated_sentences(report) == (report, 0)
+    tokenizer = _demo_tokenizer()
+    ids = tokenizer(" ".join(f"Nodule of approx. {size} mm." for size in (3, 4, 5)))["input_ids"]
+    stop = RepeatedSentenceStop(tokenizer, sentence_end_ids(tokenizer), prompt_length=0)
+    assert stop(torch.tensor([ids]))[0].item() is False
+
+
 def _demo_tokenizer():
     from transformers import AutoTokenizer
 
@@ -39,7 +49,7 @@ def test_generation_stops_on_the_third_completion_of_a_sentence_not_before():
     tokenizer = _demo_tokenizer()
     prompt = tokenizer(" Pleural effusion is present." * 3)["input_ids"]  # the prompt does not count
     sentence = tokenizer(" Pleural effusion is present.")["input_ids"]
-    stop = RepeatedSentenceStop(sentence_end_ids(tokenizer), prompt_length=len(prompt))
+    stop = RepeatedSentenceStop(tokenizer, sentence_end_ids(tokenizer), prompt_length=len(prompt))
     twice = prompt + sentence * (REPEAT_LIMIT - 1)
     thrice = twice + sentence
     assert stop(torch.tensor([twice]))[0].item() is False
