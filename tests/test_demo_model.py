@@ -348,3 +348,10 @@ def test_train_demo_makes_a_model_that_reports_and_a_rerun_reuses_every_finished
     (tmp_path / "stray" / "stage-sft").mkdir()
     with pytest.raises(DemoWorkDirError, match="does not say which recipe"):
         train_demo(tmp_path / "other", recipe, work_dir=tmp_path / "stray", progress=False)
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "recipe.json").write_text("{broken")
+    with pytest.raises(DemoWorkDirError, match="cannot read its recipe.json"):
+        train_demo(tmp_path / "other", recipe, work_dir=tmp_path / "torn", progress=False)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DemoWorkDirError, match="cannot create the work folder"):
+        train_demo(tmp_path / "other", recipe, work_dir=tmp_path / "file" / "work", progress=False)

@@ -498,21 +498,27 @@ def claim_work_dir(work: Path, recipe: DemoRecipe) -> None:
     """
     record = json.loads(json.dumps(_recipe_record(recipe)))  # tuples -> lists, as read back from the file
     claim = work / WORK_RECIPE_FILE
+    start_over = "Choose another --work-dir, or delete this one to start over"
     if claim.is_file():
         try:
             earlier = json.loads(claim.read_text())
-        except (OSError, ValueError):
-            earlier = None
+        except (OSError, ValueError) as error:
+            raise DemoWorkDirError(f"cannot read its {WORK_RECIPE_FILE} ({error})", path=work,
+                                   hint=start_over) from error
         if earlier != record:
             changed = sorted(key for key in record if not isinstance(earlier, dict) or earlier.get(key) != record[key])
             raise DemoWorkDirError(f"holds the results of another recipe (differs in: {', '.join(changed)})",
-                                   path=work, hint="Choose another --work-dir, or delete this one to start over")
+                                   path=work, hint=start_over)
         return
     if work.is_dir() and any(work.iterdir()):
         raise DemoWorkDirError("is not empty and does not say which recipe made it (no recipe.json)", path=work,
-                               hint="Choose another --work-dir, or delete this one to start over")
-    work.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(claim, json.dumps(record, indent=1) + "\n")
+                               hint=start_over)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(claim, json.dumps(record, indent=1) + "\n")
+    except OSError as error:
+        raise DemoWorkDirError(f"cannot create the work folder ({error.strerror or error})", path=work,
+                               hint="Choose a --work-dir (or OUT) in a folder you can write to") from error
 
 
 def _untrained_model(phantom_dirs, work: Path, recipe: DemoRecipe, notify=None) -> Path:
