@@ -1063,8 +1063,9 @@ def draw_abnormalities(rng: np.random.Generator, anatomy, prevalence: dict[str, 
     """Sample classes, draw them into ``anatomy.hu`` (and ``labels`` where anatomy changes),
     and return their Findings in CT-RATE order.
 
-    Each Finding's ``details`` gets ``changed_voxels`` and ``bbox_zyx`` (inclusive
-    ``(z0, y0, x0, z1, y1, x1)`` of the voxels whose HU it changed)."""
+    Each Finding's ``details`` gets ``changed_voxels``, ``bbox_zyx`` (inclusive
+    ``(z0, y0, x0, z1, y1, x1)`` of the voxels whose HU it changed) and ``footprint``
+    (boolean, the changed voxels inside that box: which slices and patches show it)."""
     chosen = set(sample_abnormality_classes(rng, prevalence, force))
     scene = _Scene(anatomy)
     findings = {}
@@ -1083,6 +1084,7 @@ def draw_abnormalities(rng: np.random.Generator, anatomy, prevalence: dict[str, 
             box = _bbox(changed)
             finding.details["changed_voxels"] = count
             finding.details["bbox_zyx"] = (*(s.start for s in box), *(s.stop - 1 for s in box))
+            finding.details["footprint"] = changed[box]
             finding = _centre_on_a_changed_slice(finding, changed, box)
         findings[name] = finding
     return [findings[name] for name in CTRATE_ABNORMALITIES if name in findings]
