@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from omnict_cli import discover_studies, load_path, load_study
 from omnict_cli.cli import main
 from omnict_cli.labels import CTRATE_ABNORMALITIES
+from omnict_cli.phantom.findings import slices_showing
 from omnict_cli.phantom.generate import PhantomConfig, generate_case
 from omnict_cli.phantom.writer import write_phantom_set
 
@@ -48,7 +49,7 @@ def test_layout_and_ctrate_files(nifti_set):
 
 
 def test_slice_labels_name_each_slice_and_its_findings(nifti_set):
-    """slices/labels.csv: one row per slice PNG, 1 exactly for the findings centred on that slice."""
+    """slices/labels.csv: one row per slice PNG, 1 exactly for the findings that changed a voxel of that slice."""
     from omnict_cli.phantom.generate import slice_through_finding
 
     out, summary = nifti_set
@@ -61,9 +62,32 @@ def test_slice_labels_name_each_slice_and_its_findings(nifti_set):
         chosen = slice_through_finding(generate_case(SEED, index, SMALL))
         if chosen is None:
             continue
-        z, on_slice = chosen
+        z, _ = chosen
         row = by_name[f"case_{index:04d}_z{z:03d}.png"]
-        assert {name for name in CTRATE_ABNORMALITIES if row[name] == "1"} == {f.label for f in on_slice}
+        case = generate_case(SEED, index, SMALL)
+        showing = {f.label for f in case.findings if z in slices_showing(f)}
+        assert {name for name in CTRATE_ABNORMALITIES if row[name] == "1"} == showing
+
+
+def test_a_finding_reaching_the_slice_from_elsewhere_is_on_it():
+    """The slice through a nodule also shows the effusion centred ten slices away but reaching it;
+    a finding that ends before the slice does not count, even with its centre one slice off."""
+    from omnict_cli.phantom.findings import Finding
+    from omnict_cli.phantom.generate import PhantomCase, slice_through_finding
+
+    def finding(label, centre_z, z0, z1):
+        footprint = np.zeros((z1 - z0 + 1, 2, 2), bool)
+        footprint[:, 0, 0] = True
+        return Finding(label, "lungs", centre_zyx=(centre_z, 5, 5),
+                       details={"bbox_zyx": (z0, 5, 5, z1, 6, 6), "footprint": footprint})
+
+    nodule = finding("Lung nodule", 5, 5, 5)
+    effusion = finding("Pleural effusion", 15, 2, 25)
+    opacity = finding("Lung opacity", 6, 6, 8)  # centre one slice away, nothing drawn on slice 5
+    case = PhantomCase("case_0001", np.zeros((30, 8, 8), np.int16), np.zeros((30, 8, 8), np.uint8),
+                       (5.0, 1.0, 1.0), [nodule, effusion, opacity], report=None)
+    z, on_slice = slice_through_finding(case)
+    assert z == 5 and [f.label for f in on_slice] == ["Lung nodule", "Pleural effusion"]
 
 
 def test_a_set_without_findings_still_has_a_slice_label_file(tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 from omnict_cli.errors import OmnictError
 from omnict_cli.phantom.abnormalities import draw_abnormalities
 from omnict_cli.phantom.anatomy import draw_anatomy, finish_image
-from omnict_cli.phantom.findings import Finding, label_vector
+from omnict_cli.phantom.findings import Finding, label_vector, slices_showing
 from omnict_cli.phantom.reports import QAPair, Report, make_qa, write_report
 
 REALISTIC_SIZE = (300, 512, 512)
@@ -127,15 +127,24 @@ def _generate_case(seed: int, index: int, config: PhantomConfig, force: tuple[st
 def slice_through_finding(case: PhantomCase) -> tuple[int, list[Finding]] | None:
     """The axial slice through the first finding with a known centre, and the findings on it.
 
-    A finding counts as on the slice when its centre lies within one slice
-    of it; 2D questions are asked only about those.
+    A finding is on the slice when the drawing changed a voxel of it (its
+    ``footprint``), wherever its centre is: the edge of an effusion or a
+    second nodule shows on the slice too. A finding without a footprint
+    (made by hand) counts when its centre lies within one slice. 2D
+    questions are asked only about the findings on the slice.
     """
     centred = [f for f in case.findings if f.centre_zyx is not None]
     if not centred:
         return None
     z = int(centred[0].centre_zyx[0])
-    on_slice = [f for f in centred if abs(int(f.centre_zyx[0]) - z) <= 1]
-    return z, on_slice
+    return z, [f for f in case.findings if _shows_on_slice(f, z)]
+
+
+def _shows_on_slice(finding: Finding, z: int) -> bool:
+    showing = slices_showing(finding)
+    if showing is not None:
+        return z in showing
+    return finding.centre_zyx is not None and abs(int(finding.centre_zyx[0]) - z) <= 1
 
 
 def slice_qa(case: PhantomCase, on_slice: list[Finding], rng: np.random.Generator) -> list[QAPair]:
