@@ -9,7 +9,8 @@ import torch
 from click.testing import CliRunner
 
 from omnict_cli.cli import main
-from omnict_cli.repeats import REPEAT_LIMIT, RepeatedSentenceStop, drop_repeated_sentences, sentence_end_ids
+from omnict_cli.repeats import (REPEAT_LIMIT, TOKEN_RUN_LIMIT, RepeatedSentenceStop, drop_repeated_sentences,
+                               sentence_end_ids)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = REPO / "models" / "omnict-demo"
@@ -37,6 +38,24 @@ def test_an_abbreviation_does_not_end_a_sentence():
     ids = tokenizer(" ".join(f"Nodule of approx. {size} mm." for size in (3, 4, 5)))["input_ids"]
     stop = RepeatedSentenceStop(tokenizer, sentence_end_ids(tokenizer), prompt_length=0)
     assert stop(torch.tensor([ids]))[0].item() is False
+
+
+def test_a_word_said_three_times_in_a_row_is_kept_once_and_numbers_are_untouched():
+    """What the demo model wrote to "Is there a pleural effusion?" about the real CT, and "YesYesYes..."."""
+    looped = "Yes Pleural Pleural Pleural Pleural effusion is present. Pleural effusion is present."
+    assert drop_repeated_sentences(looped) == ("Yes Pleural effusion is present. Pleural effusion is present.", 1)
+    assert drop_repeated_sentences("YesYesYesYesYes") == ("Yes", 1)
+    for kept in ("Window -1000 to 1000 HU, 1000000 voxels.", "Pleural Pleural effusion.", "Nodules nodules nodules."):
+        assert drop_repeated_sentences(kept) == (kept, 0)
+
+
+def test_generation_stops_when_one_token_comes_over_and_over():
+    tokenizer = _demo_tokenizer()
+    yes = tokenizer.convert_tokens_to_ids("Yes")
+    prompt = [yes] * TOKEN_RUN_LIMIT  # the prompt does not count
+    stop = RepeatedSentenceStop(tokenizer, sentence_end_ids(tokenizer), prompt_length=len(prompt))
+    assert stop(torch.tensor([prompt + [yes] * (TOKEN_RUN_LIMIT - 1)]))[0].item() is False
+    assert stop(torch.tensor([prompt + [yes] * TOKEN_RUN_LIMIT]))[0].item() is True
 
 
 def _demo_tokenizer():
@@ -97,4 +116,4 @@ def test_a_report_record_keeps_each_sentence_once_and_warns(tmp_path, monkeypatc
     record = json.loads(out.read_text())
     assert record["findings"] == "Atelectasis is seen. Pleural effusion is present."
     assert record["impression"] == "Pleural effusion."
-    assert any("2 repeated sentences dropped" in warning for warning in record["warnings"]), record["warnings"]
+    assert any("2 repeats dropped" in warning for warning in record["warnings"]), record["warnings"]
