@@ -45,7 +45,7 @@ from sklearn.metrics import roc_auc_score
 
 from omnict_cli.errors import OmnictError
 from omnict_cli.labels import CTRATE_ABNORMALITIES
-from omnict_cli.phantom.reports import CLASS_ORGAN, QUESTION_TERMS, YES_NO_TEMPLATES, _medium, _tidy
+from omnict_cli.phantom.reports import CLASS_ORGAN, yes_no_question
 from omnict_cli.segmentation.cache import MaskCache
 from omnict_cli.study_inputs import PrepareSetup
 from omnict_cli.training.dataset import BatchCollator, StudyDataset, prepare_examples
@@ -62,8 +62,7 @@ def dense_yes_no_rows(phantom_dir: Path, classes: list[str], seed: int) -> list[
     with open(phantom_dir / "labels.csv", newline="") as handle:
         for record in csv.DictReader(handle):
             for name in classes:
-                term = str(rng.choice(QUESTION_TERMS[name]))
-                question = _tidy(str(rng.choice(YES_NO_TEMPLATES)).format(term=term, medium=_medium("3d", rng)))
+                question = yes_no_question(name, "3d", rng)
                 answer = "Yes" if record[name] == "1" else "No"
                 by_class[name][answer].append({
                     "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],

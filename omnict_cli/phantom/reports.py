@@ -788,6 +788,13 @@ def describe_finding(finding: Finding) -> str:
     return text + "."
 
 
+def yes_no_question(name: str, modality: str, rng: np.random.Generator) -> str:
+    """A yes/no question about CT-RATE class ``name`` in one of the phantoms' wordings ("Is there X in this CT?")."""
+    question = str(rng.choice(YES_NO_TEMPLATES)).format(term=str(rng.choice(QUESTION_TERMS[name])),
+                                                         medium=_medium(modality, rng))
+    return _tidy(question)
+
+
 def _yes_no(findings, modality, rng) -> list[QAPair]:
     """Yes/no questions, as many about absent classes as about present ones (two "No"s when normal, three "Yes"es when all 18 are present)."""
     first = {}
@@ -800,11 +807,10 @@ def _yes_no(findings, modality, rng) -> list[QAPair]:
     asked_absent = [absent[i] for i in rng.permutation(len(absent))[:max(n, 2 if not present else 0)]]
     pairs = []
     for name in asked_present + asked_absent:
-        question = str(rng.choice(YES_NO_TEMPLATES)).format(term=str(rng.choice(QUESTION_TERMS[name])),
-                                                             medium=_medium(modality, rng))
         is_present = name in first
         organ = first[name].organ if is_present else CLASS_ORGAN[name]
-        pairs.append(QAPair(_tidy(question), "Yes" if is_present else "No", "yes_no", organ, label=name))
+        pairs.append(QAPair(yes_no_question(name, modality, rng), "Yes" if is_present else "No", "yes_no", organ,
+                            label=name))
     return [pairs[i] for i in rng.permutation(len(pairs))]
 
 
