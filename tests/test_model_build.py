@@ -68,6 +68,8 @@ def test_build_writes_a_directory_the_model_and_processor_load(components, tmp_p
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
     config = json.loads((tmp_path / "omnict" / "config.json").read_text())
     assert config["model_type"] == "omnict" and config["volume_unshuffle"] == 3
+    assert str(components[0].parent) not in (tmp_path / "omnict" / "config.json").read_text()  # no builder's paths
+    assert config["text_config"]["_name_or_path"] == "qwen" and config["vision_config"]["_name_or_path"] == "siglip"
     model = OmniCTForConditionalGeneration.from_pretrained(tmp_path / "omnict").eval()
     processor = OmniCTProcessor.from_pretrained(tmp_path / "omnict")
     assert processor.tokenizer.pad_token is not None

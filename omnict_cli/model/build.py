@@ -117,6 +117,9 @@ def build_model_dir(vision_dir, llm_dir, out_dir, dtype: str = "float32", overwr
         raise ComponentError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}", path=out_dir)
     check_destination(out_dir, folder=True)  # before the minutes of loading and composing
     model, tokenizer = build_omnict(vision_dir, llm_dir, DTYPES[dtype], **config_overrides)
+    # The components' folder names only: an absolute path would put the builder's machine in a shared model.
+    model.config.vision_config._name_or_path = Path(vision_dir).name
+    model.config.text_config._name_or_path = Path(llm_dir).name
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
