@@ -59,12 +59,12 @@ def test_slice_labels_name_each_slice_and_its_findings(nifti_set):
     by_name = {row["VolumeName"]: row for row in rows}
     assert sorted(by_name) == sorted(p.name for p in (out / "slices").glob("*.png"))
     for index in range(1, summary.cases + 1):
-        chosen = slice_through_finding(generate_case(SEED, index, SMALL))
+        case = generate_case(SEED, index, SMALL)
+        chosen = slice_through_finding(case)
         if chosen is None:
             continue
         z, _ = chosen
         row = by_name[f"case_{index:04d}_z{z:03d}.png"]
-        case = generate_case(SEED, index, SMALL)
         showing = {f.label for f in case.findings if z in slices_showing(f)}
         assert {name for name in CTRATE_ABNORMALITIES if row[name] == "1"} == showing
 

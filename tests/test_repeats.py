@@ -41,7 +41,7 @@ def test_an_abbreviation_does_not_end_a_sentence():
 
 
 def test_a_word_said_three_times_in_a_row_is_kept_once_and_numbers_are_untouched():
-    """What the demo model wrote to "Is there a pleural effusion?" about the real CT, and "YesYesYes..."."""
+    """What the previous demo model wrote to "Is there cardiomegaly?" about the real CT, and "YesYesYes..."."""
     looped = "Yes Pleural Pleural Pleural Pleural effusion is present. Pleural effusion is present."
     assert drop_repeated_sentences(looped) == ("Yes Pleural effusion is present. Pleural effusion is present.", 1)
     assert drop_repeated_sentences("YesYesYesYesYes") == ("Yes", 1)
