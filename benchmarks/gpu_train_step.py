@@ -53,6 +53,8 @@ def run_train_step_check(args) -> dict:
                **{k: settings[k] for k in ("train_batch", "answer_tokens", "train_steps")}, "runs": []}
     for checkpointing in (False, True):
         run = measure_steps(config, device, settings, checkpointing)
+        if device == "cuda":
+            torch.cuda.empty_cache()  # the first run's model is gone: give its memory back before the second
         print(json.dumps({"train_step": run}))
         results["runs"].append(run)
     plain, recomputed = results["runs"]
@@ -121,10 +123,7 @@ def measure_steps(config, device: str, settings: dict, checkpointing: bool) -> d
            "losses": [round(value, 4) for value in losses]}
     if device == "cuda":
         run["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    del model, optimizer, parameters, named
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    return run
+    return run  # model and optimizer go with this frame; the caller empties the CUDA cache
 
 
 def main() -> None:
