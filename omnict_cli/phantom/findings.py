@@ -57,19 +57,6 @@ def label_vector(findings) -> dict[str, int]:
     return {name: int(name in present) for name in CTRATE_ABNORMALITIES}
 
 
-def footprint_mask(finding: Finding, shape) -> np.ndarray | None:
-    """The voxels whose HU ``finding`` changed, as a boolean volume of ``shape``; None if unknown.
-
-    Built from the ``bbox_zyx`` and ``footprint`` that ``draw_abnormalities`` records
-    (a Finding made by hand has neither)."""
-    box, footprint = finding.details.get("bbox_zyx"), finding.details.get("footprint")
-    if box is None or footprint is None:
-        return None
-    mask = np.zeros(shape, dtype=bool)
-    mask[box[0]:box[3] + 1, box[1]:box[4] + 1, box[2]:box[5] + 1] = footprint
-    return mask
-
-
 def slices_showing(finding: Finding) -> set[int] | None:
     """Axial slice indices on which ``finding`` changed at least one voxel; None if unknown."""
     box, footprint = finding.details.get("bbox_zyx"), finding.details.get("footprint")
