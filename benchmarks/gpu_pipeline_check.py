@@ -20,14 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.pipeline_model import word_tokenizer  # noqa: E402
 from benchmarks.synthetic_model import _first_prompt_id  # noqa: E402
-from omnict_cli.inference import Engine, GenerationSettings, ModelIdentity  # noqa: E402
+from omnict_cli.run.engine import Engine, GenerationSettings, ModelIdentity  # noqa: E402
 from omnict_cli.model import OmniCTProcessor  # noqa: E402
 from omnict_cli.phantom.generate import PhantomConfig  # noqa: E402
 from omnict_cli.phantom.writer import write_phantom_set  # noqa: E402
-from omnict_cli.pipeline import Pipeline, RunSettings, report_jobs, run_to_file  # noqa: E402
+from omnict_cli.run.pipeline import Pipeline, RunSettings, report_jobs, run_to_file  # noqa: E402
 from omnict_cli.segmentation.builtin import BuiltinSegmenter  # noqa: E402
-from omnict_cli.studies import discover_studies  # noqa: E402
-from omnict_cli.study_inputs import PrepareSetup  # noqa: E402
+from omnict_cli.studies.discover import discover_studies  # noqa: E402
+from omnict_cli.run.study_inputs import PrepareSetup  # noqa: E402
 
 
 class TimedEngine(Engine):

@@ -2,7 +2,7 @@
 
 What it measures, all in one run on the same file:
 
-* **omnict**: ``load_and_preprocess(study)`` (``omnict_cli.prepare``, the
+* **omnict**: ``load_and_preprocess(study)`` (``omnict_cli.studies.prepare``, the
   entry point of the report pipeline and training: gzip decoding in a
   worker thread overlapped with resampling of the decoded slices) with the
   default ``PreprocessConfig`` (window [-1000, 1000] HU, 32x384x384,
@@ -207,9 +207,9 @@ def _quiet():
 
 
 def omnict_method():
-    """The pipeline's entry point: decode and resample overlapped (omnict_cli.prepare)."""
-    from omnict_cli.prepare import load_and_preprocess
-    from omnict_cli.studies import discover_studies
+    """The pipeline's entry point: decode and resample overlapped (omnict_cli.studies.prepare)."""
+    from omnict_cli.studies.prepare import load_and_preprocess
+    from omnict_cli.studies.discover import discover_studies
 
     def run(path):
         (study,) = discover_studies(path)
@@ -220,8 +220,8 @@ def omnict_method():
 
 def omnict_plain_method():
     """Load, then preprocess: the two library calls one after the other."""
-    from omnict_cli.imaging import load_path
-    from omnict_cli.preprocess import preprocess_volume
+    from omnict_cli.studies.load import load_path
+    from omnict_cli.studies.preprocess import preprocess_volume
 
     def run(path):
         return preprocess_volume(load_path(path)).units
@@ -334,7 +334,7 @@ def make_method(name: str):
     if name == "isal_stream":
         return isal_stream_decode
     if name == "omnict_load":
-        from omnict_cli.imaging import load_path
+        from omnict_cli.studies.load import load_path
 
         return load_path
     if name == "gzip":
@@ -468,11 +468,11 @@ def best_of(function, repeats: int):
 
 def omnict_breakdown(repeats: int) -> list[tuple[str, float]]:
     """Time omnict's stages separately (public functions only)."""
-    from omnict_cli.imaging import volume_from_raw
-    from omnict_cli.preprocess import PreprocessConfig, compose_units, resample_linear, scale_to_unit_range
-    from omnict_cli.readers.base import LoadOptions
-    from omnict_cli.readers.nifti import read_nifti
-    from omnict_cli.volume import CANONICAL_AXCODES, canonicalize
+    from omnict_cli.studies.load import volume_from_raw
+    from omnict_cli.studies.preprocess import PreprocessConfig, compose_units, resample_linear, scale_to_unit_range
+    from omnict_cli.studies.readers.base import LoadOptions
+    from omnict_cli.studies.readers.nifti import read_nifti
+    from omnict_cli.studies.volume import CANONICAL_AXCODES, canonicalize
 
     config = PreprocessConfig()
     t_read, raw = best_of(lambda: read_nifti(VOLUME_FILE, LoadOptions()), repeats)
@@ -525,7 +525,7 @@ def main() -> None:
     import SimpleITK as sitk
 
     import omnict_cli
-    from omnict_cli.imaging import load_path
+    from omnict_cli.studies.load import load_path
 
     wall = time.perf_counter()
     print("== omnict preprocessing benchmark ==")
@@ -575,8 +575,8 @@ def main() -> None:
           f"{best['isal_stream'] * 1000:.0f} ms")
 
     print("\n-- agreement (canonical [z, y, x], values in [-1, 1]; 30 slices in units) --")
-    from omnict_cli.imaging import load_path as _load
-    from omnict_cli.preprocess import PreprocessConfig, preprocess_volume
+    from omnict_cli.studies.load import load_path as _load
+    from omnict_cli.studies.preprocess import PreprocessConfig, preprocess_volume
 
     ours = outputs["omnict"].reshape(-1, OUT_ZYX[1], OUT_ZYX[2])
     same = np.array_equal(ours, outputs["omnict_plain"].reshape(ours.shape))

@@ -26,13 +26,13 @@ from pathlib import Path
 from omnict_cli.labels.ctrate_io import read_reports
 from omnict_cli.phantom.generate import PhantomConfig
 from omnict_cli.phantom.writer import write_phantom_set
-from omnict_cli.records import RecordWriter
+from omnict_cli.run.records import RecordWriter
 from omnict_cli.review import ReviewOptions, build_review
 from omnict_cli.review.study_images import ImageSettings, study_images
 from omnict_cli.segmentation.builtin import BuiltinSegmenter
 from omnict_cli.segmentation.cache import MaskCache
-from omnict_cli.studies import discover_studies
-from omnict_cli.study_inputs import PrepareSetup, organ_selection_for, prepare_study
+from omnict_cli.studies.discover import discover_studies
+from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
 
 DISTINCT_SCANS = 20
 CONFIG = PhantomConfig(size=(64, 256, 256), spacing=(5.0, 1.4, 1.4))

@@ -26,8 +26,8 @@ from omnict_cli.phantom.writer import write_phantom_set
 from omnict_cli.segmentation.builtin import BuiltinSegmenter
 from omnict_cli.segmentation.cache import MaskCache, cache_key
 from omnict_cli.segmentation.run import segment_studies
-from omnict_cli.studies import discover_studies
-from omnict_cli.volume import Volume, canonical_affine
+from omnict_cli.studies.discover import discover_studies
+from omnict_cli.studies.volume import Volume, canonical_affine
 
 FOLDER_CASES = 20
 FOLDER_CONFIG = PhantomConfig(size=(64, 256, 256), spacing=(5.0, 1.4, 1.4))

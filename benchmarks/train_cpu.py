@@ -49,7 +49,7 @@ def time_preparation(rows_file: Path, model_dir: Path, work: Path) -> dict:
     from omnict_cli.model import OmniCTConfig
     from omnict_cli.segmentation.builtin import BuiltinSegmenter
     from omnict_cli.segmentation.cache import MaskCache
-    from omnict_cli.study_inputs import PrepareSetup
+    from omnict_cli.run.study_inputs import PrepareSetup
     from omnict_cli.training.dataset import prepare_examples
     from omnict_cli.training.rows import read_rows
     from omnict_cli.training.tensor_cache import TensorCache, cache_size_bytes

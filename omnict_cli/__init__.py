@@ -9,16 +9,16 @@ instant; the library entry points below load on first use::
 __version__ = "0.1.0"
 
 _LAZY_EXPORTS = {
-    "Study": "omnict_cli.studies",
-    "discover_studies": "omnict_cli.studies",
-    "Volume": "omnict_cli.volume",
-    "LoadOptions": "omnict_cli.imaging",
-    "load_study": "omnict_cli.imaging",
-    "load_path": "omnict_cli.imaging",
-    "PreprocessConfig": "omnict_cli.preprocess",
-    "ModelInput": "omnict_cli.preprocess",
-    "preprocess_volume": "omnict_cli.preprocess",
-    "load_and_preprocess": "omnict_cli.prepare",
+    "Study": "omnict_cli.studies.discover",
+    "discover_studies": "omnict_cli.studies.discover",
+    "Volume": "omnict_cli.studies.volume",
+    "LoadOptions": "omnict_cli.studies.load",
+    "load_study": "omnict_cli.studies.load",
+    "load_path": "omnict_cli.studies.load",
+    "PreprocessConfig": "omnict_cli.studies.preprocess",
+    "ModelInput": "omnict_cli.studies.preprocess",
+    "preprocess_volume": "omnict_cli.studies.preprocess",
+    "load_and_preprocess": "omnict_cli.studies.prepare",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

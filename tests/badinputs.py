@@ -5,7 +5,7 @@ puts ``tests/`` on ``sys.path``). Everything is written from scratch with
 nibabel (NIfTI) and pydicom (DICOM), small (16x16 or 32x32 pixels) so the
 whole corpus builds in about a second.
 
-``write_dicom_series`` (``omnict_cli.dicom_writer``, with this corpus's
+``write_dicom_series`` (``omnict_cli.phantom.dicom_writer``, with this corpus's
 spacing as default) writes a valid, uncompressed (Explicit VR Little
 Endian) CT series from a canonical HU array. The canonical layout is omnict's: ``hu_volume[z, y, x]`` with
 z from inferior to superior, y from anterior to posterior and x from the
@@ -33,7 +33,7 @@ import numpy as np
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.uid import RTStructureSetStorage, generate_uid
 
-from omnict_cli import dicom_writer
+from omnict_cli.phantom import dicom_writer
 
 HUGE_NIFTI_SHAPE = (2048, 2048, 1024)
 """What the header-only ``too_large`` NIfTI claims: 4 Gi voxels, 4x the default limit."""
@@ -49,7 +49,7 @@ DICOM_SPACING = (2.5, 0.7, 0.7)
 
 
 def write_dicom_series(folder, hu_volume, spacing=DICOM_SPACING, **options) -> list[Path]:
-    """``omnict_cli.dicom_writer.write_dicom_series`` with this corpus's default spacing."""
+    """``omnict_cli.phantom.dicom_writer.write_dicom_series`` with this corpus's default spacing."""
     return dicom_writer.write_dicom_series(folder, hu_volume, spacing, **options)
 
 

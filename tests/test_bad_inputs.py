@@ -38,10 +38,10 @@ from badinputs import (
 from click.testing import CliRunner
 
 from omnict_cli.cli import main
-from omnict_cli.imaging import load_study
-from omnict_cli.inspection import summarize_study
-from omnict_cli.readers.base import DEFAULT_MAX_VOXELS, LoadOptions
-from omnict_cli.studies import discover_studies
+from omnict_cli.studies.load import load_study
+from omnict_cli.studies.inspection import summarize_study
+from omnict_cli.studies.readers.base import DEFAULT_MAX_VOXELS, LoadOptions
+from omnict_cli.studies.discover import discover_studies
 
 EXPECTED_IDS = {
     "dicom_blank_uid#series3", "dicom_blank_uid#series4", "dicom_duplicates", "dicom_gantry_tilt",
@@ -296,7 +296,7 @@ def test_a_smaller_limit_refuses_with_the_option_to_raise_it(studies, study_id, 
 
 
 def test_oversized_dicom_series_is_refused_before_pixels_are_read(studies, monkeypatch):
-    import omnict_cli.readers.dicom as dicom_reader
+    import omnict_cli.studies.readers.dicom as dicom_reader
 
     def no_pixel_reads(paths):
         raise AssertionError("pixel data was read before the size check")
@@ -331,7 +331,7 @@ def test_unreadable_file_and_folder_with_real_permissions(tmp_path):
 
 
 def test_permission_denied_nifti_says_so(corpus, studies, monkeypatch):
-    import omnict_cli.readers.nifti as nifti_reader
+    import omnict_cli.studies.readers.nifti as nifti_reader
 
     def denied(path, warnings):
         raise PermissionError(13, "Permission denied", str(path))
@@ -344,7 +344,7 @@ def test_permission_denied_nifti_says_so(corpus, studies, monkeypatch):
 
 
 def test_permission_denied_dicom_slice_is_named_and_the_series_still_loads(tmp_path, monkeypatch):
-    import omnict_cli.readers.dicom_fields as dicom_reader
+    import omnict_cli.studies.readers.dicom_fields as dicom_reader
 
     volume = dicom_case_volume("valid_dicom")
     paths = write_dicom_series(tmp_path / "series", volume)
@@ -366,7 +366,7 @@ def test_permission_denied_dicom_slice_is_named_and_the_series_still_loads(tmp_p
 
 
 def test_unreadable_file_without_a_suffix_is_reported_not_skipped(tmp_path, monkeypatch):
-    import omnict_cli.readers.dicom as dicom_reader
+    import omnict_cli.studies.readers.dicom as dicom_reader
 
     target = tmp_path / "IM0001"
     target.write_bytes(b"\0" * 200)

@@ -143,7 +143,7 @@ def test_demo_data_on_a_grid_too_coarse_for_a_finding_is_one_line(tmp_path):
 
 
 def test_score_json_into_an_unwritable_place_fails_before_scoring(tmp_path, monkeypatch):
-    monkeypatch.setattr("omnict_cli.score_files.score", _never_called)
+    monkeypatch.setattr("omnict_cli.metrics.score_files.score", _never_called)
     predictions = tmp_path / "generated.jsonl"
     predictions.write_text('{"study_id": "a", "findings": "Normal."}\n')
     result = CliRunner().invoke(main, ["score", str(predictions), "--references", str(predictions),

@@ -20,7 +20,7 @@ from omnict_cli.segmentation import segmenter_choice
 from omnict_cli.segmentation.base import Segmenter
 from omnict_cli.segmentation.cache import MaskCache
 from omnict_cli.segmentation.run import RunTotals, segment_studies
-from omnict_cli.studies import discover_studies
+from omnict_cli.studies.discover import discover_studies
 
 TINY = PhantomConfig(size=(24, 96, 96), spacing=(8.0, 3.0, 3.0))
 
@@ -233,7 +233,7 @@ def test_cache_dir_defaults_to_omnict_cache_dir(monkeypatch, tmp_path, studies_d
 
 
 def test_out_for_a_dicom_series_lies_on_the_grid_totalsegmentator_uses(testdata, tmp_path, double):
-    from omnict_cli.imaging import load_path
+    from omnict_cli.studies.load import load_path
 
     out = tmp_path / "out"
     result = run_segment(str(testdata / "dicom_series"), "--out", str(out), "--cache-dir", str(tmp_path / "cache"))

@@ -19,7 +19,7 @@ import torch
 
 from omnict_cli.phantom.generate import PhantomConfig
 from omnict_cli.phantom.writer import write_phantom_set
-from omnict_cli.preprocess import ModelInput
+from omnict_cli.studies.preprocess import ModelInput
 from omnict_cli.training.demo import PHANTOM_SIZE, PHANTOM_SPACING, TRAIN_SEEDS
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "models" / "omnict-demo"
@@ -63,8 +63,8 @@ def prepared(demo, phantoms):
 def prepared_inputs(path: Path, model, question: str):
     """Model input and the routed organ mask of one study, as ``omnict ask`` prepares them."""
     from omnict_cli.segmentation.builtin import BuiltinSegmenter
-    from omnict_cli.studies import discover_studies
-    from omnict_cli.study_inputs import PrepareSetup, organ_selection_for, prepare_study
+    from omnict_cli.studies.discover import discover_studies
+    from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
 
     setup = PrepareSetup(preprocess=model.config.preprocess_config(), segmenter=BuiltinSegmenter())
     prepared = prepare_study(discover_studies(path)[0], setup)
@@ -178,7 +178,7 @@ def test_yes_no_answers_follow_the_image(demo, prepared):
 def test_unit_labels_mark_the_units_a_finding_box_reaches():
     from omnict_cli.labels import CTRATE_ABNORMALITIES
     from omnict_cli.phantom.findings import Finding
-    from omnict_cli.preprocess import PreprocessConfig
+    from omnict_cli.studies.preprocess import PreprocessConfig
     from omnict_cli.training.demo import unit_labels
 
     config = PreprocessConfig(volume_size=(30, 96, 96), slice_size=(96, 96))
@@ -198,9 +198,9 @@ def test_encoder_pretraining_sees_a_phantom_as_the_loader_does(tmp_path):
     """The in-memory cases the encoder pretrains on equal the written volumes after loading and preprocessing."""
     from dataclasses import replace
 
-    from omnict_cli.prepare import load_and_preprocess
-    from omnict_cli.preprocess import PreprocessConfig
-    from omnict_cli.studies import discover_studies
+    from omnict_cli.studies.prepare import load_and_preprocess
+    from omnict_cli.studies.preprocess import PreprocessConfig
+    from omnict_cli.studies.discover import discover_studies
     from omnict_cli.training.demo import VISION_SEED, DemoRecipe, pretraining_units
 
     units, labels = pretraining_units(replace(DemoRecipe(), vision_pretrain_cases=2))
@@ -317,7 +317,7 @@ def test_train_demo_makes_a_model_that_reports_and_a_rerun_reuses_every_finished
     import hashlib
     from dataclasses import replace
 
-    from omnict_cli.inference import Engine
+    from omnict_cli.run.engine import Engine
     from omnict_cli.prompt_format import REPORT_QUESTION
     from omnict_cli.training.demo import MODEL_FILES, DemoWorkDirError, train_demo
 

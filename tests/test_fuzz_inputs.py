@@ -22,8 +22,8 @@ from badinputs import canonical_to_nifti, dicom_test_volume, write_dicom_series,
 from click.testing import CliRunner
 
 from omnict_cli.cli import main
-from omnict_cli.inspection import summarize_study
-from omnict_cli.studies import discover_studies
+from omnict_cli.studies.inspection import summarize_study
+from omnict_cli.studies.discover import discover_studies
 
 SEED = 12
 COPIES_PER_KIND = 400

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from omnict_cli.model import OmniCTConfig
-from omnict_cli.preprocess import PreprocessConfig
+from omnict_cli.studies.preprocess import PreprocessConfig
 
 
 def tiny_config(image_size: int = 42, **overrides) -> OmniCTConfig:
@@ -129,7 +129,7 @@ def test_configuration_module_leaves_preprocessing_unimported():
     import subprocess
     import sys
     code = ("import sys; import omnict_cli.model.configuration_omnict; "
-            "print('omnict_cli.preprocess' in sys.modules)")
+            "print('omnict_cli.studies.preprocess' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

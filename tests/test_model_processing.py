@@ -7,7 +7,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from omnict_cli.model.processing_omnict import OmniCTProcessor, add_special_tokens, special_tokens
-from omnict_cli.preprocess import ModelInput
+from omnict_cli.studies.preprocess import ModelInput
 from tests.test_model_config import tiny_config
 
 WORDS = ["[PAD]", "[UNK]", "USER", "ASSISTANT", ":", "is", "the", "liver", "enlarged", "?", "describe",

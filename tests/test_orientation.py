@@ -204,7 +204,7 @@ def test_real_ct_written_as_dicom_in_any_plane_loads_identically(testdata, tmp_p
     shuffled InstanceNumbers) loads to the same array and affine as the NIfTI."""
     from badinputs import write_dicom_series
 
-    from omnict_cli.volume import canonicalize
+    from omnict_cli.studies.volume import canonicalize
 
     original = load_path(testdata / "ct_chest_small.nii.gz")
     orientation, axcodes = DICOM_LAYOUTS[layout]
@@ -229,7 +229,7 @@ VOXEL_MM = (0.8, 0.8, 2.0)
 def _raw_case(tmp_path, name, **fields):
     from badinputs import canonical_to_nifti, phantom_hu, write_raw_nifti
 
-    from omnict_cli.inspection import summarize_study
+    from omnict_cli.studies.inspection import summarize_study
 
     path = write_raw_nifti(tmp_path / f"{name}.nii", canonical_to_nifti(phantom_hu()), **fields)
     (study,) = discover_studies(path)
@@ -289,7 +289,7 @@ def test_a_bad_sform_falls_back_to_a_good_qform_with_a_warning(tmp_path):
 
 
 def test_itk_image_with_a_singular_or_nan_geometry_is_a_clear_error(tmp_path):
-    from omnict_cli.inspection import summarize_study
+    from omnict_cli.studies.inspection import summarize_study
 
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)), str(tmp_path / "scan.nrrd"))
     text = (tmp_path / "scan.nrrd").read_bytes()

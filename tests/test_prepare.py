@@ -11,8 +11,8 @@ import torch
 
 from omnict_cli import discover_studies, load_study, preprocess_volume
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.prepare import _SliceConsumer, load_and_preprocess
-from omnict_cli.preprocess import PreprocessConfig
+from omnict_cli.studies.prepare import _SliceConsumer, load_and_preprocess
+from omnict_cli.studies.preprocess import PreprocessConfig
 
 CONFIG = PreprocessConfig(volume_size=(12, 40, 48))
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from omnict_cli.preprocess import (
+from omnict_cli.studies.preprocess import (
     PreprocessConfig,
     compose_units,
     linear_resize_weights,
@@ -18,9 +18,9 @@ from omnict_cli.preprocess import (
     resample_labels,
     resample_linear,
 )
-from omnict_cli.volume import INTENSITY_DISPLAY, Volume, canonical_affine
+from omnict_cli.studies.volume import INTENSITY_DISPLAY, Volume, canonical_affine
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "research"))
 import nodule_aliasing  # noqa: E402  (the benchmark's own measurement)
 
 
@@ -156,7 +156,7 @@ def test_grid_spacing_reports_resampled_voxel_size():
 
 
 def test_five_mm_nodule_survives_300_to_32_slices_only_with_antialiasing():
-    """The reason for the interpolation choice (see omnict_cli/preprocess.py)."""
+    """The reason for the interpolation choice (see omnict_cli/studies/preprocess.py)."""
     ours = nodule_aliasing.sweep(antialias=True, steps=8)
     plain = nodule_aliasing.sweep(antialias=False, steps=8)
     assert ours.min() > 100.0, "the anti-aliased kernel keeps the nodule visible at every position"
@@ -165,9 +165,9 @@ def test_five_mm_nodule_survives_300_to_32_slices_only_with_antialiasing():
 
 def test_package_exports_the_function_not_the_module():
     """`from omnict_cli import preprocess_volume` must give the function even after the
-    submodule omnict_cli.preprocess has been imported."""
+    submodule omnict_cli.studies.preprocess has been imported."""
     import omnict_cli
-    import omnict_cli.preprocess  # noqa: F401
+    import omnict_cli.studies.preprocess  # noqa: F401
     from omnict_cli import preprocess_volume as exported
 
-    assert callable(exported) and exported is omnict_cli.preprocess.preprocess_volume
+    assert callable(exported) and exported is omnict_cli.studies.preprocess.preprocess_volume

@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from omnict_cli.cli import main
-from omnict_cli.repeats import (REPEAT_LIMIT, TOKEN_RUN_LIMIT, RepeatedSentenceStop, drop_repeated_sentences,
+from omnict_cli.run.repeats import (REPEAT_LIMIT, TOKEN_RUN_LIMIT, RepeatedSentenceStop, drop_repeated_sentences,
                                sentence_end_ids)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,10 +88,10 @@ def test_sentence_ends_are_the_tokens_that_end_in_a_full_stop_question_or_exclam
 
 def test_the_demo_model_on_the_real_example_ct_stops_its_loop_early():
     """The bundled model loops on the (out-of-distribution) real CT; the raw text now ends at the third repeat."""
-    from omnict_cli.inference import Engine, GenerationSettings
-    from omnict_cli.pipeline import REPORT_PROMPT
-    from omnict_cli.studies import discover_studies
-    from omnict_cli.study_inputs import PrepareSetup, organ_selection_for, prepare_study
+    from omnict_cli.run.engine import Engine, GenerationSettings
+    from omnict_cli.run.pipeline import REPORT_PROMPT
+    from omnict_cli.studies.discover import discover_studies
+    from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
 
     engine = Engine.load(DEMO_MODEL, device="cpu")
     setup = PrepareSetup(preprocess=engine.preprocess_config)
@@ -104,7 +104,7 @@ def test_the_demo_model_on_the_real_example_ct_stops_its_loop_early():
 
 
 def test_a_report_record_keeps_each_sentence_once_and_warns(tmp_path, monkeypatch):
-    from omnict_cli.inference import Engine
+    from omnict_cli.run.engine import Engine
 
     monkeypatch.setattr(Engine, "generate", lambda self, questions, *rest: [LOOP + "\n\nImpression: Pleural effusion."
                                                                            for _ in questions])

@@ -139,7 +139,7 @@ def test_resume_with_another_model_is_refused_unless_overwrite(model_dir, phanto
 
 
 def test_no_model_anywhere_names_both_ways_to_give_one(tmp_path, monkeypatch):
-    from omnict_cli import inference
+    from omnict_cli.run import engine as inference
 
     monkeypatch.setattr(inference, "bundled_model_dirs", lambda: [tmp_path / "nothing"])
     monkeypatch.delenv("OMNICT_MODEL", raising=False)
@@ -186,7 +186,7 @@ def test_an_unwritable_output_stops_before_any_work_with_one_line(model_dir, pha
 
 
 def test_a_full_disk_mid_run_stops_with_one_line_and_no_partial_record(model_dir, phantom_set, tmp_path, monkeypatch):
-    from omnict_cli import records
+    from omnict_cli.run import records
 
     out = tmp_path / "findings.jsonl"
     real_write, calls = os.write, {"n": 0}
@@ -260,7 +260,7 @@ def test_ask_batch_on_demo_rows_then_score(model_dir, phantom_set, tmp_path):
 
 
 def test_oom_on_a_batch_retries_in_halves_then_records_the_study(model_dir, phantom_set, tmp_path, monkeypatch):
-    from omnict_cli.inference import Engine
+    from omnict_cli.run.engine import Engine
 
     real_generate, sizes = Engine.generate, []
 
@@ -395,7 +395,7 @@ def test_two_distributed_cpu_processes_merge_one_file(model_dir, many_studies, s
 def test_the_documented_python_example_runs(model_dir, tmp_path, monkeypatch):
     """docs/report.md's "From Python" block, run from a folder holding examples/ (model from the env;
     in-process loading and 4 new tokens to keep the test fast)."""
-    from omnict_cli.inference import GenerationSettings
+    from omnict_cli.run.engine import GenerationSettings
 
     text = (REPO / "docs" / "report.md").read_text()
     code = text[text.index("## From Python"):].split("```python\n", 1)[1].split("```", 1)[0]

@@ -26,15 +26,15 @@ from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
 from omnict_cli.labels.ctrate_io import read_labels, read_reports
 from omnict_cli.phantom.generate import PhantomConfig
 from omnict_cli.phantom.writer import write_phantom_set
-from omnict_cli.records import RecordWriter
+from omnict_cli.run.records import RecordWriter
 from omnict_cli.review import ReviewOptions, build_review
 from omnict_cli.review.labels import record_text
 from omnict_cli.review.study_images import ImageSettings, RecordedSegmenter, recorded_segmenter, study_images
 from omnict_cli.review.thumbnails import OUTLINE_ALPHA, OUTLINE_RGB, organ_centre, render_volume
 from omnict_cli.segmentation.builtin import BuiltinSegmenter
 from omnict_cli.segmentation.cache import MaskCache, cache_key
-from omnict_cli.studies import discover_studies
-from omnict_cli.study_inputs import PrepareSetup, organ_selection_for, prepare_study
+from omnict_cli.studies.discover import discover_studies
+from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
 
 PHANTOMS = PhantomConfig(size=(24, 64, 64), spacing=(12.0, 4.5, 4.5))
 N_CASES = 3
@@ -192,7 +192,7 @@ def outline_pixels(rgb: np.ndarray) -> np.ndarray:
 
 def label_map_of(run, record: dict) -> tuple[np.ndarray, object]:
     """The builtin label map the run cached for a record, and the loaded volume."""
-    from omnict_cli.imaging import load_path
+    from omnict_cli.studies.load import load_path
 
     volume = load_path(run["studies"] / record["input"])
     labels = MaskCache(run["cache"]).get(volume, recorded_segmenter(record["segmenter"]))
@@ -340,7 +340,7 @@ def test_views_are_oriented_superior_up_right_on_the_left_and_square_in_mm():
 # --------------------------------------------------------------------------
 
 def test_a_moved_scan_a_corrupt_mask_and_an_unknown_segmenter_are_warnings(run, tmp_path):
-    from omnict_cli.imaging import load_path
+    from omnict_cli.studies.load import load_path
 
     good = run["records"][0]
     cache = tmp_path / "masks"
@@ -443,7 +443,7 @@ def test_headless_chromium_renders_the_page_with_the_organ_outline(page, tmp_pat
 # --------------------------------------------------------------------------
 
 def test_real_ct_with_a_cached_totalsegmentator_mask_outlines_the_lung_lobes(testdata, tmp_path):
-    from omnict_cli.imaging import load_path
+    from omnict_cli.studies.load import load_path
     from omnict_cli.segmentation.totalseg import TotalSegmentatorSegmenter
 
     volume = load_path(testdata / "ct_chest_small.nii.gz")

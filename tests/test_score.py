@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from omnict_cli.cli import main
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
-from omnict_cli.score_files import (
+from omnict_cli.metrics.score_files import (
     ScoreOptions,
     ScoringError,
     infer_kind,

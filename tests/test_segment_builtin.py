@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from nibabel.orientations import axcodes2ornt
 
-from omnict_cli.imaging import load_path
+from omnict_cli.studies.load import load_path
 from omnict_cli.phantom.generate import PhantomConfig, generate_case
 from omnict_cli.segmentation.base import LABEL_DTYPE, check_label_map
 from omnict_cli.segmentation.builtin import BuiltinSegmenter, SegmentationInputError
 from omnict_cli.segmentation.metrics import dice
-from omnict_cli.volume import Volume, canonical_affine, canonicalize
+from omnict_cli.studies.volume import Volume, canonical_affine, canonicalize
 
 TRACHEA, BODY, LUNG_LEFT, LUNG_RIGHT, BONE, MEDIASTINUM = 16, 200, 201, 202, 203, 204
 LEFT_LOBES, RIGHT_LOBES = (10, 11), (12, 13, 14)

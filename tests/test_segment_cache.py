@@ -15,7 +15,7 @@ from nibabel.orientations import axcodes2ornt
 
 from omnict_cli.segmentation.base import Segmenter
 from omnict_cli.segmentation.cache import MaskCache, cache_key, default_cache_root
-from omnict_cli.volume import Volume, canonical_affine
+from omnict_cli.studies.volume import Volume, canonical_affine
 
 
 class ThresholdDouble(Segmenter):

@@ -20,7 +20,7 @@ from nibabel import orientations as nio
 from nibabel.orientations import axcodes2ornt
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.imaging import load_path
+from omnict_cli.studies.load import load_path
 from omnict_cli.segmentation import totalseg
 from omnict_cli.segmentation.base import LABEL_DTYPE
 from omnict_cli.segmentation.classes import TOTALSEG_TOTAL_IDS
@@ -35,7 +35,7 @@ from omnict_cli.segmentation.totalseg import (
     totalseg_device,
     totalsegmentator_status,
 )
-from omnict_cli.volume import Volume, canonical_affine
+from omnict_cli.studies.volume import Volume, canonical_affine
 
 LEFT_LOBES = (TOTALSEG_TOTAL_IDS["lung_upper_lobe_left"], TOTALSEG_TOTAL_IDS["lung_lower_lobe_left"])
 RIGHT_LOBES = (TOTALSEG_TOTAL_IDS["lung_upper_lobe_right"], TOTALSEG_TOTAL_IDS["lung_middle_lobe_right"],

@@ -113,7 +113,7 @@ def test_fifo_and_socket_are_reported_without_being_opened(tmp_path):
     import socket
     import threading
 
-    from omnict_cli.inspection import summarize_study
+    from omnict_cli.studies.inspection import summarize_study
 
     _small_series(tmp_path / "series")
     os.mkfifo(tmp_path / "series" / "pipe")  # opening it would wait for a writer forever
@@ -175,7 +175,7 @@ def test_a_file_removed_after_the_walk_is_one_line(tmp_path, name):
     sys.path.insert(0, str(Path(__file__).parent))
     from badinputs import canonical_to_nifti, dicom_test_volume, write_dicom_series, write_nifti
 
-    from omnict_cli.inspection import summarize_study
+    from omnict_cli.studies.inspection import summarize_study
 
     volume = dicom_test_volume(4)
     path = tmp_path / name
@@ -199,7 +199,7 @@ def test_a_file_removed_after_the_walk_is_one_line(tmp_path, name):
 
 
 def test_a_slice_removed_after_the_walk_is_left_out_of_its_series(tmp_path):
-    from omnict_cli.inspection import summarize_study
+    from omnict_cli.studies.inspection import summarize_study
 
     paths = _small_series(tmp_path / "series", slices=4)
     (study,) = discover_studies(tmp_path)

@@ -6,11 +6,11 @@ import shutil
 import numpy as np
 import pytest
 
-from omnict_cli.preprocess import PreprocessConfig
+from omnict_cli.studies.preprocess import PreprocessConfig
 from omnict_cli.segmentation.builtin import BuiltinSegmenter
 from omnict_cli.segmentation.cache import MaskCache
-from omnict_cli.study_inputs import PrepareSetup, prepare_study
-from omnict_cli.studies import single_study
+from omnict_cli.run.study_inputs import PrepareSetup, prepare_study
+from omnict_cli.studies.discover import single_study
 from omnict_cli.training.dataset import StudyDataset, prepare_examples
 from omnict_cli.training.rows import TrainingRow
 from omnict_cli.training.tensor_cache import TensorCache, entry_key, source_digest

@@ -234,7 +234,7 @@ def test_training_rows_keep_a_line_separator_inside_a_json_string(tmp_path):
 
 def test_training_and_ask_build_the_same_question_from_a_messy_row():
     """Training prompts must equal inference prompts: `ask --batch` tidies spaces, so training does too."""
-    from omnict_cli.questions import question_text as ask_question
+    from omnict_cli.run.questions import question_text as ask_question
 
     messy = "<|image3d_start|><|image3d|><|image3d_end|>\n  Which   finding is present?\n\nA.  Emphysema\nB. None "
     assert question_text(messy) == ask_question(messy) == "Which finding is present?\nA. Emphysema\nB. None"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from omnict_cli.model import OmniCTProcessor
-from omnict_cli.preprocess import ModelInput
+from omnict_cli.studies.preprocess import ModelInput
 from omnict_cli.training.dataset import BatchCollator
 from tests.test_training_data import TINY_SIDE, bpe_tokenizer, tiny_omnict_config
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from omnict_cli.cli import main
 from omnict_cli.model import OmniCTForConditionalGeneration, OmniCTProcessor
-from omnict_cli.study_inputs import PrepareSetup
+from omnict_cli.run.study_inputs import PrepareSetup
 from omnict_cli.training import dataset as dataset_module
 from omnict_cli.training.config import TrainConfig, TrainConfigError
 from omnict_cli.training.dataset import BatchCollator, StudyDataset, prepare_examples
@@ -102,7 +102,7 @@ def test_stage_1_changes_the_projector_and_leaves_llm_and_vision_bitwise_unchang
 
 def test_each_study_is_loaded_once_however_many_epochs_and_never_again_from_the_cache(
         tmp_path, tiny_model, split_rows, caches, monkeypatch):
-    from omnict_cli import prepare as prepare_module
+    from omnict_cli.studies import prepare as prepare_module
 
     loads = []
     real_load = prepare_module.load_study

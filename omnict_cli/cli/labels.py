@@ -94,7 +94,7 @@ def _joined_training_set(reports_path, labels_path, console):
 
     from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
     from omnict_cli.labels.ctrate_io import read_labels, read_reports, report_text
-    from omnict_cli.score_files import first_names, join_studies
+    from omnict_cli.metrics.score_files import first_names, join_studies
 
     reports = {report.volume_name: report for report in read_reports(reports_path)}
     labels_by_name = read_labels(labels_path)
@@ -142,7 +142,7 @@ def predict(reports_path, out_path, model_path, method, show_explanation):
     from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
     from omnict_cli.labels.ctrate_io import read_reports, report_text, write_labels
     from omnict_cli.labels.labeler import explain, label_reports
-    from omnict_cli.score_files import first_names, read_generated_reports
+    from omnict_cli.metrics.score_files import first_names, read_generated_reports
     from omnict_cli.ui import stderr_console
 
     console = stderr_console()

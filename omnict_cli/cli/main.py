@@ -29,7 +29,7 @@ def _load_options(function):
 
 
 def _make_load_options(allow_non_ct: bool, max_voxels: int | None):
-    from omnict_cli.readers.base import DEFAULT_MAX_VOXELS, LoadOptions
+    from omnict_cli.studies.readers.base import DEFAULT_MAX_VOXELS, LoadOptions
 
     return LoadOptions(allow_non_ct=allow_non_ct, max_voxels=max_voxels or DEFAULT_MAX_VOXELS)
 
@@ -63,8 +63,8 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
       omnict inspect ./studies --json > studies.json
     """
     from omnict_cli.errors import OmnictError
-    from omnict_cli.inspection import summarize_study
-    from omnict_cli.studies import discover_studies
+    from omnict_cli.studies.inspection import summarize_study
+    from omnict_cli.studies.discover import discover_studies
     from omnict_cli.ui import progress, stderr_console, studies_table
 
     options = _make_load_options(allow_non_ct, max_voxels)

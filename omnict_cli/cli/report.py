@@ -1,4 +1,4 @@
-"""``omnict report`` and ``omnict ask``: thin commands over :mod:`omnict_cli.pipeline`.
+"""``omnict report`` and ``omnict ask``: thin commands over :mod:`omnict_cli.run.pipeline`.
 
 Exit codes (both commands): 0 every study ok (or skipped), 1 some studies
 failed (their records say why), 2 usage error, no model, or an output that
@@ -93,8 +93,8 @@ def report(studies, out, prompt, add_labels, resume, retry_errors, shard, **run_
       omnict report ./studies --out findings.jsonl --shard 0/4      # SLURM array task 0 of 4
       accelerate launch -m omnict_cli report ./studies --out findings.jsonl
     """
-    from omnict_cli.pipeline import report_jobs
-    from omnict_cli.studies import discover_studies
+    from omnict_cli.run.pipeline import report_jobs
+    from omnict_cli.studies.discover import discover_studies
 
     run = _RunContext(run_options, quiet=run_options["quiet"])
     run.check_output(out)
@@ -131,7 +131,7 @@ def ask(scan, question, rows_path, out, as_json, resume, retry_errors, shard, **
     if rows_path:
         if scan or question or not out:
             raise click.UsageError("--batch ROWS takes no SCAN/QUESTION and needs --out ANSWERS.jsonl")
-        from omnict_cli.questions import read_question_rows
+        from omnict_cli.run.questions import read_question_rows
 
         run.check_output(out)
         jobs, problems = run.call(read_question_rows, rows_path, run_options["organ"])
@@ -169,15 +169,15 @@ class _RunContext:
             raise _UsageFailure(error.one_line()) from error
 
     def check_output(self, out) -> None:
-        from omnict_cli.records import check_writable
+        from omnict_cli.run.records import check_writable
 
         self.call(check_writable, out)
 
     def pipeline(self, add_labels: bool, on_record=None):
         """Resolve and load the model (one line on stderr), choose the segmenter, build the pipeline."""
-        from omnict_cli.inference import Engine, GenerationSettings, resolve_model_dir
-        from omnict_cli.pipeline import Pipeline, RunSettings
-        from omnict_cli.study_inputs import PrepareSetup
+        from omnict_cli.run.engine import Engine, GenerationSettings, resolve_model_dir
+        from omnict_cli.run.pipeline import Pipeline, RunSettings
+        from omnict_cli.run.study_inputs import PrepareSetup
 
         opts = self.options
         model_dir = self.call(resolve_model_dir, opts["model_dir"])
@@ -208,9 +208,9 @@ class _RunContext:
     def execute(self, jobs, out, overwrite: bool, retry_errors: bool, shard_text, what: str,
                 add_labels: bool = False, extra_records=()) -> None:
         """Run jobs into ``out`` with a progress bar; print the summary; exit with the documented code."""
-        from omnict_cli.pipeline import run_to_file
-        from omnict_cli.records import OutputError
-        from omnict_cli.sharding import distributed_shard, parse_shard
+        from omnict_cli.run.pipeline import run_to_file
+        from omnict_cli.run.records import OutputError
+        from omnict_cli.run.sharding import distributed_shard, parse_shard
 
         shard = self.call(parse_shard, shard_text) if shard_text else distributed_shard()
         display = _RunDisplay(self.console, what, disabled=self.quiet)
@@ -235,8 +235,8 @@ class _RunContext:
         """One question about one scan: print the answer (or the record); exit 1 when it failed."""
         import json
 
-        from omnict_cli.pipeline import Job
-        from omnict_cli.questions import study_for_image
+        from omnict_cli.run.pipeline import Job
+        from omnict_cli.run.questions import study_for_image
 
         study = self.call(study_for_image, os.getcwd(), scan)
         collected = _CollectingWriter()

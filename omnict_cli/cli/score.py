@@ -1,6 +1,6 @@
 """``omnict score``: generated reports (or VQA answers) against references, as tables or JSON.
 
-A thin command over ``omnict_cli.score_files``; the tables follow the paper's
+A thin command over ``omnict_cli.metrics.score_files``; the tables follow the paper's
 Table 16 (per-class precision / recall / F1 with macro and micro averages),
 then the text scores and the bootstrap interval. A score that is not defined
 (NaN: a class with no reference positive and no prediction) prints as "n/a"
@@ -59,7 +59,7 @@ def score(predictions_path, references_path, reference_labels, method, model_pat
     """
     from omnict_cli.atomic import check_destination
     from omnict_cli.errors import OmnictError
-    from omnict_cli.score_files import ScoreOptions, score as run_scoring
+    from omnict_cli.metrics.score_files import ScoreOptions, score as run_scoring
     from omnict_cli.ui import stderr_console
 
     options = ScoreOptions(method=method, model=model_path, reference_labels=reference_labels,
@@ -105,7 +105,7 @@ def _write_json(path, data: dict) -> None:
 
 
 def _missing_lines(result, predictions_path, references_path) -> list[str]:
-    from omnict_cli.score_files import first_names
+    from omnict_cli.metrics.score_files import first_names
 
     lines = result.join.summary_lines(str(predictions_path), str(references_path))
     what = "answers" if hasattr(result, "scores") else "reports"

@@ -62,7 +62,7 @@ def segment(path, segmenter_name, fast, device, out_dir, cache_dir, allow_non_ct
     from omnict_cli.segmentation.cache import MaskCache
     from omnict_cli.segmentation.run import segment_studies
     from omnict_cli.segmentation.segmenter_choice import make_segmenter
-    from omnict_cli.studies import discover_studies
+    from omnict_cli.studies.discover import discover_studies
     from omnict_cli.ui import progress, stderr_console
 
     console = stderr_console()

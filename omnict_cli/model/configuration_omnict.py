@@ -8,7 +8,7 @@ preprocessing sizes. Token counts are computed here, in pure integer math,
 so the processor (which writes placeholders) and the model (which produces
 features) can never disagree. Like transformers' ``configuration_*.py``
 files, this module imports no torch itself. The preprocessing sizes are
-checked by building the :class:`~omnict_cli.preprocess.PreprocessConfig`
+checked by building the :class:`~omnict_cli.studies.preprocess.PreprocessConfig`
 they describe, so the rules live in one place.
 """
 
@@ -196,11 +196,11 @@ class OmniCTConfig(PretrainedConfig):
         return _check_units(num_units) * self.organ_grid(kind) ** 2
 
     def preprocess_config(self):
-        """The :class:`omnict_cli.preprocess.PreprocessConfig` these sizes describe (and validates).
+        """The :class:`omnict_cli.studies.preprocess.PreprocessConfig` these sizes describe (and validates).
 
         Imported here, not at module level: preprocessing is not needed to read a config.
         """
-        from omnict_cli.preprocess import PreprocessConfig
+        from omnict_cli.studies.preprocess import PreprocessConfig
 
         return PreprocessConfig(hu_window=self.hu_window, volume_size=self.volume_size,
                                 slice_size=self.slice_size, slices_per_unit=self.slices_per_unit,

@@ -122,7 +122,7 @@ class OmniCTProcessor:
 
         Args:
             questions: one question per study.
-            images: one :class:`omnict_cli.preprocess.ModelInput` per study (slices and
+            images: one :class:`omnict_cli.studies.preprocess.ModelInput` per study (slices and
                 volumes may be mixed); ``units`` is float32 ``[N_s, 3, H, W]`` in [-1, 1].
             organ_masks: optional, one boolean ``[D, H, W]`` organ mask per study on the
                 preprocessed grid (``[1, H, W]`` for a slice), or ``None`` for a study without one.

@@ -38,12 +38,12 @@ from isal import igzip
 from PIL import Image
 
 from omnict_cli.atomic import apply_umask, write_bytes_atomically
-from omnict_cli.dicom_writer import write_dicom_series
+from omnict_cli.phantom.dicom_writer import write_dicom_series
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.phantom.findings import label_vector
 from omnict_cli.phantom.generate import PhantomCase, PhantomConfig, generate_case, slice_qa, slice_through_finding
 from omnict_cli.phantom.reports import chat_row, report_row
-from omnict_cli.volume import canonical_affine, canonicalize
+from omnict_cli.studies.volume import canonical_affine, canonicalize
 
 FORMATS = ("nifti", "dicom", "png")
 

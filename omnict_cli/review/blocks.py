@@ -17,7 +17,7 @@ from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
 from omnict_cli.review.charts import class_scores_svg
 from omnict_cli.review.study_images import StudyImages
 from omnict_cli.review.summary import RunSummary
-from omnict_cli.score_files import study_key
+from omnict_cli.metrics.score_files import study_key
 
 
 def _indices(labels: dict[str, int] | None) -> list[int]:

@@ -58,7 +58,7 @@ def read_findings(path: str | Path) -> tuple[list[dict], list[str]]:
     bad line is an OmnictError naming it.
     """
     from omnict_cli.errors import OmnictError
-    from omnict_cli.records import read_records
+    from omnict_cli.run.records import read_records
 
     try:
         existing = read_records(path, repair=False)

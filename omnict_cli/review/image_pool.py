@@ -2,7 +2,7 @@
 
 A 1,000-study page re-reads 1,000 scans: seconds of CPU each, and no
 shared state, so they spread over processes. Workers are started with
-``spawn`` like :mod:`omnict_cli.prefetch` (forking a process that may have
+``spawn`` like :mod:`omnict_cli.run.prefetch` (forking a process that may have
 torch's thread pools running can deadlock) and ignore Ctrl-C so the main
 process decides how to stop. At most ``2 * workers + 2`` studies are in
 flight, so memory stays flat however long the run.

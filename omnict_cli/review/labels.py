@@ -6,7 +6,7 @@ summary chart: generated labels come from the labeler run over the record's
 "Findings: ... Impression: ..." text (an error or empty record is all
 negative), reference labels from ``--reference-labels`` (a CT-RATE label
 CSV) or else from the same labeler run over the ``--references`` texts.
-A study is joined to its reference by :func:`omnict_cli.score_files.study_key`.
+A study is joined to its reference by :func:`omnict_cli.metrics.score_files.study_key`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def record_text(record: dict) -> str:
 
 def _label_texts(texts: list[str], method: str) -> list[dict[str, int]]:
     """Labels of each text as ``{class: 0/1}``, made by ``omnict score``'s own labelling."""
-    from omnict_cli.score_files import label_texts
+    from omnict_cli.metrics.score_files import label_texts
 
     return [{name: int(value) for name, value in zip(CTRATE_ABNORMALITIES, row)}
             for row in label_texts(texts, method)]
@@ -50,7 +50,7 @@ def study_labels(records: list[dict], method: str = "classifier", references: st
                  reference_labels: str | Path | None = None) -> StudyLabels:
     """Generated labels of every report record, and reference labels from the files given."""
     from omnict_cli.errors import OmnictError
-    from omnict_cli.score_files import study_key
+    from omnict_cli.metrics.score_files import study_key
 
     reports = [record for record in records if "answer" not in record]
     result = StudyLabels()

@@ -111,7 +111,7 @@ def find_scan(record: dict, roots: tuple[Path, ...]) -> Path | None:
 def _study_at(path: Path, study_id: str):
     """The study at ``path``; a folder with several DICOM series picks the one named like the record."""
     from omnict_cli.errors import StudyLoadError
-    from omnict_cli.studies import discover_studies
+    from omnict_cli.studies.discover import discover_studies
 
     studies = discover_studies(path)
     if len(studies) == 1:
@@ -154,7 +154,7 @@ def organ_mask(record: dict, volume, settings: ImageSettings, warnings: list[str
 
 def study_images(record: dict, settings: ImageSettings) -> StudyImages:
     """The views of one ok record; problems become warnings (see the module docstring)."""
-    from omnict_cli.imaging import LoadOptions, load_study
+    from omnict_cli.studies.load import LoadOptions, load_study
 
     result = StudyImages()
     scan = find_scan(record, settings.study_roots)

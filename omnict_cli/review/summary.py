@@ -1,6 +1,6 @@
 """The run summary at the top of a review page: counts, timing, model identity and, with references, scores.
 
-The scores are not recomputed here: they are :func:`omnict_cli.score_files.score_reports`'
+The scores are not recomputed here: they are :func:`omnict_cli.metrics.score_files.score_reports`'
 result, the object ``omnict score`` prints, so the page and the command show
 the same numbers. A scoring problem (no study in both files, an unreadable
 reference file) is a warning on the page, not a failed page.
@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omnict_cli.records import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
+from omnict_cli.run.records import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED
 
 
 @dataclass
@@ -26,7 +26,7 @@ class RunSummary:
     models: list[str]
     """Distinct ``name (revision)`` lines; more than one means the file mixes runs."""
     scores: object | None = None
-    """:class:`omnict_cli.score_files.ReportScores` when references were given and scoring worked."""
+    """:class:`omnict_cli.metrics.score_files.ReportScores` when references were given and scoring worked."""
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -61,7 +61,7 @@ def add_scores(summary: RunSummary, findings: str | Path, references: str | Path
                reference_labels: str | Path | None, method: str = "classifier") -> None:
     """Score the findings as ``omnict score`` does and keep the result (or a warning) on the summary."""
     from omnict_cli.errors import OmnictError
-    from omnict_cli.score_files import ScoreOptions, score_reports
+    from omnict_cli.metrics.score_files import ScoreOptions, score_reports
 
     options = ScoreOptions(method=method, reference_labels=reference_labels)
     try:

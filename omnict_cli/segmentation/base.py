@@ -36,7 +36,7 @@ class Segmenter(ABC):
 
     @abstractmethod
     def segment(self, volume) -> np.ndarray:
-        """Label map for ``volume`` (an ``omnict_cli.volume.Volume``).
+        """Label map for ``volume`` (an ``omnict_cli.studies.volume.Volume``).
 
         Returns a ``LABEL_DTYPE`` array with exactly ``volume.voxels.shape``,
         in the same canonical ``[z, y, x]`` layout; 0 is background.

@@ -25,7 +25,7 @@ from scipy import ndimage as ndi
 from omnict_cli.errors import OmnictError
 from omnict_cli.segmentation.base import LABEL_DTYPE, Segmenter
 from omnict_cli.segmentation.classes import BUILTIN_EXTRA_IDS, TOTALSEG_TOTAL_IDS
-from omnict_cli.volume import CANONICAL_AXCODES, INTENSITY_HU
+from omnict_cli.studies.volume import CANONICAL_AXCODES, INTENSITY_HU
 
 TRACHEA = TOTALSEG_TOTAL_IDS["trachea"]
 BODY = BUILTIN_EXTRA_IDS["body"]

@@ -63,7 +63,7 @@ def default_cache_root() -> Path:
 
 
 def cache_key(volume, segmenter: Segmenter) -> str:
-    """The sha256 hex key of ``volume`` (an ``omnict_cli.volume.Volume``) segmented by ``segmenter``.
+    """The sha256 hex key of ``volume`` (an ``omnict_cli.studies.volume.Volume``) segmented by ``segmenter``.
 
     Equal voxel values give equal keys whatever their memory layout or byte
     order (a flipped view, a big-endian file); any change of a voxel, the

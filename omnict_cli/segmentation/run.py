@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.imaging import LoadOptions, load_study
+from omnict_cli.studies.load import LoadOptions, load_study
 from omnict_cli.segmentation.base import Segmenter
 from omnict_cli.segmentation.cache import MaskCache, write_file_atomically
-from omnict_cli.studies import Study
+from omnict_cli.studies.discover import Study
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from omnict_cli.atomic import write_text_atomically
 from omnict_cli.errors import OmnictError
 from omnict_cli.segmentation.base import Segmenter, check_label_map
 from omnict_cli.segmentation.classes import TOTALSEG_TOTAL_CLASSES
-from omnict_cli.volume import INTENSITY_HU, canonicalize
+from omnict_cli.studies.volume import INTENSITY_HU, canonicalize
 
 HOME_ENV = "TOTALSEG_HOME_DIR"
 WEIGHTS_ENV = "TOTALSEG_WEIGHTS_PATH"

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.studies import Study, single_study
-from omnict_cli.study_inputs import PreparedStudy, PrepareSetup, organ_selection_for, prepare_study
+from omnict_cli.studies.discover import Study, single_study
+from omnict_cli.run.study_inputs import PreparedStudy, PrepareSetup, organ_selection_for, prepare_study
 from omnict_cli.training.rows import TrainingRow
 from omnict_cli.training.tensor_cache import CachedStudy, TensorCache, entry_key, source_digest
 

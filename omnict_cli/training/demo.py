@@ -619,7 +619,7 @@ def fit_unit_label_head(encoder, units, unit_labels, settings: StageSettings, no
     """Train ``encoder`` in place with a new linear label head on (units, unit labels); return (head, epoch losses).
 
     The loop of :func:`pretrain_vision_encoder`, apart so that
-    ``benchmarks/demo_encoder_probe.py`` can score the head on held-out phantoms.
+    ``benchmarks/research/demo_encoder_probe.py`` can score the head on held-out phantoms.
     Draws from torch's global generator (the caller seeds it).
     """
     import torch
@@ -667,7 +667,7 @@ def pretraining_units(recipe: DemoRecipe, cases: int | None = None, first: int =
     """Preprocessed units (float16 ``[N, N_s, 3, H, W]``) and unit labels (``[N, N_s, 18]``) of the encoder's phantoms.
 
     The cases are drawn in memory (seed :data:`VISION_SEED`), preprocessed by
-    the product's own :func:`~omnict_cli.preprocess.preprocess_volume` exactly
+    the product's own :func:`~omnict_cli.studies.preprocess.preprocess_volume` exactly
     as a written volume would be after loading, and never written to disk.
     Case indices run from ``first`` (held-out sets start after the training cases).
     """
@@ -675,7 +675,7 @@ def pretraining_units(recipe: DemoRecipe, cases: int | None = None, first: int =
     import torch
 
     from omnict_cli.phantom.generate import PhantomConfig, generate_case
-    from omnict_cli.preprocess import PreprocessConfig, preprocess_volume
+    from omnict_cli.studies.preprocess import PreprocessConfig, preprocess_volume
 
     sizes = recipe.sizes
     config = PreprocessConfig(volume_size=(sizes.volume_depth, sizes.image_size, sizes.image_size),
@@ -694,7 +694,7 @@ def _phantom_volume(case):
     """A generated case as the loader would return its written NIfTI (canonical array, canonical affine)."""
     import numpy as np
 
-    from omnict_cli.volume import Volume, canonical_affine
+    from omnict_cli.studies.volume import Volume, canonical_affine
 
     return Volume(voxels=case.hu, affine=canonical_affine(case.spacing), kind="volume", source_format="phantom",
                   source_ornt=np.array([[0, 1], [1, 1], [2, 1]]), source_shape=tuple(case.hu.shape))

@@ -75,10 +75,10 @@ def question_text(content: str) -> str:
     """The user turn without its image and organ placeholders, e.g. ``"Is there ...?"``.
 
     The same text ``omnict ask`` puts in its prompt (spaces tidied line by line,
-    :func:`omnict_cli.score_files.question_text`), so the model is trained on
+    :func:`omnict_cli.metrics.score_files.question_text`), so the model is trained on
     exactly the prompts it is asked at inference.
     """
-    from omnict_cli.score_files import question_text as tidied_question
+    from omnict_cli.metrics.score_files import question_text as tidied_question
 
     return tidied_question(content)
 

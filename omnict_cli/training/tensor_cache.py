@@ -2,7 +2,7 @@
 
 Training reads every study once per epoch, and loading + preprocessing +
 segmenting a CT costs seconds while a training step may cost milliseconds.
-So the first pass stores what :func:`omnict_cli.study_inputs.prepare_study`
+So the first pass stores what :func:`omnict_cli.run.study_inputs.prepare_study`
 returns and every later read (epoch 2, a resumed run, stage 2 after stage 1)
 opens one small file instead of the CT.
 
@@ -70,7 +70,7 @@ def source_digest(paths) -> str:
 def entry_key(source: str, setup, units_dtype: str = "float16") -> str:
     """The key of a study whose files hash to ``source`` (:func:`source_digest`), prepared with ``setup``.
 
-    ``setup`` is an ``omnict_cli.study_inputs.PrepareSetup``; only what changes
+    ``setup`` is an ``omnict_cli.run.study_inputs.PrepareSetup``; only what changes
     the prepared tensors enters the key (not the cache folders or load limits).
     """
     segmenter = setup.segmenter
@@ -113,7 +113,7 @@ class CachedStudy:
 
     @classmethod
     def from_prepared(cls, prepared, units_dtype: str = "float16") -> "CachedStudy":
-        """From an ``omnict_cli.study_inputs.PreparedStudy``."""
+        """From an ``omnict_cli.run.study_inputs.PreparedStudy``."""
         model_input = prepared.model_input
         label_map = None if model_input.label_map is None else np.asarray(model_input.label_map, dtype=np.uint8)
         return cls(units=np.asarray(model_input.units).astype(UNIT_DTYPES[units_dtype]), kind=model_input.kind,
@@ -123,8 +123,8 @@ class CachedStudy:
                    warnings=list(prepared.warnings))
 
     def model_input(self):
-        """An ``omnict_cli.preprocess.ModelInput`` with float32 units, as preprocessing returns it."""
-        from omnict_cli.preprocess import ModelInput
+        """An ``omnict_cli.studies.preprocess.ModelInput`` with float32 units, as preprocessing returns it."""
+        from omnict_cli.studies.preprocess import ModelInput
 
         return ModelInput(units=self.units.astype(np.float32), kind=self.kind, grid_spacing=self.grid_spacing,
                           label_map=self.label_map)

@@ -159,9 +159,9 @@ class _Run:
         return None
 
     def _prepare_data(self):
-        from omnict_cli.imaging import LoadOptions
+        from omnict_cli.studies.load import LoadOptions
         from omnict_cli.segmentation.cache import MaskCache
-        from omnict_cli.study_inputs import PrepareSetup
+        from omnict_cli.run.study_inputs import PrepareSetup
 
         config = self.config
         read = read_rows(config.data)

@@ -14,8 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
-from omnict_cli.volume import lps_to_ras
+from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.studies.volume import lps_to_ras
 
 FORMAT_BY_SUFFIX = {".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mhd"}
 

@@ -22,7 +22,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from omnict_cli.study_inputs import PrepareSetup, PreparedStudy, prepare_study
+from omnict_cli.run.study_inputs import PrepareSetup, PreparedStudy, prepare_study
 
 _WORKER_SETUP: PrepareSetup | None = None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from omnict_cli.errors import StudyLoadError, StudyTooLargeError
-from omnict_cli.volume import INTENSITY_HU
+from omnict_cli.studies.volume import INTENSITY_HU
 
 DEFAULT_MAX_VOXELS = 1024**3
 """Studies with more voxels are refused before their pixel data is read.

@@ -14,7 +14,7 @@ slices, with **anti-aliasing** when shrinking: the linear (triangle) kernel
 is widened by the shrink factor, as PIL and ``torch`` ``antialias=True`` do.
 Why: plain trilinear from 300 slices to 32 reads only the two slices next
 to each of 32 sample points, about 2 of every 9 slices, so a small lesion
-between sample points disappears. ``benchmarks/nodule_aliasing.py``
+between sample points disappears. ``benchmarks/research/nodule_aliasing.py``
 measures it on a phantom: a 5 mm nodule (0 HU in -850 HU lung, 850 HU of
 contrast, 1.5 mm slices) swept over 40 sub-slice positions. Plain
 trilinear keeps between 0 and 850 HU of contrast (median 60): at the
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:  # imported lazily: the model config builds PreprocessConfig on GPU hosts without nibabel
-    from omnict_cli.volume import Volume
+    from omnict_cli.studies.volume import Volume
 
 _SLAB_BYTES = 8 * 2**20  # float32 input slices converted at once by the slice-axis pass
 
@@ -119,7 +119,7 @@ def target_size(volume: Volume, config: PreprocessConfig) -> tuple[int, int, int
 
 def intensity_range(volume: Volume, config: PreprocessConfig) -> tuple[float, float]:
     """Values mapped to [-1, 1]: the HU window, or [0, 1] for display grey values."""
-    from omnict_cli.volume import INTENSITY_HU
+    from omnict_cli.studies.volume import INTENSITY_HU
 
     return tuple(config.hu_window) if volume.intensity == INTENSITY_HU else (0.0, 1.0)
 

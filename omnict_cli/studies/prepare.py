@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from nibabel import orientations as nio
 
-from omnict_cli.imaging import LoadOptions, load_study
-from omnict_cli.preprocess import (
+from omnict_cli.studies.load import LoadOptions, load_study
+from omnict_cli.studies.preprocess import (
     ModelInput,
     PreprocessConfig,
     SliceAxisResampler,
@@ -30,8 +30,8 @@ from omnict_cli.preprocess import (
     scale_to_unit_range,
     volume_model_input,
 )
-from omnict_cli.studies import Study
-from omnict_cli.volume import CANONICAL_AXCODES, Volume, canonicalize
+from omnict_cli.studies.discover import Study
+from omnict_cli.studies.volume import CANONICAL_AXCODES, Volume, canonicalize
 
 _DONE = object()
 

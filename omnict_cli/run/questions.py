@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.pipeline import Job
-from omnict_cli.score_files import question_text  # the same question text scoring joins answers by
+from omnict_cli.run.pipeline import Job
+from omnict_cli.metrics.score_files import question_text  # the same question text scoring joins answers by
 
 
 
@@ -108,7 +108,7 @@ def _question_of(row: dict) -> str:
 
 def study_for_image(folder: Path, image: str):
     """The one study at ``image`` (a file or a DICOM series folder), named by the path as the row gives it."""
-    from omnict_cli.studies import single_study
+    from omnict_cli.studies.discover import single_study
 
     target = Path(image).expanduser()
     study = single_study(target if target.is_absolute() else folder / target)

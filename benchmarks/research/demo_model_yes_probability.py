@@ -11,7 +11,7 @@ above it with the right ones is reading, however small the movement.
 
 Usage::
 
-    python benchmarks/demo_model_yes_probability.py --model models/omnict-demo --cases 40
+    python benchmarks/research/demo_model_yes_probability.py --model models/omnict-demo --cases 40
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from omnict_cli.phantom.generate import PhantomConfig
 from omnict_cli.phantom.writer import write_phantom_set
 from omnict_cli.training.demo import PHANTOM_SIZE, PHANTOM_SPACING
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EVAL_SEED = 2027  # as benchmarks/demo_model_eval.py: never a training seed
 QUESTIONS = {
     "Cardiomegaly": "Is cardiomegaly present in this scan?",
@@ -42,7 +42,7 @@ QUESTIONS = {
 
 def yes_probability(model, processor, prepared, question: str) -> float:
     """P("Yes") / (P("Yes") + P("No")) of the first answer token, as `omnict ask` would prompt."""
-    from omnict_cli.study_inputs import organ_selection_for
+    from omnict_cli.run.study_inputs import organ_selection_for
 
     tokenizer = processor.tokenizer
     yes, no = (tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word))[0] for word in ("Yes", "No"))
@@ -62,8 +62,8 @@ def main() -> None:
 
     from omnict_cli.model import OmniCTForConditionalGeneration, OmniCTProcessor
     from omnict_cli.segmentation.builtin import BuiltinSegmenter
-    from omnict_cli.studies import discover_studies
-    from omnict_cli.study_inputs import PrepareSetup, prepare_study
+    from omnict_cli.studies.discover import discover_studies
+    from omnict_cli.run.study_inputs import PrepareSetup, prepare_study
 
     model = OmniCTForConditionalGeneration.from_pretrained(args.model, dtype=torch.float32).eval()
     processor = OmniCTProcessor.from_pretrained(args.model)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
-from omnict_cli.volume import canonical_affine
+from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.studies.volume import canonical_affine
 
 
 def read_npy(path: Path, options: LoadOptions) -> RawImage:

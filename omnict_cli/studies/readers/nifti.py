@@ -22,8 +22,8 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
-from omnict_cli.volume import affine_problem
+from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.studies.volume import affine_problem
 
 try:  # python-isal: same format as gzip, faster decoder
     from isal import igzip as _gzip
@@ -88,7 +88,7 @@ def read_nifti(path: Path, options: LoadOptions, on_planes=None) -> RawImage:
     array (NIfTI's on-disk order), so the decoded volume is held once.
     ``on_planes(progress)``, when given, is called after each piece with a
     :class:`VoxelProgress`: a caller in another thread can resample the
-    finished slices while the rest is still decoding (``omnict_cli.prepare``).
+    finished slices while the rest is still decoding (``omnict_cli.studies.prepare``).
     """
     warnings = []
     try:

@@ -32,7 +32,7 @@ import pydicom
 import pydicom.config
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.readers.base import permission_denied
+from omnict_cli.studies.readers.base import permission_denied
 
 DAMAGED_HINT = "The file is damaged or not DICOM; re-export the series, or remove the file"
 FIELD_HINT = "The header value is damaged or non-standard; re-export the series, or remove the file"

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from omnict_cli.errors import NotCTError, StudyLoadError
-from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
-from omnict_cli.readers.dicom_fields import (
+from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.studies.readers.dicom_fields import (
     DAMAGED_HINT,
     FIELD_HINT,
     describe_error,
@@ -29,7 +29,7 @@ from omnict_cli.readers.dicom_fields import (
     read_dataset,
     uid_name,
 )
-from omnict_cli.volume import INTENSITY_DISPLAY, canonical_affine, lps_to_ras
+from omnict_cli.studies.volume import INTENSITY_DISPLAY, canonical_affine, lps_to_ras
 
 GANTRY_TILT_WARN_DEGREES = 0.5
 

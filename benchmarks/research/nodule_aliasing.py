@@ -10,7 +10,7 @@ and swept across every sub-slice position of one output period. For each
 position it records the nodule's peak contrast left after resampling
 (output HU at the nodule minus the lung background; 850 HU before).
 
-Run: ``python benchmarks/nodule_aliasing.py`` (a few seconds). The test
+Run: ``python benchmarks/research/nodule_aliasing.py`` (a few seconds). The test
 suite runs the same measurement (``tests/test_preprocess.py``).
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from omnict_cli.preprocess import resample_linear
+from omnict_cli.studies.preprocess import resample_linear
 
 LUNG_HU = -850.0
 NODULE_HU = 0.0

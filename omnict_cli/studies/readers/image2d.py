@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.readers.base import LoadOptions, RawImage, check_voxel_count
-from omnict_cli.volume import INTENSITY_DISPLAY, INTENSITY_HU, canonical_affine
+from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.studies.volume import INTENSITY_DISPLAY, INTENSITY_HU, canonical_affine
 
 
 def read_picture(path: Path, options: LoadOptions) -> RawImage:

@@ -26,7 +26,7 @@ bundled labeler: macro F1 over the classes drawn there, right vs swapped.
 Usage::
 
     omnict train-demo /tmp/demo --recipe reading-experiment --threads 2
-    python benchmarks/demo_reading_probe.py --model /tmp/demo.work/untrained \\
+    python benchmarks/research/demo_reading_probe.py --model /tmp/demo.work/untrained \\
         --train-phantoms /tmp/demo.work/phantoms-seed101 /tmp/demo.work/phantoms-seed102 \\
         --test-phantoms /tmp/test-phantoms --epochs 2 --lr 1e-4
 """
@@ -47,7 +47,7 @@ from omnict_cli.errors import OmnictError
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.phantom.reports import CLASS_ORGAN, yes_no_question
 from omnict_cli.segmentation.cache import MaskCache
-from omnict_cli.study_inputs import PrepareSetup
+from omnict_cli.run.study_inputs import PrepareSetup
 from omnict_cli.training.dataset import BatchCollator, StudyDataset, prepare_examples
 from omnict_cli.training.demo import structured_training_rows
 from omnict_cli.training.rows import read_rows

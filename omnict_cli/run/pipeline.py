@@ -1,9 +1,9 @@
 """The engine behind ``omnict report`` and ``omnict ask``: studies in, one JSON record per job out.
 
-Flow: jobs (a study and a question) -> :class:`~omnict_cli.prefetch.StudyPrefetcher`
+Flow: jobs (a study and a question) -> :class:`~omnict_cli.run.prefetch.StudyPrefetcher`
 prepares each study in worker processes ahead of the model -> batches of
 ``batch_size`` jobs go to :meth:`Engine.generate` -> each record is written
-as soon as its batch ends (:class:`~omnict_cli.records.RecordWriter`).
+as soon as its batch ends (:class:`~omnict_cli.run.records.RecordWriter`).
 
 Faults stay local: a study that cannot be loaded is an error record; a
 batch that runs out of GPU memory is retried in halves down to one study,
@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Callable
 
 from omnict_cli import __version__
-from omnict_cli.inference import Engine, GenerationSettings, is_out_of_memory
-from omnict_cli.prefetch import StudyPrefetcher
+from omnict_cli.run.engine import Engine, GenerationSettings, is_out_of_memory
+from omnict_cli.run.prefetch import StudyPrefetcher
 from omnict_cli.prompt_format import REPORT_QUESTION
-from omnict_cli.records import (STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, OutputError, RecordWriter, error_info,
+from omnict_cli.run.records import (STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, OutputError, RecordWriter, error_info,
                                 read_records, record_id, rewrite_records)
-from omnict_cli.repeats import drop_repeated_sentences, repeat_warning
-from omnict_cli.study_inputs import PrepareSetup, PreparedStudy, organ_selection_for
+from omnict_cli.run.repeats import drop_repeated_sentences, repeat_warning
+from omnict_cli.run.study_inputs import PrepareSetup, PreparedStudy, organ_selection_for
 
 REPORT_PROMPT = REPORT_QUESTION
 """The authors' report question (their MedEval-CT rows and ``omnict demo-data`` use it)."""
@@ -371,9 +371,9 @@ def run_to_file(pipeline: Pipeline, jobs: list[Job], out: str | Path, overwrite:
     Raises OutputError (the run stops, the file stays whole) and KeyboardInterrupt (Ctrl-C, after the
     write in progress).
     """
-    from omnict_cli import sharding
-    from omnict_cli.interrupts import deferred_interrupts
-    from omnict_cli.records import check_writable
+    from omnict_cli.run import sharding
+    from omnict_cli.run.interrupts import deferred_interrupts
+    from omnict_cli.run.records import check_writable
 
     out = Path(out)
     target = out if shard is None else shard.path(out)
@@ -398,7 +398,7 @@ def run_to_file(pipeline: Pipeline, jobs: list[Job], out: str | Path, overwrite:
 
 def _ready_to_merge(shard, out: Path) -> bool:
     """Under ``accelerate launch`` rank 0 merges after a barrier; a SLURM array merges when all markers exist."""
-    from omnict_cli import sharding
+    from omnict_cli.run import sharding
 
     if sharding.distributed_shard() is not None:
         from accelerate import PartialState
@@ -416,10 +416,10 @@ def _stamped(record: dict, pipeline: Pipeline) -> dict:
 
 
 class _GuardedWriter(RecordWriter):
-    """A RecordWriter whose writes Ctrl-C cannot cut in half (see omnict_cli.interrupts)."""
+    """A RecordWriter whose writes Ctrl-C cannot cut in half (see omnict_cli.run.interrupts)."""
 
     def write(self, record: dict) -> None:
-        from omnict_cli.interrupts import critical
+        from omnict_cli.run.interrupts import critical
 
         with critical():
             super().write(record)

@@ -34,7 +34,7 @@ class ModelError(OmnictError):
 
 def bundled_model_dirs() -> list[Path]:
     """Where the bundled demo model can be: the source tree (editable install, Docker) or a wheel's data."""
-    package_root = Path(__file__).resolve().parent
+    package_root = Path(__file__).resolve().parents[1]  # omnict_cli/
     return [package_root.parent / "models" / DEMO_MODEL_NAME,
             Path(sys.prefix) / "share" / "omnict" / "models" / DEMO_MODEL_NAME]
 
@@ -192,7 +192,7 @@ class Engine:
                  settings: GenerationSettings = GenerationSettings()) -> list[str]:
         """One generated text per study (greedy or beam search); studies may mix slices and volumes.
 
-        A row stops early once it has completed one sentence three times (a loop, :mod:`omnict_cli.repeats`).
+        A row stops early once it has completed one sentence three times (a loop, :mod:`omnict_cli.run.repeats`).
         """
         import torch
 
@@ -210,8 +210,8 @@ class Engine:
         return [text.strip() for text in self.processor.decode(output[:, prompt_length:])]
 
     def _repeat_stop(self, prompt_length: int):
-        """Stops a row that loops on one sentence (:mod:`omnict_cli.repeats`); the vocabulary is scanned once."""
-        from omnict_cli.repeats import RepeatedSentenceStop, sentence_end_ids
+        """Stops a row that loops on one sentence (:mod:`omnict_cli.run.repeats`); the vocabulary is scanned once."""
+        from omnict_cli.run.repeats import RepeatedSentenceStop, sentence_end_ids
 
         if self._sentence_ends is None:
             self._sentence_ends = sentence_end_ids(self.processor.tokenizer)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.records import encode_record, read_records
+from omnict_cli.run.records import encode_record, read_records
 
 
 @dataclass(frozen=True)

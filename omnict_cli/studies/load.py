@@ -1,6 +1,6 @@
-"""Load any supported study into a canonical :class:`~omnict_cli.volume.Volume`.
+"""Load any supported study into a canonical :class:`~omnict_cli.studies.volume.Volume`.
 
-One dispatcher over the format readers in ``omnict_cli.readers``, then the
+One dispatcher over the format readers in ``omnict_cli.studies.readers``, then the
 steps every format shares: keep the first volume of 4D data, repair
 non-finite voxels, settle the dtype (int16 HU when exact, else float32),
 reorient to the canonical layout, decide volume or slice, and check that
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.readers.base import DEFAULT_MAX_VOXELS, LoadOptions, RawImage, permission_denied
-from omnict_cli.studies import Study, discover_studies
-from omnict_cli.volume import (
+from omnict_cli.studies.readers.base import DEFAULT_MAX_VOXELS, LoadOptions, RawImage, permission_denied
+from omnict_cli.studies.discover import Study, discover_studies
+from omnict_cli.studies.volume import (
     CANONICAL_AXCODES,
     INTENSITY_HU,
     SLICE_DISPLAY_AXCODES,
@@ -39,7 +39,7 @@ def load_study(study: Study, options: LoadOptions = LoadOptions(), on_planes=Non
     """Read one discovered study; raises StudyLoadError with the file and a hint.
 
     ``on_planes`` is passed to the NIfTI reader, which reports decoding
-    progress to it (see ``omnict_cli.readers.nifti.VoxelProgress``); other
+    progress to it (see ``omnict_cli.studies.readers.nifti.VoxelProgress``); other
     formats ignore it.
     """
     if study.problem:
@@ -75,23 +75,23 @@ def _read(study: Study, options: LoadOptions, on_planes=None) -> RawImage:
     fmt = study.format
     path = study.paths[0]
     if fmt == "nifti":
-        from omnict_cli.readers.nifti import read_nifti
+        from omnict_cli.studies.readers.nifti import read_nifti
 
         return read_nifti(path, options, on_planes)
     if fmt == "dicom":
-        from omnict_cli.readers.dicom import read_dicom
+        from omnict_cli.studies.readers.dicom import read_dicom
 
         return read_dicom(list(study.paths), options)
     if fmt in ("nrrd", "mha", "mhd"):
-        from omnict_cli.readers.itk import read_itk
+        from omnict_cli.studies.readers.itk import read_itk
 
         return read_itk(path, options)
     if fmt == "npy":
-        from omnict_cli.readers.numpy_file import read_npy
+        from omnict_cli.studies.readers.numpy_file import read_npy
 
         return read_npy(path, options)
     if fmt in ("png", "jpeg", "bmp", "tiff"):
-        from omnict_cli.readers.image2d import read_picture
+        from omnict_cli.studies.readers.image2d import read_picture
 
         return read_picture(path, options)
     raise StudyLoadError(f"unsupported format {fmt!r}", path=path)

@@ -4,7 +4,7 @@ This is the per-study half of ``omnict report``, ``omnict ask`` and training,
 kept apart from the model so it can run in worker processes (it imports no
 transformers) while the model works on the previous batch:
 
-1. load and preprocess (:func:`omnict_cli.prepare.load_and_preprocess`),
+1. load and preprocess (:func:`omnict_cli.studies.prepare.load_and_preprocess`),
 2. segment through the mask cache (a cached mask costs a file read),
 3. put the label map on the preprocessed grid (nearest neighbour).
 
@@ -24,11 +24,11 @@ import time
 from dataclasses import dataclass, field
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.imaging import LoadOptions
-from omnict_cli.prepare import load_and_preprocess
-from omnict_cli.preprocess import ModelInput, PreprocessConfig, resample_labels, target_size
-from omnict_cli.studies import Study
-from omnict_cli.volume import INTENSITY_HU
+from omnict_cli.studies.load import LoadOptions
+from omnict_cli.studies.prepare import load_and_preprocess
+from omnict_cli.studies.preprocess import ModelInput, PreprocessConfig, resample_labels, target_size
+from omnict_cli.studies.discover import Study
+from omnict_cli.studies.volume import INTENSITY_HU
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def is_label_map(volume) -> bool:
     ``omnict demo-data`` writes keep them in ``labels/``); reporting on them would
     be noise, so they become "skipped" records instead of reports.
     """
-    from omnict_cli.imaging import looks_like_label_map
+    from omnict_cli.studies.load import looks_like_label_map
 
     return volume.intensity == INTENSITY_HU and looks_like_label_map(volume.voxels)
 

@@ -100,8 +100,8 @@ def discover_studies(root: str | Path) -> list[Study]:
 def _single_file_studies(path: Path) -> list[Study]:
     kind = _format_from_name(path)
     if kind in ("ignored", "unknown"):
-        from omnict_cli.readers.base import PERMISSION_HINT
-        from omnict_cli.readers.dicom import has_dicom_preamble
+        from omnict_cli.studies.readers.base import PERMISSION_HINT
+        from omnict_cli.studies.readers.dicom import has_dicom_preamble
 
         try:
             kind = "dicom" if has_dicom_preamble(path) else kind
@@ -187,7 +187,7 @@ def _format_from_name(path: Path) -> str:
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
     if name.endswith(ITK_SUFFIXES):
-        from omnict_cli.readers.itk import FORMAT_BY_SUFFIX
+        from omnict_cli.studies.readers.itk import FORMAT_BY_SUFFIX
 
         return FORMAT_BY_SUFFIX[path.suffix.lower()]
     if name.endswith(PICTURE_SUFFIXES):
@@ -206,8 +206,8 @@ def _dicom_studies(candidates, root: Path) -> list[Study]:
     """Group DICOM files into series; files without a DICOM preamble are skipped silently
     unless their name says DICOM. A file that cannot be opened is reported, not skipped:
     it may be a slice of a series, and a silently shorter series is worse than a line."""
-    from omnict_cli.readers.base import PERMISSION_HINT
-    from omnict_cli.readers.dicom import has_dicom_preamble, read_header
+    from omnict_cli.studies.readers.base import PERMISSION_HINT
+    from omnict_cli.studies.readers.dicom import has_dicom_preamble, read_header
 
     groups: dict[tuple, list] = defaultdict(list)
     studies, skipped = [], defaultdict(list)

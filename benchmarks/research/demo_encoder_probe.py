@@ -18,7 +18,7 @@ process; variants of one image size share one draw of the phantoms.
 
 Usage::
 
-    python benchmarks/demo_encoder_probe.py --epochs 10 --cases 1200 --held-out 200 \\
+    python benchmarks/research/demo_encoder_probe.py --epochs 10 --cases 1200 --held-out 200 \\
         --variant shipped --variant native:image_size=128 --json encoder_probe.json
 """
 

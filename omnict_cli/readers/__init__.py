@@ -1,5 +1,0 @@
-"""One small reader per file format, all returning a :class:`RawImage`.
-
-``omnict_cli.imaging`` dispatches to them and turns the raw result into a
-canonical :class:`omnict_cli.volume.Volume`.
-"""

@@ -1,0 +1,10 @@
+"""The engine behind ``omnict report`` and ``omnict ask``.
+
+``pipeline`` drives studies through prefetch workers (load, preprocess,
+segment) into batched generation (``engine``: model resolution, identity,
+``generate``) and writes one record per study (``records``: the findings
+JSONL, resumable). ``study_inputs`` builds a study's model inputs,
+``sharding`` splits a run over processes, ``questions`` reads question
+files, ``repeats`` cuts loops from generated text, ``interrupts`` turns
+Ctrl-C into a clean stop. Nothing here knows of the command line.
+"""
