@@ -87,8 +87,9 @@ def balanced_yes_no_rows(phantoms: Path, seed: int) -> list[dict]:
     """The volume yes/no rows of the phantoms' ``qa.jsonl``, cut to as many "Yes" as "No" answers."""
     with jsonlines.open(phantoms / "qa.jsonl") as reader:
         rows = list(reader.iter(type=dict, skip_empty=True))
-    closed = [row for row in rows if row["image"].startswith("volumes/")
-              and row["messages"][1]["content"] in ("Yes", "No")]
+    closed = [
+        row for row in rows if row["image"].startswith("volumes/") and row["messages"][1]["content"] in ("Yes", "No")
+    ]
     by_answer = {answer: [row for row in closed if row["messages"][1]["content"] == answer] for answer in ("Yes", "No")}
     keep = min(len(group) for group in by_answer.values())
     rng = np.random.default_rng(seed)
@@ -104,25 +105,54 @@ def omnict(*args: str) -> None:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
 
 
-def run_condition(condition: str, volumes: Path, phantoms: Path, questions: list[dict], work: Path,
-                  common: list[str]) -> dict:
+def run_condition(
+    condition: str, volumes: Path, phantoms: Path, questions: list[dict], work: Path, common: list[str]
+) -> dict:
     """Reports and yes/no answers for one image condition, scored; returns the two score JSONs."""
     folder = work / condition
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     omnict("report", str(volumes), "--out", str(folder / "reports.jsonl"), "--overwrite", *common)
-    omnict("score", str(folder / "reports.jsonl"), "--references", str(phantoms / "references.csv"),
-           "--reference-labels", str(phantoms / "labels.csv"), "--bootstrap", "200",
-           "--json", str(folder / "report_scores.json"))
+    omnict(
+        "score",
+        str(folder / "reports.jsonl"),
+        "--references",
+        str(phantoms / "references.csv"),
+        "--reference-labels",
+        str(phantoms / "labels.csv"),
+        "--bootstrap",
+        "200",
+        "--json",
+        str(folder / "report_scores.json"),
+    )
     rows = [{**row, "image": str(volumes / Path(row["image"]).name)} for row in questions]
     (folder / "yes_no.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    omnict("ask", "--batch", str(folder / "yes_no.jsonl"), "--out", str(folder / "answers.jsonl"), "--overwrite",
-           "--max-new-tokens", "4", *common)
-    omnict("score", str(folder / "answers.jsonl"), "--references", str(folder / "yes_no.jsonl"),
-           "--bootstrap", "200", "--json", str(folder / "answer_scores.json"))
-    return {"reports": json.loads((folder / "report_scores.json").read_text()),
-            "answers": json.loads((folder / "answer_scores.json").read_text()),
-            "seconds": round(time.perf_counter() - started, 1)}
+    omnict(
+        "ask",
+        "--batch",
+        str(folder / "yes_no.jsonl"),
+        "--out",
+        str(folder / "answers.jsonl"),
+        "--overwrite",
+        "--max-new-tokens",
+        "4",
+        *common,
+    )
+    omnict(
+        "score",
+        str(folder / "answers.jsonl"),
+        "--references",
+        str(folder / "yes_no.jsonl"),
+        "--bootstrap",
+        "200",
+        "--json",
+        str(folder / "answer_scores.json"),
+    )
+    return {
+        "reports": json.loads((folder / "report_scores.json").read_text()),
+        "answers": json.loads((folder / "answer_scores.json").read_text()),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def slice_reports(phantoms: Path, work: Path, common: list[str]) -> dict:
@@ -156,9 +186,18 @@ def slice_reports(phantoms: Path, work: Path, common: list[str]) -> dict:
             source = name if condition == "right" else swap_partner(names, index)
             shutil.copyfile(phantoms / "slices" / source, images / name)
         omnict("report", str(images), "--out", str(folder / "reports.jsonl"), "--overwrite", *common)
-        omnict("score", str(folder / "reports.jsonl"), "--references", str(references),
-               "--reference-labels", str(phantoms / "slices" / "labels.csv"), "--bootstrap", "200",
-               "--json", str(folder / "report_scores.json"))
+        omnict(
+            "score",
+            str(folder / "reports.jsonl"),
+            "--references",
+            str(references),
+            "--reference-labels",
+            str(phantoms / "slices" / "labels.csv"),
+            "--bootstrap",
+            "200",
+            "--json",
+            str(folder / "report_scores.json"),
+        )
         scores = json.loads((folder / "report_scores.json").read_text())
         results[condition] = macro_over(scores["per_class"], results["classes"])
     return results
@@ -187,8 +226,10 @@ def prior_f1(classes: dict[str, float]) -> dict[str, float]:
 
 def print_tables(results: dict, classes: dict[str, float]) -> None:
     priors = prior_f1(classes)
-    print(f"\nheld-out phantoms: seed {results['seed']} (training seeds {list(TRAIN_SEEDS)}), "
-          f"{results['cases']} cases, {results['yes_no_questions']} yes/no questions (50% yes)\n")
+    print(
+        f"\nheld-out phantoms: seed {results['seed']} (training seeds {list(TRAIN_SEEDS)}), "
+        f"{results['cases']} cases, {results['yes_no_questions']} yes/no questions (50% yes)\n"
+    )
     print("| image given | report macro F1 (drawn classes) | yes/no accuracy |")
     print("| --- | --- | --- |")
     for condition in CONDITIONS:
@@ -199,8 +240,10 @@ def print_tables(results: dict, classes: dict[str, float]) -> None:
     print("| prior: majority (no finding) | 0.000 | 50.0% |")
     if "slice_reports" in results:
         slices = results["slice_reports"]
-        print(f"\n2D slices ({slices['slices']} PNGs, one per case with a finding): report macro F1 "
-              f"{slices['right']:.3f} with the right slice, {slices['swapped']:.3f} swapped")
+        print(
+            f"\n2D slices ({slices['slices']} PNGs, one per case with a finding): report macro F1 "
+            f"{slices['right']:.3f} with the right slice, {slices['swapped']:.3f} swapped"
+        )
     print("\n| class | test positives | F1 right image | F1 swapped | F1 noise | F1 blank | prior F1 |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     tables = {c: {row["label"]: row for row in results["conditions"][c]["reports"]["per_class"]} for c in CONDITIONS}
@@ -227,12 +270,29 @@ def main(argv=None) -> int:
         config = PhantomConfig(size=tuple(args.size), spacing=tuple(args.spacing))
         write_phantom_set(phantoms, args.cases, args.seed, config)
     questions = balanced_yes_no_rows(phantoms, args.seed)
-    common = ["--model", str(args.model), "--segmenter", "builtin", "--cache-dir", str(work / "masks"),
-              "--workers", "0", "--quiet"]
+    common = [
+        "--model",
+        str(args.model),
+        "--segmenter",
+        "builtin",
+        "--cache-dir",
+        str(work / "masks"),
+        "--workers",
+        "0",
+        "--quiet",
+    ]
     classes = drawn_classes(phantoms)
-    results = {"model": str(args.model), "seed": args.seed, "cases": args.cases, "size": list(args.size),
-               "spacing": list(args.spacing), "yes_no_questions": len(questions), "drawn_classes": classes,
-               "cpu_load_1min_at_start": os.getloadavg()[0], "conditions": {}}
+    results = {
+        "model": str(args.model),
+        "seed": args.seed,
+        "cases": args.cases,
+        "size": list(args.size),
+        "spacing": list(args.spacing),
+        "yes_no_questions": len(questions),
+        "drawn_classes": classes,
+        "cpu_load_1min_at_start": os.getloadavg()[0],
+        "conditions": {},
+    }
     for condition in CONDITIONS:
         volumes = write_condition(phantoms, condition, work)
         entry = run_condition(condition, volumes, phantoms, questions, work, common)

@@ -62,8 +62,10 @@ def main() -> None:
     results["build_s"] = round(time.perf_counter() - start, 1)
     results["parameters_b"] = round(sum(p.numel() for p in model.parameters()) / 1e9, 3)
     results["attention"] = model.language_model.config._attn_implementation
-    print(f"built {results['parameters_b']}B parameters in {results['build_s']} s, attention "
-          f"{results['attention']}, prompt {synthetic_batch(config, 1)['input_ids'].shape[1]} tokens per study")
+    print(
+        f"built {results['parameters_b']}B parameters in {results['build_s']} s, attention "
+        f"{results['attention']}, prompt {synthetic_batch(config, 1)['input_ids'].shape[1]} tokens per study"
+    )
 
     results["batches"] = [measure(model, config, b, args.new_tokens, device, dtype) for b in args.batches]
     if not args.skip_device_map:
@@ -73,8 +75,9 @@ def main() -> None:
 
         size = (32, 378, 378) if args.small else (32, 384, 384)  # the model's own grid
         studies = min(args.pipeline_studies, 8) if args.small else args.pipeline_studies
-        results["pipeline"] = run_pipeline_check(model, config, device, batches=args.batches, studies=studies,
-                                                 new_tokens=args.new_tokens, size=size)
+        results["pipeline"] = run_pipeline_check(
+            model, config, device, batches=args.batches, studies=studies, new_tokens=args.new_tokens, size=size
+        )
     if not args.skip_train:
         del model
         if device == "cuda":
@@ -92,8 +95,12 @@ def environment(device: str) -> dict:
     import accelerate
     import transformers
 
-    info = {"torch": torch.__version__, "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__, "device": device}
+    info = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "device": device,
+    }
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
         info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
@@ -108,8 +115,9 @@ def synchronize(device: str) -> None:
 def measure(model, config, batch_size: int, new_tokens: int, device: str, dtype) -> dict:
     """Prefill (encode + prompt) time and a full 256-token generation for one batch size."""
     batch = synthetic_batch(config, batch_size, device=device, dtype=dtype)
-    settings = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, eos_token_id=None,
-                    pad_token_id=0)
+    settings = dict(
+        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0
+    )
     with torch.inference_mode():
         model.generate(**batch, **dict(settings, max_new_tokens=2, min_new_tokens=2))  # warm-up
         if device == "cuda":
@@ -125,9 +133,13 @@ def measure(model, config, batch_size: int, new_tokens: int, device: str, dtype)
         generate_s = time.perf_counter() - start
     produced = generated.shape[1] - batch["input_ids"].shape[1]
     assert produced == new_tokens, f"generated {produced} tokens, expected {new_tokens}"
-    row = {"batch": batch_size, "prefill_s": round(prefill_s, 3), "generate_s": round(generate_s, 2),
-           "studies_per_s": round(batch_size / generate_s, 3),
-           "generated_tokens_per_s": round(batch_size * new_tokens / generate_s, 1)}
+    row = {
+        "batch": batch_size,
+        "prefill_s": round(prefill_s, 3),
+        "generate_s": round(generate_s, 2),
+        "studies_per_s": round(batch_size / generate_s, 3),
+        "generated_tokens_per_s": round(batch_size * new_tokens / generate_s, 1),
+    }
     if device == "cuda":
         row["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     print(json.dumps(row))
@@ -145,16 +157,29 @@ def check_device_map(model, config, device: str, dtype, small: bool) -> dict:
         saved_s = time.perf_counter() - start
         # A cap below the model's size forces a split: GPU + CPU here, CPU + disk with --small.
         max_memory = {"cpu": "300KB"} if small else {0: "3GiB", "cpu": "200GiB"}
-        split = type(model).from_pretrained(folder, device_map="auto", max_memory=max_memory, dtype=dtype,
-                                            offload_folder=str(Path(folder) / "offload")).eval()
+        split = (
+            type(model)
+            .from_pretrained(
+                folder,
+                device_map="auto",
+                max_memory=max_memory,
+                dtype=dtype,
+                offload_folder=str(Path(folder) / "offload"),
+            )
+            .eval()
+        )
         devices = sorted({str(d) for d in split.hf_device_map.values()})
         with torch.inference_mode():
             logits = split(**batch, logits_to_keep=1).logits.float().cpu()
         del split
     difference = (logits - reference).abs().max().item()
     same_token = bool(torch.equal(logits.argmax(-1), reference.argmax(-1)))
-    result = {"devices": devices, "save_s": round(saved_s, 1), "max_abs_logit_difference": round(difference, 4),
-              "same_next_token": same_token}
+    result = {
+        "devices": devices,
+        "save_s": round(saved_s, 1),
+        "max_abs_logit_difference": round(difference, 4),
+        "same_next_token": same_token,
+    }
     print(json.dumps({"device_map": result}))
     return result
 

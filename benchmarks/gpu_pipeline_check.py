@@ -20,14 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.pipeline_model import word_tokenizer  # noqa: E402
 from benchmarks.synthetic_model import _first_prompt_id  # noqa: E402
-from omnict_cli.run.engine import Engine, GenerationSettings, ModelIdentity  # noqa: E402
 from omnict_cli.model import OmniCTProcessor  # noqa: E402
 from omnict_cli.phantom.generate import PhantomConfig  # noqa: E402
 from omnict_cli.phantom.writer import write_phantom_set  # noqa: E402
+from omnict_cli.run.engine import Engine, GenerationSettings, ModelIdentity  # noqa: E402
 from omnict_cli.run.pipeline import Pipeline, RunSettings, report_jobs, run_to_file  # noqa: E402
+from omnict_cli.run.study_inputs import PrepareSetup  # noqa: E402
 from omnict_cli.segmentation.builtin import BuiltinSegmenter  # noqa: E402
 from omnict_cli.studies.discover import discover_studies  # noqa: E402
-from omnict_cli.run.study_inputs import PrepareSetup  # noqa: E402
 
 
 class TimedEngine(Engine):
@@ -54,8 +54,16 @@ def phantom_folder(root: Path, count: int, size=(32, 384, 384), distinct: int = 
     return folder
 
 
-def run_pipeline_check(model, config, device: str, batches=(1, 8, 16), studies: int = 64, new_tokens: int = 256,
-                       size=(32, 384, 384), workers: int | None = None) -> dict:
+def run_pipeline_check(
+    model,
+    config,
+    device: str,
+    batches=(1, 8, 16),
+    studies: int = 64,
+    new_tokens: int = 256,
+    size=(32, 384, 384),
+    workers: int | None = None,
+) -> dict:
     """Run ``report``'s engine over ``studies`` phantoms at each batch size; returns rates and idle fractions."""
     workers = workers if workers is not None else max(1, min(8, (os.cpu_count() or 2) - 2))
     tokenizer = word_tokenizer(_first_prompt_id(config))
@@ -72,16 +80,25 @@ def run_pipeline_check(model, config, device: str, batches=(1, 8, 16), studies: 
         jobs = report_jobs(discover_studies(folder))
         for batch in batches:
             engine.generate_seconds = 0.0
-            settings = RunSettings(batch_size=batch, workers=workers,
-                                   generation=GenerationSettings(max_new_tokens=new_tokens))
+            settings = RunSettings(
+                batch_size=batch, workers=workers, generation=GenerationSettings(max_new_tokens=new_tokens)
+            )
             started = time.perf_counter()
             outcome = run_to_file(Pipeline(engine, setup, settings), jobs, Path(scratch) / f"b{batch}.jsonl")
             wall = time.perf_counter() - started
-            run = {"batch": batch, "ok": outcome.counts.ok, "failed": outcome.counts.failed,
-                   "wall_s": round(wall, 1), "studies_per_s": round(outcome.counts.ok / wall, 3),
-                   "generate_s": round(engine.generate_seconds, 1),
-                   "gpu_idle_fraction": round(1 - engine.generate_seconds / wall, 3)}
-            print(f"report engine batch {batch}: {run['studies_per_s']} studies/s, GPU idle "
-                  f"{run['gpu_idle_fraction']:.0%} ({run['ok']} ok, {run['failed']} failed)", flush=True)
+            run = {
+                "batch": batch,
+                "ok": outcome.counts.ok,
+                "failed": outcome.counts.failed,
+                "wall_s": round(wall, 1),
+                "studies_per_s": round(outcome.counts.ok / wall, 3),
+                "generate_s": round(engine.generate_seconds, 1),
+                "gpu_idle_fraction": round(1 - engine.generate_seconds / wall, 3),
+            }
+            print(
+                f"report engine batch {batch}: {run['studies_per_s']} studies/s, GPU idle "
+                f"{run['gpu_idle_fraction']:.0%} ({run['ok']} ok, {run['failed']} failed)",
+                flush=True,
+            )
             results["runs"].append(run)
     return results

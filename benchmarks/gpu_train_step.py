@@ -48,9 +48,12 @@ def run_train_step_check(args) -> dict:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("no CUDA device; use --small to check the script on a CPU")
     config = small_config() if settings["small"] else full_size_config()
-    results = {"model": "small (CPU check)" if settings["small"] else "so400m + Qwen2.5-3B",
-               "precision": "fp32" if device == "cpu" else "bf16 autocast, fp32 master weights + AdamW",
-               **{k: settings[k] for k in ("train_batch", "answer_tokens", "train_steps")}, "runs": []}
+    results = {
+        "model": "small (CPU check)" if settings["small"] else "so400m + Qwen2.5-3B",
+        "precision": "fp32" if device == "cpu" else "bf16 autocast, fp32 master weights + AdamW",
+        **{k: settings[k] for k in ("train_batch", "answer_tokens", "train_steps")},
+        "runs": [],
+    }
     for checkpointing in (False, True):
         run = measure_steps(config, device, settings, checkpointing)
         if device == "cuda":
@@ -60,8 +63,9 @@ def run_train_step_check(args) -> dict:
     plain, recomputed = results["runs"]
     results["checkpointing_time_ratio"] = round(recomputed["step_s"] / plain["step_s"], 2)
     if "peak_gpu_memory_gib" in plain:
-        results["checkpointing_memory_ratio"] = round(recomputed["peak_gpu_memory_gib"]
-                                                      / plain["peak_gpu_memory_gib"], 2)
+        results["checkpointing_memory_ratio"] = round(
+            recomputed["peak_gpu_memory_gib"] / plain["peak_gpu_memory_gib"], 2
+        )
     return results
 
 
@@ -72,8 +76,9 @@ def training_batch(config, batch_size: int, answer_tokens: int, device: str, see
     # ordinary text ids only: the 10 prompt tokens follow the text vocabulary, and a placeholder id in
     # the answer would break the model's placeholder count check
     first_prompt_id = config.slice_image_token_id - special_tokens().index("<|image2d|>")
-    answers = torch.randint(0, min(first_prompt_id, 150000), (batch_size, answer_tokens),
-                            generator=generator).to(device)
+    answers = torch.randint(0, min(first_prompt_id, 150000), (batch_size, answer_tokens), generator=generator).to(
+        device
+    )
     prompt = batch["input_ids"]
     batch["input_ids"] = torch.cat([prompt, answers], dim=1)
     batch["attention_mask"] = torch.ones_like(batch["input_ids"])
@@ -115,12 +120,16 @@ def measure_steps(config, device: str, settings: dict, checkpointing: bool) -> d
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
     tokens = batch["input_ids"].numel()
-    run = {"gradient_checkpointing": checkpointing, "build_s": round(built_s, 1),
-           "trainable_parameters_b": round(sum(p.numel() for p in parameters) / 1e9, 3),
-           "tokens_per_study": batch["input_ids"].shape[1], "step_s": round(statistics.median(times), 3),
-           "tokens_per_s": round(tokens / statistics.median(times), 1),
-           "studies_per_s": round(settings["train_batch"] / statistics.median(times), 3),
-           "losses": [round(value, 4) for value in losses]}
+    run = {
+        "gradient_checkpointing": checkpointing,
+        "build_s": round(built_s, 1),
+        "trainable_parameters_b": round(sum(p.numel() for p in parameters) / 1e9, 3),
+        "tokens_per_study": batch["input_ids"].shape[1],
+        "step_s": round(statistics.median(times), 3),
+        "tokens_per_s": round(tokens / statistics.median(times), 1),
+        "studies_per_s": round(settings["train_batch"] / statistics.median(times), 3),
+        "losses": [round(value, 4) for value in losses],
+    }
     if device == "cuda":
         run["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     return run  # model and optimizer go with this frame; the caller empties the CUDA cache
@@ -129,11 +138,17 @@ def measure_steps(config, device: str, settings: dict, checkpointing: bool) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="tiny model on the CPU (checks the script)")
-    parser.add_argument("--batch", dest="train_batch", type=int, default=DEFAULTS["train_batch"],
-                        help="studies per step")
+    parser.add_argument(
+        "--batch", dest="train_batch", type=int, default=DEFAULTS["train_batch"], help="studies per step"
+    )
     parser.add_argument("--answer-tokens", type=int, default=DEFAULTS["answer_tokens"])
-    parser.add_argument("--steps", dest="train_steps", type=int, default=DEFAULTS["train_steps"],
-                        help="timed steps after one warm-up step")
+    parser.add_argument(
+        "--steps",
+        dest="train_steps",
+        type=int,
+        default=DEFAULTS["train_steps"],
+        help="timed steps after one warm-up step",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     try:

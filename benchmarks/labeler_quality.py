@@ -76,17 +76,21 @@ def print_table(name: str, truth: np.ndarray, predicted: np.ndarray) -> float:
     print(f"\n{name} ({scores.n_samples} reports)")
     print(f"{'class':36s} {'support':>7s} {'prec':>6s} {'recall':>6s} {'F1':>6s}   tp  fp  fn")
     for row in scores.per_class:
-        print(f"{row.label:36s} {row.support:7d} {score_text(row.precision, 6)} {score_text(row.recall, 6)} "
-              f"{score_text(row.f1, 6)} {row.tp:4d}{row.fp:4d}{row.fn:4d}")
+        print(
+            f"{row.label:36s} {row.support:7d} {score_text(row.precision, 6)} {score_text(row.recall, 6)} "
+            f"{score_text(row.f1, 6)} {row.tp:4d}{row.fp:4d}{row.fn:4d}"
+        )
     for average in ("macro", "micro"):
         values = (getattr(scores, f"{average}_{measure}") for measure in ("precision", "recall", "f1"))
         print(f"{average:36s} {'':7s} " + " ".join(score_text(value, 6) for value in values))
     return scores.macro_f1
 
 
-PARTS = (("a", "written before issue 12; seen while fixing general rule gaps"),
-         ("b", "written before issue 12; never used to change the rules"),
-         ("c", "written after the rules learned CT-RATE's conventions (issue 12)"))
+PARTS = (
+    ("a", "written before issue 12; seen while fixing general rule gaps"),
+    ("b", "written before issue 12; never used to change the rules"),
+    ("c", "written after the rules learned CT-RATE's conventions (issue 12)"),
+)
 """The parts of the held-out set, told apart by their names (see benchmarks/data/README.md)."""
 
 
@@ -95,14 +99,18 @@ def print_parts(reports, truth: np.ndarray, predicted: np.ndarray) -> None:
     before = [i for i, r in enumerate(reports) if r.volume_name.startswith(("heldout_a_", "heldout_b_"))]
     if before:
         scores = classification_report(truth[before], predicted[before], list(CTRATE_ABNORMALITIES))
-        print(f"  parts a+b ({len(before)} reports, written before issue 12): macro F1 "
-              f"{score_text(scores.macro_f1)}, micro F1 {score_text(scores.micro_f1)}")
+        print(
+            f"  parts a+b ({len(before)} reports, written before issue 12): macro F1 "
+            f"{score_text(scores.macro_f1)}, micro F1 {score_text(scores.micro_f1)}"
+        )
     for part, meaning in PARTS:
         rows = [i for i, r in enumerate(reports) if r.volume_name.startswith(f"heldout_{part}_")]
         if rows:
             scores = classification_report(truth[rows], predicted[rows], list(CTRATE_ABNORMALITIES))
-            print(f"  part {part} ({len(rows)} reports, {meaning}): macro F1 {score_text(scores.macro_f1)}, "
-                  f"micro F1 {score_text(scores.micro_f1)}")
+            print(
+                f"  part {part} ({len(rows)} reports, {meaning}): macro F1 {score_text(scores.macro_f1)}, "
+                f"micro F1 {score_text(scores.micro_f1)}"
+            )
 
 
 def print_errors(reports, truth: np.ndarray, predicted: np.ndarray) -> None:
@@ -128,7 +136,9 @@ def main() -> None:
     reports, truth = load_heldout()
     rules = rule_predictions(reports)
     macro = print_table("Rule labeler", truth, rules)
-    print(f"rule labeler macro F1 {score_text(macro)} (bar {RULES_BAR:.2f}: {'met' if macro >= RULES_BAR else 'NOT met'})")
+    print(
+        f"rule labeler macro F1 {score_text(macro)} (bar {RULES_BAR:.2f}: {'met' if macro >= RULES_BAR else 'NOT met'})"
+    )
     print_parts(reports, truth, rules)
     classifier = classifier_predictions(reports)
     if classifier is None:

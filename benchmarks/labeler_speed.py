@@ -39,8 +39,10 @@ from omnict_cli.labels.corpus import training_corpus
 from omnict_cli.labels.ctrate_io import read_reports, report_text
 
 HELDOUT = Path(__file__).resolve().parent / "data" / "heldout_reports.csv"
-TEST_SENTENCE = ("No pleural effusion was detected. Lymph nodes up to 8 mm in the mediastinum. "
-                 "Consolidation is seen in the right lower lobe, but no nodule. ")
+TEST_SENTENCE = (
+    "No pleural effusion was detected. Lymph nodes up to 8 mm in the mediastinum. "
+    "Consolidation is seen in the right lower lobe, but no nodule. "
+)
 """The sentence tests/test_labels_rules.py repeats to 1 MB."""
 
 
@@ -85,8 +87,12 @@ def cpu_seconds(function, texts: list[str]) -> float:
     return time.process_time() - started
 
 
-_BASELINE_TERMS = [re.compile(pattern) for lexicon in (rules.FINDING_TERMS, rules.NORMAL_SUBJECTS)
-                   for patterns in lexicon.values() for pattern in patterns]
+_BASELINE_TERMS = [
+    re.compile(pattern)
+    for lexicon in (rules.FINDING_TERMS, rules.NORMAL_SUBJECTS)
+    for patterns in lexicon.values()
+    for pattern in patterns
+]
 _BASELINE_TERMS += [re.compile(pattern) for pattern in rules.STATION_NODE_TERMS]
 
 
@@ -124,18 +130,29 @@ def measure(name: str, texts: list[str], other=None) -> list[str]:
     megabytes = sum(map(len, texts)) / 1e6
     rows = []
     for how, seconds in timed:
-        rows.append(f"| {name} | {how} | {seconds:.2f} | {len(texts) / seconds:,.1f} | {megabytes / seconds:.2f} "
-                    f"| {seconds / baseline:.2f} |")
+        rows.append(
+            f"| {name} | {how} | {seconds:.2f} | {len(texts) / seconds:,.1f} | {megabytes / seconds:.2f} "
+            f"| {seconds / baseline:.2f} |"
+        )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reports", type=Path, action="append", default=[],
-                        help="A CT-RATE style report CSV/JSONL to add to the batch (repeatable).")
+    parser.add_argument(
+        "--reports",
+        type=Path,
+        action="append",
+        default=[],
+        help="A CT-RATE style report CSV/JSONL to add to the batch (repeatable).",
+    )
     parser.add_argument("--corpus", type=int, default=1000, help="Training-corpus reports in the batch.")
-    parser.add_argument("--against", type=Path, help="Another rules.py to time on the same texts "
-                        "(before/after in one process: git show REV:omnict_cli/labels/rules.py > old_rules.py).")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="Another rules.py to time on the same texts "
+        "(before/after in one process: git show REV:omnict_cli/labels/rules.py > old_rules.py).",
+    )
     args = parser.parse_args()
     for path in args.reports + ([args.against] if args.against else []):
         if not path.is_file():

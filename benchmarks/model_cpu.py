@@ -32,25 +32,37 @@ def main() -> None:
     config = small_config()
     model = random_model(config)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"small OmniCT, {params:.1f}M parameters, {torch.get_num_threads()} threads; "
-          f"prompt {synthetic_batch(config, 1)['input_ids'].shape[1]} tokens per volume")
-    settings = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                    pad_token_id=0, eos_token_id=None)
+    print(
+        f"small OmniCT, {params:.1f}M parameters, {torch.get_num_threads()} threads; "
+        f"prompt {synthetic_batch(config, 1)['input_ids'].shape[1]} tokens per volume"
+    )
+    settings = dict(
+        max_new_tokens=args.new_tokens,
+        min_new_tokens=args.new_tokens,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
+    )
     rows = []
     with torch.inference_mode():
         model.generate(**synthetic_batch(config, 1), **dict(settings, max_new_tokens=2, min_new_tokens=2))  # warm
         for batch_size in args.batches:
             batch = synthetic_batch(config, batch_size)
-            forward_s = timed(lambda: model(**batch, logits_to_keep=1), repeats=args.repeats)
-            generate_s = timed(lambda: model.generate(**batch, **settings), repeats=args.repeats)
-            rows.append((batch_size, batch_size / forward_s, batch_size / generate_s,
-                         batch_size * args.new_tokens / generate_s))
+            forward_s = timed(lambda: model(**batch, logits_to_keep=1), repeats=args.repeats)  # noqa: B023 (called now)
+            generate_s = timed(lambda: model.generate(**batch, **settings), repeats=args.repeats)  # noqa: B023 (called now)
+            rows.append(
+                (batch_size, batch_size / forward_s, batch_size / generate_s, batch_size * args.new_tokens / generate_s)
+            )
     base_forward, base_generate = rows[0][1], rows[0][2]
-    print(f"{'batch':>5} {'forward studies/s':>18} {'x batch 1':>9} {'generate studies/s':>19} {'x batch 1':>9} "
-          f"{'new tokens/s':>12}")
+    print(
+        f"{'batch':>5} {'forward studies/s':>18} {'x batch 1':>9} {'generate studies/s':>19} {'x batch 1':>9} "
+        f"{'new tokens/s':>12}"
+    )
     for batch_size, forward, generate, tokens in rows:
-        print(f"{batch_size:>5} {forward:>18.2f} {forward / base_forward:>9.2f} {generate:>19.2f} "
-              f"{generate / base_generate:>9.2f} {tokens:>12.1f}")
+        print(
+            f"{batch_size:>5} {forward:>18.2f} {forward / base_forward:>9.2f} {generate:>19.2f} "
+            f"{generate / base_generate:>9.2f} {tokens:>12.1f}"
+        )
 
 
 if __name__ == "__main__":

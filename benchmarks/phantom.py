@@ -54,16 +54,21 @@ def main():
     torch.set_num_threads(1)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print("| size | spacing mm | abnormalities | cases | anatomy | abnormalities | finish | text | "
-          "total s/case (min-max) |")
+    print(
+        "| size | spacing mm | abnormalities | cases | anatomy | abnormalities | finish | text | "
+        "total s/case (min-max) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for size, spacing, count in CASES:
         for label, force in (("default prevalence", ()), ("all 18 forced", CTRATE_ABNORMALITIES)):
             t = time_cases(size, spacing, count, force)
             total = t.sum(axis=1)
             stages = " | ".join(f"{v:.3f}" for v in t.mean(axis=0))
-            print(f"| {'x'.join(map(str, size))} | {spacing} | {label} | {count} | {stages} | "
-                  f"{total.mean():.3f} ({total.min():.3f}-{total.max():.3f}) |", flush=True)
+            print(
+                f"| {'x'.join(map(str, size))} | {spacing} | {label} | {count} | {stages} | "
+                f"{total.mean():.3f} ({total.min():.3f}-{total.max():.3f}) |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -34,14 +34,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.pipeline_model import write_model_dir  # noqa: E402
 from benchmarks.synthetic_model import small_config  # noqa: E402
-from omnict_cli.run.engine import Engine, GenerationSettings  # noqa: E402
 from omnict_cli.phantom.generate import PhantomConfig  # noqa: E402
 from omnict_cli.phantom.writer import write_phantom_set  # noqa: E402
+from omnict_cli.run.engine import Engine, GenerationSettings  # noqa: E402
 from omnict_cli.run.pipeline import Pipeline, RunSettings, report_jobs, run_to_file  # noqa: E402
 from omnict_cli.run.prefetch import StudyPrefetcher  # noqa: E402
+from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for  # noqa: E402
 from omnict_cli.segmentation.builtin import BuiltinSegmenter  # noqa: E402
 from omnict_cli.studies.discover import discover_studies  # noqa: E402
-from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for  # noqa: E402
 
 
 def main() -> None:
@@ -60,8 +60,13 @@ def main() -> None:
         scratch = Path(scratch)
         model_dir = write_model_dir(small_config(), scratch / "model")
         folder = make_folder(scratch / "phantoms", args.studies, tuple(args.size))
-        results = {"cpu_count": os.cpu_count(), "studies": args.studies, "size": args.size,
-                   "new_tokens": args.new_tokens, "workers": args.workers}
+        results = {
+            "cpu_count": os.cpu_count(),
+            "studies": args.studies,
+            "size": args.size,
+            "new_tokens": args.new_tokens,
+            "workers": args.workers,
+        }
         results.update(overlap_and_batching(folder, model_dir, args))
         if not args.skip_memory:
             results["memory"] = {n: measure_memory(folder, model_dir, n, args) for n in (10, 100)}
@@ -115,7 +120,7 @@ def time_model(engine, prepared, batch: int, generation) -> float:
     for start in range(0, len(prepared), batch):
         chunk = slice(start, start + batch)
         inputs = [p.model_input for p in prepared[chunk]]
-        engine.generate(question[:len(inputs)], inputs, selections[chunk], generation)
+        engine.generate(question[: len(inputs)], inputs, selections[chunk], generation)
     return time.perf_counter() - started
 
 
@@ -132,8 +137,18 @@ def time_pipeline(engine, setup, studies, batch: int, workers: int, generation) 
 
 def measure_memory(folder: Path, model_dir: Path, count: int, args) -> dict:
     """Peak RSS of a fresh process running ``count`` studies (folder entries repeated under new names)."""
-    command = [sys.executable, __file__, "--memory-run", str(folder), str(model_dir), str(count),
-               "--workers", str(args.workers), "--new-tokens", "4"]
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-run",
+        str(folder),
+        str(model_dir),
+        str(count),
+        "--workers",
+        str(args.workers),
+        "--new-tokens",
+        "4",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -147,32 +162,51 @@ def memory_run(folder: Path, model_dir: Path, count: int, args) -> None:
             (studies_folder / f"s{index:05d}.nii.gz").symlink_to(sources[index % len(sources)].resolve())
         engine = Engine.load(model_dir, device="cpu", dtype="float32")
         setup = PrepareSetup(preprocess=engine.preprocess_config, segmenter=BuiltinSegmenter())
-        settings = RunSettings(batch_size=8, workers=args.workers,
-                               generation=GenerationSettings(max_new_tokens=args.new_tokens))
-        run_to_file(Pipeline(engine, setup, settings), report_jobs(discover_studies(studies_folder)),
-                    Path(scratch) / "findings.jsonl")
+        settings = RunSettings(
+            batch_size=8, workers=args.workers, generation=GenerationSettings(max_new_tokens=args.new_tokens)
+        )
+        run_to_file(
+            Pipeline(engine, setup, settings),
+            report_jobs(discover_studies(studies_folder)),
+            Path(scratch) / "findings.jsonl",
+        )
     main_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     worker_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"studies": count, "main_peak_mib": round(main_kib / 1024, 1),
-                      "largest_worker_peak_mib": round(worker_kib / 1024, 1)}))
+    print(
+        json.dumps(
+            {
+                "studies": count,
+                "main_peak_mib": round(main_kib / 1024, 1),
+                "largest_worker_peak_mib": round(worker_kib / 1024, 1),
+            }
+        )
+    )
 
 
 def print_table(results: dict) -> None:
-    print(f"{results['studies']} phantoms {'x'.join(map(str, results['size']))}, {results['new_tokens']} new tokens, "
-          f"{results['workers']} workers, {results['cpu_count']} CPUs")
+    print(
+        f"{results['studies']} phantoms {'x'.join(map(str, results['size']))}, {results['new_tokens']} new tokens, "
+        f"{results['workers']} workers, {results['cpu_count']} CPUs"
+    )
     print(f"  preparation alone           {results['prepare_alone_s']:7.1f} s")
     for batch in (1, 8):
-        print(f"  batch {batch}: model alone {results[f'model_alone_batch{batch}_s']:7.1f} s, "
-              f"pipeline {results[f'pipeline_batch{batch}_s']:7.1f} s, "
-              f"pipeline / max(halves) = {results[f'overlap_ratio_batch{batch}']:.2f} (target <= 1.25)")
+        print(
+            f"  batch {batch}: model alone {results[f'model_alone_batch{batch}_s']:7.1f} s, "
+            f"pipeline {results[f'pipeline_batch{batch}_s']:7.1f} s, "
+            f"pipeline / max(halves) = {results[f'overlap_ratio_batch{batch}']:.2f} (target <= 1.25)"
+        )
     model_rates, pipeline_rates = results["model_studies_per_s"], results["pipeline_studies_per_s"]
-    print(f"  batch 8 vs 1: model {model_rates[8] / model_rates[1]:.2f}x, pipeline "
-          f"{pipeline_rates[8] / pipeline_rates[1]:.2f}x studies/s")
+    print(
+        f"  batch 8 vs 1: model {model_rates[8] / model_rates[1]:.2f}x, pipeline "
+        f"{pipeline_rates[8] / pipeline_rates[1]:.2f}x studies/s"
+    )
     if "memory" in results:
         low, high = results["memory"][10], results["memory"][100]
-        print(f"  peak memory main process: 10 studies {low['main_peak_mib']} MiB, 100 studies "
-              f"{high['main_peak_mib']} MiB ({high['main_peak_mib'] / low['main_peak_mib']:.2f}x); largest worker "
-              f"{low['largest_worker_peak_mib']} -> {high['largest_worker_peak_mib']} MiB")
+        print(
+            f"  peak memory main process: 10 studies {low['main_peak_mib']} MiB, 100 studies "
+            f"{high['main_peak_mib']} MiB ({high['main_peak_mib'] / low['main_peak_mib']:.2f}x); largest worker "
+            f"{low['largest_worker_peak_mib']} -> {high['largest_worker_peak_mib']} MiB"
+        )
 
 
 if __name__ == "__main__":

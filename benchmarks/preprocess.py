@@ -95,8 +95,16 @@ TARGET_MEMORY = 3.0
 
 # --------------------------------------------------------------------------- the test volume
 
-def make_phantom(nx: int = 512, ny: int = 512, nz: int = 300, pixel_mm: float = PIXEL_MM,
-                 slice_mm: float = SLICE_MM, noise_hu: float = 15.0, seed: int = 0) -> np.ndarray:
+
+def make_phantom(
+    nx: int = 512,
+    ny: int = 512,
+    nz: int = 300,
+    pixel_mm: float = PIXEL_MM,
+    slice_mm: float = SLICE_MM,
+    noise_hu: float = 15.0,
+    seed: int = 0,
+) -> np.ndarray:
     """A chest-like CT in int16 HU, indexed ``[z, y, x]`` (z inferior->superior,
     y posterior->anterior, x right->left), vectorised over the whole volume."""
     rng = np.random.default_rng(seed)
@@ -111,12 +119,14 @@ def make_phantom(nx: int = 512, ny: int = 512, nz: int = 300, pixel_mm: float = 
     body_r = np.sqrt((x / semi_x) ** 2 + (y / semi_y) ** 2)
     vol = np.full((nz, ny, nx), -1000.0, dtype=np.float32)
     vol[np.broadcast_to(body_r < 1.0, vol.shape)] = -100.0  # subcutaneous fat
-    vol[np.broadcast_to(body_r < 0.93, vol.shape)] = 45.0   # muscle
-    vol[np.broadcast_to(body_r < 0.85, vol.shape)] = 35.0   # mediastinum / abdominal organs
+    vol[np.broadcast_to(body_r < 0.93, vol.shape)] = 45.0  # muscle
+    vol[np.broadcast_to(body_r < 0.85, vol.shape)] = 35.0  # mediastinum / abdominal organs
 
     # two lungs in the upper part, with a branching-looking vessel texture
     lung_extent = np.clip((height - 0.35) / 0.6, 0.0, 1.0)
-    lung_scale = np.where((height > 0.35) & (height < 0.95), np.sqrt(np.clip(np.sin(np.pi * lung_extent), 0.0, None)), 0.0)
+    lung_scale = np.where(
+        (height > 0.35) & (height < 0.95), np.sqrt(np.clip(np.sin(np.pi * lung_extent), 0.0, None)), 0.0
+    )
     lung_scale = lung_scale.astype(np.float32) + 1e-3
     lungs = np.zeros(vol.shape, dtype=bool)
     for side in (-1.0, 1.0):
@@ -139,7 +149,7 @@ def make_phantom(nx: int = 512, ny: int = 512, nz: int = 300, pixel_mm: float = 
     vol[np.broadcast_to(spine_r < 0.75, vol.shape)] = 250.0
 
     vol += rng.standard_normal(vol.shape, dtype=np.float32) * np.float32(noise_hu)
-    outside_fov = (x ** 2 + y ** 2) > ((min(nx, ny) / 2) * pixel_mm) ** 2  # reconstruction circle
+    outside_fov = (x**2 + y**2) > ((min(nx, ny) / 2) * pixel_mm) ** 2  # reconstruction circle
     vol[np.broadcast_to(outside_fov, vol.shape)] = -1024.0
     np.rint(vol, out=vol)
     return vol.astype(np.int16)
@@ -191,6 +201,7 @@ def ensure_volumes(regenerate: bool = False) -> None:
 
 # --------------------------------------------------------------------------- the methods
 
+
 def have_monai() -> bool:
     try:
         import monai  # noqa: F401
@@ -208,8 +219,8 @@ def _quiet():
 
 def omnict_method():
     """The pipeline's entry point: decode and resample overlapped (omnict_cli.studies.prepare)."""
-    from omnict_cli.studies.prepare import load_and_preprocess
     from omnict_cli.studies.discover import discover_studies
+    from omnict_cli.studies.prepare import load_and_preprocess
 
     def run(path):
         (study,) = discover_studies(path)
@@ -231,16 +242,17 @@ def omnict_plain_method():
 
 def monai_method():
     _quiet()
-    from monai.transforms import (Compose, EnsureChannelFirst, LoadImage, Orientation, Resize,
-                                  ScaleIntensityRange)
+    from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Orientation, Resize, ScaleIntensityRange
 
-    pipeline = Compose([
-        LoadImage(image_only=True),
-        EnsureChannelFirst(),
-        Orientation(axcodes="RAS"),
-        ScaleIntensityRange(a_min=HU_WINDOW[0], a_max=HU_WINDOW[1], b_min=-1.0, b_max=1.0, clip=True),
-        Resize(spatial_size=(OUT_ZYX[2], OUT_ZYX[1], OUT_ZYX[0]), mode="trilinear"),
-    ])
+    pipeline = Compose(
+        [
+            LoadImage(image_only=True),
+            EnsureChannelFirst(),
+            Orientation(axcodes="RAS"),
+            ScaleIntensityRange(a_min=HU_WINDOW[0], a_max=HU_WINDOW[1], b_min=-1.0, b_max=1.0, clip=True),
+            Resize(spatial_size=(OUT_ZYX[2], OUT_ZYX[1], OUT_ZYX[0]), mode="trilinear"),
+        ]
+    )
 
     def run(path):
         return pipeline(str(path))
@@ -271,12 +283,25 @@ def sitk_method(cast_first: bool = False):
         else:  # the window fits int16, so clamp in the file's type and let Resample write float32
             clamped = sitk.Clamp(image, image.GetPixelID(), int(low), int(high))
         size, origin, spacing = _sitk_grid(image)
-        resampled = sitk.Resample(clamped, size, sitk.Transform(), sitk.sitkLinear, origin, spacing,
-                                  image.GetDirection(), low, sitk.sitkFloat32)
+        resampled = sitk.Resample(
+            clamped,
+            size,
+            sitk.Transform(),
+            sitk.sitkLinear,
+            origin,
+            spacing,
+            image.GetDirection(),
+            low,
+            sitk.sitkFloat32,
+        )
         array = sitk.GetArrayFromImage(resampled)  # [k, j, i]
         array *= np.float32(2.0 / (high - low))
-        return {"array": array, "direction": resampled.GetDirection(), "spacing": resampled.GetSpacing(),
-                "origin": resampled.GetOrigin()}
+        return {
+            "array": array,
+            "direction": resampled.GetDirection(),
+            "spacing": resampled.GetSpacing(),
+            "origin": resampled.GetOrigin(),
+        }
 
     return run
 
@@ -303,7 +328,7 @@ def isal_stream_decode(path, piece: int = 8 * 2**20):
             buffer = _STREAM_BUFFER["buffer"] = np.zeros(size + piece, dtype=np.uint8)
         view, done = memoryview(buffer), 0
         while True:
-            got = stream.readinto(view[done: done + piece])
+            got = stream.readinto(view[done : done + piece])
             if not got:
                 break
             done += got
@@ -357,6 +382,7 @@ LABELS = {
 
 # --------------------------------------------------------------------------- memory (child process)
 
+
 def _status_kib(field: str) -> int | None:
     try:
         with open("/proc/self/status") as status:
@@ -398,14 +424,28 @@ def child_main(method_name: str, path: str) -> None:
         # through fork/exec): it only shows this run's peak if that exceeds everything before it.
         increase_kib = maxrss - (rss_base or maxrss_base)
         how = "ru_maxrss" if maxrss > maxrss_base else "ru_maxrss, UNRELIABLE (never exceeded the start-up max)"
-    print(json.dumps({"method": method_name, "increase_bytes": increase_kib * 1024, "how": how,
-                      "rss_base_kib": rss_base, "maxrss_base_kib": maxrss_base,
-                      "hwm_kib": hwm, "maxrss_kib": maxrss}))
+    print(
+        json.dumps(
+            {
+                "method": method_name,
+                "increase_bytes": increase_kib * 1024,
+                "how": how,
+                "rss_base_kib": rss_base,
+                "maxrss_base_kib": maxrss_base,
+                "hwm_kib": hwm,
+                "maxrss_kib": maxrss,
+            }
+        )
+    )
 
 
 def measure_memory(method_name: str) -> dict | None:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", method_name, str(VOLUME_FILE)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", method_name, str(VOLUME_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         print(f"  memory child for {method_name} failed (rc {proc.returncode}): {proc.stderr.strip()[-500:]}")
@@ -414,6 +454,7 @@ def measure_memory(method_name: str) -> dict | None:
 
 
 # --------------------------------------------------------------------------- correctness
+
 
 def to_canonical(array_ijk: np.ndarray, affine_ras: np.ndarray) -> np.ndarray:
     """Reorient an array indexed like ``affine_ras`` to omnict's [z, y, x] = (S, P, L)."""
@@ -438,6 +479,7 @@ def monai_canonical(result) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- timing
+
 
 def time_methods(names: list[str], repeats: int) -> tuple[dict, dict]:
     runs = {name: make_method(name) for name in names}
@@ -478,17 +520,24 @@ def omnict_breakdown(repeats: int) -> list[tuple[str, float]]:
     t_read, raw = best_of(lambda: read_nifti(VOLUME_FILE, LoadOptions()), repeats)
     t_canon, _ = best_of(lambda: canonicalize(raw.array, raw.affine, CANONICAL_AXCODES), repeats)
     t_raw, volume = best_of(lambda: volume_from_raw(raw, VOLUME_FILE), repeats)
-    t_slice_axis, stacked = best_of(lambda: resample_linear(volume.voxels, (OUT_ZYX[0],) + volume.shape[1:],
-                                                            clip=HU_WINDOW, antialias=True), repeats)
+    t_slice_axis, stacked = best_of(
+        lambda: resample_linear(volume.voxels, (OUT_ZYX[0],) + volume.shape[1:], clip=HU_WINDOW, antialias=True),
+        repeats,
+    )
     import torch
     import torch.nn.functional as F
 
     planes = torch.from_numpy(stacked)[:, None]
-    t_inplane, _ = best_of(lambda: F.interpolate(planes, size=OUT_ZYX[1:], mode="bilinear", antialias=True,
-                                                 align_corners=False), repeats)
+    t_inplane, _ = best_of(
+        lambda: F.interpolate(planes, size=OUT_ZYX[1:], mode="bilinear", antialias=True, align_corners=False), repeats
+    )
     t_resample, _ = best_of(lambda: resample_linear(volume.voxels, OUT_ZYX, clip=HU_WINDOW, antialias=True), repeats)
-    t_intens, grid = best_of(lambda: scale_to_unit_range(
-        resample_linear(volume.voxels, OUT_ZYX, clip=HU_WINDOW, antialias=True), volume, config), repeats)
+    t_intens, grid = best_of(
+        lambda: scale_to_unit_range(
+            resample_linear(volume.voxels, OUT_ZYX, clip=HU_WINDOW, antialias=True), volume, config
+        ),
+        repeats,
+    )
     t_compose, _ = best_of(lambda: compose_units(grid, config.slices_per_unit), repeats)
     t_plain, _ = best_of(lambda: resample_linear(volume.voxels, OUT_ZYX, clip=HU_WINDOW, antialias=False), repeats)
     return [
@@ -506,6 +555,7 @@ def omnict_breakdown(repeats: int) -> list[tuple[str, float]]:
 
 # --------------------------------------------------------------------------- report
 
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -521,22 +571,30 @@ def main() -> None:
         child_main(*args.child)
         return
 
-    import torch
     import SimpleITK as sitk
+    import torch
 
     import omnict_cli
     from omnict_cli.studies.load import load_path
 
     wall = time.perf_counter()
     print("== omnict preprocessing benchmark ==")
-    print(f"platform: {platform.platform()} | {platform.machine()} | {platform.processor() or '?'} | "
-          f"Python {platform.python_version()}")
+    print(
+        f"platform: {platform.platform()} | {platform.machine()} | {platform.processor() or '?'} | "
+        f"Python {platform.python_version()}"
+    )
     mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    print(f"cpus: os.cpu_count()={os.cpu_count()}, torch.get_num_threads()={torch.get_num_threads()}, "
-          f"SimpleITK threads={sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}, RAM {mem_total:.1f} GiB")
+    print(
+        f"cpus: os.cpu_count()={os.cpu_count()}, torch.get_num_threads()={torch.get_num_threads()}, "
+        f"SimpleITK threads={sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}, RAM {mem_total:.1f} GiB"
+    )
     monai_ok = have_monai()
-    versions = [f"omnict {omnict_cli.__version__}", f"torch {torch.__version__}",
-                f"SimpleITK {sitk.__version__}", f"numpy {np.__version__}"]
+    versions = [
+        f"omnict {omnict_cli.__version__}",
+        f"torch {torch.__version__}",
+        f"SimpleITK {sitk.__version__}",
+        f"numpy {np.__version__}",
+    ]
     import isal
     import nibabel
 
@@ -548,31 +606,43 @@ def main() -> None:
     print("versions: " + ", ".join(versions))
     ensure_volumes(args.regenerate)
     compressed = VOLUME_FILE.stat().st_size
-    print(f"input: {VOLUME_FILE.relative_to(HERE.parent)}  {SHAPE_XYZ[0]}x{SHAPE_XYZ[1]}x{SHAPE_XYZ[2]} int16, "
-          f"{PIXEL_MM} mm pixels, {SLICE_MM} mm slices, LAS")
-    print(f"  raw {VOLUME_BYTES / 2**20:.1f} MiB, .nii.gz {compressed / 2**20:.1f} MiB "
-          f"-> compressed to {100 * compressed / VOLUME_BYTES:.1f}% of raw (real CT: ~35-55%)")
+    print(
+        f"input: {VOLUME_FILE.relative_to(HERE.parent)}  {SHAPE_XYZ[0]}x{SHAPE_XYZ[1]}x{SHAPE_XYZ[2]} int16, "
+        f"{PIXEL_MM} mm pixels, {SLICE_MM} mm slices, LAS"
+    )
+    print(
+        f"  raw {VOLUME_BYTES / 2**20:.1f} MiB, .nii.gz {compressed / 2**20:.1f} MiB "
+        f"-> compressed to {100 * compressed / VOLUME_BYTES:.1f}% of raw (real CT: ~35-55%)"
+    )
     volume = load_path(VOLUME_FILE)
-    print(f"  omnict sees shape {volume.shape} (z, y, x), spacing {tuple(round(s, 3) for s in volume.spacing)}, "
-          f"source axcodes {volume.source_axcodes}, warnings {volume.warnings or 'none'}")
+    print(
+        f"  omnict sees shape {volume.shape} (z, y, x), spacing {tuple(round(s, 3) for s in volume.spacing)}, "
+        f"source axcodes {volume.source_axcodes}, warnings {volume.warnings or 'none'}"
+    )
     del volume
 
-    names = ["isal_stream", "isal", "gzip", "omnict", "omnict_plain", "sitk", "sitk_float"] + (["monai"] if monai_ok else [])
+    names = ["isal_stream", "isal", "gzip", "omnict", "omnict_plain", "sitk", "sitk_float"] + (
+        ["monai"] if monai_ok else []
+    )
     if not monai_ok:
-        print("MONAI is not installed: the MONAI baseline is SKIPPED (pip install -e \".[bench]\")")
+        print('MONAI is not installed: the MONAI baseline is SKIPPED (pip install -e ".[bench]")')
     print(f"\n-- time: best of {args.repeats} after 1 warm-up, methods taking turns --", flush=True)
     times, outputs = time_methods(names, args.repeats)
     best = {name: min(values) for name, values in times.items()}
     for name in names:
         values = times[name]
-        print(f"  {LABELS[name]:<42} best {best[name]:7.3f} s   median {statistics.median(values):7.3f} s   "
-              f"(runs: {', '.join(f'{v:.3f}' for v in values)})")
+        print(
+            f"  {LABELS[name]:<42} best {best[name]:7.3f} s   median {statistics.median(values):7.3f} s   "
+            f"(runs: {', '.join(f'{v:.3f}' for v in values)})"
+        )
 
     print(f"\n-- where omnict's time goes (best of {args.repeats} each) --", flush=True)
     for label, seconds in omnict_breakdown(args.repeats):
         print(f"  {label:<56} {seconds * 1000:7.0f} ms")
-    print(f"  {'gzip floor: isal one-shot / streamed (above)':<56} {best['isal'] * 1000:7.0f} ms / "
-          f"{best['isal_stream'] * 1000:.0f} ms")
+    print(
+        f"  {'gzip floor: isal one-shot / streamed (above)':<56} {best['isal'] * 1000:7.0f} ms / "
+        f"{best['isal_stream'] * 1000:.0f} ms"
+    )
 
     print("\n-- agreement (canonical [z, y, x], values in [-1, 1]; 30 slices in units) --")
     from omnict_cli.studies.load import load_path as _load
@@ -597,35 +667,45 @@ def main() -> None:
     for label, a, b in agreement:
         diff = np.abs(a.astype(np.float64) - b)
         mad[label] = float(diff.mean())
-        print(f"  {label:<40} mean |diff| {diff.mean():.5f} ({diff.mean() * 1000:.1f} HU)   "
-              f"max {diff.max():.3f}")
-    print("  (omnict anti-aliases the 300->32 slice axis and 512->384 in-plane; the others do not,"
-          " so only the antialias=False rows should be ~0)")
+        print(f"  {label:<40} mean |diff| {diff.mean():.5f} ({diff.mean() * 1000:.1f} HU)   max {diff.max():.3f}")
+    print(
+        "  (omnict anti-aliases the 300->32 slice axis and 512->384 in-plane; the others do not,"
+        " so only the antialias=False rows should be ~0)"
+    )
     del outputs, ours, plain
 
     memory = {}
     if not args.no_memory:
         print("\n-- peak memory: fresh child process per method, increase over RSS after imports --", flush=True)
         for name in ["omnict", "omnict_plain", "omnict_load"] + [
-                n for n in names if n not in ("isal", "isal_stream", "gzip", "omnict", "omnict_plain")]:
+            n for n in names if n not in ("isal", "isal_stream", "gzip", "omnict", "omnict_plain")
+        ]:
             result = measure_memory(name)
             if result is None:
                 continue
             memory[name] = result
             multiple = result["increase_bytes"] / VOLUME_BYTES
-            print(f"  {LABELS[name]:<42} +{result['increase_bytes'] / 2**20:6.0f} MiB = {multiple:4.2f}x the int16 "
-                  f"volume  [{result['how']}; RSS after imports+warm-up {result['rss_base_kib'] / 1024:.0f} MiB]",
-                  flush=True)
+            print(
+                f"  {LABELS[name]:<42} +{result['increase_bytes'] / 2**20:6.0f} MiB = {multiple:4.2f}x the int16 "
+                f"volume  [{result['how']}; RSS after imports+warm-up {result['rss_base_kib'] / 1024:.0f} MiB]",
+                flush=True,
+            )
 
     # ---------------------------------------------------------------- summary
     print("\n================ SUMMARY ================")
-    print(f"input 512x512x300 int16 .nii.gz ({100 * compressed / VOLUME_BYTES:.0f}% of raw), "
-          f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
+    print(
+        f"input 512x512x300 int16 .nii.gz ({100 * compressed / VOLUME_BYTES:.0f}% of raw), "
+        f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+    )
     floor = min(best["isal"], best["isal_stream"])
-    print(f"gzip floor: isal {best['isal_stream']:.3f} s streamed / {best['isal']:.3f} s one-shot, "
-          f"Python gzip {best['gzip']:.3f} s")
-    print(f"omnict       {best['omnict']:.3f} s  ({best['omnict'] / floor:.2f}x the isal decode floor); "
-          f"load then preprocess {best['omnict_plain']:.3f} s")
+    print(
+        f"gzip floor: isal {best['isal_stream']:.3f} s streamed / {best['isal']:.3f} s one-shot, "
+        f"Python gzip {best['gzip']:.3f} s"
+    )
+    print(
+        f"omnict       {best['omnict']:.3f} s  ({best['omnict'] / floor:.2f}x the isal decode floor); "
+        f"load then preprocess {best['omnict_plain']:.3f} s"
+    )
     print(f"SimpleITK    {best['sitk']:.3f} s  (float32-cast variant {best['sitk_float']:.3f} s)")
     if monai_ok:
         print(f"MONAI        {best['monai']:.3f} s")
@@ -633,26 +713,46 @@ def main() -> None:
     if monai_ok:
         speedup = best["monai"] / best["omnict"]
         median_speedup = statistics.median(times["monai"]) / statistics.median(times["omnict"])
-        rows.append((f"speed vs MONAI: {speedup:.2f}x faster (medians {median_speedup:.2f}x)",
-                     f">= {TARGET_MONAI_SPEEDUP:g}x",
-                     verdict(speedup >= TARGET_MONAI_SPEEDUP)))
+        rows.append(
+            (
+                f"speed vs MONAI: {speedup:.2f}x faster (medians {median_speedup:.2f}x)",
+                f">= {TARGET_MONAI_SPEEDUP:g}x",
+                verdict(speedup >= TARGET_MONAI_SPEEDUP),
+            )
+        )
     else:
         rows.append(("speed vs MONAI: not measured (monai missing)", f">= {TARGET_MONAI_SPEEDUP:g}x", "SKIP"))
     ratio = best["omnict"] / best["sitk"]
     median_ratio = statistics.median(times["omnict"]) / statistics.median(times["sitk"])
-    rows.append((f"time / SimpleITK (int16 clamp): {ratio:.2f}x (medians {median_ratio:.2f}x)",
-                 f"<= {TARGET_SITK_RATIO:g}x", verdict(ratio <= TARGET_SITK_RATIO)))
+    rows.append(
+        (
+            f"time / SimpleITK (int16 clamp): {ratio:.2f}x (medians {median_ratio:.2f}x)",
+            f"<= {TARGET_SITK_RATIO:g}x",
+            verdict(ratio <= TARGET_SITK_RATIO),
+        )
+    )
     ratio_float = best["omnict"] / best["sitk_float"]
-    rows.append((f"time / SimpleITK (float32 cast, reference): {ratio_float:.2f}x", f"<= {TARGET_SITK_RATIO:g}x",
-                 verdict(ratio_float <= TARGET_SITK_RATIO) + " (info)"))
+    rows.append(
+        (
+            f"time / SimpleITK (float32 cast, reference): {ratio_float:.2f}x",
+            f"<= {TARGET_SITK_RATIO:g}x",
+            verdict(ratio_float <= TARGET_SITK_RATIO) + " (info)",
+        )
+    )
     plain_ratio = best["omnict_plain"] / best["sitk"]
     plain_median = statistics.median(times["omnict_plain"]) / statistics.median(times["sitk"])
-    rows.append((f"  (load, then preprocess, not overlapped: {plain_ratio:.2f}x, medians {plain_median:.2f}x)",
-                 "", "info"))
+    rows.append(
+        (f"  (load, then preprocess, not overlapped: {plain_ratio:.2f}x, medians {plain_median:.2f}x)", "", "info")
+    )
     if "omnict" in memory:
         multiple = memory["omnict"]["increase_bytes"] / VOLUME_BYTES
-        rows.append((f"omnict peak memory: {multiple:.2f}x the int16 volume", f"<= {TARGET_MEMORY:g}x",
-                     verdict(multiple <= TARGET_MEMORY)))
+        rows.append(
+            (
+                f"omnict peak memory: {multiple:.2f}x the int16 volume",
+                f"<= {TARGET_MEMORY:g}x",
+                verdict(multiple <= TARGET_MEMORY),
+            )
+        )
         for name in ("omnict_plain", "omnict_load", "sitk", "sitk_float", "monai"):
             if name in memory:
                 m = memory[name]["increase_bytes"] / VOLUME_BYTES

@@ -26,13 +26,13 @@ from pathlib import Path
 from omnict_cli.labels.ctrate_io import read_reports
 from omnict_cli.phantom.generate import PhantomConfig
 from omnict_cli.phantom.writer import write_phantom_set
-from omnict_cli.run.records import RecordWriter
 from omnict_cli.review import ReviewOptions, build_review
 from omnict_cli.review.study_images import ImageSettings, study_images
+from omnict_cli.run.records import RecordWriter
+from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
 from omnict_cli.segmentation.builtin import BuiltinSegmenter
 from omnict_cli.segmentation.cache import MaskCache
 from omnict_cli.studies.discover import discover_studies
-from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
 
 DISTINCT_SCANS = 20
 CONFIG = PhantomConfig(size=(64, 256, 256), spacing=(5.0, 1.4, 1.4))
@@ -51,12 +51,24 @@ def write_run(work: Path, n_records: int) -> Path:
             study = prepared[index % len(prepared)]
             report = reports[study.study_id.split("/")[-1]]
             selection = organ_selection_for(study, "report")
-            writer.write({"study_id": f"copy{index:04d}/{study.study_id}", "input": study.input,
-                          "kind": study.kind, "shape": list(study.shape), "spacing": list(study.spacing),
-                          "organs": list(selection.groups), "organ_reason": selection.reason,
-                          "segmenter": study.segmenter, "findings": report.findings,
-                          "impression": report.impression, "model": {"name": "benchmark", "revision": "0"},
-                          "timing_s": study.timing_s, "warnings": [], "status": "ok"})
+            writer.write(
+                {
+                    "study_id": f"copy{index:04d}/{study.study_id}",
+                    "input": study.input,
+                    "kind": study.kind,
+                    "shape": list(study.shape),
+                    "spacing": list(study.spacing),
+                    "organs": list(selection.groups),
+                    "organ_reason": selection.reason,
+                    "segmenter": study.segmenter,
+                    "findings": report.findings,
+                    "impression": report.impression,
+                    "model": {"name": "benchmark", "revision": "0"},
+                    "timing_s": study.timing_s,
+                    "warnings": [],
+                    "status": "ok",
+                }
+            )
     return findings
 
 
@@ -70,13 +82,17 @@ def time_pages(work: Path, findings: Path, n_records: int) -> None:
         page = (work / f"review-{workers}.html").read_text(encoding="utf-8")
         assert 'class="warnings"' not in page, "every scan and mask must be found"
     page_bytes = result.pages[-1].size_bytes
-    print(f"{n_records} studies ({DISTINCT_SCANS} distinct {CONFIG.size} phantoms), thumbnails "
-          f"{ReviewOptions().max_pixels} px")
+    print(
+        f"{n_records} studies ({DISTINCT_SCANS} distinct {CONFIG.size} phantoms), thumbnails "
+        f"{ReviewOptions().max_pixels} px"
+    )
     for workers, value in seconds.items():
         print(f"  {workers} worker(s): {value:.1f} s, {value / n_records:.3f} s/study")
     print(f"  ratio 1 worker / 2 workers: {seconds[1] / seconds[2]:.2f}")
-    print(f"  page {page_bytes / 1e6:.1f} MB: {page_bytes / n_records / 1e3:.1f} kB/study "
-          f"(PNG {result.image_bytes / n_records / 1e3:.1f} kB/study before base64)")
+    print(
+        f"  page {page_bytes / 1e6:.1f} MB: {page_bytes / n_records / 1e3:.1f} kB/study "
+        f"(PNG {result.image_bytes / n_records / 1e3:.1f} kB/study before base64)"
+    )
     print(f"  projected 1,000-study page: {page_bytes / n_records * 1000 / 1e6:.0f} MB")
 
 
@@ -85,8 +101,9 @@ def real_ct_bytes() -> None:
         print("real CT: ../shared/testdata not present, skipped")
         return
     for name in ("ct_chest_small.nii.gz", "dicom_series"):
-        images = study_images({"study_id": name, "input": name, "organs": [], "status": "ok"},
-                              ImageSettings((TESTDATA,)))
+        images = study_images(
+            {"study_id": name, "input": name, "organs": [], "status": "ok"}, ImageSettings((TESTDATA,))
+        )
         print(f"real CT {name}: six views {sum(len(v.png) for v in images.views) / 1e3:.1f} kB of PNG")
 
 

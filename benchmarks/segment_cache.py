@@ -54,8 +54,10 @@ def time_folder_runs(work_dir: Path) -> None:
     print(f"  segmentation step, 1st run (segment + store): {first_step:7.2f} s")
     print(f"  segmentation step, 2nd run (from cache):      {second_step:7.2f} s")
     print(f"  ratio 1st / 2nd: {first_step / second_step:.1f}x (target >= 20x)")
-    print(f"  whole runs incl. loading the NIfTIs: {first_wall:.2f} s then {second_wall:.2f} s "
-          f"({first_wall / second_wall:.1f}x)")
+    print(
+        f"  whole runs incl. loading the NIfTIs: {first_wall:.2f} s then {second_wall:.2f} s "
+        f"({first_wall / second_wall:.1f}x)"
+    )
     info = cache.info()
     print(f"  cache: {info.entries} entries, {info.size_bytes / 2**20:.1f} MiB")
 
@@ -63,8 +65,14 @@ def time_folder_runs(work_dir: Path) -> None:
 def time_realistic_volume(work_dir: Path) -> None:
     """The built-in segmenter, the key and a cache hit on one 300x512x512 volume."""
     case = generate_case(0, 1, REALISTIC_CONFIG)
-    volume = Volume(voxels=case.hu, affine=canonical_affine(case.spacing), kind="volume", source_format="npy",
-                    source_ornt=axcodes2ornt(("S", "P", "L")), source_shape=case.hu.shape)
+    volume = Volume(
+        voxels=case.hu,
+        affine=canonical_affine(case.spacing),
+        kind="volume",
+        source_format="npy",
+        source_ornt=axcodes2ornt(("S", "P", "L")),
+        source_shape=case.hu.shape,
+    )
     segmenter, cache = BuiltinSegmenter(), MaskCache(work_dir / "realistic_cache")
     timings = {}
     for attempt in (1, 2):  # twice: the first call also pays for imports and a cold cache

@@ -16,21 +16,45 @@ import torch
 from omnict_cli.model import OmniCTConfig, OmniCTForConditionalGeneration
 from omnict_cli.model.processing_omnict import PLACEHOLDER_ID_FIELDS, special_tokens
 
-QWEN25_3B_TEXT = dict(model_type="qwen2", hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
-                      num_attention_heads=16, num_key_value_heads=2, vocab_size=151936,
-                      max_position_embeddings=32768, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                      hidden_act="silu", bos_token_id=151643, eos_token_id=151645)
+QWEN25_3B_TEXT = dict(
+    model_type="qwen2",
+    hidden_size=2048,
+    intermediate_size=11008,
+    num_hidden_layers=36,
+    num_attention_heads=16,
+    num_key_value_heads=2,
+    vocab_size=151936,
+    max_position_embeddings=32768,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+    hidden_act="silu",
+    bos_token_id=151643,
+    eos_token_id=151645,
+)
 """Qwen/Qwen2.5-3B-Instruct's config.json (architecture fields; rope base 1e6 set below)."""
 
 QWEN25_TOKENIZER_SIZE = 151665
 """Tokens in Qwen2.5's tokenizer; the 10 OmniCT prompt tokens get the ids after it (spare rows exist)."""
 
-SMALL_VISION = dict(model_type="siglip_vision_model", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                    num_attention_heads=2, patch_size=14, image_size=378)
-SMALL_TEXT = dict(model_type="qwen2", hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, vocab_size=512)
-SMALL_SIZES = dict(volume_size=(32, 378, 378), slice_size=(378, 378), tpe_depth_dim=16, tpe_row_dim=16,
-                   tpe_col_dim=16)
+SMALL_VISION = dict(
+    model_type="siglip_vision_model",
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    patch_size=14,
+    image_size=378,
+)
+SMALL_TEXT = dict(
+    model_type="qwen2",
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=512,
+)
+SMALL_SIZES = dict(volume_size=(32, 378, 378), slice_size=(378, 378), tpe_depth_dim=16, tpe_row_dim=16, tpe_col_dim=16)
 
 
 def prompt_token_ids(first_id: int) -> dict[str, int]:
@@ -80,8 +104,15 @@ def random_model(config: OmniCTConfig, device: str = "cpu", dtype: torch.dtype =
     return model.to(device=device, dtype=dtype).eval()
 
 
-def synthetic_batch(config: OmniCTConfig, batch_size: int, kind: str = "volume", question_tokens: int = 24,
-                    device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0) -> dict:
+def synthetic_batch(
+    config: OmniCTConfig,
+    batch_size: int,
+    kind: str = "volume",
+    question_tokens: int = 24,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> dict:
     """Model inputs for ``batch_size`` studies of one kind, as the processor would build them.
 
     Every row: 8 chat-template tokens, the image block, a newline, the organ block, the question.
@@ -91,22 +122,35 @@ def synthetic_batch(config: OmniCTConfig, batch_size: int, kind: str = "volume",
     ids = prompt_token_ids(_first_prompt_id(config))
     units = config.units_per_volume if kind == "volume" else 1
     image, organ = ("<|image3d|>", "<|mask3d|>") if kind == "volume" else ("<|image2d|>", "<|mask2d|>")
-    start, end = ("<|image3d_start|>", "<|image3d_end|>") if kind == "volume" else ("<|image2d_start|>",
-                                                                                    "<|image2d_end|>")
+    start, end = (
+        ("<|image3d_start|>", "<|image3d_end|>") if kind == "volume" else ("<|image2d_start|>", "<|image2d_end|>")
+    )
     text_ids = min(_first_prompt_id(config), 150000)
 
     def words(n):
         return torch.randint(0, text_ids, (n,), generator=generator).tolist()
 
-    row = (words(8) + [ids[start]] + [ids[image]] * config.num_image_tokens(kind, units) + [ids[end]] + words(1)
-           + [ids["<|organ_start|>"]] + [ids[organ]] * config.num_organ_tokens(kind, units)
-           + [ids["<|organ_end|>"]] + words(question_tokens))
+    row = (
+        words(8)
+        + [ids[start]]
+        + [ids[image]] * config.num_image_tokens(kind, units)
+        + [ids[end]]
+        + words(1)
+        + [ids["<|organ_start|>"]]
+        + [ids[organ]] * config.num_organ_tokens(kind, units)
+        + [ids["<|organ_end|>"]]
+        + words(question_tokens)
+    )
     input_ids = torch.tensor([row] * batch_size, device=device)
     side = config.vision_config.image_size
     pixels = torch.rand((batch_size * units, 3, side, side), generator=generator) * 2 - 1
-    return dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                pixel_values=pixels.to(device=device, dtype=dtype),
-                num_units=torch.full((batch_size,), units, dtype=torch.long), image_kinds=[kind] * batch_size)
+    return dict(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        pixel_values=pixels.to(device=device, dtype=dtype),
+        num_units=torch.full((batch_size,), units, dtype=torch.long),
+        image_kinds=[kind] * batch_size,
+    )
 
 
 def _first_prompt_id(config: OmniCTConfig) -> int:

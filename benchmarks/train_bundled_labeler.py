@@ -51,19 +51,24 @@ def main() -> None:
     texts, labels = texts_and_labels(training_corpus(arguments.n, seed=CORPUS_SEED))
     started = time.perf_counter()
     model = ReportClassifier(ClassifierConfig()).fit(
-        texts, labels, corpus_name=f"omnict training_corpus(n={arguments.n}, seed={CORPUS_SEED})")
+        texts, labels, corpus_name=f"omnict training_corpus(n={arguments.n}, seed={CORPUS_SEED})"
+    )
     seconds = time.perf_counter() - started
     model.save(arguments.out)
-    print(f"trained on {arguments.n} reports in {seconds:.1f} s; wrote {arguments.out} "
-          f"({arguments.out.stat().st_size / 1e6:.2f} MB)")
+    print(
+        f"trained on {arguments.n} reports in {seconds:.1f} s; wrote {arguments.out} "
+        f"({arguments.out.stat().st_size / 1e6:.2f} MB)"
+    )
 
     check_texts, check_labels = texts_and_labels(training_corpus(CHECK_REPORTS, seed=CHECK_SEED))
     reloaded = ReportClassifier.load(arguments.out)
     probabilities = reloaded.predict_proba(check_texts)
     assert np.array_equal(probabilities, model.predict_proba(check_texts)), "reloaded model differs"
     report = classification_report(check_labels, (probabilities >= 0.5).astype(int), list(CTRATE_ABNORMALITIES))
-    print(f"sanity check on {CHECK_REPORTS} unseen corpus reports (seed {CHECK_SEED}): "
-          f"macro F1 {report.macro_f1:.3f}, micro F1 {report.micro_f1:.3f}")
+    print(
+        f"sanity check on {CHECK_REPORTS} unseen corpus reports (seed {CHECK_SEED}): "
+        f"macro F1 {report.macro_f1:.3f}, micro F1 {report.micro_f1:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,16 +47,19 @@ def build_demo_model(work: Path, phantoms: Path) -> Path:
 def time_preparation(rows_file: Path, model_dir: Path, work: Path) -> dict:
     """Seconds per study to prepare the rows' studies with empty caches, then with filled ones."""
     from omnict_cli.model import OmniCTConfig
+    from omnict_cli.run.study_inputs import PrepareSetup
     from omnict_cli.segmentation.builtin import BuiltinSegmenter
     from omnict_cli.segmentation.cache import MaskCache
-    from omnict_cli.run.study_inputs import PrepareSetup
     from omnict_cli.training.dataset import prepare_examples
     from omnict_cli.training.rows import read_rows
     from omnict_cli.training.tensor_cache import TensorCache, cache_size_bytes
 
     rows = read_rows(rows_file).rows
-    setup = PrepareSetup(preprocess=OmniCTConfig.from_pretrained(model_dir).preprocess_config(),
-                         segmenter=BuiltinSegmenter(), mask_cache=MaskCache(work / "prep-masks"))
+    setup = PrepareSetup(
+        preprocess=OmniCTConfig.from_pretrained(model_dir).preprocess_config(),
+        segmenter=BuiltinSegmenter(),
+        mask_cache=MaskCache(work / "prep-masks"),
+    )
     cache = TensorCache(work / "prep-tensors")
     runs = []
     for _ in range(2):
@@ -67,32 +70,52 @@ def time_preparation(rows_file: Path, model_dir: Path, work: Path) -> dict:
     started = time.perf_counter()
     assert all(cache.get(key).entry is not None for key in keys)
     read = (time.perf_counter() - started) / len(keys)
-    return {"studies": result.studies, "prepare_cold_s_per_study": round(runs[0], 4),
-            "prepare_warm_s_per_study": round(runs[1], 5), "read_verified_s_per_study": round(read, 5),
-            "cold_over_cached_read": round(runs[0] / read, 1),
-            "cache_mib_per_study": round(cache_size_bytes(cache.root) / 2**20 / result.studies, 3)}
+    return {
+        "studies": result.studies,
+        "prepare_cold_s_per_study": round(runs[0], 4),
+        "prepare_warm_s_per_study": round(runs[1], 5),
+        "read_verified_s_per_study": round(read, 5),
+        "cold_over_cached_read": round(runs[0] / read, 1),
+        "cache_mib_per_study": round(cache_size_bytes(cache.root) / 2**20 / result.studies, 3),
+    }
 
 
-def time_training(rows_file: Path, model_dir: Path, work: Path, batch: int, accumulation: int, steps: int,
-                  repeat: int = 0) -> dict:
+def time_training(
+    rows_file: Path, model_dir: Path, work: Path, batch: int, accumulation: int, steps: int, repeat: int = 0
+) -> dict:
     """Stage-2 steps of the demo recipe's settings; throughput over every step but the first."""
     from omnict_cli.training.config import TrainConfig
     from omnict_cli.training.trainer import train
 
     out = work / f"train-{repeat}-b{batch}-a{accumulation}"
-    config = TrainConfig(stage="sft", data=rows_file, model=model_dir, out=out, learning_rate=1e-3,
-                         per_device_batch_size=batch, gradient_accumulation=accumulation, train_vision=True,
-                         max_steps=steps, max_length=1024, save_every_steps=0, tensor_cache_dir=work / "tensors",
-                         mask_cache_dir=work / "masks")
+    config = TrainConfig(
+        stage="sft",
+        data=rows_file,
+        model=model_dir,
+        out=out,
+        learning_rate=1e-3,
+        per_device_batch_size=batch,
+        gradient_accumulation=accumulation,
+        train_vision=True,
+        max_steps=steps,
+        max_length=1024,
+        save_every_steps=0,
+        tensor_cache_dir=work / "tensors",
+        mask_cache_dir=work / "masks",
+    )
     result = train(config, progress=False, notify=lambda line: None)
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()][1:]
     seconds = [r["step_s"] for r in records]
     tokens = [r["tokens_per_s"] * s for r, s in zip(records, seconds)]
-    return {"batch": batch, "accumulation": accumulation, "steps_timed": len(records),
-            "s_per_step": round(statistics.median(seconds), 3),
-            "tokens_per_s": round(sum(tokens) / sum(seconds), 1),
-            "studies_per_s": round(len(records) * batch * accumulation / sum(seconds), 3),
-            "final_loss": round(result.final_loss, 4)}
+    return {
+        "batch": batch,
+        "accumulation": accumulation,
+        "steps_timed": len(records),
+        "s_per_step": round(statistics.median(seconds), 3),
+        "tokens_per_s": round(sum(tokens) / sum(seconds), 1),
+        "studies_per_s": round(len(records) * batch * accumulation / sum(seconds), 3),
+        "final_loss": round(result.final_loss, 4),
+    }
 
 
 def main() -> None:

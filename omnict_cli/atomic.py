@@ -67,19 +67,28 @@ def check_destination(path: str | Path, *, folder: bool = False) -> Path:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputError(f"cannot be written: {existing} is a file, not a folder", path=path,
-                          hint="Choose an output path whose folders are folders")
+        raise OutputError(
+            f"cannot be written: {existing} is a file, not a folder",
+            path=path,
+            hint="Choose an output path whose folders are folders",
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot be written: the folder {existing} is not writable by this user", path=path,
-                          hint="Choose a writable place, or change the folder's permissions")
+        raise OutputError(
+            f"cannot be written: the folder {existing} is not writable by this user",
+            path=path,
+            hint="Choose a writable place, or change the folder's permissions",
+        )
     return path
 
 
 def output_error(path: str | Path, error: OSError) -> OutputError:
     """The one-line error for a write that failed anyway (disk full, removed folder, ...)."""
     reason = error.strerror or str(error)
-    return OutputError(f"cannot be written ({reason})", path=path,
-                       hint="Check the place is writable and has space, then run the command again")
+    return OutputError(
+        f"cannot be written ({reason})",
+        path=path,
+        hint="Check the place is writable and has space, then run the command again",
+    )
 
 
 def apply_umask(folder: str | Path) -> None:

@@ -14,8 +14,15 @@ def stderr_console() -> Console:
 
 def progress(disable: bool = False) -> Progress:
     """A progress bar on stderr, so stdout stays clean for results."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=stderr_console(), disable=disable, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console(),
+        disable=disable,
+        transient=True,
+    )
 
 
 def studies_table(summaries) -> Table:
@@ -35,5 +42,7 @@ def studies_table(summaries) -> Table:
             status = "[yellow]warning[/yellow]: " + escape("; ".join(s.warnings))
         else:
             status = "[green]ok[/green]"
-        table.add_row(escape(s.study_id), s.kind or "-", s.format, shape, spacing, s.orientation or "-", value_range, status)
+        table.add_row(
+            escape(s.study_id), s.kind or "-", s.format, shape, spacing, s.orientation or "-", value_range, status
+        )
     return table

@@ -83,9 +83,9 @@ def set_raw_value(path: str | Path, keyword: str, value: bytes) -> Path:
     at = data.find(element, 132)
     if at < 0 or vr not in SHORT_LENGTH_VRS:
         raise ValueError(f"{keyword} ({vr!r}) is not a short-length element of {path}")
-    old_length = struct.unpack("<H", data[at + 6: at + 8])[0]
+    old_length = struct.unpack("<H", data[at + 6 : at + 8])[0]
     value = value + b" " if len(value) % 2 else value
-    path.write_bytes(data[: at + 6] + struct.pack("<H", len(value)) + value + data[at + 8 + old_length:])
+    path.write_bytes(data[: at + 6] + struct.pack("<H", len(value)) + value + data[at + 8 + old_length :])
     return path
 
 
@@ -98,7 +98,7 @@ def insert_raw_element(path: str | Path, keyword: str, vr: bytes, value: bytes) 
     encoded = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr + struct.pack("<H", len(value)) + value
     at = _offset_after_file_meta(data)
     while at < len(data):
-        group, element = struct.unpack("<HH", data[at: at + 4])
+        group, element = struct.unpack("<HH", data[at : at + 4])
         if (group << 16 | element) > tag:
             break
         at = _next_element(data, at)
@@ -113,14 +113,38 @@ def _offset_after_file_meta(data: bytes) -> int:
 
 
 def _next_element(data: bytes, at: int) -> int:
-    vr = data[at + 4: at + 6]
+    vr = data[at + 4 : at + 6]
     if vr in SHORT_LENGTH_VRS:
-        return at + 8 + struct.unpack("<H", data[at + 6: at + 8])[0]
-    return at + 12 + struct.unpack("<I", data[at + 8: at + 12])[0]
+        return at + 8 + struct.unpack("<H", data[at + 6 : at + 8])[0]
+    return at + 12 + struct.unpack("<I", data[at + 8 : at + 12])[0]
 
 
-SHORT_LENGTH_VRS = {vr.encode() for vr in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT",
-                                            "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US")}
+SHORT_LENGTH_VRS = {
+    vr.encode()
+    for vr in (
+        "AE",
+        "AS",
+        "AT",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "FL",
+        "FD",
+        "IS",
+        "LO",
+        "LT",
+        "PN",
+        "SH",
+        "SL",
+        "SS",
+        "ST",
+        "TM",
+        "UI",
+        "UL",
+        "US",
+    )
+}
 """Explicit VR elements whose length is 2 bytes; the others (OB, OW, SQ, UN, UT, ...) use 4."""
 
 
@@ -307,14 +331,17 @@ def build_bad_corpus(root: str | Path) -> dict[str, Path]:
 
     cases["two_series"] = root / "dicom_two_series"
     write_dicom_series(cases["two_series"], dicom_case_volume("two_series_1"), series_number=1, prefix="a")
-    write_dicom_series(cases["two_series"], dicom_case_volume("two_series_2"), series_number=2, prefix="b",
-                       origin=(0.0, 0.0, 100.0))
+    write_dicom_series(
+        cases["two_series"], dicom_case_volume("two_series_2"), series_number=2, prefix="b", origin=(0.0, 0.0, 100.0)
+    )
 
     cases["blank_uid_series"] = root / "dicom_blank_uid"
-    write_dicom_series(cases["blank_uid_series"], dicom_case_volume("blank_uid_3"), series_uid="", series_number=3,
-                       prefix="a")
-    write_dicom_series(cases["blank_uid_series"], dicom_case_volume("blank_uid_4"), series_uid="", series_number=4,
-                       prefix="b")
+    write_dicom_series(
+        cases["blank_uid_series"], dicom_case_volume("blank_uid_3"), series_uid="", series_number=3, prefix="a"
+    )
+    write_dicom_series(
+        cases["blank_uid_series"], dicom_case_volume("blank_uid_4"), series_uid="", series_number=4, prefix="b"
+    )
 
     cases["no_pixels"] = root / "dicom_no_pixels"
     write_dicom_without_pixels(cases["no_pixels"] / "structures.dcm")
@@ -324,15 +351,19 @@ def build_bad_corpus(root: str | Path) -> dict[str, Path]:
 
     shear = np.tan(np.radians(GANTRY_TILT_DEGREES))
     cases["gantry_tilt"] = root / "dicom_gantry_tilt"
-    write_dicom_series(cases["gantry_tilt"], dicom_case_volume("gantry_tilt"),
-                       positions=[(0.0, k * step * shear, k * step) for k in range(10)])
+    write_dicom_series(
+        cases["gantry_tilt"],
+        dicom_case_volume("gantry_tilt"),
+        positions=[(0.0, k * step * shear, k * step) for k in range(10)],
+    )
 
     cases["uneven"] = root / "dicom_uneven"
     write_dicom_series(cases["uneven"], dicom_case_volume("uneven"), positions=[(0.0, 0.0, z) for z in UNEVEN_Z])
 
     cases["duplicates"] = root / "dicom_duplicates"
-    write_dicom_series(cases["duplicates"], dicom_case_volume("duplicates"),
-                       positions=[(0.0, 0.0, z) for z in DUPLICATE_Z])
+    write_dicom_series(
+        cases["duplicates"], dicom_case_volume("duplicates"), positions=[(0.0, 0.0, z) for z in DUPLICATE_Z]
+    )
 
     # Folders ------------------------------------------------------------
     cases["symlink_loop"] = root / "loop"

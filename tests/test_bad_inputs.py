@@ -38,17 +38,37 @@ from badinputs import (
 from click.testing import CliRunner
 
 from omnict_cli.cli import main
-from omnict_cli.studies.load import load_study
-from omnict_cli.studies.inspection import summarize_study
-from omnict_cli.studies.readers.base import DEFAULT_MAX_VOXELS, LoadOptions
 from omnict_cli.studies.discover import discover_studies
+from omnict_cli.studies.inspection import summarize_study
+from omnict_cli.studies.load import load_study
+from omnict_cli.studies.readers.base import DEFAULT_MAX_VOXELS, LoadOptions
 
 EXPECTED_IDS = {
-    "dicom_blank_uid#series3", "dicom_blank_uid#series4", "dicom_duplicates", "dicom_gantry_tilt",
-    "dicom_missing_slice", "dicom_mr", "dicom_no_pixels/structures", "dicom_two_series#series1",
-    "dicom_two_series#series2", "dicom_uneven", "dicom_valid", "dicom_zero_byte/empty", "four_d", "loop/inside",
-    "loop/parent", "nan_inf", "one_slice", "random_bytes", "scaled_0_1", "too_large", "truncated",
-    "truncated_header", "unreadable", "valid_control", "zero_byte",
+    "dicom_blank_uid#series3",
+    "dicom_blank_uid#series4",
+    "dicom_duplicates",
+    "dicom_gantry_tilt",
+    "dicom_missing_slice",
+    "dicom_mr",
+    "dicom_no_pixels/structures",
+    "dicom_two_series#series1",
+    "dicom_two_series#series2",
+    "dicom_uneven",
+    "dicom_valid",
+    "dicom_zero_byte/empty",
+    "four_d",
+    "loop/inside",
+    "loop/parent",
+    "nan_inf",
+    "one_slice",
+    "random_bytes",
+    "scaled_0_1",
+    "too_large",
+    "truncated",
+    "truncated_header",
+    "unreadable",
+    "valid_control",
+    "zero_byte",
 }
 """One entry per study: each case once, two per mixed-series folder, the loop reported once."""
 
@@ -117,17 +137,24 @@ def test_valid_dicom_control_loads_exactly(summaries, studies):
 # --------------------------------------------------------------------------- errors: one line, file + what + what to do
 
 
-@pytest.mark.parametrize("case, study_id, what, todo", [
-    ("zero_byte", "zero_byte", "empty file (0 bytes)", "Re-export it or remove it"),
-    ("zero_byte_dicom", "dicom_zero_byte/empty", "empty file (0 bytes)", "Re-export it or remove it"),
-    ("truncated", "truncated", "cannot read NIfTI data", "truncated; re-export or re-download"),
-    ("truncated_header", "truncated_header", "file ends inside its NIfTI header (200 of 348 bytes)",
-     "the file is truncated"),
-    ("random_bytes", "random_bytes", "not a NIfTI file", "Check the file is really NIfTI"),
-    ("no_pixels", "dicom_no_pixels/structures", "no pixel data (RT Structure Set Storage)", "It is not an image"),
-    ("mr", "dicom_mr", "modality is MR, not CT", "pass --allow-non-ct"),
-    ("too_large", "too_large", "over the limit", "Pass --max-voxels"),
-])
+@pytest.mark.parametrize(
+    "case, study_id, what, todo",
+    [
+        ("zero_byte", "zero_byte", "empty file (0 bytes)", "Re-export it or remove it"),
+        ("zero_byte_dicom", "dicom_zero_byte/empty", "empty file (0 bytes)", "Re-export it or remove it"),
+        ("truncated", "truncated", "cannot read NIfTI data", "truncated; re-export or re-download"),
+        (
+            "truncated_header",
+            "truncated_header",
+            "file ends inside its NIfTI header (200 of 348 bytes)",
+            "the file is truncated",
+        ),
+        ("random_bytes", "random_bytes", "not a NIfTI file", "Check the file is really NIfTI"),
+        ("no_pixels", "dicom_no_pixels/structures", "no pixel data (RT Structure Set Storage)", "It is not an image"),
+        ("mr", "dicom_mr", "modality is MR, not CT", "pass --allow-non-ct"),
+        ("too_large", "too_large", "over the limit", "Pass --max-voxels"),
+    ],
+)
 def test_unreadable_study_gives_one_clear_line(corpus, summaries, case, study_id, what, todo):
     error = _error(summaries, study_id)
     path = corpus[case]
@@ -246,12 +273,15 @@ def test_duplicate_slice_positions_are_dropped(summaries, studies):
     np.testing.assert_array_equal(volume.voxels, dicom_case_volume("duplicates")[keep])
 
 
-@pytest.mark.parametrize("study_id, case", [
-    ("dicom_two_series#series1", "two_series_1"),
-    ("dicom_two_series#series2", "two_series_2"),
-    ("dicom_blank_uid#series3", "blank_uid_3"),  # blank SeriesInstanceUID: split by SeriesNumber
-    ("dicom_blank_uid#series4", "blank_uid_4"),
-])
+@pytest.mark.parametrize(
+    "study_id, case",
+    [
+        ("dicom_two_series#series1", "two_series_1"),
+        ("dicom_two_series#series2", "two_series_2"),
+        ("dicom_blank_uid#series3", "blank_uid_3"),  # blank SeriesInstanceUID: split by SeriesNumber
+        ("dicom_blank_uid#series4", "blank_uid_4"),
+    ],
+)
 def test_series_mixed_in_one_folder_are_separate_studies(studies, summaries, study_id, case):
     expected = dicom_case_volume(case)
     assert len(studies[study_id].paths) == len(expected)
@@ -264,8 +294,9 @@ def test_mr_series_loads_when_non_ct_is_allowed(studies):
     summary = summarize_study(studies["dicom_mr"], LoadOptions(allow_non_ct=True))
     assert summary.status == "warning" and summary.kind == "volume"
     # One warning, about the modality; not a misleading "rescale intercept missing".
-    assert summary.warnings == ["modality is MR, loaded because non-CT was allowed: values are MR intensities, "
-                                "not CT HU"]
+    assert summary.warnings == [
+        "modality is MR, loaded because non-CT was allowed: values are MR intensities, not CT HU"
+    ]
     volume = load_study(studies["dicom_mr"], LoadOptions(allow_non_ct=True))
     np.testing.assert_array_equal(volume.voxels, dicom_case_volume("mr"))
 
@@ -339,8 +370,10 @@ def test_permission_denied_nifti_says_so(corpus, studies, monkeypatch):
     monkeypatch.setattr(nifti_reader, "_open", denied)
     summary = summarize_study(studies["valid_control"])
     assert summary.status == "error"
-    assert summary.error == (f"{corpus['valid_nifti']}: permission denied: cannot read the file. Make the file "
-                             "readable for this user (chmod/chown), or run as a user who may read it")
+    assert summary.error == (
+        f"{corpus['valid_nifti']}: permission denied: cannot read the file. Make the file "
+        "readable for this user (chmod/chown), or run as a user who may read it"
+    )
 
 
 def test_permission_denied_dicom_slice_is_named_and_the_series_still_loads(tmp_path, monkeypatch):
@@ -504,8 +537,12 @@ def test_inspect_table_prints_one_line_per_failed_study(corpus, summaries):
 
 
 def test_inspect_json_as_a_real_process(corpus):
-    completed = subprocess.run([sys.executable, "-m", "omnict_cli", "inspect", str(corpus["_root"]), "--json"],
-                               capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-m", "omnict_cli", "inspect", str(corpus["_root"]), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 1, completed.stderr  # studies failed, none crashed
     assert "Traceback" not in completed.stderr
     _check_inspect_json(json.loads(completed.stdout), corpus)
@@ -525,24 +562,32 @@ def _series_with(tmp_path, damage, slices: int = 6, **options):
 def _cut(length):
     def cut(paths):
         paths[2].write_bytes(paths[2].read_bytes()[:length])
+
     return cut
 
 
 def _unknown_vr(paths):
     data = paths[2].read_bytes()
     at = data.find(b"\x28\x00\x11\x00US")  # Columns
-    paths[2].write_bytes(data[: at + 4] + b"ZZ" + data[at + 6:])
+    paths[2].write_bytes(data[: at + 4] + b"ZZ" + data[at + 6 :])
 
 
-@pytest.mark.parametrize("damage, problem", [
-    (_cut(154), "cannot read DICOM"),
-    (_cut(142), "cannot read DICOM"),
-    (_unknown_vr, "header field Columns cannot be read (NotImplementedError: Unknown Value Representation 'ZZ'"),
-    (lambda paths: insert_raw_element(paths[2], "NumberOfFrames", b"IS", b"abcdef"),
-     "header field NumberOfFrames is 'abcdef', not a number"),
-    (lambda paths: set_raw_value(paths[2], "Columns", b"\x10\x00\x10\x00"),
-     "header field Columns has 2 values ('16\\\\16'), expected 1"),
-])
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (_cut(154), "cannot read DICOM"),
+        (_cut(142), "cannot read DICOM"),
+        (_unknown_vr, "header field Columns cannot be read (NotImplementedError: Unknown Value Representation 'ZZ'"),
+        (
+            lambda paths: insert_raw_element(paths[2], "NumberOfFrames", b"IS", b"abcdef"),
+            "header field NumberOfFrames is 'abcdef', not a number",
+        ),
+        (
+            lambda paths: set_raw_value(paths[2], "Columns", b"\x10\x00\x10\x00"),
+            "header field Columns has 2 values ('16\\\\16'), expected 1",
+        ),
+    ],
+)
 def test_a_damaged_slice_is_its_own_error_line_and_the_series_loads_without_it(tmp_path, damage, problem):
     """The issue's reproductions: each crashed inspect with a traceback before."""
     found, paths = _series_with(tmp_path, damage)
@@ -558,6 +603,7 @@ def test_a_damaged_slice_is_its_own_error_line_and_the_series_loads_without_it(t
 def test_a_slice_with_damaged_pixel_data_is_left_out_with_a_warning(tmp_path):
     def cut_pixels(paths):
         paths[3].write_bytes(paths[3].read_bytes()[:-100])
+
     found, paths = _series_with(tmp_path, cut_pixels)
     assert list(found) == ["series"]
     warnings = found["series"].warnings
@@ -577,14 +623,17 @@ def test_identical_series_in_two_folders_stay_two_studies(tmp_path):
     assert len(intact) == len(damaged)
 
 
-@pytest.mark.parametrize("keyword, value, problem", [
-    ("RescaleSlope", b"0", "RescaleSlope is 0: every voxel would have the same value"),
-    ("RescaleSlope", b"abc", "header field RescaleSlope is 'abc', not a number"),
-    ("RescaleIntercept", b"x", "header field RescaleIntercept is 'x', not a number"),
-    ("RescaleIntercept", b"nan", "header field RescaleIntercept is 'nan', not a finite number"),
-    ("PixelSpacing", b"nan\\nan", "header field PixelSpacing is 'nan', not a finite number"),
-    ("PixelSpacing", b"0\\0.7", "PixelSpacing is 0\\0.7: pixel sizes must be positive"),
-])
+@pytest.mark.parametrize(
+    "keyword, value, problem",
+    [
+        ("RescaleSlope", b"0", "RescaleSlope is 0: every voxel would have the same value"),
+        ("RescaleSlope", b"abc", "header field RescaleSlope is 'abc', not a number"),
+        ("RescaleIntercept", b"x", "header field RescaleIntercept is 'x', not a number"),
+        ("RescaleIntercept", b"nan", "header field RescaleIntercept is 'nan', not a finite number"),
+        ("PixelSpacing", b"nan\\nan", "header field PixelSpacing is 'nan', not a finite number"),
+        ("PixelSpacing", b"0\\0.7", "PixelSpacing is 0\\0.7: pixel sizes must be positive"),
+    ],
+)
 def test_a_bad_rescale_or_pixel_size_fails_the_series_naming_the_slice(tmp_path, keyword, value, problem):
     found, paths = _series_with(tmp_path, lambda paths: set_raw_value(paths[3], keyword, value))
     (summary,) = found.values()
@@ -593,22 +642,25 @@ def test_a_bad_rescale_or_pixel_size_fails_the_series_naming_the_slice(tmp_path,
     assert "re-export" in summary.error and "unexpected" not in summary.error
 
 
-@pytest.mark.parametrize("orientation, problem", [
-    ((0, 0, 0, 0, 1, 0), "ImageOrientationPatient 0\\0\\0\\0\\1\\0 has a zero direction"),
-    ((1, 0, 0, 1, 0, 0), "row and column directions are 0.0 degrees apart, not perpendicular"),
-    ((1, 0, 0, 0.5, 0.5, 0), "row and column directions are 45.0 degrees apart"),
-])
+@pytest.mark.parametrize(
+    "orientation, problem",
+    [
+        ((0, 0, 0, 0, 1, 0), "ImageOrientationPatient 0\\0\\0\\0\\1\\0 has a zero direction"),
+        ((1, 0, 0, 1, 0, 0), "row and column directions are 0.0 degrees apart, not perpendicular"),
+        ((1, 0, 0, 0.5, 0.5, 0), "row and column directions are 45.0 degrees apart"),
+    ],
+)
 def test_an_unusable_orientation_is_a_clear_error(tmp_path, orientation, problem):
-    found, paths = _series_with(tmp_path, lambda paths: None, orientation=orientation,
-                                positions=[(0.0, 0.0, 2.5 * k) for k in range(6)])
+    found, paths = _series_with(
+        tmp_path, lambda paths: None, orientation=orientation, positions=[(0.0, 0.0, 2.5 * k) for k in range(6)]
+    )
     (summary,) = found.values()
     assert summary.status == "error" and problem in summary.error, summary.error
     assert summary.error.startswith(str(paths[0]))
 
 
 def test_text_in_slice_thickness_of_a_lone_slice_is_warned_not_fatal(tmp_path):
-    found, paths = _series_with(tmp_path, lambda paths: set_raw_value(paths[0], "SliceThickness", b"thick"),
-                                slices=1)
+    found, paths = _series_with(tmp_path, lambda paths: set_raw_value(paths[0], "SliceThickness", b"thick"), slices=1)
     (summary,) = found.values()
     assert summary.status == "warning" and summary.kind == "slice"
     assert "header field SliceThickness is 'thick', not a number: slice thickness assumed 1 mm" in summary.warnings
@@ -617,12 +669,14 @@ def test_text_in_slice_thickness_of_a_lone_slice_is_warned_not_fatal(tmp_path):
 def test_pixel_spacing_that_varies_between_slices_is_warned(tmp_path):
     def resize_one(paths):
         set_raw_value(paths[3], "PixelSpacing", b"0.9\\0.9")
+
     found, _ = _series_with(tmp_path, resize_one)
     summary = found["series"]
     assert summary.spacing[1:] == [0.7, 0.7]  # the first slice's
     assert any(w.startswith("PixelSpacing differs between slices (rows 0.7 to 0.9 mm") for w in summary.warnings)
-    found, _ = _series_with(tmp_path / "noise", lambda paths: set_raw_value(paths[3], "PixelSpacing",
-                                                                               b"0.7001\\0.7001"))
+    found, _ = _series_with(
+        tmp_path / "noise", lambda paths: set_raw_value(paths[3], "PixelSpacing", b"0.7001\\0.7001")
+    )
     assert not any("PixelSpacing" in w for w in found["series"].warnings)  # export rounding is not news
 
 

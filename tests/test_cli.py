@@ -29,9 +29,11 @@ def test_version_and_help():
 
 def test_help_does_not_import_heavy_modules():
     """`omnict --help` stays instant: numpy, torch, nibabel load only inside commands."""
-    code = ("import sys; from omnict_cli.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'numpy', 'nibabel', 'pydicom', 'SimpleITK') if m in sys.modules))")
+    code = (
+        "import sys; from omnict_cli.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'nibabel', 'pydicom', 'SimpleITK') if m in sys.modules))"
+    )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip().splitlines()[-1] == "[]"
 
@@ -123,12 +125,15 @@ def test_demo_data_into_an_unwritable_place_fails_before_generating(tmp_path, mo
     _one_line_failure(result, str(_blocked(tmp_path)), "blocker is a file, not a folder")
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--seed", "-5"], "'--seed': -5 is not in the range x>=0"),
-    (["--size", "4000", "4000", "4000"], "over the 268,435,456 a phantom may have"),
-    (["--spacing", "0.01", "0.01", "0.01"], "voxel sizes from 0.1 to 20 mm"),
-    (["--size", "8", "8", "8", "--spacing", "5", "5", "5"], "field of view; each side must be from 60"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--seed", "-5"], "'--seed': -5 is not in the range x>=0"),
+        (["--size", "4000", "4000", "4000"], "over the 268,435,456 a phantom may have"),
+        (["--spacing", "0.01", "0.01", "0.01"], "voxel sizes from 0.1 to 20 mm"),
+        (["--size", "8", "8", "8", "--spacing", "5", "5", "5"], "field of view; each side must be from 60"),
+    ],
+)
 def test_demo_data_refuses_impossible_settings_as_usage_errors(tmp_path, options, message):
     result = CliRunner().invoke(main, ["demo-data", str(tmp_path / "set"), "--n", "1", *options])
     assert result.exit_code == 2 and message in result.output, result.output
@@ -136,18 +141,31 @@ def test_demo_data_refuses_impossible_settings_as_usage_errors(tmp_path, options
 
 
 def test_demo_data_on_a_grid_too_coarse_for_a_finding_is_one_line(tmp_path):
-    result = CliRunner().invoke(main, ["demo-data", str(tmp_path / "set"), "--n", "1", "--size", "8", "8", "8",
-                                       "--spacing", "20", "20", "20"])
-    _one_line_failure(result, "case 1 of seed 0 cannot be drawn at 8x8x8 voxels of 20x20x20 mm",
-                      "Use smaller voxels (--spacing) or more of them (--size)")
+    result = CliRunner().invoke(
+        main, ["demo-data", str(tmp_path / "set"), "--n", "1", "--size", "8", "8", "8", "--spacing", "20", "20", "20"]
+    )
+    _one_line_failure(
+        result,
+        "case 1 of seed 0 cannot be drawn at 8x8x8 voxels of 20x20x20 mm",
+        "Use smaller voxels (--spacing) or more of them (--size)",
+    )
 
 
 def test_score_json_into_an_unwritable_place_fails_before_scoring(tmp_path, monkeypatch):
     monkeypatch.setattr("omnict_cli.metrics.score_files.score", _never_called)
     predictions = tmp_path / "generated.jsonl"
     predictions.write_text('{"study_id": "a", "findings": "Normal."}\n')
-    result = CliRunner().invoke(main, ["score", str(predictions), "--references", str(predictions),
-                                       "--json", str(_blocked(tmp_path) / "scores.json")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "score",
+            str(predictions),
+            "--references",
+            str(predictions),
+            "--json",
+            str(_blocked(tmp_path) / "scores.json"),
+        ],
+    )
     _one_line_failure(result, "scores.json: cannot be written", "is a file, not a folder")
 
 
@@ -157,8 +175,19 @@ def test_labels_commands_check_out_before_the_work(tmp_path, monkeypatch):
     reports.write_text('{"study_id": "a", "findings": "Normal."}\n')
     result = CliRunner().invoke(main, ["labels", "predict", str(reports), "--out", str(_blocked(tmp_path) / "x.csv")])
     _one_line_failure(result, "x.csv: cannot be written")
-    result = CliRunner().invoke(main, ["labels", "train", "--reports", str(reports), "--labels", str(reports),
-                                       "--out", str(_blocked(tmp_path) / "labeler.json.gz")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "labels",
+            "train",
+            "--reports",
+            str(reports),
+            "--labels",
+            str(reports),
+            "--out",
+            str(_blocked(tmp_path) / "labeler.json.gz"),
+        ],
+    )
     _one_line_failure(result, "labeler.json.gz: cannot be written", "is a file, not a folder")
 
 
@@ -171,6 +200,7 @@ def test_a_write_that_fails_after_the_work_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr("omnict_cli.atomic.write_bytes_atomically", disk_full)
     reports = tmp_path / "reports.jsonl"
     reports.write_text('{"study_id": "a", "findings": "Small right pleural effusion."}\n')
-    result = CliRunner().invoke(main, ["labels", "predict", str(reports), "--out", str(tmp_path / "labels.csv"),
-                                       "--method", "rules"])
+    result = CliRunner().invoke(
+        main, ["labels", "predict", str(reports), "--out", str(tmp_path / "labels.csv"), "--method", "rules"]
+    )
     _one_line_failure(result, "labels.csv: cannot be written (No space left on device)")

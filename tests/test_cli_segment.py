@@ -69,7 +69,9 @@ def studies_dir(phantom_volumes, tmp_path) -> Path:
 def double(monkeypatch) -> CountingDouble:
     """Make every ``--segmenter`` choice return one counting test double."""
     segmenter = CountingDouble()
-    monkeypatch.setattr(segmenter_choice, "make_segmenter", lambda name, fast=False, device="auto", notify=None: segmenter)
+    monkeypatch.setattr(
+        segmenter_choice, "make_segmenter", lambda name, fast=False, device="auto", notify=None: segmenter
+    )
     return segmenter
 
 
@@ -89,8 +91,14 @@ def test_second_run_takes_every_mask_from_the_cache(studies_dir, tmp_path, doubl
     cache_dir = str(tmp_path / "cache")
     first = run_segment(str(studies_dir), "--cache-dir", cache_dir)
     assert first.exit_code == 0, first.output
-    assert summary_row(first.stdout) | {"seconds": 0} == {"studies": 3, "segmented": 3, "from cache": 0,
-                                                           "skipped": 0, "failed": 0, "seconds": 0}
+    assert summary_row(first.stdout) | {"seconds": 0} == {
+        "studies": 3,
+        "segmented": 3,
+        "from cache": 0,
+        "skipped": 0,
+        "failed": 0,
+        "seconds": 0,
+    }
     second = run_segment(str(studies_dir), "--cache-dir", cache_dir)
     assert second.exit_code == 0, second.output
     assert summary_row(second.stdout)["from cache"] == 3 and summary_row(second.stdout)["segmented"] == 0
@@ -108,7 +116,13 @@ def test_library_run_reports_per_study_results(studies_dir, tmp_path):
     assert [(r.status, r.cached) for r in second] == [("ok", True)] * 3
     assert segmenter.calls == 3
     assert RunTotals.of(first + second).__dict__ | {"seconds": 0} == {
-        "studies": 6, "segmented": 3, "from_cache": 3, "skipped": 0, "failed": 0, "seconds": 0}
+        "studies": 6,
+        "segmented": 3,
+        "from_cache": 3,
+        "skipped": 0,
+        "failed": 0,
+        "seconds": 0,
+    }
 
 
 def _reoriented_copy(source: Path, target: Path, axcodes: tuple[str, str, str]) -> Path:
@@ -139,7 +153,9 @@ def test_out_label_maps_overlay_inputs_in_their_own_orientation(phantom_volumes,
     _assert_overlays(out / "chest" / "lps.nii.gz", lps)  # study id "chest/lps" -> a subfolder
     _assert_overlays(out / "asr.nii.gz", asr)
     assert json.loads((out / "labels.json").read_text()) == {
-        "segmenter": "double 1", "labels": {"0": "background", "1": "body", "2": "bone"}}
+        "segmenter": "double 1",
+        "labels": {"0": "background", "1": "body", "2": "bone"},
+    }
     assert not list(out.rglob("*.tmp"))
 
 
@@ -157,8 +173,14 @@ def test_a_bad_file_gets_one_error_line_and_the_others_are_done(studies_dir, tmp
     assert result.exit_code == 1
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error")]
     assert len(error_lines) == 1 and "broken.nii.gz" in error_lines[0]
-    assert summary_row(result.stdout) | {"seconds": 0} == {"studies": 4, "segmented": 3, "from cache": 0,
-                                                            "skipped": 0, "failed": 1, "seconds": 0}
+    assert summary_row(result.stdout) | {"seconds": 0} == {
+        "studies": 4,
+        "segmented": 3,
+        "from cache": 0,
+        "skipped": 0,
+        "failed": 1,
+        "seconds": 0,
+    }
     assert double.calls == 3
 
 
@@ -244,8 +266,14 @@ def test_out_for_a_dicom_series_lies_on_the_grid_totalsegmentator_uses(testdata,
     assert np.allclose(index_map, np.round(index_map), atol=1e-3)  # same voxel centres, axes permuted/flipped
     permutation = np.abs(np.round(index_map[:3, :3])).astype(int)
     assert sorted(permutation @ np.array(written.shape)) == sorted(reference.shape)
-    corners = np.array([[i, j, k, 1] for i in (0, written.shape[0] - 1) for j in (0, written.shape[1] - 1)
-                        for k in (0, written.shape[2] - 1)]).T
+    corners = np.array(
+        [
+            [i, j, k, 1]
+            for i in (0, written.shape[0] - 1)
+            for j in (0, written.shape[1] - 1)
+            for k in (0, written.shape[2] - 1)
+        ]
+    ).T
     mapped = np.round(index_map @ corners)[:3]
     assert mapped.min() == 0 and np.array_equal(mapped.max(axis=1), np.array(reference.shape) - 1)
 
@@ -293,8 +321,9 @@ def test_pictures_without_hu_are_skipped_not_failed(tmp_path):
     folder = tmp_path / "studies"
     folder.mkdir()
     Image.fromarray(np.full((32, 32), 128, dtype=np.uint8)).save(folder / "slice.png")
-    result = CliRunner().invoke(main, ["segment", str(folder), "--segmenter", "builtin",
-                                       "--cache-dir", str(tmp_path / "cache")])
+    result = CliRunner().invoke(
+        main, ["segment", str(folder), "--segmenter", "builtin", "--cache-dir", str(tmp_path / "cache")]
+    )
     assert result.exit_code == 0, result.output
     assert "skipped" in result.stderr and "slice.png" in result.stderr and "not HU" in result.stderr
     assert "error" not in result.stderr

@@ -62,9 +62,9 @@ def prepared(demo, phantoms):
 
 def prepared_inputs(path: Path, model, question: str):
     """Model input and the routed organ mask of one study, as ``omnict ask`` prepares them."""
+    from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
     from omnict_cli.segmentation.builtin import BuiltinSegmenter
     from omnict_cli.studies.discover import discover_studies
-    from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
 
     setup = PrepareSetup(preprocess=model.config.preprocess_config(), segmenter=BuiltinSegmenter())
     prepared = prepare_study(discover_studies(path)[0], setup)
@@ -75,7 +75,7 @@ def answer(model, processor, image, mask, question: str = QUESTION, max_new_toke
     batch = processor([question], [image], organ_masks=[mask])
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
-    return processor.decode(out[:, batch["input_ids"].shape[1]:])[0].strip()
+    return processor.decode(out[:, batch["input_ids"].shape[1] :])[0].strip()
 
 
 def test_bundled_model_is_small_safetensors_with_a_card():
@@ -97,8 +97,9 @@ def test_loads_and_answers_within_seconds_on_cpu(demo, prepared):
 def yes_probability(model, processor, image, mask, question: str = QUESTION) -> float:
     """P("Yes") / (P("Yes") + P("No")) for the first answer token."""
     batch = processor([question], [image], organ_masks=[mask])
-    yes, no = (processor.tokenizer.convert_tokens_to_ids(processor.tokenizer.tokenize(word))[0]
-               for word in ("Yes", "No"))
+    yes, no = (
+        processor.tokenizer.convert_tokens_to_ids(processor.tokenizer.tokenize(word))[0] for word in ("Yes", "No")
+    )
     with torch.no_grad():
         logits = model(**batch, logits_to_keep=1).logits[0, -1]
     return float(torch.softmax(logits[[yes, no]], dim=0)[0])
@@ -131,8 +132,9 @@ def test_reports_name_a_finding_only_on_the_phantoms_that_show_it(demo, tmp_path
     named = {}
     for present, rate in ((True, 1.0), (False, 0.0)):
         folder = tmp_path / str(present)
-        config = PhantomConfig(size=PHANTOM_SIZE, spacing=PHANTOM_SPACING,
-                               prevalence={"Pulmonary fibrotic sequela": rate})
+        config = PhantomConfig(
+            size=PHANTOM_SIZE, spacing=PHANTOM_SPACING, prevalence={"Pulmonary fibrotic sequela": rate}
+        )
         write_phantom_set(folder, 3, TEST_SEED, config)
         texts = []
         for path in sorted((folder / "volumes").glob("*.nii.gz")):
@@ -160,20 +162,26 @@ def test_reports_on_the_example_slices_are_whole_sentences(demo):
         assert sentences and set(sentences) <= taught, (path.name, findings)
 
 
-@pytest.mark.xfail(strict=True, reason="models/omnict-demo reads the image in its reports but not yet in its yes/no "
-                   "answers: its model card shows 50% for the right image as for swapped and blank ones. Remove this "
-                   "mark when a retrained model does (strict: an unexpected pass fails, so the mark cannot outlive "
-                   "the fix).")
+@pytest.mark.xfail(
+    strict=True,
+    reason="models/omnict-demo reads the image in its reports but not yet in its yes/no "
+    "answers: its model card shows 50% for the right image as for swapped and blank ones. Remove this "
+    "mark when a retrained model does (strict: an unexpected pass fails, so the mark cannot outlive "
+    "the fix).",
+)
 def test_yes_no_answers_follow_the_image(demo, prepared):
     """Asked about an effusion, it says "Yes" on the phantoms that have one and "No" on those that do not."""
     model, processor, _ = demo
-    answers = {present: [answer(model, processor, image, mask) for image, mask in inputs]
-               for present, inputs in prepared.items()}
+    answers = {
+        present: [answer(model, processor, image, mask) for image, mask in inputs]
+        for present, inputs in prepared.items()
+    }
     correct = answers[True].count("Yes") + answers[False].count("No")
     assert correct >= CASES - 1, answers  # chance is CASES / 2
 
 
 # ---- the recipe's encoder pretraining data ---------------------------------------------------
+
 
 def test_unit_labels_mark_the_units_a_finding_box_reaches():
     from omnict_cli.labels import CTRATE_ABNORMALITIES
@@ -198,9 +206,9 @@ def test_encoder_pretraining_sees_a_phantom_as_the_loader_does(tmp_path):
     """The in-memory cases the encoder pretrains on equal the written volumes after loading and preprocessing."""
     from dataclasses import replace
 
+    from omnict_cli.studies.discover import discover_studies
     from omnict_cli.studies.prepare import load_and_preprocess
     from omnict_cli.studies.preprocess import PreprocessConfig
-    from omnict_cli.studies.discover import discover_studies
     from omnict_cli.training.demo import VISION_SEED, DemoRecipe, pretraining_units
 
     units, labels = pretraining_units(replace(DemoRecipe(), vision_pretrain_cases=2))
@@ -220,11 +228,17 @@ def test_balanced_closed_rows_leave_no_answer_prior_per_question():
     from omnict_cli.training.demo import balanced_closed_rows
 
     def row(question, answer):
-        return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
-                "image": "volumes/case.nii.gz"}
+        return {
+            "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+            "image": "volumes/case.nii.gz",
+        }
 
-    rows = ([row("Is there X?", "No")] * 5 + [row("Is there X?", "Yes")] * 2 + [row("Is there Y?", "Yes")] * 3
-            + [row("Which?\nA. X\nB. Y", "A. X")])
+    rows = (
+        [row("Is there X?", "No")] * 5
+        + [row("Is there X?", "Yes")] * 2
+        + [row("Is there Y?", "Yes")] * 3
+        + [row("Which?\nA. X\nB. Y", "A. X")]
+    )
     kept = balanced_closed_rows(rows, seed=0)
     answers = Counter((r["messages"][0]["content"], r["messages"][1]["content"]) for r in kept)
     assert answers == {("Is there X?", "No"): 2, ("Is there X?", "Yes"): 2, ("Which?\nA. X\nB. Y", "A. X"): 1}
@@ -249,11 +263,17 @@ def test_recipe_rows_by_report_style(tmp_path):
     reports, closed_again, stage2 = recipe_rows([folder], structured)
     assert closed_again == closed and stage2 == reports + closed
     truth = {}
-    for labels, images in ((folder / "labels.csv", folder / "volumes"),
-                           (folder / "slices" / "labels.csv", folder / "slices")):
+    for labels, images in (
+        (folder / "labels.csv", folder / "volumes"),
+        (folder / "slices" / "labels.csv", folder / "slices"),
+    ):
         with open(labels, newline="") as handle:
-            truth.update({str((images / r["VolumeName"]).resolve()): structured_report(present_classes(r))
-                          for r in csv.DictReader(handle)})
+            truth.update(
+                {
+                    str((images / r["VolumeName"]).resolve()): structured_report(present_classes(r))
+                    for r in csv.DictReader(handle)
+                }
+            )
     slices = [r for r in reports if r["image"].endswith(".png")]
     assert len(reports) - len(slices) == 9 and len(slices) == 2 * len(list((folder / "slices").glob("*.png"))) > 0
     assert all(r["messages"][1]["content"] == truth[r["image"]] for r in reports)
@@ -268,12 +288,19 @@ def test_projector_calibration_gives_image_tokens_the_word_embeddings_scale(tmp_
     from dataclasses import replace
 
     from omnict_cli.model import OmniCTForConditionalGeneration
-    from omnict_cli.training.demo import (DemoRecipe, build_demo_components, build_untrained_model,
-                                          calibrate_projector, pretraining_units, train_tokenizer)
+    from omnict_cli.training.demo import (
+        DemoRecipe,
+        build_demo_components,
+        build_untrained_model,
+        calibrate_projector,
+        pretraining_units,
+        train_tokenizer,
+    )
 
     recipe = replace(DemoRecipe(), calibration_cases=3)
-    tokenizer = train_tokenizer(["No pleural effusion.", "Is there a lung nodule?", "Yes", "No"] * 20,
-                                tmp_path / "tokenizer", 300)
+    tokenizer = train_tokenizer(
+        ["No pleural effusion.", "Is there a lung nodule?", "Yes", "No"] * 20, tmp_path / "tokenizer", 300
+    )
     vision, llm = build_demo_components(tokenizer, tmp_path / "components", recipe.sizes)
     build_untrained_model(vision, llm, tmp_path / "untrained", recipe.sizes)
     model_dir = tmp_path / "untrained"
@@ -308,17 +335,25 @@ def _tiny_recipe():
 
     from omnict_cli.training.demo import DemoRecipe, StageSettings
 
-    return replace(DemoRecipe(), cases_per_seed=3, report_repeats=1, slice_report_repeats=1, vision_pretrain_cases=4,
-                   calibration_cases=2, vision_pretrain=StageSettings(epochs=2, learning_rate=1e-3, batch_size=2),
-                   stage1=StageSettings(epochs=1, learning_rate=1e-3), stage2=StageSettings(epochs=1, learning_rate=3e-4))
+    return replace(
+        DemoRecipe(),
+        cases_per_seed=3,
+        report_repeats=1,
+        slice_report_repeats=1,
+        vision_pretrain_cases=4,
+        calibration_cases=2,
+        vision_pretrain=StageSettings(epochs=2, learning_rate=1e-3, batch_size=2),
+        stage1=StageSettings(epochs=1, learning_rate=1e-3),
+        stage2=StageSettings(epochs=1, learning_rate=3e-4),
+    )
 
 
 def test_train_demo_makes_a_model_that_reports_and_a_rerun_reuses_every_finished_step(tmp_path):
     import hashlib
     from dataclasses import replace
 
-    from omnict_cli.run.engine import Engine
     from omnict_cli.prompt_format import REPORT_QUESTION
+    from omnict_cli.run.engine import Engine
     from omnict_cli.training.demo import MODEL_FILES, DemoWorkDirError, train_demo
 
     recipe, out, work = _tiny_recipe(), tmp_path / "demo", tmp_path / "work"

@@ -21,8 +21,14 @@ def broken_torchvision(tmp_path):
 
 def test_ask_names_the_broken_torchvision_and_the_fix(broken_torchvision, tmp_path):
     scan = REPO / "examples" / "ct_chest_small.nii.gz"
-    result = subprocess.run([sys.executable, "-m", "omnict_cli", "ask", str(scan), "Is there ascites?"],
-                            capture_output=True, text=True, env=broken_torchvision, cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "omnict_cli", "ask", str(scan), "Is there ascites?"],
+        capture_output=True,
+        text=True,
+        env=broken_torchvision,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "torchvision" in result.stderr and "operator torchvision::nms does not exist" in result.stderr
     assert "pip uninstall torchvision" in result.stderr
@@ -32,8 +38,14 @@ def test_ask_names_the_broken_torchvision_and_the_fix(broken_torchvision, tmp_pa
 def test_report_writes_nothing_when_the_model_code_cannot_load(broken_torchvision, tmp_path):
     scan = REPO / "examples" / "ct_chest_small.nii.gz"
     out = tmp_path / "findings.jsonl"
-    result = subprocess.run([sys.executable, "-m", "omnict_cli", "report", str(scan), "--out", str(out)],
-                            capture_output=True, text=True, env=broken_torchvision, cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "omnict_cli", "report", str(scan), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=broken_torchvision,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "torchvision" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists() or out.read_text() == ""

@@ -22,8 +22,8 @@ from badinputs import canonical_to_nifti, dicom_test_volume, write_dicom_series,
 from click.testing import CliRunner
 
 from omnict_cli.cli import main
-from omnict_cli.studies.inspection import summarize_study
 from omnict_cli.studies.discover import discover_studies
+from omnict_cli.studies.inspection import summarize_study
 
 SEED = 12
 COPIES_PER_KIND = 400
@@ -129,8 +129,9 @@ def test_a_damaged_slice_fails_at_most_its_own_series(tmp_path):
         victim = int(rng.integers(SERIES_SLICES))
         for number, source in enumerate(sorted(base.iterdir())):
             data = source.read_bytes()
-            (folder / source.name).write_bytes(_damage(data, _dicom_header_bytes(data), rng) if number == victim
-                                               else data)
+            (folder / source.name).write_bytes(
+                _damage(data, _dicom_header_bytes(data), rng) if number == victim else data
+            )
     summaries = [summarize_study(study) for study in discover_studies(root)]
     by_folder = {}
     for summary in summaries:
@@ -138,6 +139,9 @@ def test_a_damaged_slice_fails_at_most_its_own_series(tmp_path):
         if summary.status == "error":
             assert "please report" not in summary.error and "\n" not in summary.error
     assert sorted(by_folder) == [f"series_{index:02d}" for index in range(SERIES_COPIES)]
-    loaded = [folder for folder, found in by_folder.items()
-              if any(s.status != "error" and s.shape and s.shape[0] >= SERIES_SLICES - 1 for s in found)]
+    loaded = [
+        folder
+        for folder, found in by_folder.items()
+        if any(s.status != "error" and s.shape and s.shape[0] >= SERIES_SLICES - 1 for s in found)
+    ]
     assert len(loaded) >= 0.8 * SERIES_COPIES  # the intact slices survive their damaged neighbour

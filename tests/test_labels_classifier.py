@@ -48,7 +48,8 @@ def unseen():
 def model(corpus):
     texts, labels = corpus
     return ReportClassifier(ClassifierConfig(word_max_features=2000, char_max_features=3000)).fit(
-        texts, labels, corpus_name="test corpus")
+        texts, labels, corpus_name="test corpus"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,7 @@ def saved(model, tmp_path_factory):
 # --------------------------------------------------------------------------
 # Learning
 # --------------------------------------------------------------------------
+
 
 def test_probabilities_are_calibrated_shape_and_predict_unseen_reports(model, unseen):
     texts, labels = unseen
@@ -82,8 +84,9 @@ def test_class_without_positives_becomes_constant_predictor(corpus):
     texts, labels = corpus[0][:80], corpus[1][:80].copy()
     column = CTRATE_ABNORMALITIES.index("Hiatal hernia")
     labels[:, column] = 0
-    model = ReportClassifier(ClassifierConfig(word_max_features=500, char_max_features=500,
-                                              use_rule_features=False)).fit(texts, labels)
+    model = ReportClassifier(
+        ClassifierConfig(word_max_features=500, char_max_features=500, use_rule_features=False)
+    ).fit(texts, labels)
     probabilities = model.predict_proba(["There is a large hiatal hernia.", "Normal chest CT."])
     assert np.allclose(probabilities[:, column], 1 / (80 + 2))
     assert model.metadata["constant_classes"] == ["Hiatal hernia"]
@@ -109,6 +112,7 @@ def test_labels_must_be_binary_and_match_texts(corpus):
 # --------------------------------------------------------------------------
 # Storage
 # --------------------------------------------------------------------------
+
 
 def test_load_of_save_gives_identical_probabilities(model, saved, unseen, tmp_path):
     texts, _ = unseen
@@ -148,23 +152,32 @@ def _set_array(entry, values):
     entry["base64"] = base64.b64encode(np.asarray(values, dtype="<f8").tobytes()).decode()
 
 
-@pytest.mark.parametrize("edit, rehash, message", [
-    (lambda d: d.update(sha256="0" * 64), False, "checksum"),
-    (lambda d: d["payload"]["metadata"].update(n_reports=1), False, "checksum"),
-    (lambda d: d.update(format="something-else"), True, "format"),
-    (lambda d: d.update(version=99), True, "version 99"),
-    (lambda d: _set_array(d["payload"]["linear"]["intercept"], [np.nan] * 18), True, "non-finite"),
-    (lambda d: _set_array(d["payload"]["calibration"]["a"], [np.inf] * 18), True, "non-finite"),
-    (lambda d: d["payload"]["linear"]["coef"].update(shape=[17, 3]), True, "shape"),
-    (lambda d: d["payload"]["vectorizers"]["word"]["terms"].pop(), True, "shape"),
-    (lambda d: d["payload"]["vectorizers"]["char"]["params"].update(analyzer="char"), True, "analyzer 'char'"),
-    (lambda d: d["payload"]["vectorizers"]["word"]["params"].update(token_pattern="(("), True, "token_pattern"),
-    (lambda d: d["payload"]["vectorizers"]["word"]["params"].update(token_pattern=r"(a+)+$"), True,
-     "not one of the named patterns"),
-    (lambda d: d["payload"]["vectorizers"]["word"]["params"].update(token_pattern=["x"]), True,
-     "not one of the named patterns"),
-    (lambda d: d.update(payload=[1, 2]), True, "no payload object"),
-])
+@pytest.mark.parametrize(
+    "edit, rehash, message",
+    [
+        (lambda d: d.update(sha256="0" * 64), False, "checksum"),
+        (lambda d: d["payload"]["metadata"].update(n_reports=1), False, "checksum"),
+        (lambda d: d.update(format="something-else"), True, "format"),
+        (lambda d: d.update(version=99), True, "version 99"),
+        (lambda d: _set_array(d["payload"]["linear"]["intercept"], [np.nan] * 18), True, "non-finite"),
+        (lambda d: _set_array(d["payload"]["calibration"]["a"], [np.inf] * 18), True, "non-finite"),
+        (lambda d: d["payload"]["linear"]["coef"].update(shape=[17, 3]), True, "shape"),
+        (lambda d: d["payload"]["vectorizers"]["word"]["terms"].pop(), True, "shape"),
+        (lambda d: d["payload"]["vectorizers"]["char"]["params"].update(analyzer="char"), True, "analyzer 'char'"),
+        (lambda d: d["payload"]["vectorizers"]["word"]["params"].update(token_pattern="(("), True, "token_pattern"),
+        (
+            lambda d: d["payload"]["vectorizers"]["word"]["params"].update(token_pattern=r"(a+)+$"),
+            True,
+            "not one of the named patterns",
+        ),
+        (
+            lambda d: d["payload"]["vectorizers"]["word"]["params"].update(token_pattern=["x"]),
+            True,
+            "not one of the named patterns",
+        ),
+        (lambda d: d.update(payload=[1, 2]), True, "no payload object"),
+    ],
+)
 def test_damaged_files_are_refused_naming_the_file(saved, tmp_path, edit, rehash, message):
     damaged = tmp_path / "damaged.json"
     damaged.write_bytes(saved.read_bytes())
@@ -187,7 +200,9 @@ def test_version_1_files_load_only_with_a_known_token_pattern(saved, unseen, tmp
     old = tmp_path / "v1.json"
     old.write_bytes(saved.read_bytes())
     _rewrite(old, lambda d: _as_version_1(d, r"(?u)\b\w\w+\b"))
-    assert np.array_equal(ReportClassifier.load(old).predict_proba(texts), ReportClassifier.load(saved).predict_proba(texts))
+    assert np.array_equal(
+        ReportClassifier.load(old).predict_proba(texts), ReportClassifier.load(saved).predict_proba(texts)
+    )
     _rewrite(old, lambda d: _as_version_1(d, r"(?u)\b(\w+\s?)+\b"))  # catastrophic on long words
     with pytest.raises(ClassifierFileError, match="is not one of the named patterns") as caught:
         ReportClassifier.load(old)
@@ -249,12 +264,13 @@ def test_other_json_and_missing_files_are_refused(tmp_path):
 # Command line
 # --------------------------------------------------------------------------
 
+
 def _write_ctrate_files(folder, reports):
     """CT-RATE-format reports and labels CSVs, with one extra name on each side."""
-    named = [LabelledReport(f"train_{i}_a_1.nii.gz", r.findings, r.impression, r.labels)
-             for i, r in enumerate(reports)]
-    write_reports(folder / "train_reports.csv",
-                  named + [LabelledReport("only_report_a_1.nii.gz", "No pleural effusion.", "")])
+    named = [LabelledReport(f"train_{i}_a_1.nii.gz", r.findings, r.impression, r.labels) for i, r in enumerate(reports)]
+    write_reports(
+        folder / "train_reports.csv", named + [LabelledReport("only_report_a_1.nii.gz", "No pleural effusion.", "")]
+    )
     labels = {r.volume_name: r.labels for r in named}
     labels["only_labels_a_1.nii.gz"] = named[0].labels
     write_labels(folder / "train_labels.csv", labels)
@@ -264,9 +280,19 @@ def _write_ctrate_files(folder, reports):
 def cli_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     _write_ctrate_files(folder, training_corpus(120, seed=3))
-    result = CliRunner().invoke(main, ["labels", "train", "--reports", str(folder / "train_reports.csv"),
-                                       "--labels", str(folder / "train_labels.csv"),
-                                       "--out", str(folder / "model.json.gz")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "labels",
+            "train",
+            "--reports",
+            str(folder / "train_reports.csv"),
+            "--labels",
+            str(folder / "train_labels.csv"),
+            "--out",
+            str(folder / "model.json.gz"),
+        ],
+    )
     return folder, result
 
 
@@ -286,17 +312,25 @@ def _read_csv(path):
 
 def test_labels_predict_writes_ctrate_label_csv(cli_model, tmp_path):
     folder, _ = cli_model
-    records = [{"study_id": "scan_a", "findings": "A 7 mm solid nodule is seen in the right upper lobe. "
-                                                  "No pleural effusion.", "impression": "Lung nodule.",
-                "status": "ok"},
-               {"study_id": "scan_b", "report": "Findings: Bilateral pleural effusion is present.\n"
-                                                "Impression: Bilateral pleural effusion."},
-               {"study_id": "scan_c", "status": "error", "error": {"type": "StudyLoadError", "message": "x"}}]
+    records = [
+        {
+            "study_id": "scan_a",
+            "findings": "A 7 mm solid nodule is seen in the right upper lobe. No pleural effusion.",
+            "impression": "Lung nodule.",
+            "status": "ok",
+        },
+        {
+            "study_id": "scan_b",
+            "report": "Findings: Bilateral pleural effusion is present.\nImpression: Bilateral pleural effusion.",
+        },
+        {"study_id": "scan_c", "status": "error", "error": {"type": "StudyLoadError", "message": "x"}},
+    ]
     source = tmp_path / "generated.jsonl"
     source.write_text("\n".join(json.dumps(record) for record in records) + "\n")
     out = tmp_path / "labels.csv"
-    result = CliRunner().invoke(main, ["labels", "predict", str(source), "--out", str(out),
-                                       "--model", str(folder / "model.json.gz")])
+    result = CliRunner().invoke(
+        main, ["labels", "predict", str(source), "--out", str(out), "--model", str(folder / "model.json.gz")]
+    )
     assert result.exit_code == 0, result.output
     rows = _read_csv(out)
     assert rows[0] == ["VolumeName", *CTRATE_ABNORMALITIES]
@@ -309,10 +343,13 @@ def test_labels_predict_writes_ctrate_label_csv(cli_model, tmp_path):
 
 def test_labels_predict_explain_shows_sentence_and_rule(tmp_path):
     source = tmp_path / "reports.csv"
-    write_reports(source, [LabelledReport("case_1.nii.gz", "Mild cardiomegaly is noted. No pericardial effusion.",
-                                          "Cardiomegaly.")])
-    result = CliRunner().invoke(main, ["labels", "predict", str(source), "--out", str(tmp_path / "out.csv"),
-                                       "--method", "rules", "--explain"])
+    write_reports(
+        source,
+        [LabelledReport("case_1.nii.gz", "Mild cardiomegaly is noted. No pericardial effusion.", "Cardiomegaly.")],
+    )
+    result = CliRunner().invoke(
+        main, ["labels", "predict", str(source), "--out", str(tmp_path / "out.csv"), "--method", "rules", "--explain"]
+    )
     assert result.exit_code == 0, result.output
     assert "case_1.nii.gz: 1 positive" in result.output
     assert "Cardiomegaly [findings]: Mild [[cardiomegaly]] is noted." in result.output
@@ -325,8 +362,9 @@ def test_labels_predict_refuses_a_bad_model_file(tmp_path):
     write_reports(source, [LabelledReport("case_1.nii.gz", "Normal.", "")])
     bad = tmp_path / "bad.json"
     bad.write_bytes(pickle.dumps({"a": 1}))
-    result = CliRunner().invoke(main, ["labels", "predict", str(source), "--out", str(tmp_path / "out.csv"),
-                                       "--model", str(bad)])
+    result = CliRunner().invoke(
+        main, ["labels", "predict", str(source), "--out", str(tmp_path / "out.csv"), "--model", str(bad)]
+    )
     assert result.exit_code != 0
     assert str(bad) in result.output and "not a classifier file" in result.output
     assert not (tmp_path / "out.csv").exists()

@@ -18,9 +18,16 @@ from omnict_cli.labels.classifier import BUNDLED_MODEL
 from omnict_cli.labels.labeler import label_reports
 from omnict_cli.labels.rules import label_report
 
-LAP, CM, ATE, FIB, NOD, OPA, CON, PLE = ("Lymphadenopathy", "Cardiomegaly", "Atelectasis",
-                                         "Pulmonary fibrotic sequela", "Lung nodule", "Lung opacity",
-                                         "Consolidation", "Pleural effusion")
+LAP, CM, ATE, FIB, NOD, OPA, CON, PLE = (
+    "Lymphadenopathy",
+    "Cardiomegaly",
+    "Atelectasis",
+    "Pulmonary fibrotic sequela",
+    "Lung nodule",
+    "Lung opacity",
+    "Consolidation",
+    "Pleural effusion",
+)
 
 CASES = [
     # lymph nodes affirmed at a station with a size or a count are positive, even when small
@@ -66,14 +73,19 @@ def test_rule_labeler_follows_the_convention(sentence, expected):
 def test_bundled_classifier_follows_the_conventions():
     texts = [f"Findings: Trachea and both main bronchi are open. {sentence}" for sentence, _ in CASES]
     predicted = label_reports(texts, method="classifier")
-    wrong = [(sentence, label, int(predicted[row, CTRATE_ABNORMALITIES.index(label)]))
-             for row, (sentence, expected) in enumerate(CASES) for label, value in expected.items()
-             if predicted[row, CTRATE_ABNORMALITIES.index(label)] != value]
+    wrong = [
+        (sentence, label, int(predicted[row, CTRATE_ABNORMALITIES.index(label)]))
+        for row, (sentence, expected) in enumerate(CASES)
+        for label, value in expected.items()
+        if predicted[row, CTRATE_ABNORMALITIES.index(label)] != value
+    ]
     assert not wrong, wrong
 
 
 def test_training_corpus_does_not_depend_on_the_phantom_package():
-    code = ("import sys; import omnict_cli.labels.corpus as c; c.training_corpus(5); "
-            "print(sorted(m for m in sys.modules if m.startswith('omnict_cli.phantom')))")
+    code = (
+        "import sys; import omnict_cli.labels.corpus as c; c.training_corpus(5); "
+        "print(sorted(m for m in sys.modules if m.startswith('omnict_cli.phantom')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -34,60 +34,96 @@ from omnict_cli.labels.rules import STATES, label_report, rule_feature_matrix, s
 # --------------------------------------------------------------------------
 
 CASES = {
-    "Medical material": ("A pacemaker generator is seen in the left pectoral region.",
-                         "No catheter or other medical device is present.",
-                         "A possible foreign body is seen in the right main bronchus."),
-    "Arterial wall calcification": ("Calcific atheroma plaques are present in the aortic arch.",
-                                    "There is no atherosclerotic calcification of the aorta.",
-                                    "Questionable mural calcification of the descending aorta."),
-    "Cardiomegaly": ("The heart is markedly enlarged.",
-                     "Heart size is within normal limits.",
-                     "Possible mild cardiomegaly."),
-    "Pericardial effusion": ("A 12 mm pericardial effusion is seen.",
-                             "Pericardial effusion was not detected.",
-                             "Pericardial effusion cannot be excluded."),
-    "Coronary artery wall calcification": ("Calcified plaques are present in the coronary arteries.",
-                                           "No coronary artery calcification was detected.",
-                                           "Probable calcification along the LAD."),
-    "Hiatal hernia": ("A small sliding hiatal hernia is noted.",
-                      "No hiatus hernia is seen.",
-                      "Findings suspicious for a hiatal hernia."),
-    "Lymphadenopathy": ("Lymph nodes in pathological size are seen in the subcarinal region.",
-                        "No mediastinal lymphadenopathy was observed.",
-                        "Possible right hilar lymphadenopathy."),
-    "Emphysema": ("Centrilobular emphysematous changes are seen in both upper lobes.",
-                  "Emphysema was not observed.",
-                  "Mild emphysema cannot be ruled out."),
-    "Atelectasis": ("Subsegmental atelectasis is observed in the left lower lobe.",
-                    "There is no atelectasis.",
-                    "Likely atelectasis at the right base."),
-    "Lung nodule": ("There are millimetric nonspecific nodules in both lungs.",
-                    "No pulmonary nodule was detected.",
-                    "A questionable nodule in the right upper lobe."),
-    "Lung opacity": ("Ground glass density increases are seen in the right lower lobe.",
-                     "No ground-glass opacity was seen.",
-                     "Suspected ground-glass opacity in the lingula."),
-    "Pulmonary fibrotic sequela": ("Fibrotic sequelae are seen in the left upper lobe.",
-                                   "No fibrotic changes were observed.",
-                                   "Possible parenchymal scarring at the apex."),
-    "Pleural effusion": ("Fluid is seen in the right pleural space.",
-                         "No pleural effusion was detected.",
-                         "A small pleural effusion may be present."),
-    "Mosaic attenuation pattern": ("A mosaic attenuation pattern is seen in both lungs.",
-                                   "There is no mosaic perfusion.",
-                                   "Possible mosaic attenuation in the lower lobes."),
-    "Peribronchial thickening": ("Peribronchial thickening is seen in both lower lobes.",
-                                 "Bronchial wall thickening was not observed.",
-                                 "Questionable peribronchial thickening."),
-    "Consolidation": ("Consolidation with air bronchograms is seen in the left lower lobe.",
-                      "No consolidation was detected.",
-                      "Early consolidation cannot be excluded."),
-    "Bronchiectasis": ("Cylindrical bronchiectasis is seen in the right lower lobe.",
-                       "No bronchiectasis is seen.",
-                       "Probable bronchiectatic changes in the lingula."),
-    "Interlobular septal thickening": ("Smooth interlobular septal thickening is seen at the bases.",
-                                       "Interlobular septa are not thickened.",
-                                       "Possible septal thickening in the upper lobes."),
+    "Medical material": (
+        "A pacemaker generator is seen in the left pectoral region.",
+        "No catheter or other medical device is present.",
+        "A possible foreign body is seen in the right main bronchus.",
+    ),
+    "Arterial wall calcification": (
+        "Calcific atheroma plaques are present in the aortic arch.",
+        "There is no atherosclerotic calcification of the aorta.",
+        "Questionable mural calcification of the descending aorta.",
+    ),
+    "Cardiomegaly": (
+        "The heart is markedly enlarged.",
+        "Heart size is within normal limits.",
+        "Possible mild cardiomegaly.",
+    ),
+    "Pericardial effusion": (
+        "A 12 mm pericardial effusion is seen.",
+        "Pericardial effusion was not detected.",
+        "Pericardial effusion cannot be excluded.",
+    ),
+    "Coronary artery wall calcification": (
+        "Calcified plaques are present in the coronary arteries.",
+        "No coronary artery calcification was detected.",
+        "Probable calcification along the LAD.",
+    ),
+    "Hiatal hernia": (
+        "A small sliding hiatal hernia is noted.",
+        "No hiatus hernia is seen.",
+        "Findings suspicious for a hiatal hernia.",
+    ),
+    "Lymphadenopathy": (
+        "Lymph nodes in pathological size are seen in the subcarinal region.",
+        "No mediastinal lymphadenopathy was observed.",
+        "Possible right hilar lymphadenopathy.",
+    ),
+    "Emphysema": (
+        "Centrilobular emphysematous changes are seen in both upper lobes.",
+        "Emphysema was not observed.",
+        "Mild emphysema cannot be ruled out.",
+    ),
+    "Atelectasis": (
+        "Subsegmental atelectasis is observed in the left lower lobe.",
+        "There is no atelectasis.",
+        "Likely atelectasis at the right base.",
+    ),
+    "Lung nodule": (
+        "There are millimetric nonspecific nodules in both lungs.",
+        "No pulmonary nodule was detected.",
+        "A questionable nodule in the right upper lobe.",
+    ),
+    "Lung opacity": (
+        "Ground glass density increases are seen in the right lower lobe.",
+        "No ground-glass opacity was seen.",
+        "Suspected ground-glass opacity in the lingula.",
+    ),
+    "Pulmonary fibrotic sequela": (
+        "Fibrotic sequelae are seen in the left upper lobe.",
+        "No fibrotic changes were observed.",
+        "Possible parenchymal scarring at the apex.",
+    ),
+    "Pleural effusion": (
+        "Fluid is seen in the right pleural space.",
+        "No pleural effusion was detected.",
+        "A small pleural effusion may be present.",
+    ),
+    "Mosaic attenuation pattern": (
+        "A mosaic attenuation pattern is seen in both lungs.",
+        "There is no mosaic perfusion.",
+        "Possible mosaic attenuation in the lower lobes.",
+    ),
+    "Peribronchial thickening": (
+        "Peribronchial thickening is seen in both lower lobes.",
+        "Bronchial wall thickening was not observed.",
+        "Questionable peribronchial thickening.",
+    ),
+    "Consolidation": (
+        "Consolidation with air bronchograms is seen in the left lower lobe.",
+        "No consolidation was detected.",
+        "Early consolidation cannot be excluded.",
+    ),
+    "Bronchiectasis": (
+        "Cylindrical bronchiectasis is seen in the right lower lobe.",
+        "No bronchiectasis is seen.",
+        "Probable bronchiectatic changes in the lingula.",
+    ),
+    "Interlobular septal thickening": (
+        "Smooth interlobular septal thickening is seen at the bases.",
+        "Interlobular septa are not thickened.",
+        "Possible septal thickening in the upper lobes.",
+    ),
 }
 
 
@@ -121,61 +157,94 @@ def test_positive_sentences_state_nothing_else():
 # Negation, hedges, scope
 # --------------------------------------------------------------------------
 
+
 def _states(text: str) -> dict[str, str]:
     result = label_report(text)
     return {label: result.state(label) for label in CTRATE_ABNORMALITIES if result.state(label) != "absent"}
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("No pleural or pericardial effusion was detected.",
-     {"Pleural effusion": "negative", "Pericardial effusion": "negative"}),
-    ("Pleural-pericardial effusion was not observed.",
-     {"Pleural effusion": "negative", "Pericardial effusion": "negative"}),
-    ("Heart size is normal, no pericardial effusion.",
-     {"Cardiomegaly": "negative", "Pericardial effusion": "negative"}),
-    ("No enlarged lymph nodes in pathological size.", {"Lymphadenopathy": "negative"}),
-    ("No lymph node was observed in mediastinal and bilateral hilar pathological size and appearance.",
-     {"Lymphadenopathy": "negative"}),
-    ("Heart contour and size are normal. Pericardial effusion-thickening was not observed.",
-     {"Cardiomegaly": "negative", "Pericardial effusion": "negative"}),
-    ("No consolidation, but there is atelectasis in the left lower lobe.",
-     {"Consolidation": "negative", "Atelectasis": "positive"}),
-    ("No pleural effusion; atelectasis is seen in the right lower lobe.",
-     {"Pleural effusion": "negative", "Atelectasis": "positive"}),
-    ("There is no evidence of emphysema, bronchiectasis or mosaic attenuation.",
-     {"Emphysema": "negative", "Bronchiectasis": "negative", "Mosaic attenuation pattern": "negative"}),
-    ("No new nodule.", {"Lung nodule": "negative"}),
-    ("Stable nodule in the right upper lobe.", {"Lung nodule": "positive"}),
-    ("No change in the size of the known nodule in the left lower lobe.", {"Lung nodule": "positive"}),
-    ("Findings compatible with consolidation in the left lower lobe.", {"Consolidation": "positive"}),
-    ("Minimal atelectasis in the lingula.", {"Atelectasis": "positive"}),
-    ("The consolidation seen on the previous examination has resolved.", {"Consolidation": "negative"}),
-    ("Subcutaneous emphysema in the left chest wall.", {}),
-    ("A 9 mm nodule in the left thyroid lobe.", {}),
-    ("Prominent but non-enlarged hilar lymph nodes.", {"Lymphadenopathy": "negative"}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "No pleural or pericardial effusion was detected.",
+            {"Pleural effusion": "negative", "Pericardial effusion": "negative"},
+        ),
+        (
+            "Pleural-pericardial effusion was not observed.",
+            {"Pleural effusion": "negative", "Pericardial effusion": "negative"},
+        ),
+        (
+            "Heart size is normal, no pericardial effusion.",
+            {"Cardiomegaly": "negative", "Pericardial effusion": "negative"},
+        ),
+        ("No enlarged lymph nodes in pathological size.", {"Lymphadenopathy": "negative"}),
+        (
+            "No lymph node was observed in mediastinal and bilateral hilar pathological size and appearance.",
+            {"Lymphadenopathy": "negative"},
+        ),
+        (
+            "Heart contour and size are normal. Pericardial effusion-thickening was not observed.",
+            {"Cardiomegaly": "negative", "Pericardial effusion": "negative"},
+        ),
+        (
+            "No consolidation, but there is atelectasis in the left lower lobe.",
+            {"Consolidation": "negative", "Atelectasis": "positive"},
+        ),
+        (
+            "No pleural effusion; atelectasis is seen in the right lower lobe.",
+            {"Pleural effusion": "negative", "Atelectasis": "positive"},
+        ),
+        (
+            "There is no evidence of emphysema, bronchiectasis or mosaic attenuation.",
+            {"Emphysema": "negative", "Bronchiectasis": "negative", "Mosaic attenuation pattern": "negative"},
+        ),
+        ("No new nodule.", {"Lung nodule": "negative"}),
+        ("Stable nodule in the right upper lobe.", {"Lung nodule": "positive"}),
+        ("No change in the size of the known nodule in the left lower lobe.", {"Lung nodule": "positive"}),
+        ("Findings compatible with consolidation in the left lower lobe.", {"Consolidation": "positive"}),
+        ("Minimal atelectasis in the lingula.", {"Atelectasis": "positive"}),
+        ("The consolidation seen on the previous examination has resolved.", {"Consolidation": "negative"}),
+        ("Subcutaneous emphysema in the left chest wall.", {}),
+        ("A 9 mm nodule in the left thyroid lobe.", {}),
+        ("Prominent but non-enlarged hilar lymph nodes.", {"Lymphadenopathy": "negative"}),
+    ],
+)
 def test_negation_scope_and_hedges(text, expected):
     assert _states(text) == expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Calcified plaques in the aorta and coronary arteries.",
-     {"Arterial wall calcification": "positive", "Coronary artery wall calcification": "positive"}),
-    ("Atherosclerotic calcification of the coronary arterial walls.",
-     {"Coronary artery wall calcification": "positive"}),
-    ("Coronary artery wall calcification is seen in the LAD.", {"Coronary artery wall calcification": "positive"}),
-    ("The aorta and coronary arteries show no wall calcification.",
-     {"Arterial wall calcification": "negative", "Coronary artery wall calcification": "negative"}),
-    ("A coronary stent and atherosclerotic calcifications in the thoracic aorta.",
-     {"Medical material": "positive", "Arterial wall calcification": "positive"}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "Calcified plaques in the aorta and coronary arteries.",
+            {"Arterial wall calcification": "positive", "Coronary artery wall calcification": "positive"},
+        ),
+        (
+            "Atherosclerotic calcification of the coronary arterial walls.",
+            {"Coronary artery wall calcification": "positive"},
+        ),
+        ("Coronary artery wall calcification is seen in the LAD.", {"Coronary artery wall calcification": "positive"}),
+        (
+            "The aorta and coronary arteries show no wall calcification.",
+            {"Arterial wall calcification": "negative", "Coronary artery wall calcification": "negative"},
+        ),
+        (
+            "A coronary stent and atherosclerotic calcifications in the thoracic aorta.",
+            {"Medical material": "positive", "Arterial wall calcification": "positive"},
+        ),
+    ],
+)
 def test_coronary_wins_for_coronary_sentences(text, expected):
     assert _states(text) == expected
 
 
 def test_positive_anywhere_wins_over_negations_and_hedges():
-    result = label_report("Possible atelectasis at the right base. No pleural effusion.",
-                          "Right basal atelectasis. Small right pleural effusion.")
+    result = label_report(
+        "Possible atelectasis at the right base. No pleural effusion.",
+        "Right basal atelectasis. Small right pleural effusion.",
+    )
     assert result.state("Atelectasis") == "positive"
     assert result.state("Pleural effusion") == "positive"
     assert {m.section for m in result.mentions if m.label == "Atelectasis"} == {"findings", "impression"}
@@ -184,7 +253,11 @@ def test_positive_anywhere_wins_over_negations_and_hedges():
 def test_mentions_record_term_and_cue():
     (mention,) = sentence_mentions("Atelectasis cannot be excluded.")
     assert (mention.label, mention.state, mention.term, mention.cue) == (
-        "Atelectasis", "uncertain", "Atelectasis", "cannot be excluded")
+        "Atelectasis",
+        "uncertain",
+        "Atelectasis",
+        "cannot be excluded",
+    )
     assert mention.state in STATES
 
 
@@ -192,9 +265,12 @@ def test_mentions_record_term_and_cue():
 # Sentences and sections
 # --------------------------------------------------------------------------
 
+
 def test_sentence_splitting_keeps_abbreviations_and_decimals():
-    text = ("When examined in the lung parenchyma window; There are nodules, e.g. in the right lobe. "
-            "A nodule of approx. 8.9 mm is seen. Atelectasis? No effusion i.e. normal")
+    text = (
+        "When examined in the lung parenchyma window; There are nodules, e.g. in the right lobe. "
+        "A nodule of approx. 8.9 mm is seen. Atelectasis? No effusion i.e. normal"
+    )
     assert split_sentences(text) == [
         "When examined in the lung parenchyma window;",
         "There are nodules, e.g. in the right lobe.",
@@ -209,12 +285,15 @@ def test_sentence_splitting_of_line_breaks_and_empty_text():
     assert split_sentences("  ") == []
 
 
-@pytest.mark.parametrize("text, findings, impression", [
-    ("Findings: A nodule. Impression: Nodule.", "A nodule.", "Nodule."),
-    ("FINDINGS\nNo effusion.\nIMPRESSION\nNormal study.", "No effusion.", "Normal study."),
-    ("Heart normal.\nConclusion: normal chest.", "Heart normal.", "normal chest."),
-    ("Atelectasis in the left lower lobe.", "Atelectasis in the left lower lobe.", ""),
-])
+@pytest.mark.parametrize(
+    "text, findings, impression",
+    [
+        ("Findings: A nodule. Impression: Nodule.", "A nodule.", "Nodule."),
+        ("FINDINGS\nNo effusion.\nIMPRESSION\nNormal study.", "No effusion.", "Normal study."),
+        ("Heart normal.\nConclusion: normal chest.", "Heart normal.", "normal chest."),
+        ("Atelectasis in the left lower lobe.", "Atelectasis in the left lower lobe.", ""),
+    ],
+)
 def test_split_sections(text, findings, impression):
     assert split_sections(text) == (findings, impression)
 
@@ -229,20 +308,23 @@ def test_whole_report_text_is_split_into_sections():
 def test_explain_marks_term_and_names_section():
     result = label_report("Heart size is normal. Mild cardiomegaly? No.", "Cardiomegaly.")
     lines = result.explain()
-    assert lines == ["Cardiomegaly [impression]: [[Cardiomegaly]]. (term 'Cardiomegaly'; "
-                     "no negation or uncertainty cue in reach)"]
+    assert lines == [
+        "Cardiomegaly [impression]: [[Cardiomegaly]]. (term 'Cardiomegaly'; no negation or uncertainty cue in reach)"
+    ]
     assert label_report("No effusion.").explain() == []
 
 
 def test_rule_feature_matrix_one_hot_per_class():
-    texts = ["Findings: Subsegmental atelectasis in the left lower lobe. No pleural effusion. "
-             "Possible consolidation.", "Findings: Normal."]
+    texts = [
+        "Findings: Subsegmental atelectasis in the left lower lobe. No pleural effusion. Possible consolidation.",
+        "Findings: Normal.",
+    ]
     features = rule_feature_matrix(texts)
     assert features.shape == (2, 54) and features.dtype == np.float32
     column = {label: 3 * i for i, label in enumerate(CTRATE_ABNORMALITIES)}
-    assert features[0, column["Atelectasis"]:column["Atelectasis"] + 3].tolist() == [1, 0, 0]
-    assert features[0, column["Pleural effusion"]:column["Pleural effusion"] + 3].tolist() == [0, 1, 0]
-    assert features[0, column["Consolidation"]:column["Consolidation"] + 3].tolist() == [0, 0, 1]
+    assert features[0, column["Atelectasis"] : column["Atelectasis"] + 3].tolist() == [1, 0, 0]
+    assert features[0, column["Pleural effusion"] : column["Pleural effusion"] + 3].tolist() == [0, 1, 0]
+    assert features[0, column["Consolidation"] : column["Consolidation"] + 3].tolist() == [0, 0, 1]
     assert features[0].sum() == 3 and features[1].sum() == 0
     assert rule_feature_matrix([]).shape == (0, 54)
 
@@ -250,6 +332,7 @@ def test_rule_feature_matrix_one_hot_per_class():
 # --------------------------------------------------------------------------
 # Agreement with phantom reports and the corpus
 # --------------------------------------------------------------------------
+
 
 def test_phantom_reports_exact_labels():
     from omnict_cli.phantom.generate import PhantomConfig, generate_case
@@ -297,6 +380,7 @@ def test_heldout_set_meets_the_quality_bar():
 # CT-RATE files
 # --------------------------------------------------------------------------
 
+
 def _row(value: int = 0) -> dict[str, int]:
     return dict.fromkeys(CTRATE_ABNORMALITIES, value)
 
@@ -320,8 +404,10 @@ def test_write_labels_refuses_bad_rows(tmp_path):
 
 
 def test_reports_round_trip_and_report_text(tmp_path):
-    reports = [LabelledReport("a.nii.gz", 'No effusion, "quoted"; fine.', "Normal."),
-               LabelledReport("b.nii.gz", "Nodule 8.9 mm.", "")]
+    reports = [
+        LabelledReport("a.nii.gz", 'No effusion, "quoted"; fine.', "Normal."),
+        LabelledReport("b.nii.gz", "Nodule 8.9 mm.", ""),
+    ]
     path = tmp_path / "reports.csv"
     write_reports(path, reports)
     assert read_reports(path) == reports
@@ -337,11 +423,15 @@ def test_ctrate_reports_csv_with_extra_and_without_impression_columns(tmp_path):
 
 def test_jsonl_reports(tmp_path):
     path = tmp_path / "out.jsonl"
-    path.write_text('{"study_id": "s1", "findings": "No effusion.", "impression": "Normal."}\n'
-                    '{"VolumeName": "s2", "report": "Findings: Nodule.\\nImpression: Nodule."}\n'
-                    '{"study_id": "s3", "status": "error", "error": {"type": "x"}}\n')
-    assert read_reports(path) == [LabelledReport("s1", "No effusion.", "Normal."),
-                                  LabelledReport("s2", "Nodule.", "Nodule.")]
+    path.write_text(
+        '{"study_id": "s1", "findings": "No effusion.", "impression": "Normal."}\n'
+        '{"VolumeName": "s2", "report": "Findings: Nodule.\\nImpression: Nodule."}\n'
+        '{"study_id": "s3", "status": "error", "error": {"type": "x"}}\n'
+    )
+    assert read_reports(path) == [
+        LabelledReport("s1", "No effusion.", "Normal."),
+        LabelledReport("s2", "Nodule.", "Nodule."),
+    ]
     path.write_text('{"study_id": "s1"}\n')
     with pytest.raises(CtrateFileError, match=r"out\.jsonl: line 1: study 's1' has no report text"):
         read_reports(path)
@@ -363,8 +453,9 @@ def test_label_errors_name_file_line_and_column(tmp_path):
     bad_value = ["v2", *["0"] * 9, "yes", *["0"] * 8]
     with pytest.raises(CtrateFileError) as error:
         read_labels(_labels_csv(tmp_path, header, [good, bad_value]))
-    assert str(error.value) == (f"{tmp_path / 'labels.csv'}: line 3, column 11 ('Lung nodule'): "
-                                "expected 0 or 1, got 'yes'")
+    assert str(error.value) == (
+        f"{tmp_path / 'labels.csv'}: line 3, column 11 ('Lung nodule'): expected 0 or 1, got 'yes'"
+    )
     assert isinstance(error.value, OmnictError)
     with pytest.raises(CtrateFileError, match="line 3: VolumeName 'v1' is listed twice \\(first on line 2\\)"):
         read_labels(_labels_csv(tmp_path, header, [good, good]))
@@ -384,24 +475,30 @@ def test_binary_and_missing_files_are_refused(tmp_path):
         read_reports(tmp_path / "r.csv")
 
 
-@pytest.mark.parametrize("sentence, expected", [
-    ("Lymph nodes with a short axis of 15 mm are observed in the subcarinal region.", 1),
-    ("A lymph node measuring 1.2 cm is seen in the right hilum.", 1),
-    ("Mediastinal lymph nodes measuring up to 14 mm were observed.", 1),
-    ("Lymph nodes smaller than 10 mm are observed in the mediastinum.", 0),
-    ("A few lymph nodes with a short axis not exceeding 1 cm were observed.", 0),
-    ("Lymph nodes up to 8 mm.", 0),  # no station: a small size alone states nothing
-    ("Lymph nodes up to 8 mm in the prevascular area.", 1),  # CT-RATE: a size at a station is positive
-])
+@pytest.mark.parametrize(
+    "sentence, expected",
+    [
+        ("Lymph nodes with a short axis of 15 mm are observed in the subcarinal region.", 1),
+        ("A lymph node measuring 1.2 cm is seen in the right hilum.", 1),
+        ("Mediastinal lymph nodes measuring up to 14 mm were observed.", 1),
+        ("Lymph nodes smaller than 10 mm are observed in the mediastinum.", 0),
+        ("A few lymph nodes with a short axis not exceeding 1 cm were observed.", 0),
+        ("Lymph nodes up to 8 mm.", 0),  # no station: a small size alone states nothing
+        ("Lymph nodes up to 8 mm in the prevascular area.", 1),  # CT-RATE: a size at a station is positive
+    ],
+)
 def test_a_stated_node_size_of_ten_millimetres_or_more_is_lymphadenopathy(sentence, expected):
     assert label_report(sentence).vector()["Lymphadenopathy"] == expected
 
 
-@pytest.mark.parametrize("sentence, expected", [
-    ("Minimal pericardial thickening-effusion is present.", 1),
-    ("Pericardial thickening-effusion was not observed.", 0),
-    ("Pericardial effusion-thickening was not observed.", 0),
-])
+@pytest.mark.parametrize(
+    "sentence, expected",
+    [
+        ("Minimal pericardial thickening-effusion is present.", 1),
+        ("Pericardial thickening-effusion was not observed.", 0),
+        ("Pericardial effusion-thickening was not observed.", 0),
+    ],
+)
 def test_pericardial_thickening_effusion_in_either_order(sentence, expected):
     assert label_report(sentence).vector()["Pericardial effusion"] == expected
 
@@ -410,11 +507,14 @@ def test_pericardial_thickening_effusion_in_either_order(sentence, expected):
 # Long texts: linear time, a documented size limit
 # --------------------------------------------------------------------------
 
+
 def test_a_one_megabyte_report_is_labelled_in_under_five_cpu_seconds():
     import time
 
-    sentence = ("No pleural effusion was detected. Lymph nodes up to 8 mm in the mediastinum. "
-                "Consolidation is seen in the right lower lobe, but no nodule. ")
+    sentence = (
+        "No pleural effusion was detected. Lymph nodes up to 8 mm in the mediastinum. "
+        "Consolidation is seen in the right lower lobe, but no nodule. "
+    )
     text = (sentence * (1_000_000 // len(sentence) + 1))[:1_000_000]
     started = time.process_time()
     result = label_report(text)

@@ -33,14 +33,22 @@ def sentences() -> list[str]:
 
 
 def test_every_term_trigger_matches_wherever_its_term_does(sentences):
-    missed = [(term.label, term.regex.pattern, sentence) for term in rules._TERMS for sentence in sentences
-              if term.regex.search(sentence) and not term.trigger.search(sentence)]
+    missed = [
+        (term.label, term.regex.pattern, sentence)
+        for term in rules._TERMS
+        for sentence in sentences
+        if term.regex.search(sentence) and not term.trigger.search(sentence)
+    ]
     assert not missed, f"{len(missed)} misses, e.g. {missed[0]}"
 
 
 def test_every_cue_gate_matches_wherever_its_cue_does(sentences):
-    missed = [(pattern.pattern, sentence) for _, _, pattern, gate in rules._COMPILED_CUES for sentence in sentences
-              if pattern.search(sentence) and not gate.search(sentence)]
+    missed = [
+        (pattern.pattern, sentence)
+        for _, _, pattern, gate in rules._COMPILED_CUES
+        for sentence in sentences
+        if pattern.search(sentence) and not gate.search(sentence)
+    ]
     assert not missed, f"{len(missed)} misses, e.g. {missed[0]}"
 
 
@@ -67,8 +75,10 @@ def test_a_cached_sentence_reads_the_same_in_any_section_and_report():
     assert rules._cached_read_sentence.cache_info().hits >= 3
     assert first.mentions == second.mentions
     assert [(m.label, m.state, m.section) for m in first.mentions] == [
-        ("Pleural effusion", "negative", "findings"), ("Lung nodule", "positive", "findings"),
-        ("Pleural effusion", "negative", "impression")]
+        ("Pleural effusion", "negative", "findings"),
+        ("Lung nodule", "positive", "findings"),
+        ("Pleural effusion", "negative", "impression"),
+    ]
 
 
 def test_a_very_long_sentence_is_read_but_not_kept():

@@ -115,8 +115,17 @@ def test_the_rule_check_catches_an_upward_import(tmp_path):
 def test_the_flow_packages_hold_the_moved_modules(package):
     expected = {
         "studies": {"discover", "load", "volume", "preprocess", "prepare", "inspection"},
-        "run": {"pipeline", "prefetch", "engine", "study_inputs", "records", "sharding",
-                "questions", "repeats", "interrupts"},
+        "run": {
+            "pipeline",
+            "prefetch",
+            "engine",
+            "study_inputs",
+            "records",
+            "sharding",
+            "questions",
+            "repeats",
+            "interrupts",
+        },
     }[package]
     present = {p.stem for p in (PACKAGE / package).glob("*.py")}
     assert expected <= present

@@ -60,8 +60,7 @@ def test_classification_hand_computed_counts_and_scores():
 
 
 def test_macro_f1_is_mean_of_class_f1_not_f1_of_macro_means():
-    unequal = classification_report(np.array([[1, 1], [1, 1], [0, 1]]), np.array([[1, 0], [0, 1], [0, 1]]),
-                                     ["x", "y"])
+    unequal = classification_report(np.array([[1, 1], [1, 1], [0, 1]]), np.array([[1, 0], [0, 1], [0, 1]]), ["x", "y"])
     # x: tp1 fn1 -> P 1, R .5, F1 2/3; y: tp2 fn1 -> P 1, R 2/3, F1 .8 -> macro F1 = 0.7333
     # F1 of macro P (1) and macro R (7/12) would be 0.7368: the report must use the mean of class F1.
     assert unequal.macro_f1 == pytest.approx((2 / 3 + 0.8) / 2)
@@ -85,8 +84,14 @@ def test_class_with_nothing_to_score_is_nan_and_left_out_of_macro():
 def test_nothing_to_score_in_any_class_gives_nan_macro_and_micro():
     report = classification_report(np.zeros((3, 2)), np.zeros((3, 2)), ["a", "b"])
     assert report.undefined_labels == ["a", "b"]
-    for value in (report.macro_precision, report.macro_recall, report.macro_f1,
-                  report.micro_precision, report.micro_recall, report.micro_f1):
+    for value in (
+        report.macro_precision,
+        report.macro_recall,
+        report.macro_f1,
+        report.micro_precision,
+        report.micro_recall,
+        report.micro_f1,
+    ):
         assert math.isnan(value)
 
 
@@ -151,7 +156,9 @@ def test_tokenize_lowercases_splits_punctuation_and_keeps_decimals():
     assert tokenize("") == []
 
 
-PAPINENI_HYP = ("It is a guide to action which ensures that the military always obeys the commands of the party").split()
+PAPINENI_HYP = (
+    "It is a guide to action which ensures that the military always obeys the commands of the party"
+).split()
 PAPINENI_REFS = [
     "It is a guide to action that ensures that the military will forever heed Party commands".split(),
     "It is the guiding principle which guarantees the military forces always being under the command of the Party".split(),
@@ -246,13 +253,34 @@ def test_rouge_l_corpus_is_the_mean_of_pairs():
 # --------------------------------------------------------------------------- METEOR and Porter
 
 
-@pytest.mark.parametrize("word, stem", [
-    ("caresses", "caress"), ("ponies", "poni"), ("cats", "cat"), ("feed", "feed"), ("agreed", "agre"),
-    ("plastered", "plaster"), ("motoring", "motor"), ("sing", "sing"), ("hopping", "hop"), ("falling", "fall"),
-    ("filing", "file"), ("happy", "happi"), ("sky", "sky"), ("relational", "relat"), ("conditional", "condit"),
-    ("generalization", "gener"), ("oscillators", "oscil"), ("adjustment", "adjust"), ("controlling", "control"),
-    ("effusions", "effus"), ("effusion", "effus"), ("opacities", "opac"), ("opacity", "opac"),
-])
+@pytest.mark.parametrize(
+    "word, stem",
+    [
+        ("caresses", "caress"),
+        ("ponies", "poni"),
+        ("cats", "cat"),
+        ("feed", "feed"),
+        ("agreed", "agre"),
+        ("plastered", "plaster"),
+        ("motoring", "motor"),
+        ("sing", "sing"),
+        ("hopping", "hop"),
+        ("falling", "fall"),
+        ("filing", "file"),
+        ("happy", "happi"),
+        ("sky", "sky"),
+        ("relational", "relat"),
+        ("conditional", "condit"),
+        ("generalization", "gener"),
+        ("oscillators", "oscil"),
+        ("adjustment", "adjust"),
+        ("controlling", "control"),
+        ("effusions", "effus"),
+        ("effusion", "effus"),
+        ("opacities", "opac"),
+        ("opacity", "opac"),
+    ],
+)
 def test_porter_stemmer_known_outputs(word, stem):
     # Examples from Porter (1980) and his published sample vocabulary, plus radiology words.
     assert porter_stem(word) == stem
@@ -286,10 +314,12 @@ def _fewest_chunks_by_brute_force(hyp, ref):
         hyp_at = [i for i, token in enumerate(hyp) if token == word]
         ref_at = [j for j, token in enumerate(ref) if token == word]
         k = min(len(hyp_at), len(ref_at))
-        choices_per_word.append([list(zip(hs, rs)) for hs in itertools.combinations(hyp_at, k)
-                                 for rs in itertools.permutations(ref_at, k)])
-    return min(count_chunks([pair for part in combo for pair in part])
-               for combo in itertools.product(*choices_per_word))
+        choices_per_word.append(
+            [list(zip(hs, rs)) for hs in itertools.combinations(hyp_at, k) for rs in itertools.permutations(ref_at, k)]
+        )
+    return min(
+        count_chunks([pair for part in combo for pair in part]) for combo in itertools.product(*choices_per_word)
+    )
 
 
 def test_meteor_alignment_is_maximal_and_near_minimal_in_chunks():
@@ -325,8 +355,10 @@ def test_token_f1_and_exact_match_follow_squad():
 
 
 def test_identical_reports_score_one_on_every_text_metric():
-    report = ("Cardiomegaly is present. There is a 6.5 mm nodule in the right upper lobe. "
-              "No pleural effusion. Mild emphysema.")
+    report = (
+        "Cardiomegaly is present. There is a 6.5 mm nodule in the right upper lobe. "
+        "No pleural effusion. Mild emphysema."
+    )
     assert bleu([report, report], [report, report]) == pytest.approx({f"bleu{n}": 1.0 for n in range(1, 5)})
     assert rouge_l(report, report)["f1"] == rouge_l(report, report)["f_beta"] == 1.0
     assert token_f1(report, report) == 1.0 and exact_match(report, report)
@@ -336,17 +368,20 @@ def test_identical_reports_score_one_on_every_text_metric():
 # --------------------------------------------------------------------------- VQA
 
 
-@pytest.mark.parametrize("prediction, reference, correct", [
-    ("Yes.", "yes", True),
-    ("yes, there is a nodule in the right lung", "Yes", True),
-    ("No", "no", True),
-    ("No.", "Yes", False),
-    ("There is no effusion.", "no", False),  # the leading word decides; "there" decides nothing
-    ("", "yes", False),
-    ("Left.", "left", True),
-    ("left, in the apex", "left", True),
-    ("leftward", "left", False),
-])
+@pytest.mark.parametrize(
+    "prediction, reference, correct",
+    [
+        ("Yes.", "yes", True),
+        ("yes, there is a nodule in the right lung", "Yes", True),
+        ("No", "no", True),
+        ("No.", "Yes", False),
+        ("There is no effusion.", "no", False),  # the leading word decides; "there" decides nothing
+        ("", "yes", False),
+        ("Left.", "left", True),
+        ("left, in the apex", "left", True),
+        ("leftward", "left", False),
+    ],
+)
 def test_closed_answer_correct(prediction, reference, correct):
     assert closed_answer_correct(prediction, reference) is correct
 
@@ -354,23 +389,26 @@ def test_closed_answer_correct(prediction, reference, correct):
 OPTIONS = ["Pleural effusion", "Atelectasis", "Effusion", "Emphysema"]
 
 
-@pytest.mark.parametrize("prediction, reference, correct", [
-    ("A", "A", True),
-    ("(A)", "Pleural effusion", True),
-    ("A.", "a", True),
-    ("Answer: A", "A", True),
-    ("The answer is (B) Atelectasis", "B", True),
-    ("Option B is correct.", "B", True),
-    ("b) atelectasis", "B", True),
-    ("The answer is a pleural effusion", "A", True),  # lower-case "a" after "is" is an article
-    ("pleural effusion", "A", True),
-    ("There is a pleural effusion.", "A", True),  # mentions "pleural effusion" (and "effusion" inside it)
-    ("Effusion", "C", True),
-    ("A pleural effusion is present", "A", True),  # "A" followed by a word is an article, not a letter
-    ("B", "A", False),
-    ("atelectasis or emphysema", "B", False),  # two options named: undecided
-    ("I am not sure", "A", False),
-])
+@pytest.mark.parametrize(
+    "prediction, reference, correct",
+    [
+        ("A", "A", True),
+        ("(A)", "Pleural effusion", True),
+        ("A.", "a", True),
+        ("Answer: A", "A", True),
+        ("The answer is (B) Atelectasis", "B", True),
+        ("Option B is correct.", "B", True),
+        ("b) atelectasis", "B", True),
+        ("The answer is a pleural effusion", "A", True),  # lower-case "a" after "is" is an article
+        ("pleural effusion", "A", True),
+        ("There is a pleural effusion.", "A", True),  # mentions "pleural effusion" (and "effusion" inside it)
+        ("Effusion", "C", True),
+        ("A pleural effusion is present", "A", True),  # "A" followed by a word is an article, not a letter
+        ("B", "A", False),
+        ("atelectasis or emphysema", "B", False),  # two options named: undecided
+        ("I am not sure", "A", False),
+    ],
+)
 def test_choice_correct(prediction, reference, correct):
     assert choice_correct(prediction, reference, OPTIONS) is correct
 
@@ -417,8 +455,17 @@ def test_score_vqa_names_the_file_and_row_of_a_bad_row():
     with pytest.raises(OmnictError, match="row 1 is a multiple-choice question without options"):
         score_vqa([{**good, "kind": "choice"}])
     with pytest.raises(OmnictError, match="question 'Which organ\\?': reference 'Heart' is neither"):
-        score_vqa([{"question": "Which organ?", "answer": "A", "reference": "Heart", "kind": "choice",
-                    "options": ["Liver", "Lung"]}])
+        score_vqa(
+            [
+                {
+                    "question": "Which organ?",
+                    "answer": "A",
+                    "reference": "Heart",
+                    "kind": "choice",
+                    "options": ["Liver", "Lung"],
+                }
+            ]
+        )
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -436,8 +483,9 @@ def test_macro_f1_ci_matches_generic_bootstrap_and_contains_the_estimate():
     point = classification_report(truth, predicted, LABELS).macro_f1
     low, high = macro_f1_ci(truth, predicted, n_resamples=200, seed=5)
     assert low < point < high
-    generic = bootstrap_ci(lambda idx: classification_report(truth[idx], predicted[idx], LABELS).macro_f1,
-                           n=120, n_resamples=200, seed=5)
+    generic = bootstrap_ci(
+        lambda idx: classification_report(truth[idx], predicted[idx], LABELS).macro_f1, n=120, n_resamples=200, seed=5
+    )
     assert (low, high) == pytest.approx(generic)
 
 
@@ -447,8 +495,9 @@ def test_macro_f1_ci_averages_the_classes_defined_in_each_resample():
     truth[:, 11] = predicted[:, 11] = 0
     truth[0, 11] = predicted[1, 11] = 1  # one class defined only in resamples that draw study 0 or 1
     low, high = macro_f1_ci(truth, predicted, n_resamples=200, seed=4)
-    generic = bootstrap_ci(lambda idx: classification_report(truth[idx], predicted[idx], LABELS).macro_f1,
-                           n=40, n_resamples=200, seed=4)
+    generic = bootstrap_ci(
+        lambda idx: classification_report(truth[idx], predicted[idx], LABELS).macro_f1, n=40, n_resamples=200, seed=4
+    )
     assert not math.isnan(low) and (low, high) == pytest.approx(generic)
     assert low < classification_report(truth, predicted, LABELS).macro_f1 < high
 
@@ -460,8 +509,12 @@ def test_bootstrap_drops_resamples_with_nothing_to_score():
     truth = np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]])
     predicted = np.array([[1, 0, 0], [0, 0, 0], [0, 0, 0]])
     assert macro_f1_ci(truth, predicted, n_resamples=200, seed=0) == (0.5, 0.5)
-    generic = bootstrap_ci(lambda idx: classification_report(truth[idx], predicted[idx], ["a", "b", "c"]).macro_f1,
-                           n=3, n_resamples=200, seed=0)
+    generic = bootstrap_ci(
+        lambda idx: classification_report(truth[idx], predicted[idx], ["a", "b", "c"]).macro_f1,
+        n=3,
+        n_resamples=200,
+        seed=0,
+    )
     assert generic == (0.5, 0.5)
     low, high = macro_f1_ci(np.zeros((3, 2)), np.zeros((3, 2)), n_resamples=50)
     assert math.isnan(low) and math.isnan(high)  # no resample has anything to score
@@ -518,8 +571,14 @@ def tiny_bert_dir(tmp_path_factory):
     tokenizer = BertTokenizer(str(model_dir / "vocab.txt"))
     tokenizer.save_pretrained(model_dir)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(model_dir, safe_serialization=True)
     return model_dir
 
@@ -565,10 +624,12 @@ def test_the_score_command_refuses_more_bootstrap_resamples_than_the_cap_before_
     from omnict_cli.cli import main
     from omnict_cli.metrics.bootstrap import MAX_RESAMPLES
 
-    result = CliRunner().invoke(main, ["score", "missing.jsonl", "--references", "missing.csv",
-                                       "--bootstrap", str(MAX_RESAMPLES + 1)])
+    result = CliRunner().invoke(
+        main, ["score", "missing.jsonl", "--references", "missing.csv", "--bootstrap", str(MAX_RESAMPLES + 1)]
+    )
     assert result.exit_code == 2 and "--bootstrap" in result.output
     assert f"{MAX_RESAMPLES + 1}" in result.output
-    allowed = CliRunner().invoke(main, ["score", "missing.jsonl", "--references", "missing.csv",
-                                        "--bootstrap", str(MAX_RESAMPLES)])
+    allowed = CliRunner().invoke(
+        main, ["score", "missing.jsonl", "--references", "missing.csv", "--bootstrap", str(MAX_RESAMPLES)]
+    )
     assert "--bootstrap" not in allowed.output  # the cap itself is accepted: the two limits agree

@@ -14,8 +14,9 @@ from omnict_cli.model.build import ComponentError, build_model_dir
 from omnict_cli.model.processing_omnict import special_tokens
 from tests.test_model_processing import study, tiny_tokenizer
 
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14,
-              image_size=42)
+VISION = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14, image_size=42
+)
 SMALL_SIZES = ["--volume-unshuffle", "3"]
 
 
@@ -23,8 +24,16 @@ def save_siglip(path, full: bool = True):
     """A tiny SigLIP as google/siglip-so400m ships it (vision + text towers), or its vision model alone."""
     torch.manual_seed(1)
     if full:
-        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=64,
-                    bos_token_id=1, eos_token_id=2, pad_token_id=0)
+        text = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=64,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+        )
         SiglipModel(SiglipConfig(text_config=text, vision_config=VISION)).save_pretrained(path)
     else:
         SiglipVisionModel(SiglipVisionConfig(**VISION)).save_pretrained(path)
@@ -37,8 +46,15 @@ def save_llm(path, tie: bool = True, spare_rows: int = 6):
     tokenizer.pad_token = None
     tokenizer.eos_token = "[PAD]"
     torch.manual_seed(2)
-    config = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1, vocab_size=len(tokenizer) + spare_rows, tie_word_embeddings=tie)
+    config = Qwen2Config(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=len(tokenizer) + spare_rows,
+        tie_word_embeddings=tie,
+    )
     Qwen2ForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -52,8 +68,10 @@ def components(tmp_path_factory):
 
 def build(components, out, *extra):
     vision, llm = components
-    result = CliRunner().invoke(main, ["build-model", "--vision", str(vision), "--llm", str(llm), "--out", str(out),
-                                       "--dtype", "float32", *extra])
+    result = CliRunner().invoke(
+        main,
+        ["build-model", "--vision", str(vision), "--llm", str(llm), "--out", str(out), "--dtype", "float32", *extra],
+    )
     assert result.exit_code == 0, result.output
     return result
 
@@ -133,15 +151,17 @@ def test_bfloat16_build_writes_bfloat16_weights(components, tmp_path):
 def test_bad_component_directories_give_one_clear_line(components, tmp_path):
     vision, llm = components
     runner = CliRunner()
-    missing = runner.invoke(main, ["build-model", "--vision", str(tmp_path / "nope"), "--llm", str(llm),
-                                   "--out", str(tmp_path / "a")])
+    missing = runner.invoke(
+        main, ["build-model", "--vision", str(tmp_path / "nope"), "--llm", str(llm), "--out", str(tmp_path / "a")]
+    )
     assert missing.exit_code != 0 and "nope" in missing.output and "not found" in missing.output
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text((llm / "config.json").read_text())
     (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
-    result = runner.invoke(main, ["build-model", "--vision", str(vision), "--llm", str(pickled),
-                                  "--out", str(tmp_path / "b")])
+    result = runner.invoke(
+        main, ["build-model", "--vision", str(vision), "--llm", str(pickled), "--out", str(tmp_path / "b")]
+    )
     assert result.exit_code != 0 and "safetensors" in result.output and "pickled" in result.output
     assert not (tmp_path / "b").exists()
 
@@ -157,8 +177,9 @@ def test_an_existing_output_is_kept_unless_overwrite(components, tmp_path):
     (tmp_path / "omnict").mkdir()
     (tmp_path / "omnict" / "mine.txt").write_text("keep")
     vision, llm = components
-    result = CliRunner().invoke(main, ["build-model", "--vision", str(vision), "--llm", str(llm),
-                                       "--out", str(tmp_path / "omnict")])
+    result = CliRunner().invoke(
+        main, ["build-model", "--vision", str(vision), "--llm", str(llm), "--out", str(tmp_path / "omnict")]
+    )
     assert result.exit_code != 0 and "already exists" in result.output
     assert (tmp_path / "omnict" / "mine.txt").read_text() == "keep"
     build(components, tmp_path / "omnict", "--overwrite")
@@ -181,7 +202,7 @@ def test_the_documented_python_example_runs_on_the_bundled_scan(components, tmp_
     batch = processor(["is the liver enlarged ?"], [model_input]).to(model.device)
     with torch.inference_mode():
         ids = model.generate(**batch, max_new_tokens=4, do_sample=False)
-    assert len(processor.decode(ids[:, batch["input_ids"].shape[1]:])) == 1
+    assert len(processor.decode(ids[:, batch["input_ids"].shape[1] :])) == 1
 
 
 def test_built_directory_and_files_follow_the_umask(components, tmp_path):
@@ -207,7 +228,8 @@ def test_an_unwritable_out_is_one_line_before_the_build(components, tmp_path, mo
     monkeypatch.setattr("omnict_cli.model.build.build_omnict", never)
     (tmp_path / "blocker").write_text("a file where a folder should be")
     vision, llm = components
-    result = CliRunner().invoke(main, ["build-model", "--vision", str(vision), "--llm", str(llm),
-                                       "--out", str(tmp_path / "blocker" / "omnict")])
+    result = CliRunner().invoke(
+        main, ["build-model", "--vision", str(vision), "--llm", str(llm), "--out", str(tmp_path / "blocker" / "omnict")]
+    )
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # click's exit, not a crash
     assert "blocker/omnict: cannot be written" in result.output and "is a file, not a folder" in result.output

@@ -10,12 +10,31 @@ from omnict_cli.studies.preprocess import PreprocessConfig
 
 def tiny_config(image_size: int = 42, **overrides) -> OmniCTConfig:
     """A 2-layer, width-32 SigLIP (42 px = 3x3 patches by default) and a 2-layer Qwen2, built in memory."""
-    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, patch_size=14, image_size=image_size)
-    text = dict(model_type="qwen2", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=1, vocab_size=128)
-    sizes = dict(volume_size=(6, image_size, image_size), slice_size=(image_size, image_size),
-                 tpe_depth_dim=4, tpe_row_dim=4, tpe_col_dim=4)
+    vision = dict(
+        model_type="siglip_vision_model",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=14,
+        image_size=image_size,
+    )
+    text = dict(
+        model_type="qwen2",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=128,
+    )
+    sizes = dict(
+        volume_size=(6, image_size, image_size),
+        slice_size=(image_size, image_size),
+        tpe_depth_dim=4,
+        tpe_row_dim=4,
+        tpe_col_dim=4,
+    )
     return OmniCTConfig(vision_config=vision, text_config=text, **{**sizes, **overrides})
 
 
@@ -90,27 +109,31 @@ def test_save_and_load_pretrained_writes_config_json_only(tmp_path):
 
 def test_preprocess_config_takes_its_sizes_from_the_model_config():
     pre = tiny_config(hu_window=(-500, 700), slices_per_unit=2, antialias=False).preprocess_config()
-    assert pre == PreprocessConfig(hu_window=(-500.0, 700.0), volume_size=(6, 42, 42), slice_size=(42, 42),
-                                   slices_per_unit=2, antialias=False)
+    assert pre == PreprocessConfig(
+        hu_window=(-500.0, 700.0), volume_size=(6, 42, 42), slice_size=(42, 42), slices_per_unit=2, antialias=False
+    )
     assert OmniCTConfig().preprocess_config() == PreprocessConfig()
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(tpe_row_dim=5), "tpe_row_dim"),
-    (dict(tpe_depth_dim=-2), "tpe_depth_dim"),
-    (dict(volume_unshuffle=0), "volume_unshuffle"),
-    (dict(slice_unshuffle=4), "slice_unshuffle"),  # more than the 3 patches per side
-    (dict(ose_volume_grid=0), "ose_volume_grid"),
-    (dict(vision_feature_layer=3), "vision_feature_layer"),  # 2 layers: hidden states -3..2
-    (dict(slice_image_token_id=5, volume_image_token_id=5), "differ"),
-    (dict(slice_organ_token_id=-1), "slice_organ_token_id"),
-    (dict(hu_window=(100, -100)), "hu_window"),
-    (dict(volume_size=(6, 42)), "volume_size"),
-    (dict(volume_size=(6, 40, 40)), "image_size"),
-    (dict(slice_size=(42, 28)), "image_size"),
-    (dict(slices_per_unit=7), "slices_per_unit"),
-    (dict(vision_units_per_batch=0), "vision_units_per_batch"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(tpe_row_dim=5), "tpe_row_dim"),
+        (dict(tpe_depth_dim=-2), "tpe_depth_dim"),
+        (dict(volume_unshuffle=0), "volume_unshuffle"),
+        (dict(slice_unshuffle=4), "slice_unshuffle"),  # more than the 3 patches per side
+        (dict(ose_volume_grid=0), "ose_volume_grid"),
+        (dict(vision_feature_layer=3), "vision_feature_layer"),  # 2 layers: hidden states -3..2
+        (dict(slice_image_token_id=5, volume_image_token_id=5), "differ"),
+        (dict(slice_organ_token_id=-1), "slice_organ_token_id"),
+        (dict(hu_window=(100, -100)), "hu_window"),
+        (dict(volume_size=(6, 42)), "volume_size"),
+        (dict(volume_size=(6, 40, 40)), "image_size"),
+        (dict(slice_size=(42, 28)), "image_size"),
+        (dict(slices_per_unit=7), "slices_per_unit"),
+        (dict(vision_units_per_batch=0), "vision_units_per_batch"),
+    ],
+)
 def test_invalid_values_raise_with_the_field_named(overrides, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**overrides)
@@ -128,14 +151,18 @@ def test_configuration_module_leaves_preprocessing_unimported():
     """The config imports no torch of its own (transformers does); preprocessing loads on demand."""
     import subprocess
     import sys
-    code = ("import sys; import omnict_cli.model.configuration_omnict; "
-            "print('omnict_cli.studies.preprocess' in sys.modules)")
+
+    code = (
+        "import sys; import omnict_cli.model.configuration_omnict; "
+        "print('omnict_cli.studies.preprocess' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def test_auto_config_reads_an_omnict_directory(tmp_path):
     from transformers import AutoConfig
+
     tiny_config(ose_volume_grid=2).save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, OmniCTConfig) and loaded.num_organ_tokens("volume", 3) == 12

@@ -28,8 +28,9 @@ def model_and_processor():
 
 
 def batch_of_two(processor, **kwargs):
-    return processor(["is the liver enlarged ?", "describe this ct image"],
-                     [study("slice", 1), study("volume", 2)], **kwargs)
+    return processor(
+        ["is the liver enlarged ?", "describe this ct image"], [study("slice", 1), study("volume", 2)], **kwargs
+    )
 
 
 def test_forward_on_a_slice_and_a_volume_gives_logits_per_token(model_and_processor):
@@ -74,10 +75,10 @@ def test_batched_greedy_generation_equals_one_at_a_time(model_and_processor):
     settings = dict(max_new_tokens=5, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
     batch = processor(questions, images)
     with torch.no_grad():
-        together = model.generate(**batch, **settings)[:, batch["input_ids"].shape[1]:]
+        together = model.generate(**batch, **settings)[:, batch["input_ids"].shape[1] :]
         for i in range(2):
             single = processor([questions[i]], [images[i]])
-            alone = model.generate(**single, **settings)[:, single["input_ids"].shape[1]:]
+            alone = model.generate(**single, **settings)[:, single["input_ids"].shape[1] :]
             assert together[i].tolist() == alone[0].tolist()
     assert together.shape == (2, 5)
 
@@ -142,9 +143,9 @@ def test_device_map_with_offloaded_weights_gives_the_same_logits_and_text(model_
     so every module runs through accelerate's hooks, as when a 7B model spans GPUs and CPU."""
     model, processor = model_and_processor
     model.save_pretrained(tmp_path / "model")
-    split = OmniCTForConditionalGeneration.from_pretrained(tmp_path / "model", device_map="auto",
-                                                           max_memory={"cpu": "60KB"},
-                                                           offload_folder=str(tmp_path / "offload")).eval()
+    split = OmniCTForConditionalGeneration.from_pretrained(
+        tmp_path / "model", device_map="auto", max_memory={"cpu": "60KB"}, offload_folder=str(tmp_path / "offload")
+    ).eval()
     assert set(split.hf_device_map.values()) == {"disk"}
     batch = batch_of_two(processor)
     settings = dict(max_new_tokens=4, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)

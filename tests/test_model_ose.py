@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from omnict_cli.model.organ_pooling import (organ_ids_mask, organ_mask_to_token_grid,
-                                            pool_organ_tokens)
+from omnict_cli.model.organ_pooling import organ_ids_mask, organ_mask_to_token_grid, pool_organ_tokens
 from omnict_cli.segmentation.classes import TOTALSEG_TOTAL_IDS
 from tests.test_model_config import tiny_config
 
@@ -26,8 +25,9 @@ def spot(units: int, side: int, cells) -> torch.Tensor:
     return coverage
 
 
-@pytest.mark.parametrize("kind, units, side", [("slice", 1, 27), ("volume", 10, 9), ("volume", 4, 9),
-                                               ("slice", 3, 27), ("volume", 2, 2)])
+@pytest.mark.parametrize(
+    "kind, units, side", [("slice", 1, 27), ("volume", 10, 9), ("volume", 4, 9), ("slice", 3, 27), ("volume", 2, 2)]
+)
 def test_organ_token_count_is_fixed_and_matches_the_config(config, kind, units, side):
     tokens = random_tokens(units, side)
     coverage = spot(units, side, [(0, 1, 1), (0, 1, 0)] + [(i, 0, 0) for i in range(units)])

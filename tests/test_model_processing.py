@@ -10,8 +10,26 @@ from omnict_cli.model.processing_omnict import OmniCTProcessor, add_special_toke
 from omnict_cli.studies.preprocess import ModelInput
 from tests.test_model_config import tiny_config
 
-WORDS = ["[PAD]", "[UNK]", "USER", "ASSISTANT", ":", "is", "the", "liver", "enlarged", "?", "describe",
-         "this", "ct", "image", "<|im_start|>", "<|im_end|>", "user", "assistant"]
+WORDS = [
+    "[PAD]",
+    "[UNK]",
+    "USER",
+    "ASSISTANT",
+    ":",
+    "is",
+    "the",
+    "liver",
+    "enlarged",
+    "?",
+    "describe",
+    "this",
+    "ct",
+    "image",
+    "<|im_start|>",
+    "<|im_end|>",
+    "user",
+    "assistant",
+]
 
 
 def tiny_tokenizer(chat_template: str | None = None) -> PreTrainedTokenizerFast:
@@ -42,8 +60,9 @@ def test_add_special_tokens_registers_every_token_once_and_returns_config_ids():
     ids = add_special_tokens(tokenizer)
     assert add_special_tokens(tokenizer) == ids  # idempotent
     assert len(tokenizer) == len(WORDS) + len(special_tokens()) == len(WORDS) + 10
-    assert sorted(ids) == sorted(["slice_image_token_id", "volume_image_token_id", "slice_organ_token_id",
-                                  "volume_organ_token_id"])
+    assert sorted(ids) == sorted(
+        ["slice_image_token_id", "volume_image_token_id", "slice_organ_token_id", "volume_organ_token_id"]
+    )
     assert len(set(ids.values())) == 4 and min(ids.values()) >= len(WORDS)
     tiny_config(**ids)  # accepted by the config
 
@@ -78,8 +97,10 @@ def test_batches_are_left_padded(processor):
 def test_prompt_follows_the_authors_user_turn(processor):
     text = processor.prompt("is the liver enlarged ?", "volume", 1)
     image, organ = "<|image3d|>", "<|mask3d|>"
-    expected = (f"USER: <|image3d_start|>{image}<|image3d_end|>\n<|organ_start|>{organ * 9}<|organ_end|>\n"
-                "is the liver enlarged ?\nASSISTANT:")
+    expected = (
+        f"USER: <|image3d_start|>{image}<|image3d_end|>\n<|organ_start|>{organ * 9}<|organ_end|>\n"
+        "is the liver enlarged ?\nASSISTANT:"
+    )
     assert text == expected
 
 
@@ -92,8 +113,10 @@ def test_question_round_trips(processor):
 
 
 def test_chat_template_is_applied_when_the_tokenizer_has_one():
-    template = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
-                "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+    template = (
+        "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
+    )
     processor = OmniCTProcessor(tiny_tokenizer(template), tiny_config())
     text = processor.prompt("is the liver enlarged ?", "slice", 1)
     assert text.startswith("<|im_start|> user <|image2d_start|><|image2d|>")
@@ -111,8 +134,9 @@ def test_a_training_row_in_the_authors_format_is_not_wrapped_twice(processor):
 def test_organ_masks_pass_through_per_study(processor):
     volume_mask = np.zeros((6, 42, 42), dtype=np.uint8)
     volume_mask[2:4, 10:20, 10:20] = 1
-    batch = processor(["is the liver enlarged ?"] * 2, [study("volume", 2), study("slice", 1)],
-                      organ_masks=[volume_mask, None])
+    batch = processor(
+        ["is the liver enlarged ?"] * 2, [study("volume", 2), study("slice", 1)], organ_masks=[volume_mask, None]
+    )
     masks = batch["organ_masks"]
     assert masks[1] is None and masks[0].dtype == torch.bool and int(masks[0].sum()) == 200
 
@@ -143,16 +167,21 @@ def test_processor_reloads_from_a_model_directory(tmp_path, processor):
     assert torch.equal(reloaded(questions, images)["input_ids"], processor(questions, images)["input_ids"])
 
 
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
-                 "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
+)
 
 
 def test_training_labels_cover_only_the_answer_and_its_end_of_turn():
     tokenizer = tiny_tokenizer(CHAT_TEMPLATE)
     tokenizer.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)  # single tokens, as in Qwen
     processor = OmniCTProcessor(tokenizer, tiny_config())
-    batch = processor(["is the liver enlarged ?", "describe this ct image"], [study("slice", 1), study("volume", 2)],
-                      answers=["the liver is enlarged", "ct"])
+    batch = processor(
+        ["is the liver enlarged ?", "describe this ct image"],
+        [study("slice", 1), study("volume", 2)],
+        answers=["the liver is enlarged", "ct"],
+    )
     ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
     assert ids.shape == labels.shape == mask.shape
     first = [tokenizer.convert_ids_to_tokens(int(t)) for t in labels[0] if t != -100]
@@ -179,8 +208,12 @@ def test_max_length_cuts_the_answer_never_the_prompt(processor):
     processor.tokenizer.eos_token = "[PAD]"
     full = processor(["describe this ct image"], [study("volume", 2)], answers=["the liver is enlarged"])
     prompt_length = int((full["labels"][0] == -100).sum())
-    cut = processor(["describe this ct image"], [study("volume", 2)], answers=["the liver is enlarged"],
-                    max_length=prompt_length + 2)
+    cut = processor(
+        ["describe this ct image"],
+        [study("volume", 2)],
+        answers=["the liver is enlarged"],
+        max_length=prompt_length + 2,
+    )
     assert cut["input_ids"].shape[1] == prompt_length + 2
     assert [processor.tokenizer.convert_ids_to_tokens(int(t)) for t in cut["labels"][0, -2:]] == ["the", "liver"]
     with pytest.raises(ValueError, match="prompt alone has"):

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from omnict_cli.model.modeling_omnict import (OmniCTSpatialEncoder, sinusoid, token_unshuffle,
-                                              tri_axial_codes)
+from omnict_cli.model.modeling_omnict import OmniCTSpatialEncoder, sinusoid, token_unshuffle, tri_axial_codes
 from tests.test_model_config import tiny_config
 
 

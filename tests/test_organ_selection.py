@@ -54,8 +54,7 @@ def test_builtin_labels_use_the_coarse_stand_ins(labels):
 
 
 def test_an_organ_not_in_the_label_map_gives_an_empty_mask_and_says_so(labels):
-    selection = select_organs(labels, TOTALSEG_TOTAL_CLASSES, "ask", "Is the prostate enlarged?",
-                              override="prostate")
+    selection = select_organs(labels, TOTALSEG_TOTAL_CLASSES, "ask", "Is the prostate enlarged?", override="prostate")
     assert selection.is_empty
     assert "whole image" in selection.reason
 

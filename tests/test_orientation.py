@@ -17,8 +17,16 @@ from nibabel import orientations as nio
 
 from omnict_cli import discover_studies, load_path, load_study
 
-ORIENTATIONS = [("R", "A", "S"), ("L", "P", "S"), ("L", "A", "S"), ("A", "S", "R"), ("S", "R", "A"),
-                ("P", "I", "L"), ("I", "L", "P"), ("R", "P", "I")]
+ORIENTATIONS = [
+    ("R", "A", "S"),
+    ("L", "P", "S"),
+    ("L", "A", "S"),
+    ("A", "S", "R"),
+    ("S", "R", "A"),
+    ("P", "I", "L"),
+    ("I", "L", "P"),
+    ("R", "P", "I"),
+]
 LUNG_LOBES = [10, 11, 12, 13, 14]
 AORTA, LIVER = 52, 5
 
@@ -84,8 +92,9 @@ def test_itk_permuted_direction_loads_identically(testdata, tmp_path):
     image = sitk.ReadImage(str(testdata / "ct_chest_small.nii.gz"))
     permuted = sitk.PermuteAxes(sitk.Flip(image, [True, False, True]), [2, 0, 1])
     sitk.WriteImage(permuted, str(tmp_path / "permuted.nrrd"))
-    np.testing.assert_array_equal(load_path(tmp_path / "permuted.nrrd").voxels,
-                                  load_path(testdata / "ct_chest_small.nii.gz").voxels)
+    np.testing.assert_array_equal(
+        load_path(tmp_path / "permuted.nrrd").voxels, load_path(testdata / "ct_chest_small.nii.gz").voxels
+    )
 
 
 def _load_pair(folder, ct_name, labels_name):
@@ -212,8 +221,15 @@ def test_real_ct_written_as_dicom_in_any_plane_loads_identically(testdata, tmp_p
     origin_lps = np.diag([-1, -1, 1]) @ affine[:3, 3]
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     shuffled = np.random.default_rng(0).permutation(array.shape[0]) + 1
-    write_dicom_series(tmp_path / "series", array, spacing=tuple(spacing), orientation=orientation,
-                       origin=tuple(origin_lps), instance_numbers=shuffled, slice_thickness=5.0)
+    write_dicom_series(
+        tmp_path / "series",
+        array,
+        spacing=tuple(spacing),
+        orientation=orientation,
+        origin=tuple(origin_lps),
+        instance_numbers=shuffled,
+        slice_thickness=5.0,
+    )
     loaded = load_path(tmp_path / "series")
     assert loaded.source_axcodes == axcodes
     np.testing.assert_array_equal(loaded.voxels, original.voxels)
@@ -239,10 +255,13 @@ def _raw_case(tmp_path, name, **fields):
 AFFINE = np.diag([*VOXEL_MM, 1.0])
 
 
-@pytest.mark.parametrize("fields, warning", [
-    (dict(sform=AFFINE, pixdim=0), "pixdim 0x0x0 is not a voxel size: used the sform's 0.8x0.8x2 mm"),
-    (dict(sform=AFFINE, qform=AFFINE, pixdim=0), "pixdim 0x0x0 is not a voxel size: used the sform's 0.8x0.8x2 mm"),
-])
+@pytest.mark.parametrize(
+    "fields, warning",
+    [
+        (dict(sform=AFFINE, pixdim=0), "pixdim 0x0x0 is not a voxel size: used the sform's 0.8x0.8x2 mm"),
+        (dict(sform=AFFINE, qform=AFFINE, pixdim=0), "pixdim 0x0x0 is not a voxel size: used the sform's 0.8x0.8x2 mm"),
+    ],
+)
 def test_pixdim_zero_takes_the_voxel_size_from_the_sform_and_says_so(tmp_path, fields, warning):
     _, summary = _raw_case(tmp_path, "pixdim0", **fields)
     assert summary.status == "warning" and summary.spacing == [2.0, 0.8, 0.8]
@@ -269,12 +288,15 @@ def test_pixdim_zero_without_any_size_is_assumed_1_mm_and_warned(tmp_path):
     assert any("no sform gives one: assumed 1 mm" in w for w in summary.warnings)
 
 
-@pytest.mark.parametrize("sform, problem", [
-    (np.diag([np.nan, 1.0, 1.0, 1.0]), "the sform has NaN or infinite entries"),
-    (np.diag([np.inf, 1.0, 1.0, 1.0]), "the sform has NaN or infinite entries"),
-    (np.diag([1.0, 0.0, 1.0, 1.0]), "the sform gives voxel axis 1 zero length"),
-    (np.array([[1.0, 1.0, 0, 0], [0, 0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1]]), "the sform is singular"),
-])
+@pytest.mark.parametrize(
+    "sform, problem",
+    [
+        (np.diag([np.nan, 1.0, 1.0, 1.0]), "the sform has NaN or infinite entries"),
+        (np.diag([np.inf, 1.0, 1.0, 1.0]), "the sform has NaN or infinite entries"),
+        (np.diag([1.0, 0.0, 1.0, 1.0]), "the sform gives voxel axis 1 zero length"),
+        (np.array([[1.0, 1.0, 0, 0], [0, 0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1]]), "the sform is singular"),
+    ],
+)
 def test_nan_inf_or_singular_affines_are_clear_errors(tmp_path, sform, problem):
     path, summary = _raw_case(tmp_path, "bad_affine", sform=sform)
     assert summary.status == "error"
@@ -295,7 +317,10 @@ def test_itk_image_with_a_singular_or_nan_geometry_is_a_clear_error(tmp_path):
     text = (tmp_path / "scan.nrrd").read_bytes()
     assert b"space directions: (1,0,0) (0,1,0) (0,0,1)" in text
     (tmp_path / "scan.nrrd").unlink()
-    damaged = {"flat": b"space directions: (1,0,0) (1,0,0) (0,0,1)", "nan": b"space directions: (nan,0,0) (0,1,0) (0,0,1)"}
+    damaged = {
+        "flat": b"space directions: (1,0,0) (1,0,0) (0,0,1)",
+        "nan": b"space directions: (nan,0,0) (0,1,0) (0,0,1)",
+    }
     for name, directions in damaged.items():
         (tmp_path / f"{name}.nrrd").write_bytes(text.replace(b"space directions: (1,0,0) (0,1,0) (0,0,1)", directions))
     summaries = {study.study_id: summarize_study(study) for study in discover_studies(tmp_path)}

@@ -27,7 +27,7 @@ def test_dockerfile_installs_the_readme_way_and_runs_omnict():
     dockerfile = (REPO / "Dockerfile").read_text()
     readme = (REPO / "README.md").read_text()
     torch_pin = re.search(r"pip install (torch==[\d.]+)", readme).group(1)
-    assert f"pip install {torch_pin} \".[seg]\"" in dockerfile
+    assert f'pip install {torch_pin} ".[seg]"' in dockerfile
     assert 'ENTRYPOINT ["omnict"]' in dockerfile
     assert "TOTALSEG_HOME_DIR=" in dockerfile and "OMNICT_CACHE_DIR=" in dockerfile
     assert 'VOLUME ["/data", "/cache", "/models"]' in dockerfile
@@ -40,8 +40,12 @@ def test_dockerfile_installs_the_readme_way_and_runs_omnict():
 def test_a_wheel_carries_the_bundled_model_where_report_looks(tmp_path):
     if not (DEMO / "config.json").exists():
         pytest.skip("models/omnict-demo is not built in this checkout")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
-                            str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr[-2000:]
     wheel = next(tmp_path.glob("omnict-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

@@ -70,9 +70,9 @@ def test_each_class_is_drawn_inside_the_body_and_reported(request, geometry, cls
     assert finding.size_mm is None or finding.size_mm > 0
     assert finding.severity in (None, "mild", "moderate", "severe")
     assert finding.count >= 1
-    assert changed[finding.centre_zyx[0]].any()       # the centre slice shows the finding
+    assert changed[finding.centre_zyx[0]].any()  # the centre slice shows the finding
     box = tuple(slice(start, stop + 1) for start, stop in zip((z0, y0, x0), (z1, y1, x1)))
-    assert np.array_equal(finding.details["footprint"], changed[box])   # exactly the changed voxels
+    assert np.array_equal(finding.details["footprint"], changed[box])  # exactly the changed voxels
     assert changed.sum() == changed[box].sum()
     assert slices_showing(finding) == set(np.flatnonzero(changed.any(axis=(1, 2))).tolist())
 
@@ -105,8 +105,8 @@ def test_sampler_respects_prevalence_and_force():
     with pytest.raises(ValueError):
         sample_abnormality_classes(rng, force=("Not a class",))
     partial = [sample_abnormality_classes(rng, prevalence={"Lung nodule": 1.0}) for _ in range(50)]
-    assert all("Lung nodule" in d for d in partial)      # named classes overridden ...
-    assert any(len(d) > 1 for d in partial)              # ... the others keep their defaults
+    assert all("Lung nodule" in d for d in partial)  # named classes overridden ...
+    assert any(len(d) > 1 for d in partial)  # ... the others keep their defaults
 
 
 def test_pleural_effusion_is_fluid_in_the_pleural_space(base_anatomy):
@@ -129,7 +129,7 @@ def test_emphysema_is_below_minus_950_in_lung(base_anatomy):
 def test_medical_material_is_metal(base_anatomy):
     anatomy, *_, changed = _draw(base_anatomy, "Medical material")
     assert (anatomy.hu[changed] > 2000).sum() >= 5
-    for seed in range(2, 6):     # every kind of material draws inside the body
+    for seed in range(2, 6):  # every kind of material draws inside the body
         a, *_, ch = _draw(base_anatomy, "Medical material", seed=seed)
         assert (a.hu > 2000).any() and not ch[~base_anatomy.landmarks["body_mask"]].any()
 
@@ -153,8 +153,11 @@ def test_calcifications_sit_on_the_aorta_and_heart(base_anatomy):
     anatomy, _, before_labels, findings, changed = _draw(base_anatomy, "Coronary artery wall calcification")
     assert (anatomy.hu[changed] > 300).all()
     assert _dilate(before_labels == 51, 3)[changed].all()
-    assert set(findings[0].details["vessels"]) <= {"left anterior descending artery", "right coronary artery",
-                                                   "circumflex artery"}
+    assert set(findings[0].details["vessels"]) <= {
+        "left anterior descending artery",
+        "right coronary artery",
+        "circumflex artery",
+    }
 
 
 def test_cardiomegaly_grows_the_heart_past_half_the_chest(base_anatomy):
@@ -183,7 +186,7 @@ def test_lung_opacity_and_consolidation_values(base_anatomy):
     values = anatomy.hu[changed]
     dense = values[values > -500]
     assert dense.min() >= 0 and dense.max() <= 60
-    assert (values < -800).any()      # air bronchograms
+    assert (values < -800).any()  # air bronchograms
     assert np.isin(before_labels[changed], LUNG_IDS).all()
 
 
@@ -191,7 +194,7 @@ def test_hiatal_hernia_puts_stomach_above_the_diaphragm(base_anatomy):
     anatomy, _, before_labels, _, changed = _draw(base_anatomy, "Hiatal hernia")
     dz = base_anatomy.landmarks["diaphragm_z"]
     assert (anatomy.labels[dz:] == 6).sum() > (before_labels[dz:] == 6).sum()
-    assert (anatomy.hu[changed & (anatomy.labels == 6)] < -900).any()      # gas in the sac
+    assert (anatomy.hu[changed & (anatomy.labels == 6)] < -900).any()  # gas in the sac
 
 
 def test_lymph_nodes_are_enlarged_soft_tissue(base_anatomy):
@@ -202,9 +205,15 @@ def test_lymph_nodes_are_enlarged_soft_tissue(base_anatomy):
     assert (anatomy.labels[changed] == 0).all()
 
 
-@pytest.mark.parametrize("cls, low, high", [
-    ("Atelectasis", 0, 40), ("Pulmonary fibrotic sequela", -300, 0), ("Mosaic attenuation pattern", -930, -720),
-    ("Interlobular septal thickening", -300, -100)])
+@pytest.mark.parametrize(
+    "cls, low, high",
+    [
+        ("Atelectasis", 0, 40),
+        ("Pulmonary fibrotic sequela", -300, 0),
+        ("Mosaic attenuation pattern", -930, -720),
+        ("Interlobular septal thickening", -300, -100),
+    ],
+)
 def test_lung_pattern_values(base_anatomy, cls, low, high):
     anatomy, _, before_labels, _, changed = _draw(base_anatomy, cls)
     values = anatomy.hu[changed]

@@ -45,9 +45,25 @@ def test_types_and_every_label_is_a_totalsegmentator_id(case):
     assert case.hu.shape == case.labels.shape == (48, 192, 192)
     used = set(np.unique(case.labels).tolist()) - {0}
     assert used <= set(TOTALSEG_TOTAL_CLASSES)
-    expected = {"liver", "spleen", "stomach", "heart", "aorta", "trachea", "esophagus", "spinal_cord",
-                "superior_vena_cava", "inferior_vena_cava", "sternum", "vertebrae_T6", "rib_left_5",
-                "rib_right_5", "autochthon_left", "autochthon_right", *(TOTALSEG_TOTAL_CLASSES[i] for i in LOBE_IDS)}
+    expected = {
+        "liver",
+        "spleen",
+        "stomach",
+        "heart",
+        "aorta",
+        "trachea",
+        "esophagus",
+        "spinal_cord",
+        "superior_vena_cava",
+        "inferior_vena_cava",
+        "sternum",
+        "vertebrae_T6",
+        "rib_left_5",
+        "rib_right_5",
+        "autochthon_left",
+        "autochthon_right",
+        *(TOTALSEG_TOTAL_CLASSES[i] for i in LOBE_IDS),
+    }
     assert {IDS[name] for name in expected} <= used
 
 
@@ -82,8 +98,7 @@ def test_orientation(case):
     assert centroid(case, IDS["spinal_cord"])[1] > centroid(case, IDS["aorta"])[1]
     assert lungs[0] > liver[0]
     left = centroid(case, (IDS["lung_upper_lobe_left"], IDS["lung_lower_lobe_left"]))
-    right = centroid(case, (IDS["lung_upper_lobe_right"], IDS["lung_middle_lobe_right"],
-                            IDS["lung_lower_lobe_right"]))
+    right = centroid(case, (IDS["lung_upper_lobe_right"], IDS["lung_middle_lobe_right"], IDS["lung_lower_lobe_right"]))
     assert left[2] > right[2]
     assert centroid(case, IDS["lung_upper_lobe_left"])[0] > centroid(case, IDS["lung_lower_lobe_left"])[0]
     assert centroid(case, IDS["lung_upper_lobe_right"])[0] > centroid(case, IDS["lung_lower_lobe_right"])[0]
@@ -110,13 +125,14 @@ def test_landmarks(case):
 
 
 def test_lung_volume_varies_with_seed():
-    volumes = [np.isin(draw_anatomy(np.random.default_rng(seed), *SMALL).labels, LOBE_IDS).sum()
-               for seed in range(5)]
+    volumes = [np.isin(draw_anatomy(np.random.default_rng(seed), *SMALL).labels, LOBE_IDS).sum() for seed in range(5)]
     assert max(volumes) > 1.1 * min(volumes)
 
 
-@pytest.mark.parametrize("size, spacing", [((32, 384, 384), (9.4, 0.9, 0.9)), ((64, 256, 256), (5.0, 1.4, 1.4)),
-                                           ((20, 100, 140), (15.0, 3.5, 2.5))])
+@pytest.mark.parametrize(
+    "size, spacing",
+    [((32, 384, 384), (9.4, 0.9, 0.9)), ((64, 256, 256), (5.0, 1.4, 1.4)), ((20, 100, 140), (15.0, 3.5, 2.5))],
+)
 def test_other_sizes_and_spacings(size, spacing):
     anatomy = draw_anatomy(np.random.default_rng(1), size, spacing)
     assert anatomy.hu.shape == size and anatomy.spacing == spacing
@@ -154,13 +170,25 @@ def test_finish_image_blur_noise_and_range(case):
 
 ALLOWED_HU = {  # label id -> HU values (or an inclusive range) its voxels may hold before blur
     **{lobe: ((-865, -825), 40) for lobe in LOBE_IDS},
-    IDS["trachea"]: (40, -1000), IDS["esophagus"]: (40, -1000), IDS["stomach"]: (30, -1000),
-    IDS["heart"]: (40,), IDS["aorta"]: (40,), IDS["liver"]: (60,), IDS["spleen"]: (50,),
-    IDS["kidney_left"]: (35,), IDS["kidney_right"]: (35,), IDS["gallbladder"]: (10,),
-    IDS["superior_vena_cava"]: (40,), IDS["inferior_vena_cava"]: (40,), IDS["spinal_cord"]: (35,),
-    IDS["sternum"]: (450,), IDS["costal_cartilages"]: (150,),
-    IDS["autochthon_left"]: (50,), IDS["autochthon_right"]: (50,),
-    **{rib: (600,) for rib in RIB_IDS}, **{vertebra: (250, 750) for vertebra in VERTEBRA_IDS},
+    IDS["trachea"]: (40, -1000),
+    IDS["esophagus"]: (40, -1000),
+    IDS["stomach"]: (30, -1000),
+    IDS["heart"]: (40,),
+    IDS["aorta"]: (40,),
+    IDS["liver"]: (60,),
+    IDS["spleen"]: (50,),
+    IDS["kidney_left"]: (35,),
+    IDS["kidney_right"]: (35,),
+    IDS["gallbladder"]: (10,),
+    IDS["superior_vena_cava"]: (40,),
+    IDS["inferior_vena_cava"]: (40,),
+    IDS["spinal_cord"]: (35,),
+    IDS["sternum"]: (450,),
+    IDS["costal_cartilages"]: (150,),
+    IDS["autochthon_left"]: (50,),
+    IDS["autochthon_right"]: (50,),
+    **{rib: (600,) for rib in RIB_IDS},
+    **{vertebra: (250, 750) for vertebra in VERTEBRA_IDS},
 }
 
 

@@ -11,18 +11,52 @@ import pytest
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.phantom.findings import Finding
 from omnict_cli.phantom.reports import (
-    CLASS_ORGAN, IMAGE_TOKENS, NEGATIVE_TEMPLATES, NO_ABNORMALITY_OPTION, ORGAN_TOKENS, POSITIVE_TEMPLATES,
-    REPORT_QUESTION, QAPair, chat_row, format_mm, make_qa, report_row, write_report,
+    CLASS_ORGAN,
+    IMAGE_TOKENS,
+    NEGATIVE_TEMPLATES,
+    NO_ABNORMALITY_OPTION,
+    ORGAN_TOKENS,
+    POSITIVE_TEMPLATES,
+    REPORT_QUESTION,
+    QAPair,
+    chat_row,
+    format_mm,
+    make_qa,
+    report_row,
+    write_report,
 )
 from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 
-LUNG_LOCATIONS = ("right upper lobe", "superior segment of the right lower lobe", "left lower lobe",
-                  "lingula", "middle lobe", "left upper lobe")
-SIZED = {"Lung nodule", "Lymphadenopathy", "Pleural effusion", "Pericardial effusion", "Hiatal hernia",
-         "Consolidation", "Atelectasis", "Lung opacity"}
-LUNG = {"Emphysema", "Atelectasis", "Lung nodule", "Lung opacity", "Pulmonary fibrotic sequela",
-        "Mosaic attenuation pattern", "Peribronchial thickening", "Consolidation", "Bronchiectasis",
-        "Interlobular septal thickening"}
+LUNG_LOCATIONS = (
+    "right upper lobe",
+    "superior segment of the right lower lobe",
+    "left lower lobe",
+    "lingula",
+    "middle lobe",
+    "left upper lobe",
+)
+SIZED = {
+    "Lung nodule",
+    "Lymphadenopathy",
+    "Pleural effusion",
+    "Pericardial effusion",
+    "Hiatal hernia",
+    "Consolidation",
+    "Atelectasis",
+    "Lung opacity",
+}
+LUNG = {
+    "Emphysema",
+    "Atelectasis",
+    "Lung nodule",
+    "Lung opacity",
+    "Pulmonary fibrotic sequela",
+    "Mosaic attenuation pattern",
+    "Peribronchial thickening",
+    "Consolidation",
+    "Bronchiectasis",
+    "Interlobular septal thickening",
+}
 
 
 def random_finding(label: str, rng: np.random.Generator) -> Finding:
@@ -46,8 +80,9 @@ def random_finding(label: str, rng: np.random.Generator) -> Finding:
         count = int(rng.integers(2, 14))
     if rng.random() < 0.5:
         severity = str(rng.choice(["mild", "moderate", "severe"]))
-    return Finding(label, CLASS_ORGAN[label], side=side, location=location, size_mm=size, count=count,
-                   severity=severity)
+    return Finding(
+        label, CLASS_ORGAN[label], side=side, location=location, size_mm=size, count=count, severity=severity
+    )
 
 
 def random_findings(seed: int) -> list[Finding]:
@@ -100,8 +135,10 @@ def test_report_states_exactly_the_present_classes(findings):
 
 
 def test_each_finding_has_its_own_positive_sentence():
-    findings = [Finding("Lung nodule", "lungs", "right", "right upper lobe", 7),
-                Finding("Lung nodule", "lungs", "left", "left lower lobe", 12)]
+    findings = [
+        Finding("Lung nodule", "lungs", "right", "right upper lobe", 7),
+        Finding("Lung nodule", "lungs", "left", "left lower lobe", 12),
+    ]
     report = write_report(findings, np.random.default_rng(0))
     body = [s for s in report.sentences if s.section == "findings" and s.positive]
     assert len(body) == 2
@@ -119,8 +156,10 @@ def test_normal_study_says_normal_and_states_no_positive():
 
 
 def test_phrasing_varies_across_seeds():
-    findings = [Finding("Lung nodule", "lungs", "right", "superior segment of the right lower lobe", 7),
-                Finding("Cardiomegaly", "heart", severity="mild")]
+    findings = [
+        Finding("Lung nodule", "lungs", "right", "superior segment of the right lower lobe", 7),
+        Finding("Cardiomegaly", "heart", severity="mild"),
+    ]
     texts = {write_report(findings, np.random.default_rng(seed)).findings for seed in range(50)}
     assert len(texts) >= 10
     nodule_sentences = set()
@@ -141,6 +180,7 @@ def test_sentences_read_cleanly():
 
 
 # ----------------------------------------------------------------------- QA
+
 
 def _by_kind(pairs, kind):
     return [p for p in pairs if p.kind == kind]
@@ -217,12 +257,16 @@ def test_normal_study_multiple_choice_answers_no_abnormality():
 
 # ----------------------------------------------------------------------- rows
 
+
 def test_chat_row_3d_format_is_the_authors():
     pair = QAPair("Is there a pleural effusion?", "Yes", "yes_no", "lungs", label="Pleural effusion")
     row = chat_row(pair, "/data/case_001.nii.gz")
     assert row["messages"] == [
-        {"role": "user", "content": "<|image3d_start|><|image3d|><|image3d_end|>\n"
-                                    "<|organ_start|><|mask3d|><|organ_end|>\nIs there a pleural effusion?"},
+        {
+            "role": "user",
+            "content": "<|image3d_start|><|image3d|><|image3d_end|>\n"
+            "<|organ_start|><|mask3d|><|organ_end|>\nIs there a pleural effusion?",
+        },
         {"role": "assistant", "content": "Yes"},
     ]
     assert row["image"] == "/data/case_001.nii.gz" and row["organ"] == "lungs"
@@ -234,8 +278,9 @@ def test_chat_row_3d_format_is_the_authors():
 def test_chat_row_2d_format_and_organless_pair():
     pair = QAPair("Which?\nA. X\nB. Y", "B. Y", "multiple_choice", None, ("X", "Y"))
     row = chat_row(pair, "slice.png", modality="2d")
-    assert row["messages"][0]["content"] == ("<|image2d_start|><|image2d|><|image2d_end|>\n"
-                                             "<|organ_start|><|mask2d|><|organ_end|>\nWhich?\nA. X\nB. Y")
+    assert row["messages"][0]["content"] == (
+        "<|image2d_start|><|image2d|><|image2d_end|>\n<|organ_start|><|mask2d|><|organ_end|>\nWhich?\nA. X\nB. Y"
+    )
     assert "organ" not in row
     assert IMAGE_TOKENS["2d"] == "<|image2d_start|><|image2d|><|image2d_end|>"
     assert ORGAN_TOKENS["3d"] == "<|organ_start|><|mask3d|><|organ_end|>"
@@ -247,10 +292,14 @@ def test_report_row_format():
     report = write_report(CASES[0], np.random.default_rng(0))
     row = report_row(report, "/data/case.nii.gz")
     assert REPORT_QUESTION == "Can you describe the CT image?"
-    assert row["messages"][0] == {"role": "user",
-                                  "content": "<|image3d_start|><|image3d|><|image3d_end|>\nCan you describe the CT image?"}
-    assert row["messages"][1] == {"role": "assistant",
-                                  "content": f"Findings: {report.findings}\nImpression: {report.impression}"}
+    assert row["messages"][0] == {
+        "role": "user",
+        "content": "<|image3d_start|><|image3d|><|image3d_end|>\nCan you describe the CT image?",
+    }
+    assert row["messages"][1] == {
+        "role": "assistant",
+        "content": f"Findings: {report.findings}\nImpression: {report.impression}",
+    }
     assert row["image"] == "/data/case.nii.gz"
     assert json.loads(json.dumps(row)) == row
     row2d = report_row(report, "s.png", modality="2d")
@@ -261,9 +310,11 @@ def test_report_row_format():
 
 def test_drawing_details_stay_out_of_the_text():
     """Fields the drawing code fills for its own use (a heart's width, its place "heart") are not reported."""
-    findings = [Finding("Cardiomegaly", "heart", location="heart", size_mm=151.2, severity="mild"),
-                Finding("Lymphadenopathy", "others", "right", "right hilar, subcarinal", 21.7, count=2),
-                Finding("Emphysema", "lungs", "right", "right upper lobe", count=102)]
+    findings = [
+        Finding("Cardiomegaly", "heart", location="heart", size_mm=151.2, severity="mild"),
+        Finding("Lymphadenopathy", "others", "right", "right hilar, subcarinal", 21.7, count=2),
+        Finding("Emphysema", "lungs", "right", "right upper lobe", count=102),
+    ]
     for seed in range(10):
         report = write_report(findings, np.random.default_rng(seed))
         assert "151.2" not in report.findings + report.impression
@@ -272,7 +323,10 @@ def test_drawing_details_stay_out_of_the_text():
         assert "right hilar and subcarinal regions" in report.findings
     pairs = make_qa(findings, np.random.default_rng(0))
     short = _by_kind(pairs, "short_answer")
-    assert not [p for p in short if p.label == "Cardiomegaly" and p.question.startswith(("Where", "What is the size",
-                                                                                         "How large"))]
+    assert not [
+        p
+        for p in short
+        if p.label == "Cardiomegaly" and p.question.startswith(("Where", "What is the size", "How large"))
+    ]
     assert not [p for p in short if p.label == "Emphysema" and p.question.startswith("How many")]
     assert [p.answer for p in short if p.label == "Lymphadenopathy" and p.question.startswith("How many")] == ["2"]

@@ -78,22 +78,33 @@ def test_a_finding_reaching_the_slice_from_elsewhere_is_on_it():
     def finding(label, centre_z, z0, z1):
         footprint = np.zeros((z1 - z0 + 1, 2, 2), bool)
         footprint[:, 0, 0] = True
-        return Finding(label, "lungs", centre_zyx=(centre_z, 5, 5),
-                       details={"bbox_zyx": (z0, 5, 5, z1, 6, 6), "footprint": footprint})
+        return Finding(
+            label,
+            "lungs",
+            centre_zyx=(centre_z, 5, 5),
+            details={"bbox_zyx": (z0, 5, 5, z1, 6, 6), "footprint": footprint},
+        )
 
     nodule = finding("Lung nodule", 5, 5, 5)
     effusion = finding("Pleural effusion", 15, 2, 25)
     opacity = finding("Lung opacity", 6, 6, 8)  # centre one slice away, nothing drawn on slice 5
-    case = PhantomCase("case_0001", np.zeros((30, 8, 8), np.int16), np.zeros((30, 8, 8), np.uint8),
-                       (5.0, 1.0, 1.0), [nodule, effusion, opacity], report=None)
+    case = PhantomCase(
+        "case_0001",
+        np.zeros((30, 8, 8), np.int16),
+        np.zeros((30, 8, 8), np.uint8),
+        (5.0, 1.0, 1.0),
+        [nodule, effusion, opacity],
+        report=None,
+    )
     z, on_slice = slice_through_finding(case)
     assert z == 5 and [f.label for f in on_slice] == ["Lung nodule", "Pleural effusion"]
 
 
 def test_a_set_without_findings_still_has_a_slice_label_file(tmp_path):
     """No case to slice through: slices/labels.csv is there with its header only, so readers need no special case."""
-    config = PhantomConfig(size=SMALL.size, spacing=SMALL.spacing,
-                           prevalence={name: 0.0 for name in CTRATE_ABNORMALITIES})
+    config = PhantomConfig(
+        size=SMALL.size, spacing=SMALL.spacing, prevalence={name: 0.0 for name in CTRATE_ABNORMALITIES}
+    )
     summary = write_phantom_set(tmp_path, 2, SEED, config, "nifti")
     assert summary.slices == 0
     assert (tmp_path / "slices" / "labels.csv").read_text() == ",".join(["VolumeName", *CTRATE_ABNORMALITIES]) + "\n"
@@ -162,8 +173,22 @@ def test_same_seed_same_files_other_seed_other_cases(tmp_path):
 
 def test_demo_data_command(tmp_path):
     runner = CliRunner()
-    args = ["demo-data", str(tmp_path / "set"), "--n", "2", "--seed", "3", "--size", "24", "96", "96",
-            "--spacing", "12", "3.6", "3.6"]
+    args = [
+        "demo-data",
+        str(tmp_path / "set"),
+        "--n",
+        "2",
+        "--seed",
+        "3",
+        "--size",
+        "24",
+        "96",
+        "96",
+        "--spacing",
+        "12",
+        "3.6",
+        "3.6",
+    ]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "wrote 2 cases" in result.output
@@ -188,8 +213,24 @@ def test_prevalence_option_controls_the_classes(tmp_path):
     runner = CliRunner()
     always = [arg for name in CTRATE_ABNORMALITIES for arg in ("--prevalence", f"{name}=0")]
     always[always.index("Lung nodule=0")] = "Lung nodule=1"
-    result = runner.invoke(main, ["demo-data", str(tmp_path / "set"), "--n", "3", "--size", "24", "96", "96",
-                                  "--spacing", "12", "3.6", "3.6", *always])
+    result = runner.invoke(
+        main,
+        [
+            "demo-data",
+            str(tmp_path / "set"),
+            "--n",
+            "3",
+            "--size",
+            "24",
+            "96",
+            "96",
+            "--spacing",
+            "12",
+            "3.6",
+            "3.6",
+            *always,
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = read_csv(tmp_path / "set" / "labels.csv")
     assert all(row["Lung nodule"] == "1" for row in rows)
@@ -201,6 +242,5 @@ def test_prevalence_option_controls_the_classes(tmp_path):
 def test_same_seed_writes_byte_identical_volumes_and_tables(tmp_path):
     for name in ("a", "b"):
         write_phantom_set(tmp_path / name, 2, SEED, SMALL, "nifti")
-    for relative in ("volumes/case_0001.nii.gz", "labels/case_0002.nii.gz", "labels.csv", "references.csv",
-                     "qa.jsonl"):
+    for relative in ("volumes/case_0001.nii.gz", "labels/case_0002.nii.gz", "labels.csv", "references.csv", "qa.jsonl"):
         assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes(), relative

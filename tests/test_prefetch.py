@@ -7,13 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from omnict_cli.run.prefetch import StudyPrefetcher, WorkerDied
-from omnict_cli.studies.preprocess import PreprocessConfig
-from omnict_cli.segmentation.builtin import BuiltinSegmenter
-from omnict_cli.studies.discover import discover_studies
-from omnict_cli.run.study_inputs import PrepareSetup
 from omnict_cli.phantom.generate import PhantomConfig
 from omnict_cli.phantom.writer import write_phantom_set
+from omnict_cli.run.prefetch import StudyPrefetcher, WorkerDied
+from omnict_cli.run.study_inputs import PrepareSetup
+from omnict_cli.segmentation.builtin import BuiltinSegmenter
+from omnict_cli.studies.discover import discover_studies
+from omnict_cli.studies.preprocess import PreprocessConfig
 
 SMALL = PreprocessConfig(volume_size=(12, 48, 48), slice_size=(48, 48), slices_per_unit=3)
 

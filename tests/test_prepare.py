@@ -52,8 +52,13 @@ def streamed_slices(monkeypatch):
     return used
 
 
-@pytest.mark.parametrize("affine", [np.diag([0.8, 0.9, 2.0, 1.0]),  # RAS: third axis to superior
-                                    np.diag([-0.8, -0.9, -2.0, 1.0])])  # LPI: third axis to inferior
+@pytest.mark.parametrize(
+    "affine",
+    [
+        np.diag([0.8, 0.9, 2.0, 1.0]),  # RAS: third axis to superior
+        np.diag([-0.8, -0.9, -2.0, 1.0]),
+    ],
+)  # LPI: third axis to inferior
 def test_streamed_result_is_identical_to_load_then_preprocess(tmp_path, monkeypatch, affine):
     study = write(tmp_path / "ct.nii.gz", body_phantom(), affine)
     used = streamed_slices(monkeypatch)
@@ -107,8 +112,10 @@ def test_non_nifti_studies_take_the_plain_path(testdata):
 def test_concurrent_loads_give_identical_results_and_restore_torch_threads(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    studies = [write(tmp_path / f"ct{i}.nii.gz", np.roll(body_phantom(), 3 * i, axis=0),
-                     np.diag([0.8, 0.9, 2.0, 1.0])) for i in range(4)]
+    studies = [
+        write(tmp_path / f"ct{i}.nii.gz", np.roll(body_phantom(), 3 * i, axis=0), np.diag([0.8, 0.9, 2.0, 1.0]))
+        for i in range(4)
+    ]
     threads = torch.get_num_threads()
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(lambda study: load_and_preprocess(study, CONFIG)[1], studies))

@@ -27,8 +27,15 @@ import nodule_aliasing  # noqa: E402  (the benchmark's own measurement)
 def make_volume(voxels, spacing=(1.5, 0.7, 0.7), kind="volume", intensity="hu"):
     from nibabel.orientations import axcodes2ornt
 
-    return Volume(voxels=voxels, affine=canonical_affine(spacing), kind=kind, source_format="npy",
-                  source_ornt=axcodes2ornt(("S", "P", "L")), source_shape=voxels.shape, intensity=intensity)
+    return Volume(
+        voxels=voxels,
+        affine=canonical_affine(spacing),
+        kind=kind,
+        source_format="npy",
+        source_ornt=axcodes2ornt(("S", "P", "L")),
+        source_shape=voxels.shape,
+        intensity=intensity,
+    )
 
 
 def test_volume_becomes_ten_three_slice_units_in_siglip_range():
@@ -82,16 +89,22 @@ def test_resampling_matches_torch_linear_interpolation(n_in, n_out, antialias):
     """Our banded slice-axis kernel is exactly torch's (PIL's) linear/anti-aliased kernel."""
     values = np.random.default_rng(1).normal(size=(n_in, 6, 5)).astype(np.float32)
     ours = resample_linear(values, (n_out, 6, 5), antialias=antialias)
-    reference = F.interpolate(torch.from_numpy(values).reshape(1, 1, n_in, 30), size=(n_out, 30),
-                              mode="bilinear", antialias=antialias, align_corners=False)
+    reference = F.interpolate(
+        torch.from_numpy(values).reshape(1, 1, n_in, 30),
+        size=(n_out, 30),
+        mode="bilinear",
+        antialias=antialias,
+        align_corners=False,
+    )
     np.testing.assert_allclose(ours, reference.reshape(n_out, 6, 5).numpy(), atol=1e-5)
 
 
 def test_without_antialias_it_is_plain_trilinear():
     values = np.random.default_rng(2).normal(size=(90, 40, 36)).astype(np.float32)
     ours = resample_linear(values, (32, 24, 20), antialias=False)
-    reference = F.interpolate(torch.from_numpy(values)[None, None], size=(32, 24, 20), mode="trilinear",
-                              align_corners=False)[0, 0].numpy()
+    reference = F.interpolate(
+        torch.from_numpy(values)[None, None], size=(32, 24, 20), mode="trilinear", align_corners=False
+    )[0, 0].numpy()
     np.testing.assert_allclose(ours, reference, atol=1e-5)
 
 
@@ -100,12 +113,12 @@ def test_resize_weights_are_normalised_and_cover_every_input_when_shrinking():
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6)
     covered = np.zeros(300, bool)
     for index, start in enumerate(first):
-        covered[start: start + weights.shape[1]] |= weights[index] > 0
+        covered[start : start + weights.shape[1]] |= weights[index] > 0
     assert covered.all(), "anti-aliasing must let every input slice reach some output"
     first, weights = linear_resize_weights(300, 32, antialias=False)
     covered = np.zeros(300, bool)
     for index, start in enumerate(first):
-        covered[start: start + weights.shape[1]] |= weights[index] > 0
+        covered[start : start + weights.shape[1]] |= weights[index] > 0
     assert covered.sum() <= 64, "plain linear reads at most two slices per output"
 
 
@@ -143,8 +156,10 @@ def test_nearest_label_resampling_indices():
     assert resample_labels(labels, (12, 1, 1)).ravel().tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
 
 
-@pytest.mark.parametrize("bad", [dict(hu_window=(1000, -1000)), dict(volume_size=(32, 0, 384)),
-                                 dict(slice_size=(384,)), dict(slices_per_unit=0)])
+@pytest.mark.parametrize(
+    "bad",
+    [dict(hu_window=(1000, -1000)), dict(volume_size=(32, 0, 384)), dict(slice_size=(384,)), dict(slices_per_unit=0)],
+)
 def test_invalid_config_is_refused(bad):
     with pytest.raises(ValueError):
         PreprocessConfig(**bad)

@@ -9,13 +9,20 @@ import torch
 from click.testing import CliRunner
 
 from omnict_cli.cli import main
-from omnict_cli.run.repeats import (REPEAT_LIMIT, TOKEN_RUN_LIMIT, RepeatedSentenceStop, drop_repeated_sentences,
-                               sentence_end_ids)
+from omnict_cli.run.repeats import (
+    REPEAT_LIMIT,
+    TOKEN_RUN_LIMIT,
+    RepeatedSentenceStop,
+    drop_repeated_sentences,
+    sentence_end_ids,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = REPO / "models" / "omnict-demo"
-LOOP = "Findings: Atelectasis is seen. Pleural effusion is present. Pleural effusion is present. " \
-       "Pleural effusion is present."
+LOOP = (
+    "Findings: Atelectasis is seen. Pleural effusion is present. Pleural effusion is present. "
+    "Pleural effusion is present."
+)
 
 
 def test_repeats_within_a_paragraph_are_dropped_and_counted():
@@ -31,7 +38,7 @@ def test_an_impression_may_restate_a_finding_and_a_clean_text_is_untouched():
 
 
 def test_an_abbreviation_does_not_end_a_sentence():
-    """"approx." ends no sentence, so three nodules "of approx." size are three different sentences."""
+    """ "approx." ends no sentence, so three nodules "of approx." size are three different sentences."""
     report = "Nodule of approx. 5 mm in the right lobe. Nodule of approx. 3 mm in the left lobe."
     assert drop_repeated_sentences(report) == (report, 0)
     tokenizer = _demo_tokenizer()
@@ -90,8 +97,8 @@ def test_the_demo_model_on_the_real_example_ct_stops_its_loop_early():
     """The bundled model loops on the (out-of-distribution) real CT; the raw text now ends at the third repeat."""
     from omnict_cli.run.engine import Engine, GenerationSettings
     from omnict_cli.run.pipeline import REPORT_PROMPT
-    from omnict_cli.studies.discover import discover_studies
     from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
+    from omnict_cli.studies.discover import discover_studies
 
     engine = Engine.load(DEMO_MODEL, device="cpu")
     setup = PrepareSetup(preprocess=engine.preprocess_config)
@@ -106,12 +113,29 @@ def test_the_demo_model_on_the_real_example_ct_stops_its_loop_early():
 def test_a_report_record_keeps_each_sentence_once_and_warns(tmp_path, monkeypatch):
     from omnict_cli.run.engine import Engine
 
-    monkeypatch.setattr(Engine, "generate", lambda self, questions, *rest: [LOOP + "\n\nImpression: Pleural effusion."
-                                                                           for _ in questions])
+    monkeypatch.setattr(
+        Engine,
+        "generate",
+        lambda self, questions, *rest: [LOOP + "\n\nImpression: Pleural effusion." for _ in questions],
+    )
     out = tmp_path / "f.jsonl"
-    result = CliRunner().invoke(main, ["report", str(REPO / "examples" / "ct_chest_small.nii.gz"), "--out", str(out),
-                                       "--segmenter", "builtin", "--cache-dir", str(tmp_path / "c"), "--workers", "0",
-                                       "--quiet"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(REPO / "examples" / "ct_chest_small.nii.gz"),
+            "--out",
+            str(out),
+            "--segmenter",
+            "builtin",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--workers",
+            "0",
+            "--quiet",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
     assert record["findings"] == "Atelectasis is seen. Pleural effusion is present."

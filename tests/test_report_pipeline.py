@@ -13,10 +13,10 @@ from pathlib import Path
 import pydicom
 import pytest
 import torch
+from badinputs import build_bad_corpus, phantom_hu, write_dicom_series
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from badinputs import build_bad_corpus, phantom_hu, write_dicom_series
 from omnict_cli.cli import main
 from omnict_cli.phantom.generate import PhantomConfig
 from omnict_cli.phantom.writer import write_phantom_set
@@ -24,8 +24,13 @@ from tests.tiny_model import make_tiny_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_PHANTOMS = PhantomConfig(size=(16, 64, 64), spacing=(16.0, 4.5, 4.5))
-PHI = {"PatientName": "Doe^Jane", "PatientID": "MRN-4455667", "PatientBirthDate": "19580214",
-       "AccessionNumber": "ACC-99887766", "InstitutionName": "Saint Example Hospital"}
+PHI = {
+    "PatientName": "Doe^Jane",
+    "PatientID": "MRN-4455667",
+    "PatientBirthDate": "19580214",
+    "AccessionNumber": "ACC-99887766",
+    "InstitutionName": "Saint Example Hospital",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +46,18 @@ def phantom_set(tmp_path_factory):
 
 
 def run_cli(args, model_dir, cache_dir, env=None):
-    base = ["--model", str(model_dir), "--segmenter", "builtin", "--cache-dir", str(cache_dir),
-            "--max-new-tokens", "4", "--workers", "0"]
+    base = [
+        "--model",
+        str(model_dir),
+        "--segmenter",
+        "builtin",
+        "--cache-dir",
+        str(cache_dir),
+        "--max-new-tokens",
+        "4",
+        "--workers",
+        "0",
+    ]
     return CliRunner().invoke(main, [*args[:1], *base, *args[1:]], env=env, catch_exceptions=False)
 
 
@@ -143,8 +158,9 @@ def test_no_model_anywhere_names_both_ways_to_give_one(tmp_path, monkeypatch):
 
     monkeypatch.setattr(inference, "bundled_model_dirs", lambda: [tmp_path / "nothing"])
     monkeypatch.delenv("OMNICT_MODEL", raising=False)
-    result = CliRunner().invoke(main, ["report", str(REPO / "examples" / "ct_chest_small.nii.gz"),
-                                       "--out", str(tmp_path / "f.jsonl")])
+    result = CliRunner().invoke(
+        main, ["report", str(REPO / "examples" / "ct_chest_small.nii.gz"), "--out", str(tmp_path / "f.jsonl")]
+    )
     assert result.exit_code == 2
     assert "--model" in result.output and "OMNICT_MODEL" in result.output
     assert not (tmp_path / "f.jsonl").exists()
@@ -152,9 +168,22 @@ def test_no_model_anywhere_names_both_ways_to_give_one(tmp_path, monkeypatch):
 
 def test_model_comes_from_the_environment_when_not_given(model_dir, tmp_path, monkeypatch):
     out = tmp_path / "f.jsonl"
-    result = CliRunner().invoke(main, ["report", str(REPO / "examples" / "ct_chest_small.nii.gz"), "--out", str(out),
-                                       "--segmenter", "none", "--max-new-tokens", "2", "--workers", "0"],
-                                env={"OMNICT_MODEL": str(model_dir)})
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(REPO / "examples" / "ct_chest_small.nii.gz"),
+            "--out",
+            str(out),
+            "--segmenter",
+            "none",
+            "--max-new-tokens",
+            "2",
+            "--workers",
+            "0",
+        ],
+        env={"OMNICT_MODEL": str(model_dir)},
+    )
     assert result.exit_code == 0, result.output
     assert "model tiny-omnict:" in result.output and "parameters on cpu, float32" in result.output
     assert records_of(out)[0]["segmenter"] == "none"
@@ -166,9 +195,25 @@ def test_the_segmenter_fallback_notice_keeps_its_install_command_whole(model_dir
 
     monkeypatch.setattr(totalseg, "_installed_version", lambda: None)
     out = tmp_path / "f.jsonl"
-    result = CliRunner().invoke(main, ["report", str(phantom_set / "volumes" / "case_0001.nii.gz"), "--out", str(out),
-                                       "--model", str(model_dir), "--segmenter", "auto", "--cache-dir",
-                                       str(tmp_path / "c"), "--max-new-tokens", "4", "--workers", "0"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(phantom_set / "volumes" / "case_0001.nii.gz"),
+            "--out",
+            str(out),
+            "--model",
+            str(model_dir),
+            "--segmenter",
+            "auto",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--max-new-tokens",
+            "4",
+            "--workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert 'pip install -e ".[seg]"' in " ".join(result.output.split()), result.output
 
@@ -194,7 +239,7 @@ def test_a_full_disk_mid_run_stops_with_one_line_and_no_partial_record(model_dir
     def write_then_fail(fd, data):
         calls["n"] += 1
         if calls["n"] == 2:  # the second record: half of it lands, then the disk is full
-            real_write(fd, bytes(data[:len(data) // 2]))
+            real_write(fd, bytes(data[: len(data) // 2]))
             raise OSError(28, "No space left on device")
         return real_write(fd, data)
 
@@ -238,8 +283,9 @@ def test_ask_batch_on_demo_rows_then_score(model_dir, phantom_set, tmp_path):
     rows = phantom_set / "qa.jsonl"
     extra = tmp_path / "rows.jsonl"
     lines = rows.read_text().splitlines()[:6]
-    extra.write_text("\n".join(lines) + "\n" + json.dumps({"image": "missing.nii.gz", "question": "Any effusion?"})
-                     + "\n")
+    extra.write_text(
+        "\n".join(lines) + "\n" + json.dumps({"image": "missing.nii.gz", "question": "Any effusion?"}) + "\n"
+    )
     for line in lines:  # images are relative to the rows file's folder
         image = json.loads(line)["image"]
         (tmp_path / image).parent.mkdir(parents=True, exist_ok=True)
@@ -292,22 +338,43 @@ def test_beam_search_on_a_mixed_batch_equals_each_study_alone():
     batch = batch_of_two(processor)
     together = model.generate(**batch, max_new_tokens=5, num_beams=3, num_return_sequences=2, do_sample=False)
     prompt = batch["input_ids"].shape[1]
-    for row, (question, kind, units) in enumerate([("is the liver enlarged ?", "slice", 1),
-                                                   ("describe this ct image", "volume", 2)]):
+    for row, (question, kind, units) in enumerate(
+        [("is the liver enlarged ?", "slice", 1), ("describe this ct image", "volume", 2)]
+    ):
         from tests.test_model_processing import study
 
         alone = processor([question], [study(kind, units)])
         ids = model.generate(**alone, max_new_tokens=5, num_beams=3, num_return_sequences=2, do_sample=False)
-        assert torch.equal(ids[:, alone["input_ids"].shape[1]:], together[2 * row:2 * row + 2, prompt:])
+        assert torch.equal(ids[:, alone["input_ids"].shape[1] :], together[2 * row : 2 * row + 2, prompt:])
 
 
 # ---- real processes ------------------------------------------------------------------------
 
 
 def _report_command(studies, out, model_dir, cache, *extra):
-    return [sys.executable, "-m", "omnict_cli", "report", str(studies), "--out", str(out), "--model", str(model_dir),
-            "--segmenter", "builtin", "--cache-dir", str(cache), "--max-new-tokens", "12", "--batch-size", "1",
-            "--workers", "0", "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "omnict_cli",
+        "report",
+        str(studies),
+        "--out",
+        str(out),
+        "--model",
+        str(model_dir),
+        "--segmenter",
+        "builtin",
+        "--cache-dir",
+        str(cache),
+        "--max-new-tokens",
+        "12",
+        "--batch-size",
+        "1",
+        "--workers",
+        "0",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _wait_for_records(out: Path, count: int, process, timeout: float = 120.0) -> None:
@@ -330,25 +397,34 @@ def many_studies(phantom_set, tmp_path_factory):
 
 def test_sigkill_mid_run_then_rerun_gives_every_study_exactly_once(model_dir, many_studies, tmp_path):
     out, cache = tmp_path / "f.jsonl", tmp_path / "c"
-    process = subprocess.Popen(_report_command(many_studies, out, model_dir, cache), cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        _report_command(many_studies, out, model_dir, cache),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _wait_for_records(out, 2, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     interrupted = records_of(out)
     assert 2 <= len(interrupted) < 6
-    finished = subprocess.run(_report_command(many_studies, out, model_dir, cache), cwd=REPO, capture_output=True,
-                              timeout=300)
+    finished = subprocess.run(
+        _report_command(many_studies, out, model_dir, cache), cwd=REPO, capture_output=True, timeout=300
+    )
     assert finished.returncode == 0, finished.stderr.decode()
     records = records_of(out)
     assert sorted(r["study_id"] for r in records) == sorted(p.name[:-7] for p in many_studies.iterdir())
-    assert records[:len(interrupted)] == interrupted
+    assert records[: len(interrupted)] == interrupted
 
 
 def test_ctrl_c_finishes_the_write_and_exits_130(model_dir, many_studies, tmp_path):
     out = tmp_path / "f.jsonl"
-    process = subprocess.Popen(_report_command(many_studies, out, model_dir, tmp_path / "c"), cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        _report_command(many_studies, out, model_dir, tmp_path / "c"),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _wait_for_records(out, 2, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -370,8 +446,11 @@ def test_two_shards_merge_into_the_single_process_records(model_dir, many_studie
     """Two SLURM-array jobs: each writes its shard; the one that finishes last merges them into --out."""
     out = tmp_path / "sharded.jsonl"
     for index in range(2):
-        result = run_cli(["report", str(many_studies), "--out", str(out), "--shard", f"{index}/2",
-                          "--max-new-tokens", "12"], model_dir, tmp_path / "c")
+        result = run_cli(
+            ["report", str(many_studies), "--out", str(out), "--shard", f"{index}/2", "--max-new-tokens", "12"],
+            model_dir,
+            tmp_path / "c",
+        )
         assert result.exit_code == 0, result.output
         assert out.exists() == (index == 1)  # merged only when both shards are done
     parts = [records_of(tmp_path / f"sharded.shard{i}-of-2.jsonl") for i in range(2)]
@@ -383,8 +462,18 @@ def test_two_distributed_cpu_processes_merge_one_file(model_dir, many_studies, s
     """torchrun sets RANK / WORLD_SIZE as `accelerate launch` does on GPUs; rank 0 merges after a barrier."""
     pytest.importorskip("accelerate")
     out = tmp_path / "launched.jsonl"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-               "-m", "omnict_cli", *_report_command(many_studies, out, model_dir, tmp_path / "c")[3:]]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "omnict_cli",
+        *_report_command(many_studies, out, model_dir, tmp_path / "c")[3:],
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     shards = [records_of(tmp_path / f"launched.shard{i}-of-2.jsonl") for i in range(2)]
@@ -398,7 +487,7 @@ def test_the_documented_python_example_runs(model_dir, tmp_path, monkeypatch):
     from omnict_cli.run.engine import GenerationSettings
 
     text = (REPO / "docs" / "report.md").read_text()
-    code = text[text.index("## From Python"):].split("```python\n", 1)[1].split("```", 1)[0]
+    code = text[text.index("## From Python") :].split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.setenv("OMNICT_MODEL", str(model_dir))
     monkeypatch.setenv("OMNICT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)

@@ -26,15 +26,15 @@ from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
 from omnict_cli.labels.ctrate_io import read_labels, read_reports
 from omnict_cli.phantom.generate import PhantomConfig
 from omnict_cli.phantom.writer import write_phantom_set
-from omnict_cli.run.records import RecordWriter
 from omnict_cli.review import ReviewOptions, build_review
 from omnict_cli.review.labels import record_text
 from omnict_cli.review.study_images import ImageSettings, RecordedSegmenter, recorded_segmenter, study_images
 from omnict_cli.review.thumbnails import OUTLINE_ALPHA, OUTLINE_RGB, organ_centre, render_volume
+from omnict_cli.run.records import RecordWriter
+from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
 from omnict_cli.segmentation.builtin import BuiltinSegmenter
 from omnict_cli.segmentation.cache import MaskCache, cache_key
 from omnict_cli.studies.discover import discover_studies
-from omnict_cli.run.study_inputs import PrepareSetup, organ_selection_for, prepare_study
 
 PHANTOMS = PhantomConfig(size=(24, 64, 64), spacing=(12.0, 4.5, 4.5))
 N_CASES = 3
@@ -46,14 +46,29 @@ VOID_TAGS = {"meta", "img", "br", "input", "hr", "link", "rect", "line"}
 # A phantom run, made like `omnict report` makes it
 # --------------------------------------------------------------------------
 
+
 def _ok_record(prepared, selection, findings: str, impression: str) -> dict:
-    return {"study_id": prepared.study_id, "input": prepared.input, "kind": prepared.kind, "format": prepared.format,
-            "shape": list(prepared.shape), "spacing": list(prepared.spacing), "task": "report",
-            "prompt": "Can you describe the CT image?", "organs": list(selection.groups),
-            "organ_reason": selection.reason, "segmenter": prepared.segmenter,
-            "mask_from_cache": prepared.mask_from_cache, "findings": findings, "impression": impression,
-            "model": {"name": "test-model", "revision": "sha256:" + "ab" * 32}, "omnict_version": "0",
-            "timing_s": {**prepared.timing_s, "model": 0.5}, "warnings": list(prepared.warnings), "status": "ok"}
+    return {
+        "study_id": prepared.study_id,
+        "input": prepared.input,
+        "kind": prepared.kind,
+        "format": prepared.format,
+        "shape": list(prepared.shape),
+        "spacing": list(prepared.spacing),
+        "task": "report",
+        "prompt": "Can you describe the CT image?",
+        "organs": list(selection.groups),
+        "organ_reason": selection.reason,
+        "segmenter": prepared.segmenter,
+        "mask_from_cache": prepared.mask_from_cache,
+        "findings": findings,
+        "impression": impression,
+        "model": {"name": "test-model", "revision": "sha256:" + "ab" * 32},
+        "omnict_version": "0",
+        "timing_s": {**prepared.timing_s, "model": 0.5},
+        "warnings": list(prepared.warnings),
+        "status": "ok",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,19 +84,38 @@ def run(tmp_path_factory):
     by_id = {study.study_id: study for study in discover_studies(studies)}
     records = []
     for index, name in enumerate(names):
-        prepared = prepare_study(by_id[f"volumes/{name[:-len('.nii.gz')]}"], setup)
+        prepared = prepare_study(by_id[f"volumes/{name[: -len('.nii.gz')]}"], setup)
         text = references[names[(index + 1) % len(names)] if index == 1 else name]  # study 2 reads study 3's report
         records.append(_ok_record(prepared, organ_selection_for(prepared, "report"), text.findings, text.impression))
-    slice_id = next(study_id for study_id in by_id if study_id.startswith("slices/") and
-                    by_id[study_id].format == "dicom")
+    slice_id = next(
+        study_id for study_id in by_id if study_id.startswith("slices/") and by_id[study_id].format == "dicom"
+    )
     prepared = prepare_study(by_id[slice_id], setup)
     records.append(_ok_record(prepared, organ_selection_for(prepared, "report"), "No finding.", "Normal."))
-    records.append({"study_id": "broken/scan", "input": "broken/scan.nii.gz", "format": "nifti", "task": "report",
-                    "error": {"type": "StudyLoadError", "message": "broken/scan.nii.gz: not a complete gzip file"},
-                    "timing_s": {"model": 0.0}, "warnings": [], "status": "error"})
-    records.append({"study_id": "labels/case_0001", "input": "labels/case_0001.nii.gz", "format": "nifti",
-                    "task": "report", "note": "labels/case_0001.nii.gz: integer ids, mostly 0: a label map",
-                    "timing_s": {"model": 0.0}, "warnings": [], "status": "skipped"})
+    records.append(
+        {
+            "study_id": "broken/scan",
+            "input": "broken/scan.nii.gz",
+            "format": "nifti",
+            "task": "report",
+            "error": {"type": "StudyLoadError", "message": "broken/scan.nii.gz: not a complete gzip file"},
+            "timing_s": {"model": 0.0},
+            "warnings": [],
+            "status": "error",
+        }
+    )
+    records.append(
+        {
+            "study_id": "labels/case_0001",
+            "input": "labels/case_0001.nii.gz",
+            "format": "nifti",
+            "task": "report",
+            "note": "labels/case_0001.nii.gz: integer ids, mostly 0: a label map",
+            "timing_s": {"model": 0.0},
+            "warnings": [],
+            "status": "skipped",
+        }
+    )
     findings = root / "findings.jsonl"
     with RecordWriter(findings) as writer:
         for record in records:
@@ -90,8 +124,13 @@ def run(tmp_path_factory):
 
 
 def _options(run, **changes) -> ReviewOptions:
-    values = dict(studies=run["studies"], cache_dir=run["cache"], references=run["studies"] / "references.csv",
-                  reference_labels=run["studies"] / "labels.csv", workers=0)
+    values = dict(
+        studies=run["studies"],
+        cache_dir=run["cache"],
+        references=run["studies"] / "references.csv",
+        reference_labels=run["studies"] / "labels.csv",
+        workers=0,
+    )
     values.update(changes)
     return ReviewOptions(**values)
 
@@ -106,6 +145,7 @@ def page(run):
 # --------------------------------------------------------------------------
 # Reading pages back
 # --------------------------------------------------------------------------
+
 
 class StrictPage(HTMLParser):
     """Parses a page and fails on any unclosed, stray or mis-nested tag; collects study blocks and images."""
@@ -181,8 +221,9 @@ def parse_page(html: str) -> StrictPage:
 def decoded(image_attributes: dict) -> np.ndarray:
     prefix = "data:image/png;base64,"
     assert image_attributes["src"].startswith(prefix)
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(image_attributes["src"][len(prefix):]))).convert("RGB"),
-                      dtype=np.int16)
+    return np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(image_attributes["src"][len(prefix) :]))).convert("RGB"), dtype=np.int16
+    )
 
 
 def outline_pixels(rgb: np.ndarray) -> np.ndarray:
@@ -204,13 +245,15 @@ def label_map_of(run, record: dict) -> tuple[np.ndarray, object]:
 # The page
 # --------------------------------------------------------------------------
 
+
 def test_page_is_valid_html_with_one_block_per_study_in_record_order(run, page):
     parsed = parse_page(page["html"])
     assert [s["attrs"]["data-status"] for s in parsed.studies] == [r["status"] for r in run["records"]]
     titles = ["".join(s["text"]).split()[0] for s in parsed.studies]
     assert titles == [r["study_id"] for r in run["records"]]
     assert "<script src" not in page["html"] and "http://" not in page["html"].replace(
-        'xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched: the page works offline
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )  # nothing fetched: the page works offline
 
 
 def test_volumes_have_six_views_a_slice_its_windows_and_failures_none(run, page):
@@ -222,8 +265,11 @@ def test_volumes_have_six_views_a_slice_its_windows_and_failures_none(run, page)
             message = record["error"]["message"] if record["status"] == "error" else record["note"]
             assert message in "".join(study["text"])
         elif record["kind"] == "volume":
-            assert alts == [f"{plane}, {window} window" for plane in ("axial", "coronal", "sagittal")
-                            for window in ("lung", "soft tissue")]
+            assert alts == [
+                f"{plane}, {window} window"
+                for plane in ("axial", "coronal", "sagittal")
+                for window in ("lung", "soft tissue")
+            ]
         else:
             assert alts == ["slice, lung window", "slice, soft tissue window"]
 
@@ -263,21 +309,34 @@ def test_a_file_omnict_score_refuses_gives_a_page_with_the_reason(run, tmp_path)
 
 def test_summary_shows_the_numbers_omnict_score_prints(run, tmp_path):
     findings = tmp_path / "findings.jsonl"
-    findings.write_text("".join(json.dumps(record) + "\n" for record in run["records"]
-                                if record["status"] != "skipped"))
+    findings.write_text(
+        "".join(json.dumps(record) + "\n" for record in run["records"] if record["status"] != "skipped")
+    )
     out = tmp_path / "review.html"
     build_review(findings, out, _options(run))
     html = out.read_text(encoding="utf-8")
     scores_json = tmp_path / "scores.json"
-    result = CliRunner().invoke(main, ["score", str(findings), "--references",
-                                       str(run["studies"] / "references.csv"), "--reference-labels",
-                                       str(run["studies"] / "labels.csv"), "--json", str(scores_json)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "score",
+            str(findings),
+            "--references",
+            str(run["studies"] / "references.csv"),
+            "--reference-labels",
+            str(run["studies"] / "labels.csv"),
+            "--json",
+            str(scores_json),
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads(scores_json.read_text())
     for row in scores["per_class"]:
         cells = [("n/a" if row[k] is None else f"{100 * row[k]:.1f}") for k in ("precision", "recall", "f1")]
-        expected = (f"<tr><td>{row['label']}</td><td>{cells[0]}</td><td>{cells[1]}</td><td>{cells[2]}</td>"
-                    f"<td>{row['support']}</td><td>{row['tp']}</td><td>{row['fp']}</td><td>{row['fn']}</td></tr>")
+        expected = (
+            f"<tr><td>{row['label']}</td><td>{cells[0]}</td><td>{cells[1]}</td><td>{cells[2]}</td>"
+            f"<td>{row['support']}</td><td>{row['tp']}</td><td>{row['fp']}</td><td>{row['fn']}</td></tr>"
+        )
         assert expected in html
     assert f"macro F1 {100 * scores['macro']['f1']:.1f}" in html
     assert f"rouge_l {100 * scores['text']['rouge_l']:.1f}" in html
@@ -289,6 +348,7 @@ def test_summary_shows_the_numbers_omnict_score_prints(run, tmp_path):
 # --------------------------------------------------------------------------
 # Pixels: the outline is where the mask is, views are oriented
 # --------------------------------------------------------------------------
+
 
 def _source_index(n_out: int, n_in: int) -> np.ndarray:
     """Which input row/column is nearest to the centre of each output one."""
@@ -305,16 +365,24 @@ def test_outline_pixels_lie_on_the_organ_mask_of_the_label_map(run, page):
     mask = np.isin(labels, organ_label_ids(record["organs"], vocabulary))
     z, y, x = organ_centre(mask, mask.shape)
     cuts = {"axial": mask[z], "coronal": mask[:, y, :][::-1], "sagittal": mask[:, :, x][::-1]}
-    images = {image["alt"].split(",")[0]: decoded(image) for image in studies[0]["images"]
-              if image["alt"].endswith("lung window")}
+    images = {
+        image["alt"].split(",")[0]: decoded(image)
+        for image in studies[0]["images"]
+        if image["alt"].endswith("lung window")
+    }
     for plane, cut in cuts.items():
         rgb = images[plane]
         on_outline = outline_pixels(rgb)
         assert on_outline.sum() > 10, plane
         in_mask = cut[np.ix_(_source_index(rgb.shape[0], cut.shape[0]), _source_index(rgb.shape[1], cut.shape[1]))]
         assert not (on_outline & ~in_mask).any(), f"{plane}: outline outside the organ mask"
-        inner = in_mask & np.roll(in_mask, 1, 0) & np.roll(in_mask, -1, 0) & np.roll(in_mask, 1, 1) & np.roll(
-            in_mask, -1, 1)
+        inner = (
+            in_mask
+            & np.roll(in_mask, 1, 0)
+            & np.roll(in_mask, -1, 0)
+            & np.roll(in_mask, 1, 1)
+            & np.roll(in_mask, -1, 1)
+        )
         assert not (on_outline & inner).any(), f"{plane}: outline inside the organ, not on its edge"
         grey = ~on_outline
         assert (rgb[grey][:, 0] == rgb[grey][:, 2]).all(), "every other pixel is grey"
@@ -325,8 +393,11 @@ def test_views_are_oriented_superior_up_right_on_the_left_and_square_in_mm():
     mask = np.zeros(voxels.shape, dtype=bool)
     mask[14:18, 10:30, 10:30] = True  # superior, anterior, patient right
     views = render_volume(voxels, (5.0, 1.0, 1.0), mask, max_pixels=100, centre=(16, 20, 20))
-    by_plane = {view.plane: np.asarray(Image.open(io.BytesIO(view.png)).convert("RGB"), dtype=np.int16)
-                for view in views if view.window == "lung"}
+    by_plane = {
+        view.plane: np.asarray(Image.open(io.BytesIO(view.png)).convert("RGB"), dtype=np.int16)
+        for view in views
+        if view.window == "lung"
+    }
     for plane, rgb in by_plane.items():
         assert rgb.shape[:2] == (100, 100), f"{plane}: 100 mm x 100 mm must be square"
         rows, columns = np.nonzero(outline_pixels(rgb))
@@ -339,6 +410,7 @@ def test_views_are_oriented_superior_up_right_on_the_left_and_square_in_mm():
 # Bad inputs: warnings, never a failed page
 # --------------------------------------------------------------------------
 
+
 def test_a_moved_scan_a_corrupt_mask_and_an_unknown_segmenter_are_warnings(run, tmp_path):
     from omnict_cli.studies.load import load_path
 
@@ -349,8 +421,11 @@ def test_a_moved_scan_a_corrupt_mask_and_an_unknown_segmenter_are_warnings(run, 
     segmenter = recorded_segmenter(good["segmenter"])
     entry = MaskCache(cache).entry_path(cache_key(volume, segmenter), segmenter)
     entry.write_bytes(b"not a gzip file")
-    records = [dict(good, study_id="moved/away", input="moved/away.nii.gz"), good,
-               dict(good, study_id="other/segmenter", segmenter="mysegmenter 9")]
+    records = [
+        dict(good, study_id="moved/away", input="moved/away.nii.gz"),
+        good,
+        dict(good, study_id="other/segmenter", segmenter="mysegmenter 9"),
+    ]
     findings = tmp_path / "findings.jsonl"
     findings.write_text("".join(json.dumps(record) + "\n" for record in records))
     out = tmp_path / "review.html"
@@ -375,11 +450,27 @@ def test_an_unreadable_findings_file_is_one_line_and_no_page(tmp_path):
 # Large runs: pages, workers
 # --------------------------------------------------------------------------
 
+
 def test_page_size_splits_into_numbered_pages_and_an_index(run, tmp_path):
     out = tmp_path / "review.html"
-    result = CliRunner().invoke(main, ["review", str(run["findings"]), "--out", str(out), "--studies",
-                                       str(run["studies"]), "--cache-dir", str(run["cache"]), "--page-size", "4",
-                                       "--workers", "0", "--quiet"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "review",
+            str(run["findings"]),
+            "--out",
+            str(out),
+            "--studies",
+            str(run["studies"]),
+            "--cache-dir",
+            str(run["cache"]),
+            "--page-size",
+            "4",
+            "--workers",
+            "0",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     pages = [tmp_path / "review-001.html", tmp_path / "review-002.html"]
     index = out.read_text(encoding="utf-8")
@@ -414,9 +505,11 @@ def test_views_of_one_study_stay_small(run):
 # A real browser
 # --------------------------------------------------------------------------
 
+
 def _browser() -> str | None:
-    return next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
-                 if shutil.which(name)), None)
+    return next(
+        (shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None
+    )
 
 
 def test_headless_chromium_renders_the_page_with_the_organ_outline(page, tmp_path):
@@ -424,8 +517,16 @@ def test_headless_chromium_renders_the_page_with_the_organ_outline(page, tmp_pat
     if browser is None:
         pytest.skip("no Chromium here (Debian: apt-get install chromium)")
     shot = tmp_path / "page.png"
-    command = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               "--window-size=1200,1500", f"--screenshot={shot}", page["path"].as_uri()]
+    command = [
+        browser,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1200,1500",
+        f"--screenshot={shot}",
+        page["path"].as_uri(),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert shot.exists(), completed.stderr[-2000:]
     rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
@@ -433,8 +534,9 @@ def test_headless_chromium_renders_the_page_with_the_organ_outline(page, tmp_pat
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     outline_colour = (red - blue > 80) & (np.abs(green - blue) <= 1) & (green < 140)
     assert outline_colour.sum() > 50, "the organ outline colour is not on screen"
-    dom = subprocess.run([*command[:-2], "--dump-dom", page["path"].as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
+    dom = subprocess.run(
+        [*command[:-2], "--dump-dom", page["path"].as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     assert "6 of 6 studies shown" in dom, "the filter script did not run"
 
 
@@ -442,16 +544,22 @@ def test_headless_chromium_renders_the_page_with_the_organ_outline(page, tmp_pat
 # Real CT with a TotalSegmentator label map (../shared/testdata)
 # --------------------------------------------------------------------------
 
+
 def test_real_ct_with_a_cached_totalsegmentator_mask_outlines_the_lung_lobes(testdata, tmp_path):
-    from omnict_cli.studies.load import load_path
     from omnict_cli.segmentation.totalseg import TotalSegmentatorSegmenter
+    from omnict_cli.studies.load import load_path
 
     volume = load_path(testdata / "ct_chest_small.nii.gz")
     labels = np.asarray(load_path(testdata / "ct_chest_small_totalseg.nii.gz").voxels, dtype=np.uint8)
     segmenter = RecordedSegmenter(TotalSegmentatorSegmenter(device="cpu"), "2.4.0")
     MaskCache(tmp_path / "masks").put(volume, segmenter, labels)
-    record = {"study_id": "ct_chest_small", "input": "ct_chest_small.nii.gz", "organs": ["lungs"],
-              "segmenter": "totalsegmentator 2.4.0", "status": "ok"}
+    record = {
+        "study_id": "ct_chest_small",
+        "input": "ct_chest_small.nii.gz",
+        "organs": ["lungs"],
+        "segmenter": "totalsegmentator 2.4.0",
+        "status": "ok",
+    }
     images = study_images(record, ImageSettings((testdata,), tmp_path / "masks"))
     assert not images.warnings
     lobes = np.isin(labels, [10, 11, 12, 13, 14])
@@ -461,8 +569,16 @@ def test_real_ct_with_a_cached_totalsegmentator_mask_outlines_the_lung_lobes(tes
     on_outline = outline_pixels(axial)
     cut = lobes[z][np.ix_(_source_index(axial.shape[0], lobes.shape[1]), _source_index(axial.shape[1], lobes.shape[2]))]
     assert on_outline.sum() > 20 and not (on_outline & ~cut).any()
-    dicom = study_images({"study_id": "dicom_series", "input": "dicom_series", "organs": ["lungs"],
-                          "segmenter": "builtin 2", "status": "ok"}, ImageSettings((testdata,), tmp_path / "masks"))
+    dicom = study_images(
+        {
+            "study_id": "dicom_series",
+            "input": "dicom_series",
+            "organs": ["lungs"],
+            "segmenter": "builtin 2",
+            "status": "ok",
+        },
+        ImageSettings((testdata,), tmp_path / "masks"),
+    )
     assert len(dicom.views) == 6 and any("no organ mask from builtin 2" in w for w in dicom.warnings)
 
 
@@ -470,19 +586,52 @@ def test_real_ct_with_a_cached_totalsegmentator_mask_outlines_the_lung_lobes(tes
 # End to end: a real `omnict report` run (tiny random model) then `omnict review`
 # --------------------------------------------------------------------------
 
+
 def test_a_real_report_run_gets_outlined_views_for_every_volume(run, tmp_path):
     from tests.tiny_model import make_tiny_model_dir
 
     model = make_tiny_model_dir(tmp_path / "models")
     findings, cache = tmp_path / "findings.jsonl", tmp_path / "masks"
     studies = run["studies"] / "volumes"
-    report = CliRunner().invoke(main, ["report", str(studies), "--out", str(findings), "--model", str(model),
-                                       "--segmenter", "builtin", "--cache-dir", str(cache), "--max-new-tokens", "4",
-                                       "--workers", "0", "--quiet"], catch_exceptions=False)
+    report = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(studies),
+            "--out",
+            str(findings),
+            "--model",
+            str(model),
+            "--segmenter",
+            "builtin",
+            "--cache-dir",
+            str(cache),
+            "--max-new-tokens",
+            "4",
+            "--workers",
+            "0",
+            "--quiet",
+        ],
+        catch_exceptions=False,
+    )
     assert report.exit_code == 0, report.output
     out = tmp_path / "review.html"
-    result = CliRunner().invoke(main, ["review", str(findings), "--out", str(out), "--studies", str(studies),
-                                       "--cache-dir", str(cache), "--workers", "0", "--quiet"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "review",
+            str(findings),
+            "--out",
+            str(out),
+            "--studies",
+            str(studies),
+            "--cache-dir",
+            str(cache),
+            "--workers",
+            "0",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     parsed = parse_page(out.read_text(encoding="utf-8"))
     assert len(parsed.studies) == N_CASES
@@ -515,19 +664,26 @@ def test_the_filters_show_the_right_studies_in_headless_chromium(page, tmp_path)
         pytest.skip("no Chromium here (Debian: apt-get install chromium)")
     probed = tmp_path / "probed.html"
     probed.write_text(page["html"].replace("</body>", FILTER_PROBE), encoding="utf-8")
-    dom = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom", probed.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom", probed.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     studies = parse_page(page["html"]).studies
 
     def ids(keep):
         return " ".join(s["attrs"]["id"] for s in studies if keep(s["attrs"]))
 
     nodule = CTRATE_ABNORMALITIES.index("Lung nodule")
-    expected = {"not-ok": ids(lambda a: a["data-status"] != "ok"),
-                "disagree": ids(lambda a: a["data-dis"] != ""),
-                "nodule-generated": ids(lambda a: str(nodule) in a["data-gen"].split()),
-                "nodule-reference-disagree": ids(lambda a: str(nodule) in a["data-ref"].split()
-                                                 and str(nodule) in a["data-dis"].split())}
+    expected = {
+        "not-ok": ids(lambda a: a["data-status"] != "ok"),
+        "disagree": ids(lambda a: a["data-dis"] != ""),
+        "nodule-generated": ids(lambda a: str(nodule) in a["data-gen"].split()),
+        "nodule-reference-disagree": ids(
+            lambda a: str(nodule) in a["data-ref"].split() and str(nodule) in a["data-dis"].split()
+        ),
+    }
     assert expected["not-ok"] and expected["disagree"] and expected["nodule-generated"]
     for name, shown in expected.items():
         assert f'data-probe-{name}="{shown}"' in dom, name

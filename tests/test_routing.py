@@ -12,11 +12,21 @@ from omnict_cli.phantom.reports import CLASS_ORGAN, QUESTION_TERMS
 from omnict_cli.segmentation.classes import BUILTIN_EXTRA_CLASSES, TOTALSEG_TOTAL_CLASSES
 from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 from omnict_cli.segmentation.organs import (
-    ORGAN_GROUP_LABELS, STRUCTURE_GROUP, TOTALSEG_GROUP_STRUCTURES, OrganOptionError, coverage,
-    organ_label_ids, parse_organ_option, scan_regions, structure_group,
+    ORGAN_GROUP_LABELS,
+    STRUCTURE_GROUP,
+    TOTALSEG_GROUP_STRUCTURES,
+    OrganOptionError,
+    coverage,
+    organ_label_ids,
+    parse_organ_option,
+    scan_regions,
+    structure_group,
 )
 from omnict_cli.segmentation.routing import (
-    Route, default_report_organs, organs_for_task, route_question,
+    Route,
+    default_report_organs,
+    organs_for_task,
+    route_question,
 )
 
 BUILTIN_VOCABULARY = {16: "trachea", **BUILTIN_EXTRA_CLASSES}
@@ -231,8 +241,17 @@ def test_question_about_an_organ_the_scan_lacks_falls_back_to_defaults():
 
 def test_default_report_organs_by_region():
     chest_ct = {"lungs": 30000, "heart": 4000, "vessels": 1500, "liver": 3900, "spleen": 300, "stomach": 1500}
-    abdomen_ct = {"lungs": 2500, "heart": 300, "vessels": 900, "liver": 9000, "spleen": 900, "kidneys": 1500,
-                  "pancreas": 400, "stomach": 1200, "bowel": 8000}
+    abdomen_ct = {
+        "lungs": 2500,
+        "heart": 300,
+        "vessels": 900,
+        "liver": 9000,
+        "spleen": 900,
+        "kidneys": 1500,
+        "pancreas": 400,
+        "stomach": 1200,
+        "bowel": 8000,
+    }
     both = {**abdomen_ct, "lungs": 30000, "heart": 4000}
     assert default_report_organs(chest_ct) == CHEST
     assert default_report_organs(abdomen_ct) == ABDOMEN
@@ -265,8 +284,9 @@ def test_organs_for_task_precedence():
 
 def test_every_totalsegmentator_id_is_in_exactly_one_group():
     assert tuple(TOTALSEG_GROUP_STRUCTURES) == ORGAN_GROUPS
-    membership = {label_id: [g for g in ORGAN_GROUPS if label_id in ORGAN_GROUP_LABELS[g]]
-                  for label_id in TOTALSEG_TOTAL_CLASSES}
+    membership = {
+        label_id: [g for g in ORGAN_GROUPS if label_id in ORGAN_GROUP_LABELS[g]] for label_id in TOTALSEG_TOTAL_CLASSES
+    }
     assert len(membership) == 117
     assert {label_id: len(groups) for label_id, groups in membership.items()} == dict.fromkeys(membership, 1)
     listed = [name for names in TOTALSEG_GROUP_STRUCTURES.values() for name in names]
@@ -313,7 +333,8 @@ def test_coverage_of_a_phantom_chest_ct(phantom_labels):
     assert scan_regions(counts) == ("chest",)
     assert default_report_organs(counts) == CHEST
     assert set(coverage(phantom_labels, TOTALSEG_TOTAL_CLASSES, min_voxels=1000)) == {
-        g for g, n in counts.items() if n >= 1000}
+        g for g, n in counts.items() if n >= 1000
+    }
 
 
 def test_real_abdominal_ct_with_lung_bases_gets_abdominal_defaults(testdata):
@@ -357,12 +378,20 @@ def test_parse_organ_option_accepts_groups_and_structures():
     assert parse_organ_option(" Lungs , HEART, lungs,") == ["lungs", "heart"]
     assert parse_organ_option("kidney-left,Vertebrae l1,LIVER") == ["kidney_left", "vertebrae_L1", "liver"]
     assert parse_organ_option("kidney_left, portal vein and splenic vein") == [
-        "kidney_left", "portal_vein_and_splenic_vein"]
+        "kidney_left",
+        "portal_vein_and_splenic_vein",
+    ]
 
 
-@pytest.mark.parametrize(("text", "shown"), [
-    ("lungs,livr", "'livr'"), ("kidney", "'kidney'"), ("brain_stem", "'brain_stem'"), (" , ", "names no organ"),
-])
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("lungs,livr", "'livr'"),
+        ("kidney", "'kidney'"),
+        ("brain_stem", "'brain_stem'"),
+        (" , ", "names no organ"),
+    ],
+)
 def test_parse_organ_option_errors_name_the_value_and_the_choices(text, shown):
     with pytest.raises(OrganOptionError) as info:
         parse_organ_option(text)
@@ -384,11 +413,14 @@ def test_segmentation_package_loads_without_the_phantom_package():
     import subprocess
     import sys
 
-    code = ("import importlib, pkgutil, sys, omnict_cli.segmentation as s\n"
-            "for m in pkgutil.iter_modules(s.__path__): importlib.import_module('omnict_cli.segmentation.' + m.name)\n"
-            "print(sorted(m for m in sys.modules if m.startswith('omnict_cli.phantom')))")
+    code = (
+        "import importlib, pkgutil, sys, omnict_cli.segmentation as s\n"
+        "for m in pkgutil.iter_modules(s.__path__): importlib.import_module('omnict_cli.segmentation.' + m.name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('omnict_cli.phantom')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
     from omnict_cli.phantom.findings import ORGAN_GROUPS as phantom_groups
+
     assert phantom_groups is ORGAN_GROUPS  # phantom findings are tagged with the same names

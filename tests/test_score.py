@@ -45,6 +45,7 @@ def label_rows():
 
 def strict_json(text):
     """Parse JSON the way non-Python readers do: a bare NaN / Infinity token is an error."""
+
     def reject(token):
         raise ValueError(f"not valid JSON: {token}")
 
@@ -58,13 +59,21 @@ def write_jsonl(path, records):
 
 def generated_records(rows, study_prefix="volumes/"):
     """``omnict report``-style records carrying the reference texts (a perfect generator)."""
-    return [{"study_id": study_prefix + row["VolumeName"].removesuffix(".nii.gz"), "findings": row["Findings_EN"],
-             "impression": row["Impressions_EN"], "status": "ok"} for row in rows]
+    return [
+        {
+            "study_id": study_prefix + row["VolumeName"].removesuffix(".nii.gz"),
+            "findings": row["Findings_EN"],
+            "impression": row["Impressions_EN"],
+            "status": "ok",
+        }
+        for row in rows
+    ]
 
 
 # --------------------------------------------------------------------------
 # Join
 # --------------------------------------------------------------------------
+
 
 def test_study_key_joins_bare_names_file_names_and_paths():
     assert study_key("case_0001") == study_key("case_0001.nii.gz") == study_key("data/volumes/case_0001.nii.gz")
@@ -73,26 +82,31 @@ def test_study_key_joins_bare_names_file_names_and_paths():
 
 
 def test_join_lists_unmatched_names_on_both_sides():
-    join = join_studies(["x/case_1", "x/case_2", "x/extra"], ["case_1.nii.gz", "case_2.nii.gz", "case_3.nii.gz"],
-                        prediction_source="p.jsonl", reference_source="r.csv")
+    join = join_studies(
+        ["x/case_1", "x/case_2", "x/extra"],
+        ["case_1.nii.gz", "case_2.nii.gz", "case_3.nii.gz"],
+        prediction_source="p.jsonl",
+        reference_source="r.csv",
+    )
     assert join.matched == [("x/case_1", "case_1.nii.gz"), ("x/case_2", "case_2.nii.gz")]
     assert join.no_prediction == ["case_3.nii.gz"] and join.no_reference == ["x/extra"]
     lines = join.summary_lines("p.jsonl", "r.csv")
-    assert any("1 reference studies have no prediction in p.jsonl" in line and "case_3.nii.gz" in line
-               for line in lines)
+    assert any(
+        "1 reference studies have no prediction in p.jsonl" in line and "case_3.nii.gz" in line for line in lines
+    )
     assert any("1 predicted studies have no reference in r.csv" in line and "x/extra" in line for line in lines)
 
 
 def test_two_names_with_one_key_are_an_error():
     with pytest.raises(ScoringError, match="same study") as caught:
-        join_studies(["a/case_1", "b/case_1.nii.gz"], ["case_1"], prediction_source="p.jsonl",
-                     reference_source="r.csv")
+        join_studies(["a/case_1", "b/case_1.nii.gz"], ["case_1"], prediction_source="p.jsonl", reference_source="r.csv")
     assert "p.jsonl" in str(caught.value)
 
 
 # --------------------------------------------------------------------------
 # Reports
 # --------------------------------------------------------------------------
+
 
 def test_references_against_themselves_score_perfectly_with_the_bundled_classifier(tmp_path):
     generated = write_jsonl(tmp_path / "generated.jsonl", generated_records(reference_rows()))
@@ -111,8 +125,7 @@ def test_references_against_themselves_score_perfectly_with_the_bundled_classifi
 
 def test_rule_labels_of_the_phantom_reports_match_their_label_file(tmp_path):
     generated = write_jsonl(tmp_path / "generated.jsonl", generated_records(reference_rows()))
-    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS,
-                                                               bootstrap=200))
+    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS, bootstrap=200))
     expected_support = {name: sum(int(row[name]) for row in label_rows().values()) for name in CTRATE_ABNORMALITIES}
     assert {s.label: s.support for s in result.classification.per_class} == expected_support
     assert all(s.f1 == 1.0 for s in result.classification.per_class if s.support)
@@ -121,21 +134,26 @@ def test_rule_labels_of_the_phantom_reports_match_their_label_file(tmp_path):
 def test_missing_failed_and_empty_predictions_are_reported_and_scored_as_empty(tmp_path):
     rows = reference_rows()
     records = generated_records(rows[:3])
-    records[1] = {"study_id": records[1]["study_id"], "status": "error",
-                  "error": {"type": "StudyLoadError", "message": "unreadable"}}
+    records[1] = {
+        "study_id": records[1]["study_id"],
+        "status": "error",
+        "error": {"type": "StudyLoadError", "message": "unreadable"},
+    }
     records[2]["findings"] = records[2]["impression"] = ""
-    records.append({"study_id": "volumes/case_0042", "findings": "No pleural effusion.", "impression": "",
-                    "status": "ok"})
+    records.append(
+        {"study_id": "volumes/case_0042", "findings": "No pleural effusion.", "impression": "", "status": "ok"}
+    )
     generated = write_jsonl(tmp_path / "generated.jsonl", records)
-    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS,
-                                                               bootstrap=200))
+    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS, bootstrap=200))
     assert result.n_scored == 3
     assert result.failed == ["volumes/case_0002"] and result.empty == ["volumes/case_0003"]
     assert result.join.no_prediction == ["case_0004.nii.gz"] and result.join.no_reference == ["volumes/case_0042"]
     labels = label_rows()
     # the failed and the empty study predict nothing: each of their positives is a false negative
-    expected_fn = {name: int(labels["case_0002.nii.gz"][name]) + int(labels["case_0003.nii.gz"][name])
-                   for name in CTRATE_ABNORMALITIES}
+    expected_fn = {
+        name: int(labels["case_0002.nii.gz"][name]) + int(labels["case_0003.nii.gz"][name])
+        for name in CTRATE_ABNORMALITIES
+    }
     assert {s.label: s.fn for s in result.classification.per_class} == expected_fn
     assert all(s.fp == 0 for s in result.classification.per_class)
 
@@ -144,8 +162,7 @@ def test_a_retried_study_counts_its_report_not_its_earlier_error(tmp_path):
     records = generated_records(reference_rows())
     retried = [{"study_id": records[0]["study_id"], "status": "error", "error": {"message": "timeout"}}, *records]
     generated = write_jsonl(tmp_path / "generated.jsonl", retried)
-    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS,
-                                                               bootstrap=50))
+    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS, bootstrap=50))
     assert result.failed == [] and result.n_scored == 4 and result.classification.micro_f1 == 1.0
 
 
@@ -155,8 +172,7 @@ def test_skipped_records_of_a_report_run_are_left_out_not_refused(tmp_path):
     records = generated_records(reference_rows())
     skipped = {"study_id": "labels/case_0001", "status": "skipped", "skipped": "an organ label map"}
     generated = write_jsonl(tmp_path / "generated.jsonl", [*records, skipped])
-    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS,
-                                                               bootstrap=50))
+    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS, bootstrap=50))
     assert result.n_scored == 4 and result.failed == [] and result.join.no_reference == []
     assert result.classification.micro_f1 == 1.0
 
@@ -184,21 +200,45 @@ def test_score_command_prints_table_16_and_writes_json(tmp_path):
     records[0]["impression"] = ""
     generated = write_jsonl(tmp_path / "generated.jsonl", records)
     out = tmp_path / "scores" / "scores.json"
-    result = CliRunner().invoke(main, ["score", str(generated), "--references", str(REFERENCES),
-                                       "--reference-labels", str(LABELS), "--method", "rules",
-                                       "--bootstrap", "200", "--json", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "score",
+            str(generated),
+            "--references",
+            str(REFERENCES),
+            "--reference-labels",
+            str(LABELS),
+            "--method",
+            "rules",
+            "--bootstrap",
+            "200",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    for text in ("Lung nodule", "macro", "micro", "bleu4", "rouge_l", "meteor", "95% bootstrap CI",
-                 "1 reference studies have no prediction", "case_0004.nii.gz"):
+    for text in (
+        "Lung nodule",
+        "macro",
+        "micro",
+        "bleu4",
+        "rouge_l",
+        "meteor",
+        "95% bootstrap CI",
+        "1 reference studies have no prediction",
+        "case_0004.nii.gz",
+    ):
         assert text in result.output
     data = strict_json(out.read_text())
     assert data["mode"] == "reports" and data["n_scored"] == 3 and data["no_prediction"] == ["case_0004.nii.gz"]
     nothing_to_score = [row for row in data["per_class"] if row["tp"] + row["fp"] + row["fn"] == 0]
-    assert nothing_to_score and all(row["precision"] is row["recall"] is row["f1"] is None
-                                    for row in nothing_to_score)
+    assert nothing_to_score and all(row["precision"] is row["recall"] is row["f1"] is None for row in nothing_to_score)
     assert "n/a" in result.output
-    assert (f"n/a: no reference positives and no predictions; left out of the macro average "
-            f"({len(nothing_to_score)} of 18 classes)") in result.output
+    assert (
+        f"n/a: no reference positives and no predictions; left out of the macro average "
+        f"({len(nothing_to_score)} of 18 classes)"
+    ) in result.output
     assert [row["label"] for row in data["per_class"]] == list(CTRATE_ABNORMALITIES)
     emphysema = next(row for row in data["per_class"] if row["label"] == "Emphysema")
     assert (emphysema["tp"], emphysema["fn"], emphysema["support"]) == (0, 1, 1)
@@ -220,6 +260,7 @@ def test_score_command_reports_a_bad_predictions_file(tmp_path):
 # VQA
 # --------------------------------------------------------------------------
 
+
 def test_phantom_chat_rows_are_read_as_references_with_inferred_kinds():
     rows = read_reference_questions(QA)
     assert len(rows) == len(QA.read_text().splitlines())
@@ -237,14 +278,26 @@ def _answers_for(references, wrong: set[int], skip: set[int], failed: set[int]):
     for index, row in enumerate(references):
         if index in skip:
             continue
-        record = {"study_id": "volumes/" + study_key(row.study), "task": "ask", "prompt": row.question,
-                  "answer": row.answer, "status": "ok"}
+        record = {
+            "study_id": "volumes/" + study_key(row.study),
+            "task": "ask",
+            "prompt": row.question,
+            "answer": row.answer,
+            "status": "ok",
+        }
         if index in wrong:
-            record["answer"] = {"closed": "No" if row.answer.lower().startswith("yes") else "Yes",
-                                "choice": "Z", "open": "unrelated words"}[row.kind]
+            record["answer"] = {
+                "closed": "No" if row.answer.lower().startswith("yes") else "Yes",
+                "choice": "Z",
+                "open": "unrelated words",
+            }[row.kind]
         if index in failed:
-            record = {"study_id": record["study_id"], "prompt": row.question, "status": "error",
-                      "error": {"type": "RuntimeError", "message": "out of memory"}}
+            record = {
+                "study_id": record["study_id"],
+                "prompt": row.question,
+                "status": "error",
+                "error": {"type": "RuntimeError", "message": "out of memory"},
+            }
         records.append(record)
     return records
 
@@ -268,12 +321,20 @@ def test_vqa_accuracy_by_kind_with_missing_and_failed_answers(tmp_path):
 
 
 def test_question_asked_twice_of_one_study_pairs_in_file_order(tmp_path):
-    references = write_jsonl(tmp_path / "qa.jsonl", [
-        {"image": "case_1.nii.gz", "question": "Which finding is present?", "answer": "Emphysema"},
-        {"image": "case_1.nii.gz", "question": "Which finding is present?", "answer": "Atelectasis"}])
-    answers = write_jsonl(tmp_path / "answers.jsonl", [
-        {"study_id": "case_1", "question": "Which finding is present?", "answer": "Emphysema"},
-        {"study_id": "case_1", "question": "which finding is  present?", "answer": "Atelectasis"}])
+    references = write_jsonl(
+        tmp_path / "qa.jsonl",
+        [
+            {"image": "case_1.nii.gz", "question": "Which finding is present?", "answer": "Emphysema"},
+            {"image": "case_1.nii.gz", "question": "Which finding is present?", "answer": "Atelectasis"},
+        ],
+    )
+    answers = write_jsonl(
+        tmp_path / "answers.jsonl",
+        [
+            {"study_id": "case_1", "question": "Which finding is present?", "answer": "Emphysema"},
+            {"study_id": "case_1", "question": "which finding is  present?", "answer": "Atelectasis"},
+        ],
+    )
     result = score_answers(answers, references, FAST)
     assert result.scores.open.n_total == 2 and result.scores.open.exact_match == 1.0
 
@@ -282,8 +343,9 @@ def test_score_command_switches_to_vqa_for_answer_records(tmp_path):
     references = read_reference_questions(QA)
     answers = write_jsonl(tmp_path / "answers.jsonl", _answers_for(references, set(), set(), set()))
     out = tmp_path / "vqa.json"
-    result = CliRunner().invoke(main, ["score", str(answers), "--references", str(QA), "--bootstrap", "100",
-                                       "--json", str(out)])
+    result = CliRunner().invoke(
+        main, ["score", str(answers), "--references", str(QA), "--bootstrap", "100", "--json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "closed" in result.output and "choice" in result.output and "token F1" in result.output
     data = json.loads(out.read_text())
@@ -292,14 +354,31 @@ def test_score_command_switches_to_vqa_for_answer_records(tmp_path):
 
 
 def test_scoring_a_ctrate_csv_of_generated_reports():
-    result = CliRunner().invoke(main, ["score", str(REFERENCES), "--references", str(REFERENCES),
-                                       "--reference-labels", str(LABELS), "--method", "rules", "--bootstrap", "50"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "score",
+            str(REFERENCES),
+            "--references",
+            str(REFERENCES),
+            "--reference-labels",
+            str(LABELS),
+            "--method",
+            "rules",
+            "--bootstrap",
+            "50",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "4 studies" in result.output
     assert "macro F1 100.0 (95% bootstrap CI 100.0-100.0, 50 resamples)" in result.output
     supported = {name for name in CTRATE_ABNORMALITIES if any(int(row[name]) for row in label_rows().values())}
-    rows = {name: line for line in result.output.splitlines() for name in CTRATE_ABNORMALITIES
-            if line.startswith(f"│ {name} ")}
+    rows = {
+        name: line
+        for line in result.output.splitlines()
+        for name in CTRATE_ABNORMALITIES
+        if line.startswith(f"│ {name} ")
+    }
     assert len(rows) == 18
     # n/a in precision, recall and F1 exactly for the classes no phantom study has (the rules predict none)
     assert {name for name, line in rows.items() if line.count("n/a") == 3} == set(CTRATE_ABNORMALITIES) - supported
@@ -313,12 +392,31 @@ def test_nothing_to_score_prints_n_a_and_writes_null_json(tmp_path):
     rows = [",".join(["VolumeName", *CTRATE_ABNORMALITIES])]
     rows += [",".join([name, *["0"] * len(CTRATE_ABNORMALITIES)]) for name in label_rows()]
     normal.write_text("\n".join(rows) + "\n")
-    generated = write_jsonl(tmp_path / "generated.jsonl", [
-        {"study_id": study_key(name), "findings": "Normal chest CT.", "impression": "", "status": "ok"}
-        for name in label_rows()])
+    generated = write_jsonl(
+        tmp_path / "generated.jsonl",
+        [
+            {"study_id": study_key(name), "findings": "Normal chest CT.", "impression": "", "status": "ok"}
+            for name in label_rows()
+        ],
+    )
     out = tmp_path / "scores.json"
-    result = CliRunner().invoke(main, ["score", str(generated), "--references", str(REFERENCES), "--reference-labels",
-                                       str(normal), "--method", "rules", "--bootstrap", "20", "--json", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "score",
+            str(generated),
+            "--references",
+            str(REFERENCES),
+            "--reference-labels",
+            str(normal),
+            "--method",
+            "rules",
+            "--bootstrap",
+            "20",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "macro F1 n/a (95% bootstrap CI n/a, 20 resamples)" in result.output
     assert "(18 of 18 classes)" in result.output and not re.search(r"\bnan\b", result.output, re.IGNORECASE)
@@ -330,8 +428,7 @@ def test_nothing_to_score_prints_n_a_and_writes_null_json(tmp_path):
 
 def test_report_scores_dict_passes_strict_json_encoding(tmp_path):
     generated = write_jsonl(tmp_path / "generated.jsonl", generated_records(reference_rows()))
-    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS,
-                                                               bootstrap=20))
+    result = score_reports(generated, REFERENCES, ScoreOptions(method="rules", reference_labels=LABELS, bootstrap=20))
     data = result.to_dict()
     json.dumps(data, allow_nan=False)  # raises ValueError on any NaN left in
     undefined = set(result.classification.undefined_labels)

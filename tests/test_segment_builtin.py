@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from nibabel.orientations import axcodes2ornt
 
-from omnict_cli.studies.load import load_path
 from omnict_cli.phantom.generate import PhantomConfig, generate_case
 from omnict_cli.segmentation.base import LABEL_DTYPE, check_label_map
 from omnict_cli.segmentation.builtin import BuiltinSegmenter, SegmentationInputError
 from omnict_cli.segmentation.metrics import dice
+from omnict_cli.studies.load import load_path
 from omnict_cli.studies.volume import Volume, canonical_affine, canonicalize
 
 TRACHEA, BODY, LUNG_LEFT, LUNG_RIGHT, BONE, MEDIASTINUM = 16, 200, 201, 202, 203, 204
@@ -20,8 +20,14 @@ SMALL_PHANTOM = PhantomConfig(size=(48, 160, 160), spacing=(6.0, 2.2, 2.2))
 
 
 def make_volume(hu: np.ndarray, spacing, kind: str = "volume", affine=None) -> Volume:
-    return Volume(voxels=hu, affine=canonical_affine(spacing) if affine is None else affine, kind=kind,
-                  source_format="npy", source_ornt=axcodes2ornt(("S", "P", "L")), source_shape=hu.shape)
+    return Volume(
+        voxels=hu,
+        affine=canonical_affine(spacing) if affine is None else affine,
+        kind=kind,
+        source_format="npy",
+        source_ornt=axcodes2ornt(("S", "P", "L")),
+        source_shape=hu.shape,
+    )
 
 
 def lungs_of(labels: np.ndarray):
@@ -54,8 +60,10 @@ def load_real(testdata, image: str, reference: str):
     return volume, labels
 
 
-@pytest.mark.parametrize("image, reference", [("ct_chest_small.nii.gz", "ct_chest_small_totalseg.nii.gz"),
-                                              ("dicom_series", "dicom_series_totalseg.nii.gz")])
+@pytest.mark.parametrize(
+    "image, reference",
+    [("ct_chest_small.nii.gz", "ct_chest_small_totalseg.nii.gz"), ("dicom_series", "dicom_series_totalseg.nii.gz")],
+)
 def test_real_ct_lungs_match_totalsegmentator(testdata, segmenter, image, reference):
     volume, reference_labels = load_real(testdata, image, reference)
     labels = segmenter.segment(volume)
@@ -135,9 +143,9 @@ def test_no_lungs_means_no_lung_or_trachea_labels(phantoms, segmenter):
 def test_axial_slice_is_segmented_on_its_own(phantoms, segmenter):
     case = phantoms[0]
     z = 30
-    labels = segmenter.segment(make_volume(case.hu[z:z + 1].copy(), case.spacing, kind="slice"))
+    labels = segmenter.segment(make_volume(case.hu[z : z + 1].copy(), case.spacing, kind="slice"))
     assert labels.shape == (1, 160, 160)
-    left, right = lungs_of(case.labels[z:z + 1])
+    left, right = lungs_of(case.labels[z : z + 1])
     assert dice(labels == LUNG_LEFT, left) >= 0.9
     assert dice(labels == LUNG_RIGHT, right) >= 0.9
 
@@ -238,7 +246,7 @@ def test_touching_lungs_are_split_at_their_narrowing(phantoms, segmenter):
     hu = case.hu.copy()
     for z in range(20, 40):  # aerated bridge in front of the heart joins the lungs
         front = np.nonzero((left | right)[z])[0].min()
-        hu[z, front:front + 6, 60:100] = -850
+        hu[z, front : front + 6, 60:100] = -850
     labels = segmenter.segment(make_volume(hu, case.spacing))
     assert dice(labels == LUNG_LEFT, left) >= 0.9
     assert dice(labels == LUNG_RIGHT, right) >= 0.9
@@ -267,7 +275,9 @@ def test_table_and_outside_air_are_not_body(segmenter):
     assert not labels[:, ~body].any()
     assert (labels[:, body] > 0).all()
     # Left lung at larger x (patient's left), right lung at smaller x.
-    assert (labels[:, 93, 167] == LUNG_LEFT).all() and (labels[:, 93, 73] == LUNG_RIGHT).all()  # centres at x 250, 110 mm
+    assert (labels[:, 93, 167] == LUNG_LEFT).all() and (
+        labels[:, 93, 73] == LUNG_RIGHT
+    ).all()  # centres at x 250, 110 mm
 
 
 def test_table_touching_the_back_stays_mostly_unlabelled(segmenter):

@@ -44,8 +44,14 @@ class ThresholdDouble(Segmenter):
 
 
 def make_volume(voxels: np.ndarray, spacing=(3.0, 1.5, 1.5)) -> Volume:
-    return Volume(voxels=voxels, affine=canonical_affine(spacing), kind="volume", source_format="npy",
-                  source_ornt=axcodes2ornt(("S", "P", "L")), source_shape=voxels.shape)
+    return Volume(
+        voxels=voxels,
+        affine=canonical_affine(spacing),
+        kind="volume",
+        source_format="npy",
+        source_ornt=axcodes2ornt(("S", "P", "L")),
+        source_shape=voxels.shape,
+    )
 
 
 def random_hu(seed: int, shape=(10, 24, 20)) -> np.ndarray:
@@ -63,8 +69,10 @@ def test_equal_voxels_give_equal_keys_whatever_their_memory_layout():
     big_endian = hu.astype(">i2")
     moved = make_volume(hu.copy())
     moved.affine[:3, 3] = [10.0, -20.0, 5.0]  # origin does not change the mask
-    keys = {cache_key(volume, ThresholdDouble())
-            for volume in (make_volume(hu), make_volume(flipped_view), make_volume(big_endian), moved)}
+    keys = {
+        cache_key(volume, ThresholdDouble())
+        for volume in (make_volume(hu), make_volume(flipped_view), make_volume(big_endian), moved)
+    }
     assert len(keys) == 1
     assert not flipped_view.flags.c_contiguous
 
@@ -119,8 +127,7 @@ def test_entry_record_describes_the_mask_and_holds_no_path(cache, tmp_path):
     raw = igzip.decompress(path.read_bytes())
     (extension,) = nib.Nifti1Image.from_bytes(raw).header.extensions
     record = json.loads(extension.get_content())
-    assert set(record) == {"format", "key", "shape", "dtype", "labels_sha256", "segmenter", "created",
-                           "omnict_version"}
+    assert set(record) == {"format", "key", "shape", "dtype", "labels_sha256", "segmenter", "created", "omnict_version"}
     assert record["shape"] == [10, 24, 20] and record["segmenter"] == "double 1"
     assert str(tmp_path).encode() not in raw
 
@@ -282,9 +289,10 @@ def test_concurrent_processes_never_leave_or_read_a_corrupt_entry(tmp_path):
     workers, rounds = 3, 25
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(workers), context.Queue()
-    processes = [context.Process(target=_fill_cache_concurrently,
-                                 args=(tmp_path / "masks", worker, rounds, barrier, results))
-                 for worker in range(workers)]
+    processes = [
+        context.Process(target=_fill_cache_concurrently, args=(tmp_path / "masks", worker, rounds, barrier, results))
+        for worker in range(workers)
+    ]
     for process in processes:
         process.start()
     reports = dict(results.get(timeout=120) for _ in processes)

@@ -20,7 +20,6 @@ from nibabel import orientations as nio
 from nibabel.orientations import axcodes2ornt
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.studies.load import load_path
 from omnict_cli.segmentation import totalseg
 from omnict_cli.segmentation.base import LABEL_DTYPE
 from omnict_cli.segmentation.classes import TOTALSEG_TOTAL_IDS
@@ -35,11 +34,15 @@ from omnict_cli.segmentation.totalseg import (
     totalseg_device,
     totalsegmentator_status,
 )
+from omnict_cli.studies.load import load_path
 from omnict_cli.studies.volume import Volume, canonical_affine
 
 LEFT_LOBES = (TOTALSEG_TOTAL_IDS["lung_upper_lobe_left"], TOTALSEG_TOTAL_IDS["lung_lower_lobe_left"])
-RIGHT_LOBES = (TOTALSEG_TOTAL_IDS["lung_upper_lobe_right"], TOTALSEG_TOTAL_IDS["lung_middle_lobe_right"],
-               TOTALSEG_TOTAL_IDS["lung_lower_lobe_right"])
+RIGHT_LOBES = (
+    TOTALSEG_TOTAL_IDS["lung_upper_lobe_right"],
+    TOTALSEG_TOTAL_IDS["lung_middle_lobe_right"],
+    TOTALSEG_TOTAL_IDS["lung_lower_lobe_right"],
+)
 LIVER, SPLEEN, AORTA = TOTALSEG_TOTAL_IDS["liver"], TOTALSEG_TOTAL_IDS["spleen"], TOTALSEG_TOTAL_IDS["aorta"]
 
 
@@ -90,8 +93,9 @@ class FakeTotalSegmentator:
         """The reference label map flipped/transposed into ``image``'s orientation, as TotalSegmentator returns it."""
         transform = nio.ornt_transform(nio.io_orientation(self.reference.affine), nio.io_orientation(image.affine))
         labels = self.reference.as_reoriented(transform)
-        assert labels.shape == image.shape and np.allclose(labels.affine, image.affine, atol=1e-3), \
+        assert labels.shape == image.shape and np.allclose(labels.affine, image.affine, atol=1e-3), (
             "the reference label map does not cover the CT it was handed"
+        )
         return nib.Nifti1Image(np.asanyarray(labels.dataobj).astype(np.uint8), labels.affine)
 
 
@@ -122,8 +126,14 @@ def resave(path, axcodes, folder):
 
 
 def canonical_volume(hu, spacing=(2.0, 1.0, 1.0)):
-    return Volume(voxels=hu, affine=canonical_affine(spacing), kind="volume", source_format="npy",
-                  source_ornt=axcodes2ornt(("S", "P", "L")), source_shape=hu.shape)
+    return Volume(
+        voxels=hu,
+        affine=canonical_affine(spacing),
+        kind="volume",
+        source_format="npy",
+        source_ornt=axcodes2ornt(("S", "P", "L")),
+        source_shape=hu.shape,
+    )
 
 
 # ---------------------------------------------------------------- anatomy on real CT
@@ -173,8 +183,9 @@ def test_answer_in_another_orientation_is_mapped_back_to_canonical(testdata, hom
 def test_dicom_series_gives_contrast_aorta_and_liver(testdata, home, monkeypatch):
     volume = load_path(testdata / "dicom_series")
     install_weights(home, fast=True)
-    labels, fake = segment_with_reference(volume, testdata / "dicom_series_totalseg.nii.gz", home, monkeypatch,
-                                       fast=True)
+    labels, fake = segment_with_reference(
+        volume, testdata / "dicom_series_totalseg.nii.gz", home, monkeypatch, fast=True
+    )
 
     assert labels.shape == volume.shape == (20, 512, 512)
     assert median_hu(volume, labels, [AORTA]) > 120
@@ -253,7 +264,8 @@ def test_missing_weights_without_download_permission_never_calls_totalsegmentato
     empty_home = tmp_path / "empty_home"
     with pytest.raises(SegmenterUnavailable) as raised:
         TotalSegmentatorSegmenter(home_dir=empty_home, device="cpu").segment(
-            canonical_volume(np.zeros((4, 8, 8), dtype=np.int16)))
+            canonical_volume(np.zeros((4, 8, 8), dtype=np.int16))
+        )
     assert HOME_ENV in str(raised.value) and "totalseg_download_weights -t total" in str(raised.value)
 
 
@@ -263,8 +275,9 @@ class RequestsConnectionError(OSError):
     not an omnict dependency."""
 
 
-@pytest.mark.parametrize("network_error", [ConnectionError("Network is unreachable"),
-                                           RequestsConnectionError("Max retries exceeded")])
+@pytest.mark.parametrize(
+    "network_error", [ConnectionError("Network is unreachable"), RequestsConnectionError("Max retries exceeded")]
+)
 def test_offline_download_failure_says_what_to_do(tmp_path, home, monkeypatch, network_error):
     def offline(image, **_):
         raise network_error
@@ -287,7 +300,8 @@ def test_os_errors_with_weights_present_are_not_blamed_on_the_network(home, monk
     monkeypatch.setattr(totalseg, "_run_totalsegmentator", disk_full)
     with pytest.raises(OSError, match="No space left") as raised:
         TotalSegmentatorSegmenter(home_dir=home, device="cpu", allow_download=True).segment(
-            canonical_volume(np.zeros((4, 8, 8), dtype=np.int16)))
+            canonical_volume(np.zeros((4, 8, 8), dtype=np.int16))
+        )
     assert not isinstance(raised.value, SegmenterUnavailable)
 
 
@@ -301,7 +315,8 @@ def test_home_dir_environment_is_restored_after_the_call(home, monkeypatch):
 
     monkeypatch.setattr(totalseg, "_run_totalsegmentator", record)
     labels = TotalSegmentatorSegmenter(home_dir=home, device="cpu").segment(
-        canonical_volume(np.zeros((4, 8, 8), dtype=np.int16)))
+        canonical_volume(np.zeros((4, 8, 8), dtype=np.int16))
+    )
     assert seen["home"] == str(home) and os.environ[HOME_ENV] == "/somewhere/else"
     assert labels.shape == (4, 8, 8) and not labels.any()
 
@@ -316,11 +331,18 @@ def test_new_config_has_usage_stats_off(home):
 
 
 def test_existing_config_keeps_its_other_keys(home):
-    (home / "config.json").write_text(json.dumps(
-        {"totalseg_id": "totalseg_ABC", "send_usage_stats": True, "prediction_counter": 7, "license_number": "x"}))
+    (home / "config.json").write_text(
+        json.dumps(
+            {"totalseg_id": "totalseg_ABC", "send_usage_stats": True, "prediction_counter": 7, "license_number": "x"}
+        )
+    )
     disable_usage_stats(home)
     assert json.loads((home / "config.json").read_text()) == {
-        "totalseg_id": "totalseg_ABC", "send_usage_stats": False, "prediction_counter": 7, "license_number": "x"}
+        "totalseg_id": "totalseg_ABC",
+        "send_usage_stats": False,
+        "prediction_counter": 7,
+        "license_number": "x",
+    }
 
 
 def test_config_write_is_atomic(home, monkeypatch):
@@ -340,8 +362,11 @@ def test_config_write_is_atomic(home, monkeypatch):
 def test_opted_in_user_config_is_left_alone(home, monkeypatch):
     monkeypatch.setenv(USAGE_STATS_ENV, "1")
     (home / "config.json").write_text(json.dumps({"totalseg_id": "t", "send_usage_stats": True}))
-    monkeypatch.setattr(totalseg, "_run_totalsegmentator",
-                        lambda image, **_: nib.Nifti1Image(np.zeros(image.shape, np.uint8), image.affine))
+    monkeypatch.setattr(
+        totalseg,
+        "_run_totalsegmentator",
+        lambda image, **_: nib.Nifti1Image(np.zeros(image.shape, np.uint8), image.affine),
+    )
     TotalSegmentatorSegmenter(home_dir=home, device="cpu").segment(canonical_volume(np.zeros((4, 8, 8), np.int16)))
     assert json.loads((home / "config.json").read_text())["send_usage_stats"] is True
 
@@ -365,8 +390,10 @@ def test_version_options_and_describe(home):
     assert len(segmenter.vocabulary) == 117 and segmenter.vocabulary[52] == "aorta"
 
 
-@pytest.mark.parametrize("given, expected", [("cpu", "cpu"), ("gpu", "gpu"), ("GPU:2", "gpu:2"), ("cuda", "gpu"),
-                                             ("cuda:1", "gpu:1"), ("mps", "mps")])
+@pytest.mark.parametrize(
+    "given, expected",
+    [("cpu", "cpu"), ("gpu", "gpu"), ("GPU:2", "gpu:2"), ("cuda", "gpu"), ("cuda:1", "gpu:1"), ("mps", "mps")],
+)
 def test_device_names_map_to_totalsegmentator_ones(given, expected):
     assert totalseg_device(given) == expected
 

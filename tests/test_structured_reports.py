@@ -12,8 +12,14 @@ from omnict_cli.labels.labeler import label_reports
 from omnict_cli.phantom.generate import PhantomConfig
 from omnict_cli.phantom.writer import write_phantom_set
 from omnict_cli.training.rows import read_rows
-from omnict_cli.training.structured_reports import (FINDING_SENTENCES, NORMAL_FINDINGS, NORMAL_IMPRESSION,
-                                                    present_classes, structured_report, structured_report_rows)
+from omnict_cli.training.structured_reports import (
+    FINDING_SENTENCES,
+    NORMAL_FINDINGS,
+    NORMAL_IMPRESSION,
+    present_classes,
+    structured_report,
+    structured_report_rows,
+)
 
 
 def test_every_class_sentence_is_read_as_that_class_and_no_other():

@@ -122,8 +122,10 @@ def test_fifo_and_socket_are_reported_without_being_opened(tmp_path):
     server.bind(str(tmp_path / "daemon.sock"))
     try:
         result = {}
-        walker = threading.Thread(target=lambda: result.update(
-            {s.study_id: summarize_study(s) for s in discover_studies(tmp_path)}), daemon=True)
+        walker = threading.Thread(
+            target=lambda: result.update({s.study_id: summarize_study(s) for s in discover_studies(tmp_path)}),
+            daemon=True,
+        )
         walker.start()
         walker.join(timeout=30)
         assert not walker.is_alive(), "the walk hangs on a named pipe"
@@ -131,9 +133,11 @@ def test_fifo_and_socket_are_reported_without_being_opened(tmp_path):
         server.close()
     assert sorted(result) == ["daemon.sock", "pipe.nii.gz", "series", "series/pipe"]
     assert result["series"].status != "error" and result["series"].shape == [4, 16, 16]
-    assert result["series/pipe"].error == (f"{tmp_path / 'series' / 'pipe'}: a named pipe (FIFO), not a regular "
-                                           "file: skipped without opening it. Only regular files are read; remove "
-                                           "it from the folder or ignore this line")
+    assert result["series/pipe"].error == (
+        f"{tmp_path / 'series' / 'pipe'}: a named pipe (FIFO), not a regular "
+        "file: skipped without opening it. Only regular files are read; remove "
+        "it from the folder or ignore this line"
+    )
     assert "a socket, not a regular file" in result["daemon.sock"].error
     (fifo_root,) = discover_studies(tmp_path / "pipe.nii.gz")  # given directly, still not opened
     assert "named pipe" in fifo_root.problem
@@ -194,8 +198,9 @@ def test_a_file_removed_after_the_walk_is_one_line(tmp_path, name):
     (study,) = discover_studies(tmp_path)
     path.unlink()
     summary = summarize_study(study)
-    assert summary.error == (f"{path}: the file is gone (removed or moved after the folder was walked). "
-                             "Run again when the folder is stable")
+    assert summary.error == (
+        f"{path}: the file is gone (removed or moved after the folder was walked). Run again when the folder is stable"
+    )
 
 
 def test_a_slice_removed_after_the_walk_is_left_out_of_its_series(tmp_path):

@@ -6,11 +6,11 @@ import shutil
 import numpy as np
 import pytest
 
-from omnict_cli.studies.preprocess import PreprocessConfig
+from omnict_cli.run.study_inputs import PrepareSetup, prepare_study
 from omnict_cli.segmentation.builtin import BuiltinSegmenter
 from omnict_cli.segmentation.cache import MaskCache
-from omnict_cli.run.study_inputs import PrepareSetup, prepare_study
 from omnict_cli.studies.discover import single_study
+from omnict_cli.studies.preprocess import PreprocessConfig
 from omnict_cli.training.dataset import StudyDataset, prepare_examples
 from omnict_cli.training.rows import TrainingRow
 from omnict_cli.training.tensor_cache import TensorCache, entry_key, source_digest
@@ -54,8 +54,10 @@ def test_keys_follow_file_content_and_settings_not_names(tmp_path, setup, phanto
     assert source_digest([phantom_set / "volumes" / "case_0002.nii.gz"]) != digest
     key = entry_key(digest, setup)
     assert entry_key(digest, PrepareSetup(preprocess=GRID)) != key  # no segmenter
-    assert entry_key(digest, PrepareSetup(preprocess=PreprocessConfig(volume_size=(9, 42, 42)),
-                                          segmenter=setup.segmenter)) != key
+    assert (
+        entry_key(digest, PrepareSetup(preprocess=PreprocessConfig(volume_size=(9, 42, 42)), segmenter=setup.segmenter))
+        != key
+    )
     assert entry_key(digest, setup, units_dtype="float32") != key
     cache = TensorCache(tmp_path / "tensors")
     prepare_examples(rows_for(volume), setup, cache)
@@ -82,8 +84,9 @@ def test_an_unloadable_study_leaves_out_only_its_rows(tmp_path, setup, phantom_s
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"not a nifti file at all")
     good = phantom_set / "volumes" / "case_0003.nii.gz"
-    rows = rows_for(good, broken, broken) + [TrainingRow(good, "Is the liver ok?", "Yes", organ="pancreas_tail",
-                                                         line=4)]
+    rows = rows_for(good, broken, broken) + [
+        TrainingRow(good, "Is the liver ok?", "Yes", organ="pancreas_tail", line=4)
+    ]
     prepared = prepare_examples(rows, setup, TensorCache(tmp_path / "tensors"))
     assert [example.row.line for example in prepared.examples] == [1]
     assert len(prepared.problems) == 2
@@ -93,8 +96,12 @@ def test_an_unloadable_study_leaves_out_only_its_rows(tmp_path, setup, phantom_s
     assert "organ" in organ_problem and "pancreas_tail" in organ_problem and organ_problem.endswith("row left out")
 
 
-def test_a_corrupt_entry_that_cannot_be_removed_is_a_warning_not_a_failure(tmp_path, setup, phantom_set,  # noqa: F811
-                                                                           monkeypatch):
+def test_a_corrupt_entry_that_cannot_be_removed_is_a_warning_not_a_failure(
+    tmp_path,
+    setup,
+    phantom_set,  # noqa: F811
+    monkeypatch,
+):
     import pathlib
 
     volume = phantom_set / "volumes" / "case_0002.nii.gz"

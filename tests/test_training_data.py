@@ -4,7 +4,6 @@ model and phantom set the other training tests share."""
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -13,13 +12,20 @@ from transformers import PreTrainedTokenizerFast
 from omnict_cli.model import OmniCTConfig, OmniCTForConditionalGeneration, OmniCTProcessor
 from omnict_cli.model.processing_omnict import special_tokens
 from omnict_cli.training.dataset import StepPlan
-from omnict_cli.training.rows import REPORT_QUESTION, phantom_report_rows, question_text, read_rows, report_rows, \
-    write_rows
+from omnict_cli.training.rows import (
+    REPORT_QUESTION,
+    phantom_report_rows,
+    question_text,
+    read_rows,
+    report_rows,
+    write_rows,
+)
 
 QWEN_STYLE_TEMPLATE = (
     "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 """Qwen2.5's chat layout: a default system turn, ``<|im_start|>role\\ncontent<|im_end|>\\n`` per turn."""
 
 TINY_SIDE = 42  # 3 x 3 SigLIP patches of 14 px
@@ -30,8 +36,12 @@ def bpe_tokenizer(texts, vocab_size: int = 400) -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     backend.train_from_iterator(texts, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.chat_template = QWEN_STYLE_TEMPLATE
@@ -39,12 +49,31 @@ def bpe_tokenizer(texts, vocab_size: int = 400) -> PreTrainedTokenizerFast:
 
 
 def tiny_omnict_config(vocab_size: int, **overrides) -> OmniCTConfig:
-    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, patch_size=14, image_size=TINY_SIDE)
-    text = dict(model_type="qwen2", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=1, vocab_size=vocab_size)
-    sizes = dict(volume_size=(6, TINY_SIDE, TINY_SIDE), slice_size=(TINY_SIDE, TINY_SIDE),
-                 tpe_depth_dim=4, tpe_row_dim=4, tpe_col_dim=4)
+    vision = dict(
+        model_type="siglip_vision_model",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=14,
+        image_size=TINY_SIDE,
+    )
+    text = dict(
+        model_type="qwen2",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=vocab_size,
+    )
+    sizes = dict(
+        volume_size=(6, TINY_SIDE, TINY_SIDE),
+        slice_size=(TINY_SIDE, TINY_SIDE),
+        tpe_depth_dim=4,
+        tpe_row_dim=4,
+        tpe_col_dim=4,
+    )
     return OmniCTConfig(vision_config=vision, text_config=text, **{**sizes, **overrides})
 
 
@@ -121,8 +150,15 @@ def test_bad_rows_are_left_out_with_a_line_each_and_the_rest_kept(tmp_path, phan
     bad_roles = dict(good, messages=good["messages"][:1])
     missing = dict(good, image="nowhere.nii.gz")
     empty_answer = dict(good, messages=[good["messages"][0], {"role": "assistant", "content": " "}])
-    lines = [json.dumps(good), "{not json", json.dumps(bad_roles), json.dumps(missing), "", json.dumps(empty_answer),
-             json.dumps([1, 2])]
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps(bad_roles),
+        json.dumps(missing),
+        "",
+        json.dumps(empty_answer),
+        json.dumps([1, 2]),
+    ]
     (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
     read = read_rows(tmp_path / "rows.jsonl")
     assert [row.line for row in read.rows] == [1]
@@ -150,13 +186,25 @@ def test_train_rows_command_writes_report_rows_and_names_what_it_left_out(tmp_pa
 
     from omnict_cli.cli import main
 
-    result = CliRunner().invoke(main, ["train-rows", "--phantoms", str(phantom_set), "--out", str(tmp_path / "r.jsonl")])
+    result = CliRunner().invoke(
+        main, ["train-rows", "--phantoms", str(phantom_set), "--out", str(tmp_path / "r.jsonl")]
+    )
     assert result.exit_code == 0, result.output
     assert "wrote 4 report rows" in result.output
     assert len(read_rows(tmp_path / "r.jsonl").rows) == 4
     (tmp_path / "reports.csv").write_text("VolumeName,Findings_EN,Impressions_EN\nmissing.nii.gz,Clear.,Normal.\n")
-    missing = CliRunner().invoke(main, ["train-rows", "--reports", str(tmp_path / "reports.csv"), "--volumes",
-                                        str(phantom_set / "volumes"), "--out", str(tmp_path / "none.jsonl")])
+    missing = CliRunner().invoke(
+        main,
+        [
+            "train-rows",
+            "--reports",
+            str(tmp_path / "reports.csv"),
+            "--volumes",
+            str(phantom_set / "volumes"),
+            "--out",
+            str(tmp_path / "none.jsonl"),
+        ],
+    )
     assert missing.exit_code == 1 and "missing.nii.gz: no such volume" in missing.output
     assert "nothing written" in missing.output and not (tmp_path / "none.jsonl").exists()
     neither = CliRunner().invoke(main, ["train-rows", "--out", str(tmp_path / "x.jsonl")])
@@ -170,7 +218,8 @@ def test_ctrate_layout_finds_nested_volumes_and_reports_missing_ones(tmp_path):
     (tmp_path / "reports.csv").write_text(
         "VolumeName,ClinicalInformation_EN,Findings_EN,Impressions_EN\n"
         "train_1_a_1.nii.gz,Cough.,No nodule.,Normal chest.\n"
-        "train_2_a_1.nii.gz,,Small effusion.,Effusion.\n")
+        "train_2_a_1.nii.gz,,Small effusion.,Effusion.\n"
+    )
     read = report_rows(tmp_path / "reports.csv", tmp_path / "dataset")
     assert [row.image for row in read.rows] == [nested / "train_1_a_1.nii.gz"]
     assert read.rows[0].answer == "Findings: No nodule.\nImpression: Normal chest."
@@ -224,8 +273,10 @@ def test_training_rows_keep_a_line_separator_inside_a_json_string(tmp_path):
     rows = tmp_path / "rows.jsonl"
     (tmp_path / "scan.nii.gz").write_bytes(b"")  # rows only need the image to exist
     answer = "Findings:\u2028no effusion.\u0085End."
-    row = {"messages": [{"role": "user", "content": "Describe the CT image."},
-                        {"role": "assistant", "content": answer}], "image": "scan.nii.gz"}
+    row = {
+        "messages": [{"role": "user", "content": "Describe the CT image."}, {"role": "assistant", "content": answer}],
+        "image": "scan.nii.gz",
+    }
     rows.write_text(json.dumps(row, ensure_ascii=False) + "\n" + "[" * 100000 + "\n", encoding="utf-8")
     result = read_rows(rows)
     assert [r.answer for r in result.rows] == [answer]

@@ -31,18 +31,62 @@ def free_port() -> int:
 
 def test_two_processes_match_one_process_with_twice_the_accumulation(tmp_path, tiny_model, rows):  # noqa: F811
     caches = dict(tensor_cache_dir=tmp_path / "tensors", mask_cache_dir=tmp_path / "masks")
-    common = dict(stage="sft", data=rows, model=tiny_model, learning_rate=5e-3, per_device_batch_size=2,
-                  max_steps=STEPS, max_length=256, segmenter="builtin", **caches)
+    common = dict(
+        stage="sft",
+        data=rows,
+        model=tiny_model,
+        learning_rate=5e-3,
+        per_device_batch_size=2,
+        max_steps=STEPS,
+        max_length=256,
+        segmenter="builtin",
+        **caches,
+    )
     single = train(TrainConfig(out=tmp_path / "one", gradient_accumulation=2, **common), progress=False)
 
     # --multi_gpu selects accelerate's multi-process launcher (torchrun); without a GPU the trainer runs on CPU
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(free_port()), "-m", "omnict_cli", "train", "--quiet",
-              "--stage", "sft", "--data", str(rows), "--model", str(tiny_model), "--out", str(tmp_path / "two"),
-              "--lr", "5e-3", "--batch-size", "2", "--grad-accum", "1", "--max-steps", str(STEPS),
-              "--max-length", "256", "--tensor-cache-dir", str(caches["tensor_cache_dir"]),
-              "--cache-dir", str(caches["mask_cache_dir"])]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "omnict_cli",
+        "train",
+        "--quiet",
+        "--stage",
+        "sft",
+        "--data",
+        str(rows),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(tmp_path / "two"),
+        "--lr",
+        "5e-3",
+        "--batch-size",
+        "2",
+        "--grad-accum",
+        "1",
+        "--max-steps",
+        str(STEPS),
+        "--max-length",
+        "256",
+        "--tensor-cache-dir",
+        str(caches["tensor_cache_dir"]),
+        "--cache-dir",
+        str(caches["mask_cache_dir"]),
+    ]
     environment = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     run = subprocess.run(launch, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -9,8 +9,14 @@ from omnict_cli.studies.preprocess import ModelInput
 from omnict_cli.training.dataset import BatchCollator
 from tests.test_training_data import TINY_SIDE, bpe_tokenizer, tiny_omnict_config
 
-TEXTS = ["Is there a pleural effusion in this scan?", "Yes", "No", "A 12 mm nodule is seen in the right upper lobe.",
-         "Can you describe the CT image?", "Findings: The lungs are clear.\nImpression: Normal chest CT."] * 20
+TEXTS = [
+    "Is there a pleural effusion in this scan?",
+    "Yes",
+    "No",
+    "A 12 mm nodule is seen in the right upper lobe.",
+    "Can you describe the CT image?",
+    "Findings: The lungs are clear.\nImpression: Normal chest CT.",
+] * 20
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +28,21 @@ def collate():
 
 def item(question: str, answer: str, kind: str = "volume") -> dict:
     units = 2 if kind == "volume" else 1
-    image = ModelInput(units=np.zeros((units, 3, TINY_SIDE, TINY_SIDE), np.float32), kind=kind,
-                       grid_spacing=(1.0, 1.0, 1.0))
+    image = ModelInput(
+        units=np.zeros((units, 3, TINY_SIDE, TINY_SIDE), np.float32), kind=kind, grid_spacing=(1.0, 1.0, 1.0)
+    )
     return {"question": question, "answer": answer, "image": image, "organ_mask": None, "line": 1}
 
 
 def test_labels_start_at_the_first_answer_token_and_cover_the_answer_and_end_of_turn(collate):
     tokenizer = collate.processor.tokenizer
     long_answer = "A 12 mm nodule is seen in the right upper lobe."
-    batch = collate([item("Is there a pleural effusion in this scan?", long_answer),
-                     item("Can you describe the CT image?", "No", kind="slice")])
+    batch = collate(
+        [
+            item("Is there a pleural effusion in this scan?", long_answer),
+            item("Can you describe the CT image?", "No", kind="slice"),
+        ]
+    )
     for row in range(2):
         ids, labels, mask = batch["input_ids"][row], batch["labels"][row], batch["attention_mask"][row]
         labelled = (labels != -100).nonzero().flatten()
@@ -60,7 +71,8 @@ def test_a_long_answer_is_cut_to_max_length_and_the_prompt_kept_whole(collate):
     full = collate([item("Can you describe the CT image?", "Findings: The lungs are clear. " * 30)])
     prompt_tokens = int((full["labels"][0] == -100).sum())
     short = BatchCollator(collate.processor, max_length=prompt_tokens + 5)(
-        [item("Can you describe the CT image?", "Findings: The lungs are clear. " * 30)])
+        [item("Can you describe the CT image?", "Findings: The lungs are clear. " * 30)]
+    )
     assert short["input_ids"].shape[1] == prompt_tokens + 5
     assert short["input_ids"][0, :prompt_tokens].tolist() == full["input_ids"][0, :prompt_tokens].tolist()
     kept = tokenizer.decode(short["labels"][0][short["labels"][0] != -100])

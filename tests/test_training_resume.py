@@ -40,19 +40,40 @@ def rows(tmp_path_factory, phantom_set):  # noqa: F811
 
 
 def settings(rows, model, out, caches) -> dict:
-    return dict(stage="sft", data=rows, model=model, out=out, learning_rate=5e-3, per_device_batch_size=1,
-                gradient_accumulation=2, epochs=2, max_steps=STEPS, save_every_steps=2, max_length=256,
-                tensor_cache_dir=caches / "tensors", mask_cache_dir=caches / "masks")
+    return dict(
+        stage="sft",
+        data=rows,
+        model=model,
+        out=out,
+        learning_rate=5e-3,
+        per_device_batch_size=1,
+        gradient_accumulation=2,
+        epochs=2,
+        max_steps=STEPS,
+        save_every_steps=2,
+        max_length=256,
+        tensor_cache_dir=caches / "tensors",
+        mask_cache_dir=caches / "masks",
+    )
 
 
 def command(values: dict, resume: bool) -> list[str]:
     args = [sys.executable, "-m", "omnict_cli", "train", "--quiet"]
-    for option, name in (("--stage", "stage"), ("--data", "data"), ("--model", "model"), ("--out", "out"),
-                         ("--lr", "learning_rate"), ("--batch-size", "per_device_batch_size"),
-                         ("--grad-accum", "gradient_accumulation"), ("--epochs", "epochs"),
-                         ("--max-steps", "max_steps"),
-                         ("--save-every", "save_every_steps"), ("--max-length", "max_length"),
-                         ("--tensor-cache-dir", "tensor_cache_dir"), ("--cache-dir", "mask_cache_dir")):
+    for option, name in (
+        ("--stage", "stage"),
+        ("--data", "data"),
+        ("--model", "model"),
+        ("--out", "out"),
+        ("--lr", "learning_rate"),
+        ("--batch-size", "per_device_batch_size"),
+        ("--grad-accum", "gradient_accumulation"),
+        ("--epochs", "epochs"),
+        ("--max-steps", "max_steps"),
+        ("--save-every", "save_every_steps"),
+        ("--max-length", "max_length"),
+        ("--tensor-cache-dir", "tensor_cache_dir"),
+        ("--cache-dir", "mask_cache_dir"),
+    ):
         args += [option, str(values[name])]
     return args + (["--resume"] if resume else [])
 
@@ -66,8 +87,9 @@ def test_a_killed_run_resumes_at_the_same_step_with_the_same_next_batch(tmp_path
     reference = train(TrainConfig(**settings(rows, tiny_model, tmp_path / "reference", caches)), progress=False)
     values = settings(rows, tiny_model, tmp_path / "killed", caches)
     environment = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    process = subprocess.Popen(command(values, resume=False), cwd=REPO, env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command(values, resume=False), cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 120
         while not list_checkpoints(values["out"]) and process.poll() is None and time.monotonic() < deadline:
@@ -79,11 +101,13 @@ def test_a_killed_run_resumes_at_the_same_step_with_the_same_next_batch(tmp_path
     resumed_at = list_checkpoints(values["out"])[-1][0]
     assert 2 <= resumed_at < STEPS
 
-    finished = subprocess.run(command(values, resume=True), cwd=REPO, env=environment, capture_output=True,
-                              text=True, timeout=300)
+    finished = subprocess.run(
+        command(values, resume=True), cwd=REPO, env=environment, capture_output=True, text=True, timeout=300
+    )
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert f"resuming from {values['out'] / 'checkpoints' / f'step-{resumed_at}'} at step {resumed_at}" \
-        in " ".join(finished.stderr.split())
+    assert f"resuming from {values['out'] / 'checkpoints' / f'step-{resumed_at}'} at step {resumed_at}" in " ".join(
+        finished.stderr.split()
+    )
     resumed, uninterrupted = metrics(values["out"]), metrics(reference.out_dir)
     assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))  # no step twice, none missing
     for mine, theirs in zip(resumed[resumed_at:], uninterrupted[resumed_at:]):

@@ -46,8 +46,10 @@ def caches(tmp_path_factory):
 @pytest.fixture(scope="module")
 def split_rows(tmp_path_factory, phantom_set):  # noqa: F811
     root = tmp_path_factory.mktemp("rows")
-    return (short_rows(phantom_set, {"case_0001", "case_0002", "case_0003"}, root / "train.jsonl"),
-            short_rows(phantom_set, {"case_0004"}, root / "held_out.jsonl"))
+    return (
+        short_rows(phantom_set, {"case_0001", "case_0002", "case_0003"}, root / "train.jsonl"),
+        short_rows(phantom_set, {"case_0004"}, root / "held_out.jsonl"),
+    )
 
 
 def config(tmp_path, model, data, caches, **settings) -> TrainConfig:
@@ -76,8 +78,20 @@ def held_out_loss(model_dir: Path, rows_file: Path, caches) -> float:
 def test_sft_lowers_the_loss_on_held_out_rows_not_only_on_training_rows(tmp_path, tiny_model, split_rows, caches):
     train_rows, held_out = split_rows
     before = held_out_loss(tiny_model, held_out, caches)
-    result = train(config(tmp_path, tiny_model, train_rows, caches, learning_rate=2e-2, per_device_batch_size=4,
-                          max_steps=16, epochs=3, segmenter="none"), progress=False)
+    result = train(
+        config(
+            tmp_path,
+            tiny_model,
+            train_rows,
+            caches,
+            learning_rate=2e-2,
+            per_device_batch_size=4,
+            max_steps=16,
+            epochs=3,
+            segmenter="none",
+        ),
+        progress=False,
+    )
     after = held_out_loss(result.out_dir, held_out, caches)
     assert result.steps == 16 and result.final_loss is not None
     assert after < before * 0.8, (before, after)  # about 6.0 -> 4.2 nats per answer token
@@ -85,10 +99,22 @@ def test_sft_lowers_the_loss_on_held_out_rows_not_only_on_training_rows(tmp_path
     assert len(losses) == 16 and sum(losses[-4:]) < sum(losses[:4]) * 0.8
 
 
-def test_stage_1_changes_the_projector_and_leaves_llm_and_vision_bitwise_unchanged(tmp_path, tiny_model,
-                                                                                    split_rows, caches):
-    result = train(config(tmp_path, tiny_model, split_rows[0], caches, stage="pretrain", per_device_batch_size=2,
-                          max_steps=3, segmenter="none"), progress=False)
+def test_stage_1_changes_the_projector_and_leaves_llm_and_vision_bitwise_unchanged(
+    tmp_path, tiny_model, split_rows, caches
+):
+    result = train(
+        config(
+            tmp_path,
+            tiny_model,
+            split_rows[0],
+            caches,
+            stage="pretrain",
+            per_device_batch_size=2,
+            max_steps=3,
+            segmenter="none",
+        ),
+        progress=False,
+    )
     start, trained = load_file(tiny_model / "model.safetensors"), load_file(result.out_dir / "model.safetensors")
     assert start.keys() == trained.keys()
     projector = [name for name in start if ".multi_modal_projector." in name]
@@ -101,13 +127,15 @@ def test_stage_1_changes_the_projector_and_leaves_llm_and_vision_bitwise_unchang
 
 
 def test_each_study_is_loaded_once_however_many_epochs_and_never_again_from_the_cache(
-        tmp_path, tiny_model, split_rows, caches, monkeypatch):
+    tmp_path, tiny_model, split_rows, caches, monkeypatch
+):
     from omnict_cli.studies import prepare as prepare_module
 
     loads = []
     real_load = prepare_module.load_study
-    monkeypatch.setattr(prepare_module, "load_study", lambda study, *a, **k: loads.append(study) or
-                        real_load(study, *a, **k))
+    monkeypatch.setattr(
+        prepare_module, "load_study", lambda study, *a, **k: loads.append(study) or real_load(study, *a, **k)
+    )
     fresh = {"tensor_cache_dir": tmp_path / "tensors", "mask_cache_dir": caches["mask_cache_dir"]}
     rows = tmp_path / "two_per_study.jsonl"
     lines, per_image = [], {}
@@ -117,22 +145,56 @@ def test_each_study_is_loaded_once_however_many_epochs_and_never_again_from_the_
             per_image[image] += 1
             lines.append(line)
     rows.write_text("\n".join(lines) + "\n")
-    first = train(config(tmp_path, tiny_model, rows, fresh, stage="pretrain", per_device_batch_size=4, epochs=2),
-                  progress=False)
+    first = train(
+        config(tmp_path, tiny_model, rows, fresh, stage="pretrain", per_device_batch_size=4, epochs=2), progress=False
+    )
     assert first.steps == 6 and first.epochs == 2
     assert len(loads) == len(per_image) == 6  # 3 volumes + 3 PNG slices, once each for both epochs
     monkeypatch.setattr(dataset_module, "prepare_study", lambda *a: pytest.fail("prepared a cached study"))
-    again = train(config(tmp_path, tiny_model, rows, fresh, stage="pretrain", per_device_batch_size=4,
-                         max_steps=2, out=tmp_path / "again"), progress=False)
+    again = train(
+        config(
+            tmp_path,
+            tiny_model,
+            rows,
+            fresh,
+            stage="pretrain",
+            per_device_batch_size=4,
+            max_steps=2,
+            out=tmp_path / "again",
+        ),
+        progress=False,
+    )
     assert again.steps == 2 and len(loads) == 6
 
 
 def test_cli_trains_writes_a_loadable_model_and_refuses_to_mix_runs(tmp_path, tiny_model, split_rows, caches):
     out = tmp_path / "cli-out"
-    args = ["train", "--stage", "sft", "--data", str(split_rows[0]), "--model", str(tiny_model), "--out", str(out),
-            "--batch-size", "4", "--grad-accum", "2", "--max-steps", "3", "--save-every", "2", "--max-length",
-            str(MAX_LENGTH), "--tensor-cache-dir", str(caches["tensor_cache_dir"]), "--cache-dir",
-            str(caches["mask_cache_dir"]), "--quiet"]
+    args = [
+        "train",
+        "--stage",
+        "sft",
+        "--data",
+        str(split_rows[0]),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "2",
+        "--max-steps",
+        "3",
+        "--save-every",
+        "2",
+        "--max-length",
+        str(MAX_LENGTH),
+        "--tensor-cache-dir",
+        str(caches["tensor_cache_dir"]),
+        "--cache-dir",
+        str(caches["mask_cache_dir"]),
+        "--quiet",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "trained 3 steps" in result.output and "final loss" in result.output
@@ -158,7 +220,8 @@ def test_cli_trains_writes_a_loadable_model_and_refuses_to_mix_runs(tmp_path, ti
     other_seed = CliRunner().invoke(main, args + ["--resume", "--seed", "5", "--grad-accum", "1"])
     assert other_seed.exit_code != 0
     assert "cannot resume step-2: settings differ (gradient_accumulation: 2 -> 1; seed: 0 -> 5)" in " ".join(
-        other_seed.output.split())
+        other_seed.output.split()
+    )
     finished = CliRunner().invoke(main, args + ["--resume"])
     assert finished.exit_code == 0 and "already holds the finished run (3 steps); nothing to do" in finished.output
 
@@ -186,8 +249,21 @@ def test_an_output_path_that_is_a_file_is_a_one_line_error(tmp_path, tiny_model,
 
 
 def test_gradient_checkpointing_trains_the_same_steps(tmp_path, tiny_model, split_rows, caches):
-    runs = [train(config(tmp_path, tiny_model, split_rows[0], caches, per_device_batch_size=2, max_steps=2,
-                         gradient_checkpointing=checkpointing, out=tmp_path / str(checkpointing)), progress=False)
-            for checkpointing in (False, True)]
+    runs = [
+        train(
+            config(
+                tmp_path,
+                tiny_model,
+                split_rows[0],
+                caches,
+                per_device_batch_size=2,
+                max_steps=2,
+                gradient_checkpointing=checkpointing,
+                out=tmp_path / str(checkpointing),
+            ),
+            progress=False,
+        )
+        for checkpointing in (False, True)
+    ]
     losses = [[json.loads(line)["loss"] for line in run.metrics_path.read_text().splitlines()] for run in runs]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5) and len(losses[0]) == 2

@@ -34,10 +34,24 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = (
-    "Medical material", "Arterial wall calcification", "Cardiomegaly", "Pericardial effusion",
-    "Coronary artery wall calcification", "Hiatal hernia", "Lymphadenopathy", "Emphysema", "Atelectasis",
-    "Lung nodule", "Lung opacity", "Pulmonary fibrotic sequela", "Pleural effusion", "Mosaic attenuation pattern",
-    "Peribronchial thickening", "Consolidation", "Bronchiectasis", "Interlobular septal thickening",
+    "Medical material",
+    "Arterial wall calcification",
+    "Cardiomegaly",
+    "Pericardial effusion",
+    "Coronary artery wall calcification",
+    "Hiatal hernia",
+    "Lymphadenopathy",
+    "Emphysema",
+    "Atelectasis",
+    "Lung nodule",
+    "Lung opacity",
+    "Pulmonary fibrotic sequela",
+    "Pleural effusion",
+    "Mosaic attenuation pattern",
+    "Peribronchial thickening",
+    "Consolidation",
+    "Bronchiectasis",
+    "Interlobular septal thickening",
 )
 """CT-RATE's 18 classes in its column order (written out here so this file stands alone)."""
 
@@ -47,8 +61,10 @@ S = namedtuple("S", "text pos about", defaults=((), ()))
 MM, AWC, CM, PE, CAC, HH, LAP, EMP, ATE, NOD, OPA, FIB, PLE, MOS, PBT, CON, BRE, IST = CLASSES
 
 AIRWAYS = (
-    S("The trachea and central airways are patent."), S("Central airways are clear."),
-    S("Trachea is midline; the mainstem bronchi are patent."), S("Small amount of secretions in the trachea."),
+    S("The trachea and central airways are patent."),
+    S("Central airways are clear."),
+    S("Trachea is midline; the mainstem bronchi are patent."),
+    S("Small amount of secretions in the trachea."),
     S("Mild diffuse bronchial wall thickening is present.", (PBT,)),
     S("Airways: bronchial walls appear thickened in both lower lobes.", (PBT,)),
     S("Varicoid bronchiectasis involving the right middle lobe.", (BRE,)),
@@ -111,13 +127,18 @@ NODES = (
 )
 
 ESOPHAGUS = (
-    S("Esophagus is unremarkable."), S("Small sliding hiatal hernia.", (HH,)), S("Moderate size hiatus hernia.", (HH,)),
-    S("Patulous esophagus with a hiatal hernia.", (HH,)), S("No hiatal hernia.", (), (HH,)),
+    S("Esophagus is unremarkable."),
+    S("Small sliding hiatal hernia.", (HH,)),
+    S("Moderate size hiatus hernia.", (HH,)),
+    S("Patulous esophagus with a hiatal hernia.", (HH,)),
+    S("No hiatal hernia.", (), (HH,)),
     S("Part of the stomach is seen above the diaphragm, in keeping with hiatal herniation.", (HH,)),
     S("Mild distal esophageal wall thickening."),
     S("Large paraesophageal hernia containing the gastric fundus.", (HH,)),
-    S("Esophagus normal in course and caliber."), S("The esophagus is collapsed and unremarkable."),
-    S("No hiatus hernia or esophageal wall thickening.", (), (HH,)), S("Esophagus: mildly dilated and fluid-filled."),
+    S("Esophagus normal in course and caliber."),
+    S("The esophagus is collapsed and unremarkable."),
+    S("No hiatus hernia or esophageal wall thickening.", (), (HH,)),
+    S("Esophagus: mildly dilated and fluid-filled."),
     S("Gastroesophageal junction unremarkable; no herniation.", (), (HH,)),
 )
 
@@ -138,8 +159,10 @@ LUNG_POSITIVES = (
     S("Smooth interlobular septal thickening at the lung bases.", (IST,)),
     S("Crazy paving pattern with ground glass and septal thickening in both lungs.", (OPA, IST)),
     S("Traction bronchiectasis and reticulation in the lower lobes, consistent with fibrosis.", (BRE, FIB)),
-    S("Consolidation and adjacent ground-glass opacity in the right lower lobe, compatible with pneumonia.",
-      (CON, OPA)),
+    S(
+        "Consolidation and adjacent ground-glass opacity in the right lower lobe, compatible with pneumonia.",
+        (CON, OPA),
+    ),
     S("Left lower lobe collapse.", (ATE,)),
     S("Ill-defined increased density in the posterior segment of the right upper lobe.", (OPA,)),
     S("Bronchial wall thickening and mucus plugging in the left lower lobe.", (PBT,)),
@@ -216,34 +239,56 @@ DEVICES = (
 )
 
 OTHER = (
-    S("Visualized upper abdomen is unremarkable."), S("Degenerative changes of the thoracic spine."),
+    S("Visualized upper abdomen is unremarkable."),
+    S("Degenerative changes of the thoracic spine."),
     S("A 12 mm hypodense lesion in the liver, likely a cyst."),
     S("Small hypoattenuating nodule in the left adrenal gland."),
-    S("Old healed rib fractures on the right."), S("Subcutaneous emphysema along the right chest wall."),
-    S("Mild compression deformity of T11."), S("Bones: no suspicious osseous lesion."),
+    S("Old healed rib fractures on the right."),
+    S("Subcutaneous emphysema along the right chest wall."),
+    S("Mild compression deformity of T11."),
+    S("Bones: no suspicious osseous lesion."),
     S("Fatty infiltration of the liver."),
 )
 
 IMPRESSION_PHRASES = {
-    MM: ("Postsurgical and device changes as described.",), AWC: ("Aortic atherosclerosis.",),
-    CM: ("Cardiomegaly.", "Enlarged cardiac silhouette."), PE: ("Small pericardial effusion.",),
-    CAC: ("Coronary artery calcification.",), HH: ("Hiatal hernia.",), LAP: ("Mediastinal lymphadenopathy.",),
-    EMP: ("Emphysema.",), ATE: ("Atelectasis.", "Basilar atelectasis."), NOD: ("Pulmonary nodule(s), see above.",),
-    OPA: ("Ground-glass opacities.",), FIB: ("Fibrotic scarring.",), PLE: ("Pleural effusion(s).",),
-    MOS: ("Mosaic attenuation.",), PBT: ("Bronchial wall thickening.",), CON: ("Consolidation, likely pneumonia.",),
-    BRE: ("Bronchiectasis.",), IST: ("Interlobular septal thickening.",),
+    MM: ("Postsurgical and device changes as described.",),
+    AWC: ("Aortic atherosclerosis.",),
+    CM: ("Cardiomegaly.", "Enlarged cardiac silhouette."),
+    PE: ("Small pericardial effusion.",),
+    CAC: ("Coronary artery calcification.",),
+    HH: ("Hiatal hernia.",),
+    LAP: ("Mediastinal lymphadenopathy.",),
+    EMP: ("Emphysema.",),
+    ATE: ("Atelectasis.", "Basilar atelectasis."),
+    NOD: ("Pulmonary nodule(s), see above.",),
+    OPA: ("Ground-glass opacities.",),
+    FIB: ("Fibrotic scarring.",),
+    PLE: ("Pleural effusion(s).",),
+    MOS: ("Mosaic attenuation.",),
+    PBT: ("Bronchial wall thickening.",),
+    CON: ("Consolidation, likely pneumonia.",),
+    BRE: ("Bronchiectasis.",),
+    IST: ("Interlobular septal thickening.",),
 }
 """Short impression wordings that repeat a findings-section positive."""
 
 IMPRESSION_ONLY = (
-    S("Incidental small hiatal hernia.", (HH,)), S("Coronary atherosclerosis with calcified plaque.", (CAC,)),
-    S("Mild emphysema.", (EMP,)), S("Mild cardiomegaly.", (CM,)), S("Minimal bilateral pleural effusions.", (PLE,)),
-    S("Stable right upper lobe nodule.", (NOD,)), S("Enlarged mediastinal lymph nodes.", (LAP,)),
+    S("Incidental small hiatal hernia.", (HH,)),
+    S("Coronary atherosclerosis with calcified plaque.", (CAC,)),
+    S("Mild emphysema.", (EMP,)),
+    S("Mild cardiomegaly.", (CM,)),
+    S("Minimal bilateral pleural effusions.", (PLE,)),
+    S("Stable right upper lobe nodule.", (NOD,)),
+    S("Enlarged mediastinal lymph nodes.", (LAP,)),
 )
 """Impression sentences stating a class the findings section never mentions."""
 
-NORMAL_IMPRESSIONS = ("No acute intrathoracic abnormality.", "Unremarkable CT of the chest.", "NO ACUTE FINDINGS.",
-                      "No acute cardiopulmonary process.")
+NORMAL_IMPRESSIONS = (
+    "No acute intrathoracic abnormality.",
+    "Unremarkable CT of the chest.",
+    "NO ACUTE FINDINGS.",
+    "No acute cardiopulmonary process.",
+)
 HEDGED_IMPRESSIONS = (
     S("Possible early pneumonia; consolidation cannot be excluded.", (), (CON,)),
     S("Questionable small pericardial effusion.", (), (PE,)),
@@ -267,7 +312,8 @@ AIRWAYS_B = (
 )
 
 HEART_B = (
-    S("Cardiac silhouette is enlarged.", (CM,)), S("Marked cardiomegaly.", (CM,)),
+    S("Cardiac silhouette is enlarged.", (CM,)),
+    S("Marked cardiomegaly.", (CM,)),
     S("The heart is not enlarged and there is no pericardial collection.", (), (CM, PE)),
     S("A thin rim of pericardial fluid is present.", (PE,)),
     S("Cardiac chambers are normal in size; the pericardium is thin.", (), (CM, PE)),
@@ -293,8 +339,10 @@ VESSELS_B = (
 )
 
 NODES_B = (
-    S("There is mediastinal lymph node enlargement, the largest node measuring 16 mm in the subcarinal station.",
-      (LAP,)),
+    S(
+        "There is mediastinal lymph node enlargement, the largest node measuring 16 mm in the subcarinal station.",
+        (LAP,),
+    ),
     S("Bilateral hilar lymphadenopathy.", (LAP,)),
     S("No significantly enlarged mediastinal or hilar nodes.", (), (LAP,)),
     S("Small volume mediastinal nodes which do not meet size criteria.", (), (LAP,)),
@@ -307,19 +355,24 @@ NODES_B = (
 ESOPHAGUS_B = (
     S("A moderate hiatus hernia is present.", (HH,)),
     S("There is a large hiatal hernia with intrathoracic stomach.", (HH,)),
-    S("The oesophagus is normal."), S("No evidence of hiatus hernia.", (), (HH,)),
-    S("Small hiatal hernia noted incidentally.", (HH,)), S("The oesophagus is mildly dilated."),
+    S("The oesophagus is normal."),
+    S("No evidence of hiatus hernia.", (), (HH,)),
+    S("Small hiatal hernia noted incidentally.", (HH,)),
+    S("The oesophagus is mildly dilated."),
 )
 
 LUNG_POSITIVES_B = (
-    S("Upper lobe predominant centrilobular emphysema.", (EMP,)), S("Large bulla in the right apex.", (EMP,)),
+    S("Upper lobe predominant centrilobular emphysema.", (EMP,)),
+    S("Large bulla in the right apex.", (EMP,)),
     S("There is a 5 mm perifissural nodule along the right horizontal fissure.", (NOD,)),
     S("Scattered tiny pulmonary nodules, all under 4 mm.", (NOD,)),
     S("Right lower lobe consolidation in keeping with pneumonia.", (CON,)),
-    S("Ground glass change in the right upper lobe.", (OPA,)), S("Bibasal linear atelectasis.", (ATE,)),
+    S("Ground glass change in the right upper lobe.", (OPA,)),
+    S("Bibasal linear atelectasis.", (ATE,)),
     S("Subpleural interlobular septal thickening with traction bronchiectasis in the lower zones.", (IST, BRE)),
     S("Mosaic pattern of lung attenuation, which may reflect small airways disease.", (MOS,)),
-    S("Left upper lobe scarring.", (FIB,)), S("Fibrotic change at both lung apices.", (FIB,)),
+    S("Left upper lobe scarring.", (FIB,)),
+    S("Fibrotic change at both lung apices.", (FIB,)),
     S("Areas of consolidation with surrounding ground glass in the lingula.", (CON, OPA)),
     S("Atelectatic change of the right middle lobe.", (ATE,)),
     S("Right lower lobe volume loss with complete collapse.", (ATE,)),
@@ -335,21 +388,26 @@ LUNG_POSITIVES_B = (
 )
 
 LUNG_OTHERS_B = (
-    S("No pulmonary nodules or masses.", (), (NOD,)), S("No suspicious pulmonary nodule.", (), (NOD,)),
+    S("No pulmonary nodules or masses.", (), (NOD,)),
+    S("No suspicious pulmonary nodule.", (), (NOD,)),
     S("The lungs are clear with no consolidation, collapse or effusion.", (), (CON, ATE, PLE)),
-    S("There is no emphysema.", (), (EMP,)), S("No airspace opacity.", (), (OPA,)),
+    S("There is no emphysema.", (), (EMP,)),
+    S("No airspace opacity.", (), (OPA,)),
     S("Previously seen ground-glass opacity in the right upper lobe is no longer visible.", (), (OPA,)),
     S("Query early consolidation in the left lower lobe.", (), (CON,)),
     S("No features of interstitial lung disease; no septal thickening or bronchiectasis.", (), (IST, BRE)),
     S("No mosaic attenuation.", (), (MOS,)),
     S("Appearances could represent atelectasis or scarring.", (), (ATE, FIB)),
     S("The nodule in the right upper lobe has resolved.", (), (NOD,)),
-    S("No fibrotic changes.", (), (FIB,)), S("The lungs are well expanded."),
+    S("No fibrotic changes.", (), (FIB,)),
+    S("The lungs are well expanded."),
 )
 
 PLEURA_B = (
-    S("Moderate left-sided pleural effusion.", (PLE,)), S("Large right hydrothorax.", (PLE,)),
-    S("No pleural effusions.", (), (PLE,)), S("Bilateral small effusions.", (PLE,)),
+    S("Moderate left-sided pleural effusion.", (PLE,)),
+    S("Large right hydrothorax.", (PLE,)),
+    S("No pleural effusions.", (), (PLE,)),
+    S("Bilateral small effusions.", (PLE,)),
     S("Small right pleural effusion and adjacent passive atelectasis.", (PLE, ATE)),
     S("Pleural and pericardial spaces are free of fluid.", (), (PLE, PE)),
     S("No pleural thickening or effusion.", (), (PLE,)),
@@ -358,8 +416,10 @@ PLEURA_B = (
 DEVICES_B = (
     S("Cardiac pacing device with leads terminating in the right ventricle.", (MM,)),
     S("Right-sided PICC line with tip in the superior vena cava.", (MM,)),
-    S("Sternal wires from previous cardiac surgery.", (MM,)), S("Coronary artery stents are noted.", (MM,)),
-    S("Embolisation coils in the left lower lobe.", (MM,)), S("Mitral valve prosthesis.", (MM,)),
+    S("Sternal wires from previous cardiac surgery.", (MM,)),
+    S("Coronary artery stents are noted.", (MM,)),
+    S("Embolisation coils in the left lower lobe.", (MM,)),
+    S("Mitral valve prosthesis.", (MM,)),
     S("No lines or tubes.", (), (MM,)),
     S("Surgical clips at the gastro-oesophageal junction from previous fundoplication.", (MM,)),
 )
@@ -367,13 +427,16 @@ DEVICES_B = (
 OTHER_B = (
     S("Visualised upper abdomen shows a simple renal cyst."),
     S("Thyroid gland is enlarged with a dominant nodule on the right."),
-    S("Multilevel degenerative disease in the thoracic spine."), S("Hepatic steatosis."),
+    S("Multilevel degenerative disease in the thoracic spine."),
+    S("Hepatic steatosis."),
     S("Osteopenia; no destructive bony lesion."),
 )
 
 IMPRESSION_ONLY_B = (
-    S("Incidental note of a small hiatus hernia.", (HH,)), S("Coronary artery calcification.", (CAC,)),
-    S("Cardiomegaly.", (CM,)), S("Mild centrilobular emphysema.", (EMP,)),
+    S("Incidental note of a small hiatus hernia.", (HH,)),
+    S("Coronary artery calcification.", (CAC,)),
+    S("Cardiomegaly.", (CM,)),
+    S("Mild centrilobular emphysema.", (EMP,)),
     S("Small bilateral pleural effusions.", (PLE,)),
 )
 NORMAL_IMPRESSIONS_B = ("No acute abnormality.", "Normal CT thorax.", "Stable appearances with no new abnormality.")
@@ -405,8 +468,10 @@ HEART_C = (
     S("CTO was increased in favor of the heart.", (CM,)),
     S("The heart is larger than normal; pericardial effusion was not observed.", (CM,), (PE,)),
     S("Heart contour and size are natural; no pericardial thickening-effusion was detected.", (), (CM, PE)),
-    S("The cardiothoracic index increased in favour of the heart and a minimal pericardial effusion was seen.",
-      (CM, PE)),
+    S(
+        "The cardiothoracic index increased in favour of the heart and a minimal pericardial effusion was seen.",
+        (CM, PE),
+    ),
     S("CTO is within normal limits.", (), (CM,)),
     S("Heart sizes increased; pericardial effusion reaching 12 mm in its thickest part was observed.", (CM, PE)),
     S("The heart size is normal.", (), (CM,)),
@@ -415,8 +480,11 @@ HEART_C = (
 VESSELS_C = (
     S("Calcific atherosclerotic plaques were observed in the aortic arch.", (AWC,)),
     S("Calcified plaques were noted in the walls of the LAD and RCA.", (CAC,)),
-    S("The calibration of the thoracic main vascular structures is natural, no calcification was observed.", (),
-      (AWC,)),
+    S(
+        "The calibration of the thoracic main vascular structures is natural, no calcification was observed.",
+        (),
+        (AWC,),
+    ),
     S("Atherosclerotic changes were seen in the thoracic aorta and coronary arteries.", (AWC, CAC)),
     S("Coronary arteries show no calcific plaque.", (), (CAC,)),
 )
@@ -426,8 +494,11 @@ NODES_C = (
     S("Multiple lymph nodes were observed in the prevascular, lower paratracheal and subcarinal stations.", (LAP,)),
     S("In the mediastinum, lymph nodes were seen, the largest of which was 14x6 mm in the subcarinal area.", (LAP,)),
     S("A few lymph nodes reaching 9 mm in short axis were noted in the bilateral hilar regions.", (LAP,)),
-    S("No lymph node in pathological size and appearance was detected in the mediastinum and hilar regions.", (),
-      (LAP,)),
+    S(
+        "No lymph node in pathological size and appearance was detected in the mediastinum and hilar regions.",
+        (),
+        (LAP,),
+    ),
     S("Several lymph nodes, the largest 11 mm, were seen in the left axillary region.", (LAP,)),
     S("Mediastinal and hilar lymph nodes were not enlarged.", (), (LAP,)),
     S("A lymph node measuring 1.3 cm was seen in the aorto-pulmonary window.", (LAP,)),
@@ -455,8 +526,10 @@ LUNG_POSITIVES_C = (
     S("Ground glass densities were observed in the peripheral areas of both lungs.", (OPA,)),
     S("Centriacinar emphysematous changes were noted in both upper lobes.", (EMP,)),
     S("Mosaic attenuation pattern was observed in both lungs.", (MOS,)),
-    S("Interlobular septal thickenings accompanied by ground glass areas were observed in the lower lobes.",
-      (IST, OPA)),
+    S(
+        "Interlobular septal thickenings accompanied by ground glass areas were observed in the lower lobes.",
+        (IST, OPA),
+    ),
     S("Consolidation with air bronchograms was observed in the lower lobe of the left lung.", (CON,)),
     S("Linear atelectasis was observed in the middle lobe of the right lung.", (ATE,)),
     S("Sequelae fibrotic parenchymal bands were observed in both upper lobes.", (FIB,)),
@@ -495,7 +568,9 @@ OTHER_C = (
 )
 
 IMPRESSION_ONLY_C = (
-    S("CTO increased.", (CM,)), S("Fibroatelectatic sequelae.", (FIB,)), S("Left-sided effusion.", (PLE,)),
+    S("CTO increased.", (CM,)),
+    S("Fibroatelectatic sequelae.", (FIB,)),
+    S("Left-sided effusion.", (PLE,)),
     S("Mediastinal lymph nodes up to 9 mm.", (LAP,)),
 )
 NORMAL_IMPRESSIONS_C = ("No significant pathology was detected.", "Thorax CT findings are within normal limits.")
@@ -511,28 +586,89 @@ HEDGED_IMPRESSIONS_C = (
 Banks = namedtuple("Banks", "regions lung_positives lung_others impression_only normal_impressions hedged headings")
 
 BANKS_A = Banks(
-    regions=(("airways", AIRWAYS), ("devices", DEVICES), ("heart", HEART), ("vessels", VESSELS), ("nodes", NODES),
-             ("esophagus", ESOPHAGUS), ("pleura", PLEURA), ("other", OTHER)),
-    lung_positives=LUNG_POSITIVES, lung_others=LUNG_OTHERS, impression_only=IMPRESSION_ONLY,
-    normal_impressions=NORMAL_IMPRESSIONS, hedged=HEDGED_IMPRESSIONS,
-    headings={"airways": "AIRWAYS", "devices": "LINES/TUBES", "heart": "HEART", "vessels": "VESSELS",
-              "nodes": "MEDIASTINUM", "esophagus": "ESOPHAGUS", "lungs": "LUNGS", "pleura": "PLEURA", "other": "OTHER"})
+    regions=(
+        ("airways", AIRWAYS),
+        ("devices", DEVICES),
+        ("heart", HEART),
+        ("vessels", VESSELS),
+        ("nodes", NODES),
+        ("esophagus", ESOPHAGUS),
+        ("pleura", PLEURA),
+        ("other", OTHER),
+    ),
+    lung_positives=LUNG_POSITIVES,
+    lung_others=LUNG_OTHERS,
+    impression_only=IMPRESSION_ONLY,
+    normal_impressions=NORMAL_IMPRESSIONS,
+    hedged=HEDGED_IMPRESSIONS,
+    headings={
+        "airways": "AIRWAYS",
+        "devices": "LINES/TUBES",
+        "heart": "HEART",
+        "vessels": "VESSELS",
+        "nodes": "MEDIASTINUM",
+        "esophagus": "ESOPHAGUS",
+        "lungs": "LUNGS",
+        "pleura": "PLEURA",
+        "other": "OTHER",
+    },
+)
 BANKS_B = Banks(
-    regions=(("airways", AIRWAYS_B), ("devices", DEVICES_B), ("heart", HEART_B), ("vessels", VESSELS_B),
-             ("nodes", NODES_B), ("esophagus", ESOPHAGUS_B), ("pleura", PLEURA_B), ("other", OTHER_B)),
-    lung_positives=LUNG_POSITIVES_B, lung_others=LUNG_OTHERS_B, impression_only=IMPRESSION_ONLY_B,
-    normal_impressions=NORMAL_IMPRESSIONS_B, hedged=HEDGED_IMPRESSIONS_B,
-    headings={"airways": "Airways", "devices": "Lines and devices", "heart": "Heart", "vessels": "Vessels",
-              "nodes": "Mediastinum", "esophagus": "Oesophagus", "lungs": "Lungs", "pleura": "Pleura",
-              "other": "Other"})
+    regions=(
+        ("airways", AIRWAYS_B),
+        ("devices", DEVICES_B),
+        ("heart", HEART_B),
+        ("vessels", VESSELS_B),
+        ("nodes", NODES_B),
+        ("esophagus", ESOPHAGUS_B),
+        ("pleura", PLEURA_B),
+        ("other", OTHER_B),
+    ),
+    lung_positives=LUNG_POSITIVES_B,
+    lung_others=LUNG_OTHERS_B,
+    impression_only=IMPRESSION_ONLY_B,
+    normal_impressions=NORMAL_IMPRESSIONS_B,
+    hedged=HEDGED_IMPRESSIONS_B,
+    headings={
+        "airways": "Airways",
+        "devices": "Lines and devices",
+        "heart": "Heart",
+        "vessels": "Vessels",
+        "nodes": "Mediastinum",
+        "esophagus": "Oesophagus",
+        "lungs": "Lungs",
+        "pleura": "Pleura",
+        "other": "Other",
+    },
+)
 BANKS_C = Banks(
-    regions=(("airways", AIRWAYS_C), ("devices", DEVICES_C), ("heart", HEART_C), ("vessels", VESSELS_C),
-             ("nodes", NODES_C), ("esophagus", ESOPHAGUS_C), ("pleura", PLEURA_C), ("other", OTHER_C)),
-    lung_positives=LUNG_POSITIVES_C, lung_others=LUNG_OTHERS_C, impression_only=IMPRESSION_ONLY_C,
-    normal_impressions=NORMAL_IMPRESSIONS_C, hedged=HEDGED_IMPRESSIONS_C,
-    headings={"airways": "Trachea-bronchi", "devices": "Devices", "heart": "Heart", "vessels": "Vascular",
-              "nodes": "Lymph nodes", "esophagus": "Esophagus", "lungs": "Lungs", "pleura": "Pleura",
-              "other": "Other"})
+    regions=(
+        ("airways", AIRWAYS_C),
+        ("devices", DEVICES_C),
+        ("heart", HEART_C),
+        ("vessels", VESSELS_C),
+        ("nodes", NODES_C),
+        ("esophagus", ESOPHAGUS_C),
+        ("pleura", PLEURA_C),
+        ("other", OTHER_C),
+    ),
+    lung_positives=LUNG_POSITIVES_C,
+    lung_others=LUNG_OTHERS_C,
+    impression_only=IMPRESSION_ONLY_C,
+    normal_impressions=NORMAL_IMPRESSIONS_C,
+    hedged=HEDGED_IMPRESSIONS_C,
+    headings={
+        "airways": "Trachea-bronchi",
+        "devices": "Devices",
+        "heart": "Heart",
+        "vessels": "Vascular",
+        "nodes": "Lymph nodes",
+        "esophagus": "Esophagus",
+        "lungs": "Lungs",
+        "pleura": "Pleura",
+        "other": "Other",
+    },
+)
 PARTS = (("a", BANKS_A, 160), ("b", BANKS_B, 100), ("c", BANKS_C, 100))
 """(name part, sentence banks, number of reports): part a was used during development, part b never;
 part c was written with the CT-RATE conventions of issue 12 (after the rules learned them)."""

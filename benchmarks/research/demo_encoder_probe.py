@@ -34,8 +34,14 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from omnict_cli.labels import CTRATE_ABNORMALITIES
-from omnict_cli.training.demo import (DemoRecipe, StageSettings, build_vision_encoder, fit_unit_label_head,
-                                      pretraining_units, unit_label_logits)
+from omnict_cli.training.demo import (
+    DemoRecipe,
+    StageSettings,
+    build_vision_encoder,
+    fit_unit_label_head,
+    pretraining_units,
+    unit_label_logits,
+)
 
 SIZE_FIELDS = ("image_size", "patch_size", "vision_width", "vision_layers", "vision_heads")
 SETTING_FIELDS = {"lr": float, "epochs": int, "batch": int}
@@ -51,8 +57,10 @@ def parse_variant(text: str) -> tuple[str, dict]:
         try:
             overrides[key] = kind(value)
         except (TypeError, ValueError):
-            raise SystemExit(f"bad variant {text!r}: use name:field=number,... with fields "
-                             f"{', '.join([*SIZE_FIELDS, *SETTING_FIELDS])}") from None
+            raise SystemExit(
+                f"bad variant {text!r}: use name:field=number,... with fields "
+                f"{', '.join([*SIZE_FIELDS, *SETTING_FIELDS])}"
+            ) from None
     return name, overrides
 
 
@@ -60,8 +68,12 @@ def held_out_auc(encoder, head, units, labels, batch_size: int = 32) -> dict[str
     """Study-level ROC AUC per class (max over units); classes with no positive or no negative are left out."""
     encoder.eval()
     with torch.no_grad():
-        logits = torch.cat([unit_label_logits(encoder, head, units[i:i + batch_size].float()).amax(1)
-                            for i in range(0, len(units), batch_size)])
+        logits = torch.cat(
+            [
+                unit_label_logits(encoder, head, units[i : i + batch_size].float()).amax(1)
+                for i in range(0, len(units), batch_size)
+            ]
+        )
     truth = labels.amax(1).numpy()
     scores = {}
     for column, name in enumerate(CTRATE_ABNORMALITIES):
@@ -78,24 +90,41 @@ def run_variant(name: str, overrides: dict, args, drawn: dict) -> dict:
     recipe = DemoRecipe()
     sizes = {key: value for key, value in overrides.items() if key in SIZE_FIELDS}
     epochs, lr, batch = (overrides.get(key, getattr(args, key)) for key in ("epochs", "lr", "batch"))
-    recipe = replace(recipe, sizes=replace(recipe.sizes, **sizes),
-                     vision_pretrain=StageSettings(epochs=epochs, learning_rate=lr, batch_size=batch))
+    recipe = replace(
+        recipe,
+        sizes=replace(recipe.sizes, **sizes),
+        vision_pretrain=StageSettings(epochs=epochs, learning_rate=lr, batch_size=batch),
+    )
     started = time.perf_counter()
     if recipe.sizes.image_size not in drawn:
-        drawn[recipe.sizes.image_size] = (pretraining_units(recipe, cases=args.cases),
-                                          pretraining_units(recipe, cases=args.held_out, first=args.cases + 1))
+        drawn[recipe.sizes.image_size] = (
+            pretraining_units(recipe, cases=args.cases),
+            pretraining_units(recipe, cases=args.held_out, first=args.cases + 1),
+        )
     (units, labels), (test_units, test_labels) = drawn[recipe.sizes.image_size]
     ready = time.perf_counter()
     torch.manual_seed(args.seed)
     encoder = build_vision_encoder(recipe.sizes, seed=args.seed)
-    head, losses = fit_unit_label_head(encoder, units, labels, recipe.vision_pretrain,
-                                       notify=lambda line: print(f"  {name}: {line}", flush=True))
+    head, losses = fit_unit_label_head(
+        encoder, units, labels, recipe.vision_pretrain, notify=lambda line: print(f"  {name}: {line}", flush=True)
+    )
     trained = time.perf_counter()
     auc = held_out_auc(encoder, head, test_units, test_labels)
-    return {"variant": name, "overrides": overrides, "epochs": epochs, "lr": lr, "batch": batch, "cases": args.cases,
-            "held_out": args.held_out, "losses": losses, "auc": auc, "mean_auc": float(np.mean(list(auc.values()))),
-            "parameters": sum(p.numel() for p in encoder.parameters()),
-            "draw_s": round(ready - started, 1), "train_s": round(trained - ready, 1)}
+    return {
+        "variant": name,
+        "overrides": overrides,
+        "epochs": epochs,
+        "lr": lr,
+        "batch": batch,
+        "cases": args.cases,
+        "held_out": args.held_out,
+        "losses": losses,
+        "auc": auc,
+        "mean_auc": float(np.mean(list(auc.values()))),
+        "parameters": sum(p.numel() for p in encoder.parameters()),
+        "draw_s": round(ready - started, 1),
+        "train_s": round(trained - ready, 1),
+    }
 
 
 def print_table(records: list[dict]) -> None:
@@ -106,14 +135,20 @@ def print_table(records: list[dict]) -> None:
         print(f"{cls:34s}" + "".join(cells))
     print(f"{'mean':34s}" + "".join(f"{r['mean_auc']:{width}.3f}" for r in records))
     base = records[0]
-    print(f"{'train time vs ' + base['variant']:34s}"
-          + "".join(f"{r['train_s'] / base['train_s']:{width - 1}.2f}x" for r in records))
+    print(
+        f"{'train time vs ' + base['variant']:34s}"
+        + "".join(f"{r['train_s'] / base['train_s']:{width - 1}.2f}x" for r in records)
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", action="append", default=[],
-                        help="name:field=value,... over DemoSizes (repeatable; the first is the baseline)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="name:field=value,... over DemoSizes (repeatable; the first is the baseline)",
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=16)

@@ -61,9 +61,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from omnict_cli.model import OmniCTForConditionalGeneration, OmniCTProcessor
+    from omnict_cli.run.study_inputs import PrepareSetup, prepare_study
     from omnict_cli.segmentation.builtin import BuiltinSegmenter
     from omnict_cli.studies.discover import discover_studies
-    from omnict_cli.run.study_inputs import PrepareSetup, prepare_study
 
     model = OmniCTForConditionalGeneration.from_pretrained(args.model, dtype=torch.float32).eval()
     processor = OmniCTProcessor.from_pretrained(args.model)
@@ -76,7 +76,7 @@ def main() -> None:
         studies = sorted(discover_studies(phantoms / "volumes"), key=lambda study: study.study_id)
         prepared = [prepare_study(study, setup) for study in studies]
     names = [study.paths[0].name for study in studies]
-    swapped = prepared[len(prepared) // 2:] + prepared[:len(prepared) // 2]
+    swapped = prepared[len(prepared) // 2 :] + prepared[: len(prepared) // 2]
     print(f"model {args.model}, {len(studies)} phantoms of seed {args.seed}\n")
     print("| class | positives | AUC right image | AUC swapped | P(yes) std right | P(yes) std swapped |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -85,8 +85,10 @@ def main() -> None:
         right = np.array([yes_probability(model, processor, item, question) for item in prepared])
         wrong = np.array([yes_probability(model, processor, item, question) for item in swapped])
         if 0 < y.sum() < len(y):
-            print(f"| {label} | {y.sum()} | {roc_auc_score(y, right):.2f} | {roc_auc_score(y, wrong):.2f} | "
-                  f"{right.std():.1e} | {wrong.std():.1e} |")
+            print(
+                f"| {label} | {y.sum()} | {roc_auc_score(y, right):.2f} | {roc_auc_score(y, wrong):.2f} | "
+                f"{right.std():.1e} | {wrong.std():.1e} |"
+            )
 
 
 if __name__ == "__main__":

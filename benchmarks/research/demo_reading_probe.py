@@ -46,13 +46,13 @@ from sklearn.metrics import roc_auc_score
 from omnict_cli.errors import OmnictError
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.phantom.reports import CLASS_ORGAN, yes_no_question
-from omnict_cli.segmentation.cache import MaskCache
 from omnict_cli.run.study_inputs import PrepareSetup
+from omnict_cli.segmentation.cache import MaskCache
 from omnict_cli.training.dataset import BatchCollator, StudyDataset, prepare_examples
 from omnict_cli.training.demo import structured_training_rows
 from omnict_cli.training.rows import read_rows
-from omnict_cli.training.trainer import load_model, make_training_segmenter
 from omnict_cli.training.tensor_cache import TensorCache
+from omnict_cli.training.trainer import load_model, make_training_segmenter
 
 
 def dense_yes_no_rows(phantom_dir: Path, classes: list[str], seed: int) -> list[dict]:
@@ -64,10 +64,14 @@ def dense_yes_no_rows(phantom_dir: Path, classes: list[str], seed: int) -> list[
             for name in classes:
                 question = yes_no_question(name, "3d", rng)
                 answer = "Yes" if record[name] == "1" else "No"
-                by_class[name][answer].append({
-                    "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
-                    "image": str(phantom_dir.resolve() / "volumes" / record["VolumeName"]),
-                    "organ": CLASS_ORGAN[name], "class": name})
+                by_class[name][answer].append(
+                    {
+                        "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                        "image": str(phantom_dir.resolve() / "volumes" / record["VolumeName"]),
+                        "organ": CLASS_ORGAN[name],
+                        "class": name,
+                    }
+                )
     rows = []
     for name in classes:
         answers = by_class[name]
@@ -115,16 +119,20 @@ def load_items(rows_path: Path, row_classes: dict[tuple[str, str], str], model, 
     """
     read = read_rows(rows_path)
     segmenter = make_training_segmenter("builtin", print)
-    setup = PrepareSetup(preprocess=model.config.preprocess_config(), segmenter=segmenter,
-                         mask_cache=MaskCache(cache_root / "masks"))
+    setup = PrepareSetup(
+        preprocess=model.config.preprocess_config(), segmenter=segmenter, mask_cache=MaskCache(cache_root / "masks")
+    )
     cache = TensorCache(cache_root / "tensors")
     prepared = prepare_examples(read.rows, setup, cache)
     dataset = StudyDataset(prepared.examples, cache)
     items = []
     for index, example in enumerate(prepared.examples):
         item = dataset[index]
-        item.update(key=example.key, path=str(example.row.image),
-                    label=row_classes.get((example.row.question, str(example.row.image)), ""))
+        item.update(
+            key=example.key,
+            path=str(example.row.image),
+            label=row_classes.get((example.row.question, str(example.row.image)), ""),
+        )
         items.append(item)
     return items
 
@@ -132,8 +140,10 @@ def load_items(rows_path: Path, row_classes: dict[tuple[str, str], str], model, 
 def answer_logits(model, collator, features: FrozenFeatures, items, keys):
     batch = collator(items)
     features.current = keys
-    inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "pixel_values", "num_units", "image_kinds",
-                                          "organ_masks")}
+    inputs = {
+        key: batch[key]
+        for key in ("input_ids", "attention_mask", "pixel_values", "num_units", "image_kinds", "organ_masks")
+    }
     return model(**inputs, use_cache=False).logits, batch["labels"]
 
 
@@ -150,7 +160,7 @@ def evaluate(model, collator, features, items, yes_no, swap: bool) -> dict:
     model.eval()
     with torch.no_grad():
         for start in range(0, len(items), 16):
-            chunk = items[start:start + 16]
+            chunk = items[start : start + 16]
             keys_used = [other[item["key"]] if swap else item["key"] for item in chunk]
             logits, labels = answer_logits(model, collator, features, chunk, keys_used)
             for row, item in enumerate(chunk):
@@ -160,11 +170,17 @@ def evaluate(model, collator, features, items, yes_no, swap: bool) -> dict:
                 classes.append(item["label"])
     model.train()
     scores, truth, classes = np.array(scores), np.array(truth), np.array(classes)
-    per_class = {str(name): round(float(roc_auc_score(truth[classes == name], scores[classes == name])), 2)
-                 for name in sorted(set(classes)) if 0 < truth[classes == name].sum() < (classes == name).sum()}
-    return {"balanced_accuracy": round(float(((scores[truth] > 0).mean() + (scores[~truth] <= 0).mean()) / 2), 3),
-            "auc": round(float(roc_auc_score(truth, scores)), 3), "score_std": round(float(scores.std()), 4),
-            "per_class_auc": per_class}
+    per_class = {
+        str(name): round(float(roc_auc_score(truth[classes == name], scores[classes == name])), 2)
+        for name in sorted(set(classes))
+        if 0 < truth[classes == name].sum() < (classes == name).sum()
+    }
+    return {
+        "balanced_accuracy": round(float(((scores[truth] > 0).mean() + (scores[~truth] <= 0).mean()) / 2), 3),
+        "auc": round(float(roc_auc_score(truth, scores)), 3),
+        "score_std": round(float(scores.std()), 4),
+        "per_class_auc": per_class,
+    }
 
 
 def evaluate_reports(model, processor, features, items, labels, swap: bool) -> dict:
@@ -176,12 +192,15 @@ def evaluate_reports(model, processor, features, items, labels, swap: bool) -> d
     model.eval()
     with torch.no_grad():
         for start in range(0, len(items), 25):
-            chunk = items[start:start + 25]
-            batch = processor([item["question"] for item in chunk], [item["image"] for item in chunk],
-                              organ_masks=[item["organ_mask"] for item in chunk])
+            chunk = items[start : start + 25]
+            batch = processor(
+                [item["question"] for item in chunk],
+                [item["image"] for item in chunk],
+                organ_masks=[item["organ_mask"] for item in chunk],
+            )
             features.current = [other[item["key"]] if swap else item["key"] for item in chunk]
             output = model.generate(**batch, max_new_tokens=96, do_sample=False)
-            texts += processor.decode(output[:, batch["input_ids"].shape[1]:])
+            texts += processor.decode(output[:, batch["input_ids"].shape[1] :])
     model.train()
     predicted = np.asarray(label_reports(texts), dtype=bool)
     truth = np.stack([labels[item["path"]].numpy() > 0.5 for item in items])
@@ -191,12 +210,16 @@ def evaluate_reports(model, processor, features, items, labels, swap: bool) -> d
             hits = int((predicted[:, column] & truth[:, column]).sum())
             named = int(predicted[:, column].sum()) + int(truth[:, column].sum())
             per_class[name] = round(2 * hits / named, 2)
-    return {"macro_f1": round(float(np.mean(list(per_class.values()))), 3), "per_class_f1": per_class,
-            "distinct_reports": len(set(texts))}
+    return {
+        "macro_f1": round(float(np.mean(list(per_class.values()))), 3),
+        "per_class_f1": per_class,
+        "distinct_reports": len(set(texts)),
+    }
 
 
 def probe_rows(args, classes) -> tuple[list[dict], list[dict]]:
     """Training and held-out rows of the probe's task."""
+
     def rows_of(folder: Path, index: int) -> list[dict]:
         if args.task == "report":
             return structured_training_rows(folder, repeats=1)
@@ -238,10 +261,11 @@ def train_and_probe(args) -> list[dict]:
         order = list(range(len(train_items)))
         random.Random(args.seed + epoch).shuffle(order)
         for start in range(0, len(order) - args.batch + 1, args.batch):
-            chunk = [train_items[i] for i in order[start:start + args.batch]]
+            chunk = [train_items[i] for i in order[start : start + args.batch]]
             logits, targets = answer_logits(model, collator, features, chunk, [item["key"] for item in chunk])
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets[:, 1:].flatten(),
-                                                     ignore_index=-100)
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].flatten(0, 1), targets[:, 1:].flatten(), ignore_index=-100
+            )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trained, 1.0)
             optimizer.step()
@@ -263,10 +287,13 @@ def train_and_probe(args) -> list[dict]:
 
 def summary_line(record: dict) -> str:
     if "macro_f1" in record["right"]:
-        return "  ".join(f"{condition}: macro F1 {record[condition]['macro_f1']:.3f}"
-                         for condition in ("right", "swapped"))
-    return "  ".join(f"{condition}: acc {record[condition]['balanced_accuracy']:.3f} "
-                     f"AUC {record[condition]['auc']:.3f}" for condition in ("right", "swapped"))
+        return "  ".join(
+            f"{condition}: macro F1 {record[condition]['macro_f1']:.3f}" for condition in ("right", "swapped")
+        )
+    return "  ".join(
+        f"{condition}: acc {record[condition]['balanced_accuracy']:.3f} AUC {record[condition]['auc']:.3f}"
+        for condition in ("right", "swapped")
+    )
 
 
 def main(argv=None) -> int:
@@ -274,11 +301,16 @@ def main(argv=None) -> int:
     parser.add_argument("--model", required=True, help="a composed OmniCT model directory (encoder pretrained)")
     parser.add_argument("--train-phantoms", nargs="+", required=True, help="demo-data folders to train on")
     parser.add_argument("--test-phantoms", required=True, help="a demo-data folder from another seed")
-    parser.add_argument("--task", choices=("yes-no", "report"), default="yes-no",
-                        help="yes/no questions per class, or structured reports")
+    parser.add_argument(
+        "--task",
+        choices=("yes-no", "report"),
+        default="yes-no",
+        help="yes/no questions per class, or structured reports",
+    )
     parser.add_argument("--classes", nargs="*", default=[], help="ask about these classes only (default: all 18)")
-    parser.add_argument("--oracle-scale", type=float, default=0.0,
-                        help="add this times the true labels to the features")
+    parser.add_argument(
+        "--oracle-scale", type=float, default=0.0, help="add this times the true labels to the features"
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch", type=int, default=8)

@@ -37,8 +37,11 @@ def nodule_volume(centre_slice: float, diameter_mm: float = 5.0) -> np.ndarray:
     sub = (np.arange(4) + 0.5) / 4.0 - 0.5
     z = (np.arange(first, last)[:, None] + sub[None, :] - centre_slice) * SLICE_MM
     yx = (np.arange(PLANE)[:, None] + sub[None, :] - PLANE / 2.0) * PIXEL_MM
-    inside = (z[:, None, None, :, None, None] ** 2 + yx[None, :, None, None, :, None] ** 2
-              + yx[None, None, :, None, None, :] ** 2) <= radius**2
+    inside = (
+        z[:, None, None, :, None, None] ** 2
+        + yx[None, :, None, None, :, None] ** 2
+        + yx[None, None, :, None, None, :] ** 2
+    ) <= radius**2
     volume[first:last] += (NODULE_HU - LUNG_HU) * inside.mean(axis=(3, 4, 5))
     return volume
 

@@ -6,17 +6,18 @@ imported below. Command modules import only click at the top so
 ``omnict --help`` stays instant; the library is imported inside each command.
 """
 
-from omnict_cli.cli.main import main
-
 # Command families: importing a module registers its commands on ``main``.
 # (one import per line; keep them sorted)
-from omnict_cli.cli import demo_model  # noqa: F401,E402
-from omnict_cli.cli import labels  # noqa: F401,E402
-from omnict_cli.cli import model  # noqa: F401,E402
-from omnict_cli.cli import report  # noqa: F401,E402
-from omnict_cli.cli import review  # noqa: F401,E402
-from omnict_cli.cli import score  # noqa: F401,E402
-from omnict_cli.cli import segment  # noqa: F401,E402
-from omnict_cli.cli import train  # noqa: F401,E402
+from omnict_cli.cli import (
+    demo_model,  # noqa: F401,E402
+    labels,  # noqa: F401,E402
+    model,  # noqa: F401,E402
+    report,  # noqa: F401,E402
+    review,  # noqa: F401,E402
+    score,  # noqa: F401,E402
+    segment,  # noqa: F401,E402
+    train,  # noqa: F401,E402
+)
+from omnict_cli.cli.main import main
 
 __all__ = ["main"]

@@ -43,12 +43,27 @@ def _warn(console, text: str) -> None:
 
 
 @labels.command()
-@click.option("--reports", "reports_path", required=True, type=click.Path(dir_okay=False),
-              help="CT-RATE reports CSV (VolumeName, Findings_EN, Impressions_EN) or JSONL reports.")
-@click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False),
-              help="CT-RATE label CSV (VolumeName + the 18 classes, 0/1) of the same studies.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Classifier file to write (JSON; gzip-compressed when the name ends in .gz).")
+@click.option(
+    "--reports",
+    "reports_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CT-RATE reports CSV (VolumeName, Findings_EN, Impressions_EN) or JSONL reports.",
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CT-RATE label CSV (VolumeName + the 18 classes, 0/1) of the same studies.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Classifier file to write (JSON; gzip-compressed when the name ends in .gz).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration folds.")
 def train(reports_path, labels_path, out_path, seed):
     """Train the report classifier (TF-IDF n-grams + rule features, calibrated
@@ -76,16 +91,19 @@ def train(reports_path, labels_path, out_path, seed):
         with progress() as bar:
             task = bar.add_task("training (one model per class)", total=label_matrix.shape[1])
             model = ReportClassifier(ClassifierConfig(seed=seed)).fit(
-                texts, label_matrix, corpus_name=Path(reports_path).name, on_class_done=lambda _: bar.advance(task))
+                texts, label_matrix, corpus_name=Path(reports_path).name, on_class_done=lambda _: bar.advance(task)
+            )
         _saved(lambda: model.save(out_path), out_path)
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error
     constant = model.metadata["constant_classes"]
-    console.print(f"trained on {len(texts)} reports; wrote {out_path}", highlight=False, soft_wrap=True,
-                  markup=False)
+    console.print(f"trained on {len(texts)} reports; wrote {out_path}", highlight=False, soft_wrap=True, markup=False)
     if constant:
-        _warn(console, f"no positive (or no negative) training report for: {', '.join(constant)}; "
-                       "these classes get a constant probability")
+        _warn(
+            console,
+            f"no positive (or no negative) training report for: {', '.join(constant)}; "
+            "these classes get a constant probability",
+        )
 
 
 def _joined_training_set(reports_path, labels_path, console):
@@ -98,33 +116,59 @@ def _joined_training_set(reports_path, labels_path, console):
 
     reports = {report.volume_name: report for report in read_reports(reports_path)}
     labels_by_name = read_labels(labels_path)
-    join = join_studies(list(labels_by_name), list(reports), prediction_source=labels_path,
-                        reference_source=reports_path)
+    join = join_studies(
+        list(labels_by_name), list(reports), prediction_source=labels_path, reference_source=reports_path
+    )
     if join.no_prediction:
-        _warn(console, f"{len(join.no_prediction)} reports in {reports_path} have no labels in {labels_path} "
-                       f"(not used): {first_names(join.no_prediction)}")
+        _warn(
+            console,
+            f"{len(join.no_prediction)} reports in {reports_path} have no labels in {labels_path} "
+            f"(not used): {first_names(join.no_prediction)}",
+        )
     if join.no_reference:
-        _warn(console, f"{len(join.no_reference)} labelled studies in {labels_path} have no report in "
-                       f"{reports_path} (not used): {first_names(join.no_reference)}")
+        _warn(
+            console,
+            f"{len(join.no_reference)} labelled studies in {labels_path} have no report in "
+            f"{reports_path} (not used): {first_names(join.no_reference)}",
+        )
     if len(join.matched) < 2:
-        raise click.ClickException(f"{labels_path}: only {len(join.matched)} studies have both a report and labels; "
-                                   "need at least 2 to train")
+        raise click.ClickException(
+            f"{labels_path}: only {len(join.matched)} studies have both a report and labels; need at least 2 to train"
+        )
     texts = [report_text(reports[report_name]) for _, report_name in join.matched]
-    matrix = np.array([[labels_by_name[label_name][label] for label in CTRATE_ABNORMALITIES]
-                       for label_name, _ in join.matched], dtype=np.int64)
+    matrix = np.array(
+        [[labels_by_name[label_name][label] for label in CTRATE_ABNORMALITIES] for label_name, _ in join.matched],
+        dtype=np.int64,
+    )
     return texts, matrix
 
 
 @labels.command()
 @click.argument("reports_path", metavar="FILE", type=click.Path(dir_okay=False))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="CT-RATE label CSV to write: VolumeName (or study id) + 18 columns of 0/1.")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
-              help="Classifier file from 'omnict labels train' (default: the bundled one).")
-@click.option("--method", type=click.Choice(METHOD_CHOICES), default="classifier", show_default=True,
-              help="classifier = calibrated TF-IDF + rules model; rules = the transparent rule labeler alone.")
-@click.option("--explain", "show_explanation", is_flag=True,
-              help="Print every positive with the sentence and rule behind it.")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CT-RATE label CSV to write: VolumeName (or study id) + 18 columns of 0/1.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Classifier file from 'omnict labels train' (default: the bundled one).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHOD_CHOICES),
+    default="classifier",
+    show_default=True,
+    help="classifier = calibrated TF-IDF + rules model; rules = the transparent rule labeler alone.",
+)
+@click.option(
+    "--explain", "show_explanation", is_flag=True, help="Print every positive with the sentence and rule behind it."
+)
 def predict(reports_path, out_path, model_path, method, show_explanation):
     """Label the reports in FILE: a CT-RATE reports CSV, or JSONL with
     study_id + findings/impression (or one 'report' text) per line, such as
@@ -152,8 +196,16 @@ def predict(reports_path, out_path, model_path, method, show_explanation):
         failed = read_generated_reports(reports_path).failed
         texts = [report_text(report) for report in reports]
         label_matrix = label_reports(texts, method, model=model_path)
-        _saved(lambda: write_labels(out_path, {report.volume_name: dict(zip(CTRATE_ABNORMALITIES, map(int, row)))
-                                               for report, row in zip(reports, label_matrix)}), out_path)
+        _saved(
+            lambda: write_labels(
+                out_path,
+                {
+                    report.volume_name: dict(zip(CTRATE_ABNORMALITIES, map(int, row)))
+                    for report, row in zip(reports, label_matrix)
+                },
+            ),
+            out_path,
+        )
         explanations = explain(texts, method, model=model_path) if show_explanation else []
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error
@@ -164,8 +216,15 @@ def predict(reports_path, out_path, model_path, method, show_explanation):
                 click.echo(f"  {line}")
     counts = label_matrix.sum(axis=0) if len(reports) else []
     summary = ", ".join(f"{name} {int(n)}" for name, n in zip(CTRATE_ABNORMALITIES, counts) if n)
-    console.print(f"labelled {len(reports)} reports with the {method}; wrote {escape(str(out_path))}; "
-                  f"positives: {summary or 'none'}", highlight=False, soft_wrap=True)
+    console.print(
+        f"labelled {len(reports)} reports with the {method}; wrote {escape(str(out_path))}; "
+        f"positives: {summary or 'none'}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if failed:
-        _warn(console, f"{len(failed)} records with status \"error\" have no report and are not in the output: "
-                       f"{first_names(failed)}")
+        _warn(
+            console,
+            f'{len(failed)} records with status "error" have no report and are not in the output: '
+            f"{first_names(failed)}",
+        )

@@ -21,10 +21,15 @@ EXIT_SOME_FAILED = 1
 
 def _load_options(function):
     """Options shared by every command that loads studies."""
-    function = click.option("--allow-non-ct", is_flag=True,
-                            help="Load MR/PET/other DICOM series instead of refusing them.")(function)
-    function = click.option("--max-voxels", type=click.IntRange(min=1), default=None,
-                            help="Refuse studies with more voxels (default 1024^3, about 2 GiB as int16).")(function)
+    function = click.option(
+        "--allow-non-ct", is_flag=True, help="Load MR/PET/other DICOM series instead of refusing them."
+    )(function)
+    function = click.option(
+        "--max-voxels",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Refuse studies with more voxels (default 1024^3, about 2 GiB as int16).",
+    )(function)
     return function
 
 
@@ -63,8 +68,8 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
       omnict inspect ./studies --json > studies.json
     """
     from omnict_cli.errors import OmnictError
-    from omnict_cli.studies.inspection import summarize_study
     from omnict_cli.studies.discover import discover_studies
+    from omnict_cli.studies.inspection import summarize_study
     from omnict_cli.ui import progress, stderr_console, studies_table
 
     options = _make_load_options(allow_non_ct, max_voxels)
@@ -91,8 +96,11 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
     console = stderr_console()
     for summary in failed:
         console.print(f"[red]error[/red] {escape(summary.error)}", highlight=False, soft_wrap=True)
-    console.print(f"{len(summaries)} studies: {len(summaries) - len(failed) - warned} ok, "
-                  f"{warned} with warnings, {len(failed)} failed", highlight=False)
+    console.print(
+        f"{len(summaries)} studies: {len(summaries) - len(failed) - warned} ok, "
+        f"{warned} with warnings, {len(failed)} failed",
+        highlight=False,
+    )
     if failed:
         sys.exit(EXIT_SOME_FAILED)
 
@@ -100,17 +108,45 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
 @main.command("demo-data")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--n", "count", type=click.IntRange(min=1), default=10, show_default=True, help="Number of cases.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Same seed, same cases (a whole number, 0 or more).")
-@click.option("--size", nargs=3, type=click.IntRange(min=8), default=None, metavar="D H W",
-              help="Voxels per volume, canonical [z, y, x] (default 64 256 256).")
-@click.option("--spacing", nargs=3, type=click.FloatRange(min=0.01), default=None, metavar="SZ SY SX",
-              help="Voxel size in mm (default 5 1.4 1.4).")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Same seed, same cases (a whole number, 0 or more).",
+)
+@click.option(
+    "--size",
+    nargs=3,
+    type=click.IntRange(min=8),
+    default=None,
+    metavar="D H W",
+    help="Voxels per volume, canonical [z, y, x] (default 64 256 256).",
+)
+@click.option(
+    "--spacing",
+    nargs=3,
+    type=click.FloatRange(min=0.01),
+    default=None,
+    metavar="SZ SY SX",
+    help="Voxel size in mm (default 5 1.4 1.4).",
+)
 @click.option("--realistic", is_flag=True, help="512x512x300 voxels at 0.7x0.7x1.5 mm, for benchmarks.")
-@click.option("--format", "fmt", type=click.Choice(["nifti", "dicom", "png"]), default="nifti", show_default=True,
-              help="Volumes as NIfTI or DICOM series; png writes a 2D slice set only.")
-@click.option("--prevalence", "prevalence_items", multiple=True, metavar="CLASS=P",
-              help='Probability a case has a CT-RATE class, e.g. --prevalence "Lung nodule=0.9" (repeatable).')
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["nifti", "dicom", "png"]),
+    default="nifti",
+    show_default=True,
+    help="Volumes as NIfTI or DICOM series; png writes a 2D slice set only.",
+)
+@click.option(
+    "--prevalence",
+    "prevalence_items",
+    multiple=True,
+    metavar="CLASS=P",
+    help='Probability a case has a CT-RATE class, e.g. --prevalence "Lung nodule=0.9" (repeatable).',
+)
 @click.option("--overwrite", is_flag=True, help="Write into OUT_DIR even if it already holds files.")
 def demo_data(out_dir, count, seed, size, spacing, realistic, fmt, prevalence_items, overwrite):
     """Generate synthetic chest CT phantoms with exact organ masks, CT-RATE
@@ -136,14 +172,18 @@ def demo_data(out_dir, count, seed, size, spacing, realistic, fmt, prevalence_it
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error
     if target.exists() and any(target.iterdir()) and not overwrite:
-        raise click.ClickException(f"{target}: folder is not empty; pass --overwrite to write into it "
-                                   "(files of the same name are replaced)")
+        raise click.ClickException(
+            f"{target}: folder is not empty; pass --overwrite to write into it (files of the same name are replaced)"
+        )
     defaults = PhantomConfig()
     if realistic:
         size, spacing = size or REALISTIC_SIZE, spacing or REALISTIC_SPACING
     try:
-        config = PhantomConfig(size=tuple(size or defaults.size), spacing=tuple(spacing or defaults.spacing),
-                               prevalence=_parse_prevalence(prevalence_items))
+        config = PhantomConfig(
+            size=tuple(size or defaults.size),
+            spacing=tuple(spacing or defaults.spacing),
+            prevalence=_parse_prevalence(prevalence_items),
+        )
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
     try:
@@ -155,8 +195,11 @@ def demo_data(out_dir, count, seed, size, spacing, realistic, fmt, prevalence_it
     except OmnictError as error:  # a case that cannot be drawn on this grid
         raise click.ClickException(error.one_line()) from error
     positives = ", ".join(f"{name} {n}" for name, n in summary.positives.items() if n)
-    stderr_console().print(f"wrote {summary.cases} cases, {summary.slices} slices and {summary.qa_rows} QA rows "
-                           f"to {target}; positives: {positives or 'none'}", highlight=False)
+    stderr_console().print(
+        f"wrote {summary.cases} cases, {summary.slices} slices and {summary.qa_rows} QA rows "
+        f"to {target}; positives: {positives or 'none'}",
+        highlight=False,
+    )
 
 
 def _parse_prevalence(items) -> dict | None:
@@ -168,15 +211,17 @@ def _parse_prevalence(items) -> dict | None:
         name, _, value = item.rpartition("=")
         name = name.strip()
         if name not in CTRATE_ABNORMALITIES:
-            raise click.BadParameter(f"{name!r} is not a CT-RATE class; one of: {', '.join(CTRATE_ABNORMALITIES)}",
-                                     param_hint="--prevalence")
+            raise click.BadParameter(
+                f"{name!r} is not a CT-RATE class; one of: {', '.join(CTRATE_ABNORMALITIES)}", param_hint="--prevalence"
+            )
         try:
             probability = float(value)
         except ValueError:
             probability = -1.0
         if not 0.0 <= probability <= 1.0:
-            raise click.BadParameter(f"{item!r}: the probability must be a number from 0 to 1",
-                                     param_hint="--prevalence")
+            raise click.BadParameter(
+                f"{item!r}: the probability must be a number from 0 to 1", param_hint="--prevalence"
+            )
         prevalence[name] = probability
     return prevalence or None
 

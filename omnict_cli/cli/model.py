@@ -8,16 +8,41 @@ from omnict_cli.cli.main import main
 
 
 @main.command("build-model")
-@click.option("--vision", "vision_dir", required=True, type=click.Path(file_okay=False),
-              help="Local SigLIP checkpoint, e.g. a copy of google/siglip-so400m-patch14-384.")
-@click.option("--llm", "llm_dir", required=True, type=click.Path(file_okay=False),
-              help="Local causal-LM checkpoint with its tokenizer, e.g. Qwen/Qwen2.5-3B-Instruct.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory to write (config.json, *.safetensors, tokenizer).")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="bfloat16",
-              show_default=True, help="Weight dtype of the written model.")
-@click.option("--volume-unshuffle", type=click.IntRange(min=1), default=3, show_default=True,
-              help="m of the m x m token unshuffle for volumes (Eq. 3): 3 gives 81 tokens per unit.")
+@click.option(
+    "--vision",
+    "vision_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Local SigLIP checkpoint, e.g. a copy of google/siglip-so400m-patch14-384.",
+)
+@click.option(
+    "--llm",
+    "llm_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Local causal-LM checkpoint with its tokenizer, e.g. Qwen/Qwen2.5-3B-Instruct.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to write (config.json, *.safetensors, tokenizer).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    default="bfloat16",
+    show_default=True,
+    help="Weight dtype of the written model.",
+)
+@click.option(
+    "--volume-unshuffle",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="m of the m x m token unshuffle for volumes (Eq. 3): 3 gives 81 tokens per unit.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def build_model(vision_dir, llm_dir, out_dir, dtype, volume_unshuffle, overwrite):
     """Compose an untrained OmniCT from a SigLIP encoder and an LLM, both local.
@@ -39,14 +64,17 @@ def build_model(vision_dir, llm_dir, out_dir, dtype, volume_unshuffle, overwrite
     console = stderr_console()
     with console.status("building OmniCT from its components"):
         try:
-            summary = build_model_dir(vision_dir, llm_dir, out_dir, dtype=dtype, overwrite=overwrite,
-                                      volume_unshuffle=volume_unshuffle)
+            summary = build_model_dir(
+                vision_dir, llm_dir, out_dir, dtype=dtype, overwrite=overwrite, volume_unshuffle=volume_unshuffle
+            )
         except OmnictError as error:
             raise click.ClickException(error.one_line()) from error
-    click.echo(f"wrote {summary.out_dir} ({summary.dtype}): vision {_millions(summary.vision_params)}, "
-               f"language model {_millions(summary.language_params)}, projector "
-               f"{_millions(summary.projector_params)} parameters; {summary.added_tokens} prompt tokens added, "
-               f"vocabulary {summary.vocab_size}")
+    click.echo(
+        f"wrote {summary.out_dir} ({summary.dtype}): vision {_millions(summary.vision_params)}, "
+        f"language model {_millions(summary.language_params)}, projector "
+        f"{_millions(summary.projector_params)} parameters; {summary.added_tokens} prompt tokens added, "
+        f"vocabulary {summary.vocab_size}"
+    )
 
 
 def _millions(count: int) -> str:

@@ -28,26 +28,72 @@ def _default_workers() -> int:
 def _run_options(function):
     """Options shared by ``report`` and ``ask``: the model, the device, generation, segmentation."""
     options = [
-        click.option("--model", "model_dir", default=None, metavar="DIR",
-                     help="OmniCT model directory (default: $OMNICT_MODEL, else the bundled demo model)."),
-        click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: a GPU if any)."),
-        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
-                     show_default=True, help="auto: bfloat16 on a GPU, float32 on the CPU."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
-                     help="Studies per generate() call (halved automatically on GPU out-of-memory)."),
-        click.option("--workers", type=click.IntRange(min=0), default=_default_workers(), show_default=True,
-                     help="Processes loading, preprocessing and segmenting ahead of the model (0: in this one)."),
-        click.option("--organ", default=None, help="Organ group for OSE (e.g. lungs, heart); default: routed "
-                                                   "from the question, or the scan's default organs."),
-        click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True,
-                     help="Generation stops at the end-of-turn token or here (phantom reports reach ~280 tokens)."),
-        click.option("--num-beams", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="1 = greedy decoding; more = beam search."),
-        click.option("--segmenter", "segmenter_name", type=click.Choice(SEGMENTER_CHOICES), default="auto",
-                     show_default=True, help="Organ masks: TotalSegmentator when installed with weights, else "
-                                             "built-in; none = pool the whole image."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                     help="Mask cache (default $OMNICT_CACHE_DIR or ~/.cache/omnict/masks)."),
+        click.option(
+            "--model",
+            "model_dir",
+            default=None,
+            metavar="DIR",
+            help="OmniCT model directory (default: $OMNICT_MODEL, else the bundled demo model).",
+        ),
+        click.option(
+            "--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: a GPU if any)."
+        ),
+        click.option(
+            "--dtype",
+            type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+            default="auto",
+            show_default=True,
+            help="auto: bfloat16 on a GPU, float32 on the CPU.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=4,
+            show_default=True,
+            help="Studies per generate() call (halved automatically on GPU out-of-memory).",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=_default_workers(),
+            show_default=True,
+            help="Processes loading, preprocessing and segmenting ahead of the model (0: in this one).",
+        ),
+        click.option(
+            "--organ",
+            default=None,
+            help="Organ group for OSE (e.g. lungs, heart); default: routed "
+            "from the question, or the scan's default organs.",
+        ),
+        click.option(
+            "--max-new-tokens",
+            type=click.IntRange(min=1),
+            default=512,
+            show_default=True,
+            help="Generation stops at the end-of-turn token or here (phantom reports reach ~280 tokens).",
+        ),
+        click.option(
+            "--num-beams",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="1 = greedy decoding; more = beam search.",
+        ),
+        click.option(
+            "--segmenter",
+            "segmenter_name",
+            type=click.Choice(SEGMENTER_CHOICES),
+            default="auto",
+            show_default=True,
+            help="Organ masks: TotalSegmentator when installed with weights, else "
+            "built-in; none = pool the whole image.",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Mask cache (default $OMNICT_CACHE_DIR or ~/.cache/omnict/masks).",
+        ),
         click.option("--quiet", is_flag=True, help="No progress bar or summary table; errors still go to stderr."),
     ]
     for option in reversed(options):
@@ -58,12 +104,20 @@ def _run_options(function):
 def _file_options(function):
     """Options of runs that write a findings file: resume, retry, shards."""
     options = [
-        click.option("--resume/--overwrite", default=True, show_default=True,
-                     help="Resume: skip studies already in --out. Overwrite: start --out over."),
+        click.option(
+            "--resume/--overwrite",
+            default=True,
+            show_default=True,
+            help="Resume: skip studies already in --out. Overwrite: start --out over.",
+        ),
         click.option("--retry-errors", is_flag=True, help="Redo only the studies whose records are errors."),
-        click.option("--shard", default=None, metavar="I/N",
-                     help="Run shard I of N (0-based), e.g. a SLURM array task: --shard $SLURM_ARRAY_TASK_ID/8. "
-                          "Under `accelerate launch` shards are set from the ranks."),
+        click.option(
+            "--shard",
+            default=None,
+            metavar="I/N",
+            help="Run shard I of N (0-based), e.g. a SLURM array task: --shard $SLURM_ARRAY_TASK_ID/8. "
+            "Under `accelerate launch` shards are set from the ranks.",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -73,10 +127,15 @@ def _file_options(function):
 @main.command()
 @click.argument("studies", type=click.Path(exists=True, file_okay=True, dir_okay=True))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Findings file (JSONL), appended to.")
-@click.option("--prompt", default=None, help="The report question (default: the authors' \"Can you describe the "
-                                             "CT image?\").")
-@click.option("--label", "add_labels", is_flag=True,
-              help="Add the 18 CT-RATE abnormality labels of each generated report (bundled labeler).")
+@click.option(
+    "--prompt", default=None, help='The report question (default: the authors\' "Can you describe the CT image?").'
+)
+@click.option(
+    "--label",
+    "add_labels",
+    is_flag=True,
+    help="Add the 18 CT-RATE abnormality labels of each generated report (bundled labeler).",
+)
 @_file_options
 @_run_options
 def report(studies, out, prompt, add_labels, resume, retry_errors, shard, **run_options):
@@ -100,15 +159,27 @@ def report(studies, out, prompt, add_labels, resume, retry_errors, shard, **run_
     run.check_output(out)
     found = run.call(discover_studies, studies)
     jobs = report_jobs(found, prompt=prompt, organ=run_options["organ"])
-    run.execute(jobs, out, overwrite=not resume, retry_errors=retry_errors, shard_text=shard,
-                add_labels=add_labels, what="studies")
+    run.execute(
+        jobs,
+        out,
+        overwrite=not resume,
+        retry_errors=retry_errors,
+        shard_text=shard,
+        add_labels=add_labels,
+        what="studies",
+    )
 
 
 @main.command()
 @click.argument("scan", required=False, type=click.Path(exists=True, file_okay=True, dir_okay=True))
 @click.argument("question", required=False)
-@click.option("--batch", "rows_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="JSONL question rows (authors' chat rows or {\"image\", \"question\"}); needs --out.")
+@click.option(
+    "--batch",
+    "rows_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help='JSONL question rows (authors\' chat rows or {"image", "question"}); needs --out.',
+)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Answers file (JSONL) for --batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record, not just the answer.")
 @_file_options
@@ -135,8 +206,15 @@ def ask(scan, question, rows_path, out, as_json, resume, retry_errors, shard, **
 
         run.check_output(out)
         jobs, problems = run.call(read_question_rows, rows_path, run_options["organ"])
-        run.execute(jobs, out, overwrite=not resume, retry_errors=retry_errors, shard_text=shard,
-                    extra_records=[p.to_record() for p in problems], what="questions")
+        run.execute(
+            jobs,
+            out,
+            overwrite=not resume,
+            retry_errors=retry_errors,
+            shard_text=shard,
+            extra_records=[p.to_record() for p in problems],
+            what="questions",
+        )
         return
     if not scan or not question:
         raise click.UsageError("give SCAN and QUESTION, or --batch ROWS --out ANSWERS")
@@ -183,11 +261,18 @@ class _RunContext:
         model_dir = self.call(resolve_model_dir, opts["model_dir"])
         engine = self.call(Engine.load, model_dir, opts["device"], opts["dtype"])
         self.console.print(f"{engine.describe()} ({model_dir})", highlight=False, markup=False)
-        setup = PrepareSetup(preprocess=engine.preprocess_config, segmenter=self._segmenter(),
-                             mask_cache=self._mask_cache(),
-                             load_options=_make_load_options(opts["allow_non_ct"], opts["max_voxels"]))
-        settings = RunSettings(batch_size=opts["batch_size"], workers=opts["workers"], add_labels=add_labels,
-                               generation=GenerationSettings(opts["max_new_tokens"], opts["num_beams"]))
+        setup = PrepareSetup(
+            preprocess=engine.preprocess_config,
+            segmenter=self._segmenter(),
+            mask_cache=self._mask_cache(),
+            load_options=_make_load_options(opts["allow_non_ct"], opts["max_voxels"]),
+        )
+        settings = RunSettings(
+            batch_size=opts["batch_size"],
+            workers=opts["workers"],
+            add_labels=add_labels,
+            generation=GenerationSettings(opts["max_new_tokens"], opts["num_beams"]),
+        )
         return Pipeline(engine, setup, settings, on_record=on_record)
 
     def _segmenter(self):
@@ -195,8 +280,13 @@ class _RunContext:
             return None
         from omnict_cli.segmentation.segmenter_choice import make_segmenter
 
-        return self.call(make_segmenter, self.options["segmenter_name"], False, "auto",
-                         lambda text: self.console.print(text, highlight=False, markup=False))
+        return self.call(
+            make_segmenter,
+            self.options["segmenter_name"],
+            False,
+            "auto",
+            lambda text: self.console.print(text, highlight=False, markup=False),
+        )
 
     def _mask_cache(self):
         if self.options["segmenter_name"] == "none":
@@ -205,8 +295,17 @@ class _RunContext:
 
         return MaskCache(self.options["cache_dir"])
 
-    def execute(self, jobs, out, overwrite: bool, retry_errors: bool, shard_text, what: str,
-                add_labels: bool = False, extra_records=()) -> None:
+    def execute(
+        self,
+        jobs,
+        out,
+        overwrite: bool,
+        retry_errors: bool,
+        shard_text,
+        what: str,
+        add_labels: bool = False,
+        extra_records=(),
+    ) -> None:
         """Run jobs into ``out`` with a progress bar; print the summary; exit with the documented code."""
         from omnict_cli.run.pipeline import run_to_file
         from omnict_cli.run.records import OutputError
@@ -217,14 +316,24 @@ class _RunContext:
         pipeline = self.pipeline(add_labels, on_record=display.update)
         try:
             with display:
-                result = run_to_file(pipeline, jobs, out, overwrite=overwrite, retry_errors=retry_errors,
-                                     shard=shard, extra_records=list(extra_records))
+                result = run_to_file(
+                    pipeline,
+                    jobs,
+                    out,
+                    overwrite=overwrite,
+                    retry_errors=retry_errors,
+                    shard=shard,
+                    extra_records=list(extra_records),
+                )
         except OutputError as error:
             self.console.print(f"[red]error[/red] {_escape(error.one_line())}", highlight=False, soft_wrap=True)
             sys.exit(EXIT_USAGE)
         except KeyboardInterrupt:
-            self.console.print(f"interrupted: {pipeline.counts.processed} {what} written this run, every record "
-                               "whole; run the same command again to resume", highlight=False)
+            self.console.print(
+                f"interrupted: {pipeline.counts.processed} {what} written this run, every record "
+                "whole; run the same command again to resume",
+                highlight=False,
+            )
             sys.exit(EXIT_INTERRUPTED)
         for note in result.notes:
             self.console.print(note, highlight=False, markup=False)
@@ -276,13 +385,28 @@ class _RunDisplay:
     """A rich progress bar: done / failed / masks from cache, rate and ETA."""
 
     def __init__(self, console, what: str, disabled: bool):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.what = what
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=console, disable=disabled, transient=False)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=disabled,
+            transient=False,
+        )
         self.task = None
 
     def __enter__(self):
@@ -296,8 +420,10 @@ class _RunDisplay:
         if self.task is None:
             self.task = self.progress.add_task(self.what, total=counts.total - counts.already_done, status="")
         rate = counts.processed / max(counts.elapsed, 1e-9)
-        status = (f"ok {counts.ok} failed {counts.failed} skipped {counts.skipped} "
-                  f"masks cached {counts.masks_from_cache} {rate:.2f}/s")
+        status = (
+            f"ok {counts.ok} failed {counts.failed} skipped {counts.skipped} "
+            f"masks cached {counts.masks_from_cache} {rate:.2f}/s"
+        )
         self.progress.update(self.task, completed=counts.processed, status=status)
 
 
@@ -310,14 +436,22 @@ def _print_summary(console, result, what: str, quiet: bool) -> int:
         console.print(f"[red]error[/red] {_escape(message)}", highlight=False, soft_wrap=True)
     if not quiet:
         table = Table(title=f"{what}: {result.written_to}")
-        for column in ("found", "done before", "ok", "failed", "skipped", "masks from cache", "seconds",
-                       f"{what}/s"):
+        for column in ("found", "done before", "ok", "failed", "skipped", "masks from cache", "seconds", f"{what}/s"):
             table.add_column(column, justify="right")
         rate = counts.processed / counts.seconds if counts.seconds else 0.0
-        table.add_row(str(counts.total), str(counts.already_done), str(counts.ok), str(counts.failed),
-                      str(counts.skipped), str(counts.masks_from_cache), f"{counts.seconds:.1f}", f"{rate:.2f}")
+        table.add_row(
+            str(counts.total),
+            str(counts.already_done),
+            str(counts.ok),
+            str(counts.failed),
+            str(counts.skipped),
+            str(counts.masks_from_cache),
+            f"{counts.seconds:.1f}",
+            f"{rate:.2f}",
+        )
         console.print(table)
         if result.merged is not None:
-            console.print(f"merged {result.merged} records from every shard into {result.out}", highlight=False,
-                          markup=False)
+            console.print(
+                f"merged {result.merged} records from every shard into {result.out}", highlight=False, markup=False
+            )
     return result.errors_in_file

@@ -23,24 +23,67 @@ NOT_DEFINED = "n/a"
 
 @main.command()
 @click.argument("predictions_path", metavar="FINDINGS", type=click.Path(dir_okay=False))
-@click.option("--references", "references_path", required=True, type=click.Path(dir_okay=False),
-              help="Reference reports (CT-RATE reports CSV or JSONL) or, for answers, reference QA JSONL.")
-@click.option("--reference-labels", type=click.Path(dir_okay=False), default=None,
-              help="CT-RATE label CSV of the references (default: label the reference texts).")
-@click.option("--method", type=click.Choice(METHOD_CHOICES), default="classifier", show_default=True,
-              help="How report texts are labelled.")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
-              help="Classifier file for --method classifier (default: the bundled one).")
-@click.option("--bertscore-model", type=click.Path(file_okay=False), default=None,
-              help="Local encoder folder (safetensors) to add BERTScore.")
+@click.option(
+    "--references",
+    "references_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Reference reports (CT-RATE reports CSV or JSONL) or, for answers, reference QA JSONL.",
+)
+@click.option(
+    "--reference-labels",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CT-RATE label CSV of the references (default: label the reference texts).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHOD_CHOICES),
+    default="classifier",
+    show_default=True,
+    help="How report texts are labelled.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Classifier file for --method classifier (default: the bundled one).",
+)
+@click.option(
+    "--bertscore-model",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Local encoder folder (safetensors) to add BERTScore.",
+)
 # max is metrics.bootstrap.MAX_RESAMPLES, written out so `omnict --help` needs no numpy (a test checks they agree)
-@click.option("--bootstrap", "n_resamples", type=click.IntRange(min=1, max=100_000), default=1000, show_default=True,
-              help="Bootstrap resamples for the 95% intervals.")
+@click.option(
+    "--bootstrap",
+    "n_resamples",
+    type=click.IntRange(min=1, max=100_000),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples for the 95% intervals.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write every number (and the missing names) to this JSON file.")
-def score(predictions_path, references_path, reference_labels, method, model_path, bertscore_model, n_resamples,
-          seed, json_path):
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write every number (and the missing names) to this JSON file.",
+)
+def score(
+    predictions_path,
+    references_path,
+    reference_labels,
+    method,
+    model_path,
+    bertscore_model,
+    n_resamples,
+    seed,
+    json_path,
+):
     """Score FINDINGS ('omnict report' JSONL or a CT-RATE reports CSV)
     against reference reports: 18-class CT-RATE label precision / recall / F1
     (paper Table 16), BLEU-1..4, ROUGE-L, METEOR, optional BERTScore, and a
@@ -59,11 +102,18 @@ def score(predictions_path, references_path, reference_labels, method, model_pat
     """
     from omnict_cli.atomic import check_destination
     from omnict_cli.errors import OmnictError
-    from omnict_cli.metrics.score_files import ScoreOptions, score as run_scoring
+    from omnict_cli.metrics.score_files import ScoreOptions
+    from omnict_cli.metrics.score_files import score as run_scoring
     from omnict_cli.ui import stderr_console
 
-    options = ScoreOptions(method=method, model=model_path, reference_labels=reference_labels,
-                           bertscore_model=bertscore_model, bootstrap=n_resamples, seed=seed)
+    options = ScoreOptions(
+        method=method,
+        model=model_path,
+        reference_labels=reference_labels,
+        bertscore_model=bertscore_model,
+        bootstrap=n_resamples,
+        seed=seed,
+    )
     try:
         if json_path:
             check_destination(json_path)
@@ -110,11 +160,14 @@ def _missing_lines(result, predictions_path, references_path) -> list[str]:
     lines = result.join.summary_lines(str(predictions_path), str(references_path))
     what = "answers" if hasattr(result, "scores") else "reports"
     if result.failed:
-        lines.append(f"{len(result.failed)} predictions failed (status \"error\") and are scored as empty {what}: "
-                     f"{first_names(result.failed)}")
+        lines.append(
+            f'{len(result.failed)} predictions failed (status "error") and are scored as empty {what}: '
+            f"{first_names(result.failed)}"
+        )
     if result.empty:
-        lines.append(f"{len(result.empty)} predictions are empty and are scored as empty {what}: "
-                     f"{first_names(result.empty)}")
+        lines.append(
+            f"{len(result.empty)} predictions are empty and are scored as empty {what}: {first_names(result.empty)}"
+        )
     return lines
 
 
@@ -149,8 +202,10 @@ def _not_defined_footnote(report) -> str | None:
     undefined = report.undefined_labels
     if not undefined:
         return None
-    return (f"{NOT_DEFINED}: no reference positives and no predictions; left out of the macro average "
-            f"({len(undefined)} of {len(report.per_class)} classes)")
+    return (
+        f"{NOT_DEFINED}: no reference positives and no predictions; left out of the macro average "
+        f"({len(undefined)} of {len(report.per_class)} classes)"
+    )
 
 
 def _print_reports(result) -> None:
@@ -158,27 +213,58 @@ def _print_reports(result) -> None:
     from rich.table import Table
 
     report = result.classification
-    table = Table(title=f"CT-RATE abnormality labels ({result.n_scored} studies, {result.method}; "
-                        f"references: {result.reference_labels_source})", title_justify="left")
+    table = Table(
+        title=f"CT-RATE abnormality labels ({result.n_scored} studies, {result.method}; "
+        f"references: {result.reference_labels_source})",
+        title_justify="left",
+    )
     for column in ("class", "precision", "recall", "F1", "support", "TP", "FP", "FN"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for scores in report.per_class:
         # a class absent from both sides has nothing to score (n/a); dim it so the eye skips it
-        table.add_row(scores.label, _percent(scores.precision), _percent(scores.recall), _percent(scores.f1),
-                      str(scores.support), str(scores.tp), str(scores.fp), str(scores.fn),
-                      style=None if scores.defined else "dim")
+        table.add_row(
+            scores.label,
+            _percent(scores.precision),
+            _percent(scores.recall),
+            _percent(scores.f1),
+            str(scores.support),
+            str(scores.tp),
+            str(scores.fp),
+            str(scores.fn),
+            style=None if scores.defined else "dim",
+        )
     table.add_section()
-    table.add_row("macro", _percent(report.macro_precision), _percent(report.macro_recall), _percent(report.macro_f1),
-                  "", "", "", "", style="bold")
-    table.add_row("micro", _percent(report.micro_precision), _percent(report.micro_recall), _percent(report.micro_f1),
-                  "", "", "", "")
+    table.add_row(
+        "macro",
+        _percent(report.macro_precision),
+        _percent(report.macro_recall),
+        _percent(report.macro_f1),
+        "",
+        "",
+        "",
+        "",
+        style="bold",
+    )
+    table.add_row(
+        "micro",
+        _percent(report.micro_precision),
+        _percent(report.micro_recall),
+        _percent(report.micro_f1),
+        "",
+        "",
+        "",
+        "",
+    )
     console = _console()
     console.print(table)
     footnote = _not_defined_footnote(report)
     if footnote:
         console.print(footnote, highlight=False, style="dim")
-    console.print(f"macro F1 {_percent(report.macro_f1)} (95% bootstrap CI {_interval(*result.macro_f1_ci)}, "
-                  f"{result.bootstrap} resamples)", highlight=False)
+    console.print(
+        f"macro F1 {_percent(report.macro_f1)} (95% bootstrap CI {_interval(*result.macro_f1_ci)}, "
+        f"{result.bootstrap} resamples)",
+        highlight=False,
+    )
     text = Table(title="Text scores (x100)", title_justify="left")
     for name in result.text_scores:
         text.add_column(name, justify="right")
@@ -195,12 +281,18 @@ def _print_vqa(result) -> None:
     for kind in ("closed", "choice"):
         accuracy = getattr(result.scores, kind)
         if accuracy is not None:
-            table.add_row(kind, str(accuracy.n_total), "accuracy", _percent(accuracy.accuracy),
-                          _interval(*result.intervals[kind]))
+            table.add_row(
+                kind, str(accuracy.n_total), "accuracy", _percent(accuracy.accuracy), _interval(*result.intervals[kind])
+            )
     open_scores = result.scores.open
     if open_scores is not None:
-        table.add_row("open", str(open_scores.n_total), "token F1", _percent(open_scores.token_f1),
-                      _interval(*result.intervals["open"]))
+        table.add_row(
+            "open",
+            str(open_scores.n_total),
+            "token F1",
+            _percent(open_scores.token_f1),
+            _interval(*result.intervals["open"]),
+        )
         for name in ("bleu1", "bleu4", "rouge_l", "meteor", "exact_match"):
             table.add_row("", "", name, _percent(getattr(open_scores, name)), "")
     _console().print(table)

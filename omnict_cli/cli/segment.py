@@ -18,8 +18,9 @@ SEGMENTER_CHOICES = ("auto", "totalsegmentator", "builtin")
 """Same as ``omnict_cli.segmentation.segmenter_choice.SEGMENTER_CHOICES`` (not imported: it pulls in numpy)."""
 
 _DEVICE_PATTERN = re.compile(r"auto|cpu|gpu|cuda|(gpu|cuda):\d+|mps")
-_CACHE_DIR_HELP = ("Mask cache folder (default $OMNICT_CACHE_DIR, else $XDG_CACHE_HOME/omnict/masks "
-                   "or ~/.cache/omnict/masks).")
+_CACHE_DIR_HELP = (
+    "Mask cache folder (default $OMNICT_CACHE_DIR, else $XDG_CACHE_HOME/omnict/masks or ~/.cache/omnict/masks)."
+)
 
 
 def _check_device(context, parameter, value: str) -> str:
@@ -31,14 +32,28 @@ def _check_device(context, parameter, value: str) -> str:
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=True, dir_okay=True))
-@click.option("--segmenter", "segmenter_name", type=click.Choice(SEGMENTER_CHOICES), default="auto",
-              show_default=True,
-              help="auto = TotalSegmentator when installed with weights, else the built-in threshold segmenter.")
+@click.option(
+    "--segmenter",
+    "segmenter_name",
+    type=click.Choice(SEGMENTER_CHOICES),
+    default="auto",
+    show_default=True,
+    help="auto = TotalSegmentator when installed with weights, else the built-in threshold segmenter.",
+)
 @click.option("--fast", is_flag=True, help="TotalSegmentator's 3 mm model: faster, coarser (its own cache entries).")
-@click.option("--device", default="auto", show_default=True, callback=_check_device,
-              help="Where TotalSegmentator runs: auto, cpu, gpu or cuda:N. Does not change the masks.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False),
-              help="Also write <study_id>.nii.gz label maps that overlay each input, plus labels.json.")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    callback=_check_device,
+    help="Where TotalSegmentator runs: auto, cpu, gpu or cuda:N. Does not change the masks.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Also write <study_id>.nii.gz label maps that overlay each input, plus labels.json.",
+)
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help=_CACHE_DIR_HELP)
 @_load_options
 def segment(path, segmenter_name, fast, device, out_dir, cache_dir, allow_non_ct, max_voxels):
@@ -68,8 +83,14 @@ def segment(path, segmenter_name, fast, device, out_dir, cache_dir, allow_non_ct
     console = stderr_console()
     try:
         studies = discover_studies(path)
-        segmenter = make_segmenter(segmenter_name, fast=fast, device=device, notify=lambda text: console.print(
-            f"[yellow]notice[/yellow] {escape(text)}", highlight=False, soft_wrap=True))
+        segmenter = make_segmenter(
+            segmenter_name,
+            fast=fast,
+            device=device,
+            notify=lambda text: console.print(
+                f"[yellow]notice[/yellow] {escape(text)}", highlight=False, soft_wrap=True
+            ),
+        )
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error
     if out_dir is not None:
@@ -78,8 +99,14 @@ def segment(path, segmenter_name, fast, device, out_dir, cache_dir, allow_non_ct
     with progress(disable=len(studies) < 2) as bar:
         task = bar.add_task(f"segmenting ({segmenter.describe()})", total=len(studies))
         try:
-            results = segment_studies(studies, segmenter, cache, out_dir, _make_load_options(allow_non_ct, max_voxels),
-                                      on_study=lambda _: bar.advance(task))
+            results = segment_studies(
+                studies,
+                segmenter,
+                cache,
+                out_dir,
+                _make_load_options(allow_non_ct, max_voxels),
+                on_study=lambda _: bar.advance(task),
+            )
         except OmnictError as error:  # labels.json could not be written: nothing else would be either
             raise click.ClickException(error.one_line()) from error
     _report(results, segmenter, cache, console)
@@ -94,8 +121,13 @@ def _outside(studies, out_dir, console) -> list:
     out = Path(out_dir).resolve()
     kept = [study for study in studies if not study.paths[0].resolve().is_relative_to(out)]
     if len(kept) < len(studies):
-        console.print(f"skipped {len(studies) - len(kept)} files inside the --out folder {out_dir} "
-                      "(label maps of an earlier run)", highlight=False, soft_wrap=True, markup=False)
+        console.print(
+            f"skipped {len(studies) - len(kept)} files inside the --out folder {out_dir} "
+            "(label maps of an earlier run)",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
     return kept
 
 
@@ -109,8 +141,11 @@ def _report(results, segmenter, cache, console) -> None:
 
     for result in results:
         for warning in result.warnings:
-            console.print(f"[yellow]warning[/yellow] {escape(result.study_id)}: {escape(warning)}",
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"[yellow]warning[/yellow] {escape(result.study_id)}: {escape(warning)}",
+                highlight=False,
+                soft_wrap=True,
+            )
     for result in results:
         if result.status == "skipped":
             console.print(f"[dim]skipped[/dim] {escape(result.note or '')}", highlight=False, soft_wrap=True)
@@ -121,8 +156,14 @@ def _report(results, segmenter, cache, console) -> None:
     table = Table(title=f"segment: {escape(segmenter.describe())}, cache {escape(str(cache.root))}")
     for name in ("studies", "segmented", "from cache", "skipped", "failed", "seconds"):
         table.add_column(name, justify="right")
-    table.add_row(str(totals.studies), str(totals.segmented), str(totals.from_cache), str(totals.skipped),
-                  f"[red]{totals.failed}[/red]" if totals.failed else "0", f"{totals.seconds:.1f}")
+    table.add_row(
+        str(totals.studies),
+        str(totals.segmented),
+        str(totals.from_cache),
+        str(totals.skipped),
+        f"[red]{totals.failed}[/red]" if totals.failed else "0",
+        f"{totals.seconds:.1f}",
+    )
     # captured output has no terminal width; keep the title on one line there
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
@@ -147,15 +188,16 @@ def cache_info(cache_dir):
     from rich.table import Table
 
     from omnict_cli.segmentation.cache import MaskCache
-
     from omnict_cli.training.tensor_cache import cache_size_bytes, default_tensor_cache_root
 
     info = MaskCache(cache_dir).info()
     click.echo(f"mask cache {info.root}: {info.entries} entries, {_size_text(info.size_bytes)}")
     tensors = default_tensor_cache_root(cache_dir)
     if tensors.is_dir():  # filled by `omnict train`; `cache clear` leaves it alone
-        click.echo(f"training tensor cache {tensors}: {_size_text(cache_size_bytes(tensors))} "
-                   "(not touched by `cache clear`; delete the folder to free it)")
+        click.echo(
+            f"training tensor cache {tensors}: {_size_text(cache_size_bytes(tensors))} "
+            "(not touched by `cache clear`; delete the folder to free it)"
+        )
     if not info.segmenters:
         return
     table = Table(show_header=True)
@@ -179,8 +221,9 @@ def cache_clear(cache_dir, yes):
         click.echo(f"mask cache {info.root} is already empty")
         return
     if not yes:
-        click.confirm(f"Remove {info.entries} cached masks ({_size_text(info.size_bytes)}) from {info.root}?",
-                      abort=True)
+        click.confirm(
+            f"Remove {info.entries} cached masks ({_size_text(info.size_bytes)}) from {info.root}?", abort=True
+        )
     try:
         removed = cache.clear()
     except OSError as error:

@@ -16,47 +16,126 @@ SEGMENTERS = ("builtin", "auto", "totalsegmentator", "none")
 
 
 @main.command()
-@click.option("--stage", type=click.Choice(STAGES), required=True,
-              help="pretrain = stage 1 (projector only, lr 2e-4, 2 epochs); sft = stage 2 (projector + LLM, "
-                   "lr 5e-5, 1 epoch).")
-@click.option("--data", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="JSONL chat rows ({\"messages\": [...], \"image\": ...}), e.g. demo-data's qa.jsonl.")
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="OmniCT model directory to start from (build-model output or a stage-1 result).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="Output: final model, checkpoints/step-N/, metrics.jsonl, training.json.")
+@click.option(
+    "--stage",
+    type=click.Choice(STAGES),
+    required=True,
+    help="pretrain = stage 1 (projector only, lr 2e-4, 2 epochs); sft = stage 2 (projector + LLM, lr 5e-5, 1 epoch).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help='JSONL chat rows ({"messages": [...], "image": ...}), e.g. demo-data\'s qa.jsonl.',
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False),
+    required=True,
+    help="OmniCT model directory to start from (build-model output or a stage-1 result).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Output: final model, checkpoints/step-N/, metrics.jsonl, training.json.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 2 for pretrain, 1 for sft.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Peak learning rate. Default: 2e-4 for pretrain, 5e-5 for sft.")
-@click.option("--batch-size", "per_device_batch_size", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Rows per forward pass on each process.")
-@click.option("--grad-accum", "gradient_accumulation", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Passes per optimizer step; global batch = batch size x processes x this (paper: 256).")
-@click.option("--max-length", type=click.IntRange(min=16), default=2048, show_default=True,
-              help="Tokens per row; answers are cut to fit, prompts never.")
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Peak learning rate. Default: 2e-4 for pretrain, 5e-5 for sft.",
+)
+@click.option(
+    "--batch-size",
+    "per_device_batch_size",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Rows per forward pass on each process.",
+)
+@click.option(
+    "--grad-accum",
+    "gradient_accumulation",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Passes per optimizer step; global batch = batch size x processes x this (paper: 256).",
+)
+@click.option(
+    "--max-length",
+    type=click.IntRange(min=16),
+    default=2048,
+    show_default=True,
+    help="Tokens per row; answers are cut to fit, prompts never.",
+)
 @click.option("--warmup-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.03, show_default=True)
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--train-vision", is_flag=True, help="Also train the vision encoder (small encoders from scratch).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Data order and random states.")
-@click.option("--save-every", "save_every_steps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Checkpoint every N optimizer steps; 0 = at the end of each epoch only.")
+@click.option(
+    "--save-every",
+    "save_every_steps",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Checkpoint every N optimizer steps; 0 = at the end of each epoch only.",
+)
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out (same step, same next batch).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimizer steps.")
-@click.option("--segmenter", type=click.Choice(SEGMENTERS), default="builtin", show_default=True,
-              help="Organ masks for OSE; none = pool the whole image.")
-@click.option("--cache-dir", "mask_cache_dir", type=click.Path(file_okay=False), default=None,
-              help="Mask cache folder (default as 'omnict segment').")
-@click.option("--tensor-cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Preprocessed-study cache (default: 'tensors' beside the mask cache).")
-@click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Worker processes reading the tensor cache.")
-@click.option("--log-every", "log_every_steps", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Write a metrics.jsonl line every N steps.")
+@click.option(
+    "--segmenter",
+    type=click.Choice(SEGMENTERS),
+    default="builtin",
+    show_default=True,
+    help="Organ masks for OSE; none = pool the whole image.",
+)
+@click.option(
+    "--cache-dir",
+    "mask_cache_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Mask cache folder (default as 'omnict segment').",
+)
+@click.option(
+    "--tensor-cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Preprocessed-study cache (default: 'tensors' beside the mask cache).",
+)
+@click.option(
+    "--num-workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Worker processes reading the tensor cache.",
+)
+@click.option(
+    "--log-every",
+    "log_every_steps",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Write a metrics.jsonl line every N steps.",
+)
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations: less memory, slower steps.")
-@click.option("--mixed-precision", type=click.Choice(["auto", "no", "bf16", "fp16"]), default="auto",
-              show_default=True, help="auto = bf16 on a GPU that has it, fp32 on CPU.")
-@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=None,
-              help="Keep only the newest N checkpoints (default: all).")
+@click.option(
+    "--mixed-precision",
+    type=click.Choice(["auto", "no", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="auto = bf16 on a GPU that has it, fp32 on CPU.",
+)
+@click.option(
+    "--keep-checkpoints",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep only the newest N checkpoints (default: all).",
+)
 @click.option("--allow-non-ct", is_flag=True, help="Load MR/PET/other DICOM series instead of leaving them out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(model_dir, out_dir, mask_cache_dir, quiet, **options):
@@ -93,18 +172,34 @@ def train(model_dir, out_dir, mask_cache_dir, quiet, **options):
         return
     loss = "-" if result.final_loss is None else f"{result.final_loss:.4f}"
     left_out = f"; {len(result.problems)} rows or studies left out" if result.problems else ""
-    stderr_console().print(f"trained {result.steps} steps ({result.epochs:g} epochs) on {result.rows} rows, "
-                           f"final loss {loss}{left_out}; model in {result.out_dir}", highlight=False,
-                           markup=False, soft_wrap=True)
+    stderr_console().print(
+        f"trained {result.steps} steps ({result.epochs:g} epochs) on {result.rows} rows, "
+        f"final loss {loss}{left_out}; model in {result.out_dir}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 @main.command("train-rows")
-@click.option("--reports", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Reports CSV (VolumeName, Findings_EN, Impressions_EN), as CT-RATE ships it.")
-@click.option("--volumes", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Folder holding the volumes named in --reports (searched recursively).")
-@click.option("--phantoms", type=click.Path(exists=True, file_okay=False), default=None,
-              help="A demo-data folder (references.csv + volumes/) instead of --reports/--volumes.")
+@click.option(
+    "--reports",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Reports CSV (VolumeName, Findings_EN, Impressions_EN), as CT-RATE ships it.",
+)
+@click.option(
+    "--volumes",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder holding the volumes named in --reports (searched recursively).",
+)
+@click.option(
+    "--phantoms",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="A demo-data folder (references.csv + volumes/) instead of --reports/--volumes.",
+)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="JSONL rows to write.")
 def train_rows(reports, volumes, phantoms, out_file):
     """Write report-generation training rows (question "Can you describe the
@@ -133,6 +228,9 @@ def train_rows(reports, volumes, phantoms, out_file):
     if not read.rows:
         raise click.ClickException("no study had both a volume and a report; nothing written")
     write_rows(out_file, read.rows)
-    console.print(f"wrote {len(read.rows)} report rows to {out_file}"
-                  + (f"; {len(read.problems)} studies left out" if read.problems else ""), highlight=False,
-                  markup=False)
+    console.print(
+        f"wrote {len(read.rows)} report rows to {out_file}"
+        + (f"; {len(read.problems)} studies left out" if read.problems else ""),
+        highlight=False,
+        markup=False,
+    )

@@ -26,8 +26,17 @@ CTRATE_ABNORMALITIES = (
     "Interlobular septal thickening",
 )
 
-FINDINGS_REGIONS = ("trachea", "mediastinum", "devices", "lymph_nodes", "oesophagus", "lungs",
-                    "pleura", "abdomen", "bones")
+FINDINGS_REGIONS = (
+    "trachea",
+    "mediastinum",
+    "devices",
+    "lymph_nodes",
+    "oesophagus",
+    "lungs",
+    "pleura",
+    "abdomen",
+    "bones",
+)
 """The parts of a CT-RATE Findings section, in the order its reports walk the chest."""
 
 CLASS_REGION = {

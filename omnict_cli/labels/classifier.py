@@ -62,9 +62,9 @@ import gzip
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy import sparse
@@ -93,8 +93,19 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 """Refuse to decompress or parse more than this: a classifier is a few MB, a bigger file is a mistake."""
 
 _ARRAY_DTYPE = "<f8"
-_VECTORIZER_PARAMS = ("analyzer", "ngram_range", "lowercase", "token_pattern", "sublinear_tf", "norm",
-                      "use_idf", "smooth_idf", "strip_accents", "min_df", "max_features")
+_VECTORIZER_PARAMS = (
+    "analyzer",
+    "ngram_range",
+    "lowercase",
+    "token_pattern",
+    "sublinear_tf",
+    "norm",
+    "use_idf",
+    "smooth_idf",
+    "strip_accents",
+    "min_df",
+    "max_features",
+)
 
 
 class ClassifierFileError(OmnictError):
@@ -122,17 +133,32 @@ class ClassifierConfig:
 # Features
 # --------------------------------------------------------------------------
 
+
 def _new_vectorizers(config: ClassifierConfig) -> dict:
     """Unfitted word and character TF-IDF vectorizers (``sublinear_tf``, L2 rows)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    common = dict(lowercase=True, sublinear_tf=True, norm="l2", use_idf=True, smooth_idf=True,
-                  min_df=config.min_df, dtype=np.float64)
-    return {"word": TfidfVectorizer(analyzer="word", ngram_range=(1, 2),
-                                    token_pattern=TOKEN_PATTERNS["words-of-2-or-more-characters"],
-                                    max_features=config.word_max_features, **common),
-            "char": TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5),
-                                    max_features=config.char_max_features, **common)}
+    common = dict(
+        lowercase=True,
+        sublinear_tf=True,
+        norm="l2",
+        use_idf=True,
+        smooth_idf=True,
+        min_df=config.min_df,
+        dtype=np.float64,
+    )
+    return {
+        "word": TfidfVectorizer(
+            analyzer="word",
+            ngram_range=(1, 2),
+            token_pattern=TOKEN_PATTERNS["words-of-2-or-more-characters"],
+            max_features=config.word_max_features,
+            **common,
+        ),
+        "char": TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(3, 5), max_features=config.char_max_features, **common
+        ),
+    }
 
 
 def _rule_features(texts: list[str]) -> np.ndarray:
@@ -141,14 +167,16 @@ def _rule_features(texts: list[str]) -> np.ndarray:
 
     matrix = np.asarray(rule_feature_matrix(list(texts)), dtype=np.float64)
     if matrix.shape != (len(texts), RULE_FEATURE_WIDTH):
-        raise RuntimeError(f"rule_feature_matrix returned shape {matrix.shape}, "
-                           f"expected ({len(texts)}, {RULE_FEATURE_WIDTH})")
+        raise RuntimeError(
+            f"rule_feature_matrix returned shape {matrix.shape}, expected ({len(texts)}, {RULE_FEATURE_WIDTH})"
+        )
     return matrix
 
 
 # --------------------------------------------------------------------------
 # Calibration
 # --------------------------------------------------------------------------
+
 
 def _sigmoid(values: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)) without overflow warnings for large |x|."""
@@ -191,6 +219,7 @@ def _constant_logit(positives: int, count: int) -> float:
 # The classifier
 # --------------------------------------------------------------------------
 
+
 class ReportClassifier:
     """Report text -> calibrated probabilities of the 18 CT-RATE classes (CT-RATE column order).
 
@@ -202,10 +231,10 @@ class ReportClassifier:
         self.config = config
         self.classes = tuple(CTRATE_ABNORMALITIES)
         self.vectorizers: dict | None = None
-        self.coef: np.ndarray | None = None          # [18, features]
-        self.intercept: np.ndarray | None = None     # [18]
-        self.platt_a: np.ndarray | None = None       # [18]
-        self.platt_b: np.ndarray | None = None       # [18]
+        self.coef: np.ndarray | None = None  # [18, features]
+        self.intercept: np.ndarray | None = None  # [18]
+        self.platt_a: np.ndarray | None = None  # [18]
+        self.platt_b: np.ndarray | None = None  # [18]
         self.use_rule_features = config.use_rule_features
         self.metadata: dict = {}
 
@@ -222,8 +251,14 @@ class ReportClassifier:
 
     # ---- training -----------------------------------------------------------
 
-    def fit(self, texts: list[str], labels: np.ndarray, *, corpus_name: str = "unnamed",
-            on_class_done: Callable[[str], None] | None = None) -> "ReportClassifier":
+    def fit(
+        self,
+        texts: list[str],
+        labels: np.ndarray,
+        *,
+        corpus_name: str = "unnamed",
+        on_class_done: Callable[[str], None] | None = None,
+    ) -> ReportClassifier:
         """Fit vectorizers, per-class models and Platt calibration on reports and their 0/1 labels.
 
         Args:
@@ -279,8 +314,9 @@ class ReportClassifier:
         from sklearn.linear_model import LogisticRegression
 
         # a loose tolerance halves the iterations; Platt scaling recalibrates the scores anyway
-        return LogisticRegression(solver="lbfgs", C=self.config.regularization_c, class_weight="balanced",
-                                  tol=1e-3, max_iter=1000)
+        return LogisticRegression(
+            solver="lbfgs", C=self.config.regularization_c, class_weight="balanced", tol=1e-3, max_iter=1000
+        )
 
     def _out_of_fold_scores(self, matrix, targets: np.ndarray, folds: int) -> np.ndarray:
         """Decision values of each report from a model that did not see it (stratified k-fold)."""
@@ -298,11 +334,17 @@ class ReportClassifier:
 
         counts = labels.sum(axis=0)
         constant = [name for name, n in zip(self.classes, counts) if n in (0, len(texts))]
-        return {"n_reports": len(texts), "class_counts": {name: int(n) for name, n in zip(self.classes, counts)},
-                "constant_classes": constant, "corpus": corpus_name,
-                "trained_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "omnict_version": __version__, "sklearn_version": _sklearn_version(),
-                "config": asdict(self.config), "calibration": "platt on out-of-fold decision values"}
+        return {
+            "n_reports": len(texts),
+            "class_counts": {name: int(n) for name, n in zip(self.classes, counts)},
+            "constant_classes": constant,
+            "corpus": corpus_name,
+            "trained_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "omnict_version": __version__,
+            "sklearn_version": _sklearn_version(),
+            "config": asdict(self.config),
+            "calibration": "platt on out-of-fold decision values",
+        }
 
     # ---- prediction ---------------------------------------------------------
 
@@ -332,8 +374,12 @@ class ReportClassifier:
         self._check_fitted()
         path = Path(path)
         payload = _payload_of(self)
-        document = {"format": FILE_FORMAT, "version": FILE_VERSION, "sha256": _payload_hash(payload),
-                    "payload": payload}
+        document = {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "sha256": _payload_hash(payload),
+            "payload": payload,
+        }
         data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
         if path.name.endswith(".gz"):
             data = gzip.compress(data, compresslevel=9, mtime=0)
@@ -341,7 +387,7 @@ class ReportClassifier:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ReportClassifier":
+    def load(cls, path: str | Path) -> ReportClassifier:
         """Read a file written by :meth:`save`; refuses anything else with a :class:`ClassifierFileError`."""
         path = Path(path)
         document = _read_document(path)
@@ -359,10 +405,14 @@ def _sklearn_version() -> str:
 # File writing
 # --------------------------------------------------------------------------
 
+
 def _encode_array(values: np.ndarray) -> dict:
     array = np.ascontiguousarray(values, dtype=_ARRAY_DTYPE)
-    return {"dtype": _ARRAY_DTYPE, "shape": list(array.shape),
-            "base64": base64.b64encode(array.tobytes()).decode("ascii")}
+    return {
+        "dtype": _ARRAY_DTYPE,
+        "shape": list(array.shape),
+        "base64": base64.b64encode(array.tobytes()).decode("ascii"),
+    }
 
 
 def _token_pattern_name(pattern: str) -> str:
@@ -384,13 +434,17 @@ def _vectorizer_entry(vectorizer) -> dict:
 
 
 def _payload_of(model: ReportClassifier) -> dict:
-    return {"classes": list(model.classes),
-            "vectorizers": {name: _vectorizer_entry(v) for name, v in model.vectorizers.items()},
-            "rule_features": {"used": model.use_rule_features,
-                              "width": RULE_FEATURE_WIDTH if model.use_rule_features else 0},
-            "linear": {"coef": _encode_array(model.coef), "intercept": _encode_array(model.intercept)},
-            "calibration": {"method": "platt", "a": _encode_array(model.platt_a), "b": _encode_array(model.platt_b)},
-            "metadata": model.metadata}
+    return {
+        "classes": list(model.classes),
+        "vectorizers": {name: _vectorizer_entry(v) for name, v in model.vectorizers.items()},
+        "rule_features": {
+            "used": model.use_rule_features,
+            "width": RULE_FEATURE_WIDTH if model.use_rule_features else 0,
+        },
+        "linear": {"coef": _encode_array(model.coef), "intercept": _encode_array(model.intercept)},
+        "calibration": {"method": "platt", "a": _encode_array(model.platt_a), "b": _encode_array(model.platt_b)},
+        "metadata": model.metadata,
+    }
 
 
 def _payload_hash(payload: dict) -> str:
@@ -402,9 +456,11 @@ def _payload_hash(payload: dict) -> str:
 # File reading and checking
 # --------------------------------------------------------------------------
 
+
 def _refuse(path: Path, problem: str) -> ClassifierFileError:
-    return ClassifierFileError(problem, path=path,
-                               hint="Give a classifier written by 'omnict labels train' (or ReportClassifier.save).")
+    return ClassifierFileError(
+        problem, path=path, hint="Give a classifier written by 'omnict labels train' (or ReportClassifier.save)."
+    )
 
 
 def _read_document(path: Path) -> dict:
@@ -441,8 +497,11 @@ def _checked_payload(path: Path, document: dict) -> dict:
     if document.get("format") != FILE_FORMAT:
         raise _refuse(path, f"not a classifier file (format {document.get('format')!r}, expected {FILE_FORMAT!r})")
     if document.get("version") not in READABLE_VERSIONS:
-        raise _refuse(path, f"unsupported classifier file version {document.get('version')!r} "
-                            f"(this omnict reads versions {', '.join(map(str, READABLE_VERSIONS))})")
+        raise _refuse(
+            path,
+            f"unsupported classifier file version {document.get('version')!r} "
+            f"(this omnict reads versions {', '.join(map(str, READABLE_VERSIONS))})",
+        )
     payload = document.get("payload")
     if not isinstance(payload, dict):
         raise _refuse(path, "damaged classifier file (no payload object)")
@@ -474,8 +533,12 @@ def _vectorizer_params_problem(params: dict, analyzer: str) -> str | None:
     ngram_range = params["ngram_range"]
     if params["analyzer"] != analyzer:
         return f"analyzer {params['analyzer']!r}, expected {analyzer!r}"
-    if not (isinstance(ngram_range, list) and len(ngram_range) == 2
-            and all(isinstance(n, int) and 1 <= n <= 10 for n in ngram_range) and ngram_range[0] <= ngram_range[1]):
+    if not (
+        isinstance(ngram_range, list)
+        and len(ngram_range) == 2
+        and all(isinstance(n, int) and 1 <= n <= 10 for n in ngram_range)
+        and ngram_range[0] <= ngram_range[1]
+    ):
         return f"ngram_range {ngram_range!r}"
     if any(not isinstance(params[key], bool) for key in ("lowercase", "sublinear_tf", "smooth_idf")):
         return "lowercase, sublinear_tf and smooth_idf must be true or false"
@@ -484,8 +547,10 @@ def _vectorizer_params_problem(params: dict, analyzer: str) -> str | None:
     if params["strip_accents"] not in (None, "ascii", "unicode"):
         return f"strip_accents {params['strip_accents']!r}"
     if not isinstance(params["token_pattern"], str) or params["token_pattern"] not in TOKEN_PATTERNS:
-        return (f"token_pattern {str(params['token_pattern'])[:60]!r} is not one of the named patterns "
-                f"{', '.join(TOKEN_PATTERNS)} (a file never supplies its own regular expression)")
+        return (
+            f"token_pattern {str(params['token_pattern'])[:60]!r} is not one of the named patterns "
+            f"{', '.join(TOKEN_PATTERNS)} (a file never supplies its own regular expression)"
+        )
     return None
 
 
@@ -498,8 +563,10 @@ def _vectorizer_from_entry(path: Path, entry, name: str, version: int):
         raise _refuse(path, f"damaged classifier file (vectorizer '{name}' has no parameters)")
     params = {key: entry["params"].get(key) for key in _VECTORIZER_PARAMS}
     if version == 1:  # version 1 wrote the expression itself: accepted only when it is a named one
-        params["token_pattern"] = next((known for known, pattern in TOKEN_PATTERNS.items()
-                                        if pattern == params["token_pattern"]), params["token_pattern"])
+        params["token_pattern"] = next(
+            (known for known, pattern in TOKEN_PATTERNS.items() if pattern == params["token_pattern"]),
+            params["token_pattern"],
+        )
     problem = _vectorizer_params_problem(params, expected)
     if problem:
         raise _refuse(path, f"damaged classifier file (vectorizer '{name}': {problem})")
@@ -513,8 +580,9 @@ def _vectorizer_from_entry(path: Path, entry, name: str, version: int):
         transform_params = {key: params[key] for key in _VECTORIZER_PARAMS if key not in ("min_df", "max_features")}
         transform_params["ngram_range"] = tuple(params["ngram_range"])
         transform_params["token_pattern"] = TOKEN_PATTERNS[params["token_pattern"]]
-        vectorizer = TfidfVectorizer(**transform_params, vocabulary={term: i for i, term in enumerate(terms)},
-                                     dtype=np.float64)
+        vectorizer = TfidfVectorizer(
+            **transform_params, vocabulary={term: i for i, term in enumerate(terms)}, dtype=np.float64
+        )
         vectorizer.idf_ = _decode_array(path, entry.get("idf"), f"{name} idf", (len(terms),))
     except (TypeError, ValueError) as error:
         raise _refuse(path, f"damaged classifier file (vectorizer '{name}': {error})") from error
@@ -529,7 +597,9 @@ def _classifier_from_payload(path: Path, payload: dict, version: int) -> ReportC
     saved_config = {k: v for k, v in (metadata.get("config") or {}).items() if k in config_fields}
     model = ReportClassifier(ClassifierConfig(**saved_config))
     vectorizers = payload.get("vectorizers") or {}
-    model.vectorizers = {name: _vectorizer_from_entry(path, vectorizers.get(name), name, version) for name in ("word", "char")}
+    model.vectorizers = {
+        name: _vectorizer_from_entry(path, vectorizers.get(name), name, version) for name in ("word", "char")
+    }
     rules = payload.get("rule_features") or {}
     model.use_rule_features = bool(rules.get("used"))
     width = RULE_FEATURE_WIDTH if model.use_rule_features else 0
@@ -562,13 +632,22 @@ def default_classifier() -> ReportClassifier:
     """The bundled classifier, loaded once per process."""
     if "bundled" not in _default_cache:
         if not BUNDLED_MODEL.exists():
-            raise ClassifierFileError("the bundled report classifier is missing from this installation",
-                                      path=BUNDLED_MODEL,
-                                      hint="Reinstall omnict, run benchmarks/train_bundled_labeler.py, "
-                                           "or pass --model / use --method rules.")
+            raise ClassifierFileError(
+                "the bundled report classifier is missing from this installation",
+                path=BUNDLED_MODEL,
+                hint="Reinstall omnict, run benchmarks/train_bundled_labeler.py, or pass --model / use --method rules.",
+            )
         _default_cache["bundled"] = ReportClassifier.load(BUNDLED_MODEL)
     return _default_cache["bundled"]
 
 
-__all__ = ["ReportClassifier", "ClassifierConfig", "ClassifierFileError", "default_classifier", "fit_platt",
-           "BUNDLED_MODEL", "FILE_FORMAT", "FILE_VERSION"]
+__all__ = [
+    "ReportClassifier",
+    "ClassifierConfig",
+    "ClassifierFileError",
+    "default_classifier",
+    "fit_platt",
+    "BUNDLED_MODEL",
+    "FILE_FORMAT",
+    "FILE_VERSION",
+]

@@ -50,7 +50,8 @@ FINDINGS_HEADER = "Findings:"
 IMPRESSION_HEADER = "Impression:"
 
 _SECTION_HEADER = re.compile(
-    r"(?im)(?:^|(?<=[\s.;]))(?P<name>findings|impressions?|conclusions?|results?|opinion)\s*(?::|-\s|\n)")
+    r"(?im)(?:^|(?<=[\s.;]))(?P<name>findings|impressions?|conclusions?|results?|opinion)\s*(?::|-\s|\n)"
+)
 """A section header at a line start or after a sentence: "Findings:", "IMPRESSION:", "Conclusion -"."""
 
 _IMPRESSION_NAMES = ("impression", "impressions", "conclusion", "conclusions", "opinion")
@@ -73,6 +74,7 @@ class LabelledReport:
 # --------------------------------------------------------------------------
 # Report text and its sections
 # --------------------------------------------------------------------------
+
 
 def report_text(report: LabelledReport) -> str:
     """Findings and impression as one text with headers :func:`split_sections` (and the labeler) reads back.
@@ -98,10 +100,10 @@ def split_sections(text: str) -> tuple[str, str]:
     is all findings, as CT-RATE's Findings_EN column is.
     """
     headers = list(_SECTION_HEADER.finditer(text))
-    findings_parts = [text[:headers[0].start()] if headers else text]
+    findings_parts = [text[: headers[0].start()] if headers else text]
     impression_parts = []
     for header, following in zip(headers, headers[1:] + [None]):
-        body = text[header.end():following.start() if following else len(text)]
+        body = text[header.end() : following.start() if following else len(text)]
         name = header.group("name").lower()
         (impression_parts if name in _IMPRESSION_NAMES else findings_parts).append(body)
     return _join(findings_parts), _join(impression_parts)
@@ -115,6 +117,7 @@ def _join(parts: list[str]) -> str:
 # Reading
 # --------------------------------------------------------------------------
 
+
 def _read_text(path: Path, what: str) -> str:
     """The file's text; binary, undecodable or missing files are refused with a clear message."""
     try:
@@ -126,13 +129,19 @@ def _read_text(path: Path, what: str) -> str:
     except OSError as error:
         raise CtrateFileError(f"cannot read {what} file ({error.strerror})", path=path) from error
     if b"\x00" in raw[:65536]:
-        raise CtrateFileError(f"not a {what} text file (it contains binary data)", path=path,
-                              hint="Give the CSV (or JSONL) file itself, not a spreadsheet or archive.")
+        raise CtrateFileError(
+            f"not a {what} text file (it contains binary data)",
+            path=path,
+            hint="Give the CSV (or JSONL) file itself, not a spreadsheet or archive.",
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise CtrateFileError(f"not a UTF-8 text file (undecodable byte at offset {error.start})", path=path,
-                              hint="Save the file as UTF-8 CSV.") from error
+        raise CtrateFileError(
+            f"not a UTF-8 text file (undecodable byte at offset {error.start})",
+            path=path,
+            hint="Save the file as UTF-8 CSV.",
+        ) from error
 
 
 def _csv_rows(path: Path, text: str, required: tuple[str, ...], what: str) -> tuple[list[str], list]:
@@ -146,8 +155,11 @@ def _csv_rows(path: Path, text: str, required: tuple[str, ...], what: str) -> tu
         raise CtrateFileError(f"line 1: not a readable CSV header ({error})", path=path) from error
     for column in required:
         if column not in header:
-            raise CtrateFileError(f"line 1: missing column '{column}'", path=path,
-                                  hint=f"A {what} CSV needs the columns {', '.join(required)}.")
+            raise CtrateFileError(
+                f"line 1: missing column '{column}'",
+                path=path,
+                hint=f"A {what} CSV needs the columns {', '.join(required)}.",
+            )
     rows = []
     line = 1
     try:
@@ -156,8 +168,9 @@ def _csv_rows(path: Path, text: str, required: tuple[str, ...], what: str) -> tu
             if not any(cell.strip() for cell in cells):
                 continue
             if len(cells) != len(header):
-                raise CtrateFileError(f"line {line}: {len(cells)} cells but the header has {len(header)} columns",
-                                      path=path)
+                raise CtrateFileError(
+                    f"line {line}: {len(cells)} cells but the header has {len(header)} columns", path=path
+                )
             rows.append((line, dict(zip(header, cells))))
     except csv.Error as error:
         raise CtrateFileError(f"line {line + 1}: malformed CSV ({error})", path=path) from error
@@ -212,8 +225,9 @@ def _json_object(line: str) -> dict:
     try:
         return json.loads(line)
     except RecursionError:
-        raise ValueError("nested too deeply (lists or objects inside one another more than about "
-                         f"{sys.getrecursionlimit()} levels)") from None
+        raise ValueError(
+            f"nested too deeply (lists or objects inside one another more than about {sys.getrecursionlimit()} levels)"
+        ) from None
 
 
 def _lines(text: str):
@@ -283,8 +297,10 @@ class _NumberedLines:
         line = next(self.lines)
         self.number += 1
         if len(line) > MAX_JSONL_LINE_CHARS:
-            raise ValueError(f"line {self.number}: {len(line):,} characters, more than the "
-                             f"{MAX_JSONL_LINE_CHARS:,} one JSONL record may have (a damaged file?)")
+            raise ValueError(
+                f"line {self.number}: {len(line):,} characters, more than the "
+                f"{MAX_JSONL_LINE_CHARS:,} one JSONL record may have (a damaged file?)"
+            )
         return line
 
 
@@ -298,8 +314,11 @@ def _reports_from_jsonl(path: Path, text: str) -> list[tuple[int, LabelledReport
         records = jsonl_objects(text)
     except ValueError as error:
         raise CtrateFileError(str(error), path=path) from error
-    return [(line, _report_from_record(path, line, record)) for line, record in records
-            if record.get("status") not in NOT_REPORT_STATUSES]
+    return [
+        (line, _report_from_record(path, line, record))
+        for line, record in records
+        if record.get("status") not in NOT_REPORT_STATUSES
+    ]
 
 
 def _report_from_record(path: Path, line: int, record: dict) -> LabelledReport:
@@ -307,22 +326,29 @@ def _report_from_record(path: Path, line: int, record: dict) -> LabelledReport:
     if not name:
         raise CtrateFileError(f"line {line}: no study name (one of: {', '.join(JSONL_NAME_KEYS)})", path=path)
     if isinstance(record.get("findings"), str) or isinstance(record.get("impression"), str):
-        return LabelledReport(name, _tidy(str(record.get("findings") or "")),
-                              _tidy(str(record.get("impression") or "")))
+        return LabelledReport(
+            name, _tidy(str(record.get("findings") or "")), _tidy(str(record.get("impression") or ""))
+        )
     for key in JSONL_WHOLE_TEXT_KEYS:
         if isinstance(record.get(key), str):
             findings, impression = split_sections(record[key])
             return LabelledReport(name, findings, impression)
-    raise CtrateFileError(f"line {line}: study '{name}' has no report text", path=path,
-                          hint="Give 'findings'/'impression', or the whole report as 'report' or 'text'.")
+    raise CtrateFileError(
+        f"line {line}: study '{name}' has no report text",
+        path=path,
+        hint="Give 'findings'/'impression', or the whole report as 'report' or 'text'.",
+    )
 
 
 def _check_unique_names(path: Path, reports: list[tuple[int, LabelledReport]]) -> None:
     first_line = {}
     for line, report in reports:
         if report.volume_name in first_line:
-            raise CtrateFileError(f"line {line}: study '{report.volume_name}' is listed twice "
-                                  f"(first on line {first_line[report.volume_name]})", path=path)
+            raise CtrateFileError(
+                f"line {line}: study '{report.volume_name}' is listed twice "
+                f"(first on line {first_line[report.volume_name]})",
+                path=path,
+            )
         first_line[report.volume_name] = line
 
 
@@ -343,10 +369,10 @@ def read_labels(path: str | Path) -> dict[str, dict[str, int]]:
         if not name:
             raise CtrateFileError(f"line {line}, column '{NAME_COLUMN}': empty study name", path=path)
         if name in labels:
-            raise CtrateFileError(f"line {line}: VolumeName '{name}' is listed twice (first on line "
-                                  f"{first_line[name]})", path=path)
-        labels[name] = {label: _binary_cell(path, line, header, label, row[label])
-                        for label in CTRATE_ABNORMALITIES}
+            raise CtrateFileError(
+                f"line {line}: VolumeName '{name}' is listed twice (first on line {first_line[name]})", path=path
+            )
+        labels[name] = {label: _binary_cell(path, line, header, label, row[label]) for label in CTRATE_ABNORMALITIES}
         first_line[name] = line
     return labels
 
@@ -358,13 +384,15 @@ def _binary_cell(path: Path, line: int, header: list[str], column: str, cell: st
         return 0
     if value in ("1", "1.0"):
         return 1
-    raise CtrateFileError(f"line {line}, column {header.index(column) + 1} ('{column}'): "
-                          f"expected 0 or 1, got {value!r}", path=path)
+    raise CtrateFileError(
+        f"line {line}, column {header.index(column) + 1} ('{column}'): expected 0 or 1, got {value!r}", path=path
+    )
 
 
 # --------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------
+
 
 def _write_atomically(path: Path, rows: list[list[str]]) -> None:
     """Write CSV rows to ``path`` in one step (see :mod:`omnict_cli.atomic`)."""
@@ -398,5 +426,13 @@ def write_reports(path: str | Path, reports: list[LabelledReport]) -> None:
     _write_atomically(Path(path), table)
 
 
-__all__ = ["LabelledReport", "CtrateFileError", "read_reports", "read_labels", "write_labels", "write_reports",
-           "report_text", "split_sections"]
+__all__ = [
+    "LabelledReport",
+    "CtrateFileError",
+    "read_reports",
+    "read_labels",
+    "write_labels",
+    "write_reports",
+    "report_text",
+    "split_sections",
+]

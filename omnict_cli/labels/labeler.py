@@ -38,8 +38,7 @@ def _check_method(method: str) -> None:
         raise ValueError(f"unknown labelling method {method!r}; use one of {', '.join(METHODS)}")
 
 
-def label_reports(texts: list[str], method: str = "classifier", *, model=None,
-                  threshold: float = 0.5) -> np.ndarray:
+def label_reports(texts: list[str], method: str = "classifier", *, model=None, threshold: float = 0.5) -> np.ndarray:
     """0/1 labels [len(texts), 18] in CT-RATE column order.
 
     Args:
@@ -75,7 +74,7 @@ class PositiveLabel:
         if not self.evidence:
             return [f"{head}: no rule sentence states it; the classifier's word and character n-grams decided"]
         # a rule line reads "<class> [<section>]: <sentence> (<rule>)"; the class is already in the head
-        return [f"{head} {line[len(self.label):].strip()}" for line in self.evidence]
+        return [f"{head} {line[len(self.label) :].strip()}" for line in self.evidence]
 
 
 def _evidence_by_label(rules) -> dict[str, tuple[str, ...]]:
@@ -91,8 +90,9 @@ def _evidence_by_label(rules) -> dict[str, tuple[str, ...]]:
     return {label: tuple(lines) for label, lines in evidence.items()}
 
 
-def explain(texts: list[str], method: str = "classifier", *, model=None,
-            threshold: float = 0.5) -> list[list[PositiveLabel]]:
+def explain(
+    texts: list[str], method: str = "classifier", *, model=None, threshold: float = 0.5
+) -> list[list[PositiveLabel]]:
     """For each report, its positive classes with their evidence (see :class:`PositiveLabel`)."""
     from omnict_cli.labels.rules import label_report
 

@@ -25,10 +25,14 @@ def within_size_limit(text: str) -> str:
     if len(text) <= MAX_REPORT_CHARS:
         return text
     cut = text.rfind(" ", MAX_REPORT_CHARS // 2, MAX_REPORT_CHARS + 1)
-    kept = text[:cut if cut > 0 else MAX_REPORT_CHARS]
-    log.warning("a report of %s characters is longer than the labeler's limit of %s characters: "
-                "only its first %s characters are labelled", f"{len(text):,}", f"{MAX_REPORT_CHARS:,}",
-                f"{len(kept):,}")
+    kept = text[: cut if cut > 0 else MAX_REPORT_CHARS]
+    log.warning(
+        "a report of %s characters is longer than the labeler's limit of %s characters: "
+        "only its first %s characters are labelled",
+        f"{len(text):,}",
+        f"{MAX_REPORT_CHARS:,}",
+        f"{len(kept):,}",
+    )
     return kept
 
 

@@ -73,8 +73,10 @@ FEATURE_STATES = ("positive", "negative", "uncertain")
 # Lexicons
 # --------------------------------------------------------------------------
 
-_CORONARY_VESSEL = (r"(?:coronar\w*|\blad\b|left anterior descending|circumflex|\brca\b|\blcx\b|\bcx\b|"
-                    r"left main coronary|right coronary)")
+_CORONARY_VESSEL = (
+    r"(?:coronar\w*|\blad\b|left anterior descending|circumflex|\brca\b|\blcx\b|\bcx\b|"
+    r"left main coronary|right coronary)"
+)
 _PLAQUE = r"(?:calcif\w*|atherom\w*|atheroscler\w*|plaques?)"
 
 
@@ -88,95 +90,167 @@ def _gap(most: int, commas: bool = True) -> str:
     stop = ".;" if commas else ".;,"
     return rf"(?:[^{stop}]|\.(?=\d)){{0,{most}}}?"
 
+
 _BRONCHUS = r"(?:peri)?bronch(?:i|us|ial|ioles?|ovascular)?"
 
 FINDING_TERMS = {
     "Medical material": (
-        r"medical (?:material|device)s?", r"(?:post-?operative|surgical|orthopa?edic|fixation|suture|foreign) "
-        r"(?:material|bod(?:y|ies))", r"foreign bod(?:y|ies)", r"implant(?:ed|s)?\b(?: device)?",
-        r"pace ?makers?", r"pacing (?:leads?|wires?)", r"defibrillators?", r"\bicd\b", r"stent\w*",
-        r"catheters?", r"port(?:-a-cath|\s+catheter)?\b", r"cannula\w*", r"sternotomy", r"cerclage",
-        r"sternal (?:wires?|sutures?|wiring)", r"(?:surgical |metallic |vascular )?clips?\b",
-        r"prosthe\w*", r"(?:valve|valvular) replacement", r"mechanical valve", r"\bcabg\b",
-        r"(?:bypass )graft\w*", r"(?:endotracheal|tracheostomy|nasogastric|chest|thoracostomy|drainage) tubes?",
-        r"tracheostomy", r"embolization coils?", r"\bcoils?\b", r"screws?\b", r"staples?\b", r"metallic (?:"
-        r"material|density|densities|object|artifacts?|implants?)"),
+        r"medical (?:material|device)s?",
+        r"(?:post-?operative|surgical|orthopa?edic|fixation|suture|foreign) "
+        r"(?:material|bod(?:y|ies))",
+        r"foreign bod(?:y|ies)",
+        r"implant(?:ed|s)?\b(?: device)?",
+        r"pace ?makers?",
+        r"pacing (?:leads?|wires?)",
+        r"defibrillators?",
+        r"\bicd\b",
+        r"stent\w*",
+        r"catheters?",
+        r"port(?:-a-cath|\s+catheter)?\b",
+        r"cannula\w*",
+        r"sternotomy",
+        r"cerclage",
+        r"sternal (?:wires?|sutures?|wiring)",
+        r"(?:surgical |metallic |vascular )?clips?\b",
+        r"prosthe\w*",
+        r"(?:valve|valvular) replacement",
+        r"mechanical valve",
+        r"\bcabg\b",
+        r"(?:bypass )graft\w*",
+        r"(?:endotracheal|tracheostomy|nasogastric|chest|thoracostomy|drainage) tubes?",
+        r"tracheostomy",
+        r"embolization coils?",
+        r"\bcoils?\b",
+        r"screws?\b",
+        r"staples?\b",
+        r"metallic (?:"
+        r"material|density|densities|object|artifacts?|implants?)",
+    ),
     "Arterial wall calcification": (
-        r"atheroscler\w*", r"atherom\w*", r"(?:arterial|vascular|aortic|aorta|artery|arteries)\s+(?:wall\s+)?calcif\w*",
+        r"atheroscler\w*",
+        r"atherom\w*",
+        r"(?:arterial|vascular|aortic|aorta|artery|arteries)\s+(?:wall\s+)?calcif\w*",
         r"calcif\w*" + _gap(40) + r"\b(?:aort\w*|arter\w*|vascular|vessels?|carotid|subclavian|brachiocephalic|iliac)",
         r"(?:aort\w*|vascular|vessels?|arterial)\b" + _gap(40) + r"calcif\w*",
-        r"calcifi(?:ed|c) plaques?", r"mural calcif\w*"),
+        r"calcifi(?:ed|c) plaques?",
+        r"mural calcif\w*",
+    ),
     "Cardiomegaly": (
-        r"cardiomegal\w*", r"(?:enlarged|enlargement of the) (?:heart|cardiac)", r"cardiac enlargement",
+        r"cardiomegal\w*",
+        r"(?:enlarged|enlargement of the) (?:heart|cardiac)",
+        r"cardiac enlargement",
         r"heart (?:is|was|appears?|appeared) (?:\w+ly )?enlarged",
         r"(?:heart|cardiac)(?: contour and)? (?:size|dimensions?|silhouette|shadow)s?\s+(?:(?:is|are|was|were)\s+)?"
         r"(?:\w+ly\s+)?(?:increased|enlarged)",
-        r"increased (?:heart|cardiac) (?:size|dimensions?)", r"(?:increased|enlarged) cardio-?thoracic ratio",
+        r"increased (?:heart|cardiac) (?:size|dimensions?)",
+        r"(?:increased|enlarged) cardio-?thoracic ratio",
         r"cardio-?thoracic ratio (?:is |was )?increased",
         # CT-RATE: "CTO increased in favour of the heart" (CTO: the cardiothoracic ratio), "CTO is increased"
-        r"(?:\bcto\b|cardio-?thoracic (?:ratio|index))" + _gap(30, commas=False) + r"\b(?:increas\w*|in favou?r of the heart)",
+        r"(?:\bcto\b|cardio-?thoracic (?:ratio|index))"
+        + _gap(30, commas=False)
+        + r"\b(?:increas\w*|in favou?r of the heart)",
         r"(?:increased|enlarged|high) (?:\bcto\b|cardio-?thoracic (?:ratio|index))",
-        r"(?:heart|cardiac (?:size|silhouette|contour))(?:\s+\w+){0,3}?\s+larger than (?=normal|usual|expected)"),  # "normal" left out of the term
+        r"(?:heart|cardiac (?:size|silhouette|contour))(?:\s+\w+){0,3}?\s+larger than (?=normal|usual|expected)",
+    ),  # "normal" left out of the term
     "Pericardial effusion": (
         r"pericardial(?:[\s,/-]+(?:and\s+|or\s+)?pleural)?[\s-]+(?:thickening[\s/-]+)?(?:effusions?|fluid)",
-        r"(?:effusions?|fluid)\b" + _gap(50) + r"\b(?:in|within|into|of) (?:the )?pericardi\w*", r"hydropericardium"),
+        r"(?:effusions?|fluid)\b" + _gap(50) + r"\b(?:in|within|into|of) (?:the )?pericardi\w*",
+        r"hydropericardium",
+    ),
     "Coronary artery wall calcification": (
-        _PLAQUE + _gap(60) + _CORONARY_VESSEL, _CORONARY_VESSEL + _gap(60) + _PLAQUE),
+        _PLAQUE + _gap(60) + _CORONARY_VESSEL,
+        _CORONARY_VESSEL + _gap(60) + _PLAQUE,
+    ),
     "Hiatal hernia": (
-        r"hiat(?:al|us) hernia\w*", r"herni\w*" + _gap(60) + r"hiat\w*", r"hiat(?:al|us)\b" + _gap(40) + r"herni\w*",
-        r"para-?o?esophageal hernia\w*"),
+        r"hiat(?:al|us) hernia\w*",
+        r"herni\w*" + _gap(60) + r"hiat\w*",
+        r"hiat(?:al|us)\b" + _gap(40) + r"herni\w*",
+        r"para-?o?esophageal hernia\w*",
+    ),
     "Lymphadenopathy": (
-        r"\w*adenopath\w*", r"\blap\b", r"lymph node enlargement",
+        r"\w*adenopath\w*",
+        r"\blap\b",
+        r"lymph node enlargement",
         r"(?:enlarged|patholog\w*(?:[\s-]+(?:enlarged|sized|appearing|looking))?|bulky) "
         r"(?:\w+ ){0,3}?(?:lymph )?nodes?\b",
         r"lymph nodes?\b" + _gap(80) + r"\bpatholog\w*[\s-]+(?:size|sized|dimensions?|enlarge\w*|appearance)",
         r"lymph nodes?\b" + _gap(30, commas=False) + r"\benlarged",
         # a stated size of 10 mm or more (short axis, the usual cut-off), unless bounded from above
-        r"lymph nodes?\b" + _gap(60) + _NOT_AN_UPPER_BOUND + r"(?:[1-9]\d(?:[.,]\d+)?\s*mm|[1-9](?:[.,]\d+)?\s*cm)\b"),
-    "Emphysema": (r"(?<!subcutaneous )(?<!soft tissue )(?<!mediastinal )emphysem\w*", r"\bbull(?:a|ae|ous)\b",
-                  r"\bblebs?\b"),
+        r"lymph nodes?\b" + _gap(60) + _NOT_AN_UPPER_BOUND + r"(?:[1-9]\d(?:[.,]\d+)?\s*mm|[1-9](?:[.,]\d+)?\s*cm)\b",
+    ),
+    "Emphysema": (
+        r"(?<!subcutaneous )(?<!soft tissue )(?<!mediastinal )emphysem\w*",
+        r"\bbull(?:a|ae|ous)\b",
+        r"\bblebs?\b",
+    ),
     # "band atelectasis-sequelae", "fibroatelectasis" are fibrotic sequelae (see _NOT_THIS_CLASS)
     "Atelectasis": (r"\w*atelecta\w*\b(?![\s-]*sequel)", r"collaps\w*"),
     # "nodular infiltrates", "nodular consolidation" are opacity and consolidation, not nodules
     "Lung nodule": (r"\w*nodul\w*\b(?![\s-]+(?:[\w-]+\s+)?(?:infiltrat|consolidat))", r"space-occupying lesions?"),
     "Lung opacity": (
-        r"opacit\w*", r"opacification", r"ground[\s-]?glass", r"\bggos?\b", r"infiltrat\w*",
-        r"density increases?", r"increased (?:density|densities|attenuation|opacity)",
-        r"hazy (?:density|densities|attenuation)"),
+        r"opacit\w*",
+        r"opacification",
+        r"ground[\s-]?glass",
+        r"\bggos?\b",
+        r"infiltrat\w*",
+        r"density increases?",
+        r"increased (?:density|densities|attenuation|opacity)",
+        r"hazy (?:density|densities|attenuation)",
+    ),
     "Pulmonary fibrotic sequela": (
-        r"fibros[ie]s", r"fibrotic", r"fibro-?atelecta\w*", r"fibrous bands?", r"sequela\w*",
-        r"\bscar(?:s|ring|red)?\b", r"parenchymal bands?", r"fibroreticular"),
+        r"fibros[ie]s",
+        r"fibrotic",
+        r"fibro-?atelecta\w*",
+        r"fibrous bands?",
+        r"sequela\w*",
+        r"\bscar(?:s|ring|red)?\b",
+        r"parenchymal bands?",
+        r"fibroreticular",
+    ),
     "Pleural effusion": (
         r"pleural(?:[\s,/-]+(?:and\s+|or\s+)?pericardial)?[\s-]+(?:effusions?|fluid)",
         r"(?:effusions?|fluid)\b" + _gap(50) + r"\b(?:in|within|into|of) (?:the )?(?:both |bilateral |right |left )?"
-        r"pleural", r"hydrothorax", r"(?:right|left|bilateral)(?:[\s-]+sided)? effusions?",
+        r"pleural",
+        r"hydrothorax",
+        r"(?:right|left|bilateral)(?:[\s-]+sided)? effusions?",
         # CT-RATE writes pleural effusion without "pleural": "effusion in the right hemithorax",
         # "effusions in both lungs", "smear-like effusion"
         r"(?<!pericardial )(?<!pericardial-)effusions?\b" + _gap(40) + r"\b(?:in|within|on|at|of) (?:the )?"
         r"(?:(?:right|left|both|bilateral|either)\s+)?(?:hemithora\w*|lungs?\b|thora\w*|lung bases|bases\b|sides\b)",
-        r"hemithora\w* effusions?", r"smear[\s-]?like (?:\w+ )?effusions?"),
+        r"hemithora\w* effusions?",
+        r"smear[\s-]?like (?:\w+ )?effusions?",
+    ),
     "Mosaic attenuation pattern": (r"mosaic\w*",),
     "Peribronchial thickening": (
         r"peribronch\w*(?:[\s-]+(?:wall|walls|interstitial|vascular|interstitium))*[\s-]+(?:thicken\w*|thickness|cuffing)",
         r"bronch\w*[\s-]+walls?[\s-]+thicken\w*",
         r"thicken\w* (?:of )?(?:the )?" + _BRONCHUS + r"(?: walls?| interstitium)?",
         r"(?:increased|thickened) " + _BRONCHUS + r" (?:wall )?(?:thickness|walls?|cuffing)",
-        r"bronch\w*" + _gap(30, commas=False) + r"\bwalls?\b" + _gap(30, commas=False) + r"thick\w*"),
+        r"bronch\w*" + _gap(30, commas=False) + r"\bwalls?\b" + _gap(30, commas=False) + r"thick\w*",
+    ),
     "Consolidation": (r"consolidat\w*", r"air[\s-]?bronchograms?"),
     "Bronchiectasis": (
-        r"bronchiecta\w*", r"bronch\w*[\s-]+dilat\w*", r"dilat\w*" + _gap(20, commas=False) + r"bronch\w*",
-        r"bronch\w*" + _gap(30, commas=False) + r"\bdilat\w*"),
+        r"bronchiecta\w*",
+        r"bronch\w*[\s-]+dilat\w*",
+        r"dilat\w*" + _gap(20, commas=False) + r"bronch\w*",
+        r"bronch\w*" + _gap(30, commas=False) + r"\bdilat\w*",
+    ),
     "Interlobular septal thickening": (
         r"(?<!ventricular )(?<!atrial )(?:interlobular )?septal (?:line|thicken)\w*",
         r"interlobular sept(?:a|al|um)\b" + _gap(30, commas=False) + r"thick\w*",
         r"thicken\w* (?:of )?(?:the )?interlobular sept\w*",
-        r"kerley"),
+        r"kerley",
+    ),
 }
 """Per class: regular expressions (matched on lower-cased text) for words that state the finding itself."""
 
 NORMAL_SUBJECTS = {
-    "Cardiomegaly": (r"\b(?:heart|cardiac)(?:\s+(?:contour|size|dimensions?|silhouette|shadow))*"
-                     r"(?:\s+and\s+(?:size|contour|dimensions?))?", r"\bcto\b", r"cardio-?thoracic (?:ratio|index)"),
+    "Cardiomegaly": (
+        r"\b(?:heart|cardiac)(?:\s+(?:contour|size|dimensions?|silhouette|shadow))*"
+        r"(?:\s+and\s+(?:size|contour|dimensions?))?",
+        r"\bcto\b",
+        r"cardio-?thoracic (?:ratio|index)",
+    ),
     "Lymphadenopathy": (r"lymph nodes?",),
     "Pleural effusion": (r"pleural (?:spaces?|cavit\w*|recess\w*)", r"costophrenic (?:sinus\w*|angles?|recess\w*)"),
     "Pericardial effusion": (r"pericardi(?:um|al (?:space|sac|cavity))",),
@@ -186,14 +260,18 @@ NORMAL_SUBJECTS = {
 """Per class: structures whose stated normality ("heart size is normal") says the class is absent."""
 
 _NODE = r"(?:lymph )?nodes?\b"
-_SIZE = (r"(?<![\d.,x×*])\d+(?:[.,]\d+)?(?:\s*[x×*]\s*\d+(?:[.,]\d+)?)*\s*"
-         r"(?:mm|cm|millimet\w*|centimet\w*)\b")
+_SIZE = (
+    r"(?<![\d.,x×*])\d+(?:[.,]\d+)?(?:\s*[x×*]\s*\d+(?:[.,]\d+)?)*\s*"
+    r"(?:mm|cm|millimet\w*|centimet\w*)\b"
+)
 """A stated size: "8 mm", "1.2 cm", "14x6 mm", "12 x 8 x 7 mm"."""
 
-NODE_STATIONS = (r"mediastin\w*|\bhil(?:ar|um|i|a)\b|axilla\w*|paratrache\w*|pretrache\w*|precarin\w*|subcarin\w*|"
-                 r"prevascular|aorto-?pulmonary|\bap window|para-?aortic|para-?o?esophag\w*|supraclavicular|"
-                 r"internal mammary|cardiophrenic|paracardiac|\bstations?\b|interlobar|subaortic|retrocrural|"
-                 r"bronchopulmonary")
+NODE_STATIONS = (
+    r"mediastin\w*|\bhil(?:ar|um|i|a)\b|axilla\w*|paratrache\w*|pretrache\w*|precarin\w*|subcarin\w*|"
+    r"prevascular|aorto-?pulmonary|\bap window|para-?aortic|para-?o?esophag\w*|supraclavicular|"
+    r"internal mammary|cardiophrenic|paracardiac|\bstations?\b|interlobar|subaortic|retrocrural|"
+    r"bronchopulmonary"
+)
 """Thoracic lymph node stations (mediastinal, hilar, axillary and their parts)."""
 
 STATION_NODE_TERMS = (
@@ -209,19 +287,27 @@ small; a size bounded from above ("smaller than 10 mm", "not exceeding 1 cm") st
 negated or normal statement ("no lymph node in pathological size") stays negative."""
 
 CONTEXT_EXCLUSIONS = {
-    "Lung nodule": (r"thyroid|goit|adrenal|liver|hepatic|kidney|renal|breast|spleen|splenic|pancrea|"
-                    r"subcutaneous|cutaneous|\bskin\b|soft tissue|chest wall|muscle|axilla",
-                    r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment"),
-    "Atelectasis": (r"vertebra|bone|fracture|o?esophag|trachea|vena cava|\bveins?\b",
-                    r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment"),
-    "Lung opacity": (r"liver|hepatic|fatty|marrow|breast|thyroid|muscle|subcutaneous|soft tissue|mediastinal fat",
-                     r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment"),
+    "Lung nodule": (
+        r"thyroid|goit|adrenal|liver|hepatic|kidney|renal|breast|spleen|splenic|pancrea|"
+        r"subcutaneous|cutaneous|\bskin\b|soft tissue|chest wall|muscle|axilla",
+        r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment",
+    ),
+    "Atelectasis": (
+        r"vertebra|bone|fracture|o?esophag|trachea|vena cava|\bveins?\b",
+        r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment",
+    ),
+    "Lung opacity": (
+        r"liver|hepatic|fatty|marrow|breast|thyroid|muscle|subcutaneous|soft tissue|mediastinal fat",
+        r"lung|pulmonary|parenchym|(?:upper|middle|lower) lobe|lingula|segment",
+    ),
 }
 """A term of these classes is dropped in a clause naming another organ (first pattern) unless the
 clause also names the lung (second): "a nodule in the left thyroid lobe" is no lung nodule."""
 
-_NON_CORONARY_VESSEL = re.compile(r"aort\w*|carotid|subclavian|brachiocephalic|iliac|vertebral|great vessels|"
-                                  r"vascular structures|supra-?aortic|femoral|pulmonary arter|systemic")
+_NON_CORONARY_VESSEL = re.compile(
+    r"aort\w*|carotid|subclavian|brachiocephalic|iliac|vertebral|great vessels|"
+    r"vascular structures|supra-?aortic|femoral|pulmonary arter|systemic"
+)
 _CORONARY = re.compile(_CORONARY_VESSEL)
 
 # --------------------------------------------------------------------------
@@ -229,31 +315,53 @@ _CORONARY = re.compile(_CORONARY_VESSEL)
 # --------------------------------------------------------------------------
 
 _AUX = r"(?:(?:is|are|was|were|has been|have been|had been|could be|can be|be)\s+)?"
-_SEEN = (r"(?:observed|detected|seen|noted|identified|found|present|evident|visuali[sz]ed|demonstrated|appreciated|"
-         r"encountered|shown|depicted|determined|monitored|apparent|visible|recogni[sz]ed|thickened|enlarged|"
-         r"dilated|increased)")
+_SEEN = (
+    r"(?:observed|detected|seen|noted|identified|found|present|evident|visuali[sz]ed|demonstrated|appreciated|"
+    r"encountered|shown|depicted|determined|monitored|apparent|visible|recogni[sz]ed|thickened|enlarged|"
+    r"dilated|increased)"
+)
 
 CUES = (
     ("pseudo", "pre", r"\bno (?:significant |interval |marked |obvious )?(?:change|increase|progression|growth)\b"),
-    ("pseudo", "pre", r"\bwithout (?:significant |interval )?(?:change|progression)\b|\bnot changed\b|"
-                      r"\bnot only\b|\bunchanged\b"),
-    ("uncertain", "post", r"\b(?:cannot|can ?not|could not|can't) be (?:excluded|ruled out)\b|"
-                          r"\bnot (?:be )?(?:excluded|ruled out)\b"),
+    (
+        "pseudo",
+        "pre",
+        r"\bwithout (?:significant |interval )?(?:change|progression)\b|\bnot changed\b|"
+        r"\bnot only\b|\bunchanged\b",
+    ),
+    (
+        "uncertain",
+        "post",
+        r"\b(?:cannot|can ?not|could not|can't) be (?:excluded|ruled out)\b|"
+        r"\bnot (?:be )?(?:excluded|ruled out)\b",
+    ),
     ("uncertain", "post", r"\b(?:is|are|was|were) (?:suspected|questionable|possible|likely|probable)\b"),
     ("uncertain", "post", r"\b(?:may|might|could) (?:also )?be (?:present|seen|noted|there)\b"),
     ("uncertain", "post", r"\?"),
-    ("uncertain", "pre", r"\b(?:possible|possibly|probable|probably|likely|questionable|equivocal|suspected|"
-                         r"suspicious (?:for|of)|suspicion (?:of|for)|concerning for|may represent|may be|might be|"
-                         r"could be|could represent|cannot exclude|can ?not exclude|differential diagnosis|"
-                         r"rule out|r/o)\b"),
+    (
+        "uncertain",
+        "pre",
+        r"\b(?:possible|possibly|probable|probably|likely|questionable|equivocal|suspected|"
+        r"suspicious (?:for|of)|suspicion (?:of|for)|concerning for|may represent|may be|might be|"
+        r"could be|could represent|cannot exclude|can ?not exclude|differential diagnosis|"
+        r"rule out|r/o)\b",
+    ),
     ("negative", "post", r"\b" + _AUX + r"not\s+(?:\w+ly\s+)?" + _SEEN + r"\b"),
     ("negative", "post", r"\b(?:(?:is|are|was|were)\s+)?(?:absent|ruled out|excluded)\b"),
     ("resolved", "pre", r"\b(?:(?:interval|complete)\s+)?(?:resolution|disappearance) of\b"),
-    ("resolved", "post", r"\b(?:(?:has|have|had)\s+(?:since\s+)?(?:completely\s+)?)?(?:resolved|disappeared)\b|"
-                         r"\bno longer (?:seen|visible|observed|present|detected)\b"),
+    (
+        "resolved",
+        "post",
+        r"\b(?:(?:has|have|had)\s+(?:since\s+)?(?:completely\s+)?)?(?:resolved|disappeared)\b|"
+        r"\bno longer (?:seen|visible|observed|present|detected)\b",
+    ),
     ("negative", "pre", r"\b(?:no|not|without|neither|nor|absence of|absent|free of|negative for|none of)\b"),
-    ("normal", "post", r"\b(?:(?:is|are|was|were|appears?|appeared)\s+)?(?:of\s+|in\s+|within\s+)?normal\b|"
-                       r"\bunremarkable\b|\b(?:is|are)\s+(?:clear|open)\b|\bhomogeneous\b|\bnatural\b"),
+    (
+        "normal",
+        "post",
+        r"\b(?:(?:is|are|was|were|appears?|appeared)\s+)?(?:of\s+|in\s+|within\s+)?normal\b|"
+        r"\bunremarkable\b|\b(?:is|are)\s+(?:clear|open)\b|\bhomogeneous\b|\bnatural\b",
+    ),
     ("normal", "pre", r"\bnormal(?:-sized)?\b"),
 )
 """(kind, direction, pattern) of every cue, in priority order when two overlap.
@@ -264,11 +372,15 @@ reaching back over the whole clause ("the consolidation seen before has
 resolved"); ``normal`` negates only the normal subjects ("heart size is normal").
 """
 
-_CLAUSE_BREAK = re.compile(r"\s*,?\s*\b(?:but|however|although|though|whereas|except|apart from|aside from|yet)\b"
-                           r"|,\s*while\b")
-_SCOPE_BREAK = re.compile(r"\b(?:is|are|was|were|has|have|had|shows?|showed|demonstrates?|demonstrated|reveals?|"
-                          r"revealed|appears?|appeared|remains?|remained|seems?|observed|seen|noted|detected|"
-                          r"identified|present|measur\w*)\b")
+_CLAUSE_BREAK = re.compile(
+    r"\s*,?\s*\b(?:but|however|although|though|whereas|except|apart from|aside from|yet)\b"
+    r"|,\s*while\b"
+)
+_SCOPE_BREAK = re.compile(
+    r"\b(?:is|are|was|were|has|have|had|shows?|showed|demonstrates?|demonstrated|reveals?|"
+    r"revealed|appears?|appeared|remains?|remained|seems?|observed|seen|noted|detected|"
+    r"identified|present|measur\w*)\b"
+)
 _SPAN_NEGATION = re.compile(r"\b(?:no|not|none|non|neither|nor|without|normal|below|under)\b")
 _NON_PREFIX = re.compile(r"\bnon[\s-]?$")
 """A "non-" right before a term negates it ("non-enlarged hilar nodes"), and reaches no further."""
@@ -360,11 +472,15 @@ class _Term:
     """Counts only in a clause where this also matches (the station of a node size or count)."""
 
 
-_TERMS = (tuple(_Term(label, is_subject, _whole_words(pattern), _trigger(pattern))
-                for lexicon, is_subject in ((FINDING_TERMS, False), (NORMAL_SUBJECTS, True))
-                for label, patterns in lexicon.items() for pattern in patterns)
-          + tuple(_Term("Lymphadenopathy", False, _whole_words(pattern), _trigger(pattern), re.compile(NODE_STATIONS))
-                  for pattern in STATION_NODE_TERMS))
+_TERMS = tuple(
+    _Term(label, is_subject, _whole_words(pattern), _trigger(pattern))
+    for lexicon, is_subject in ((FINDING_TERMS, False), (NORMAL_SUBJECTS, True))
+    for label, patterns in lexicon.items()
+    for pattern in patterns
+) + tuple(
+    _Term("Lymphadenopathy", False, _whole_words(pattern), _trigger(pattern), re.compile(NODE_STATIONS))
+    for pattern in STATION_NODE_TERMS
+)
 """Every term and subject pattern, in the order their mentions are listed."""
 
 _SENTENCE_SEPARATOR = ".;"
@@ -385,15 +501,37 @@ def _cue_gate(pattern: str) -> re.Pattern:
 
 
 _COMPILED_CUES = [(kind, direction, re.compile(pattern), _cue_gate(pattern)) for kind, direction, pattern in CUES]
-_COMPILED_EXCLUSIONS = {label: (re.compile(other), re.compile(lung)) for label, (other, lung)
-                        in CONTEXT_EXCLUSIONS.items()}
+_COMPILED_EXCLUSIONS = {
+    label: (re.compile(other), re.compile(lung)) for label, (other, lung) in CONTEXT_EXCLUSIONS.items()
+}
 
 # --------------------------------------------------------------------------
 # Sentences
 # --------------------------------------------------------------------------
 
-ABBREVIATIONS = frozenset({"e.g", "i.e", "eg", "ie", "approx", "vs", "dr", "fig", "cf", "incl", "max", "min",
-                           "ca", "resp", "nr", "mt", "st", "lt", "rt"})
+ABBREVIATIONS = frozenset(
+    {
+        "e.g",
+        "i.e",
+        "eg",
+        "ie",
+        "approx",
+        "vs",
+        "dr",
+        "fig",
+        "cf",
+        "incl",
+        "max",
+        "min",
+        "ca",
+        "resp",
+        "nr",
+        "mt",
+        "st",
+        "lt",
+        "rt",
+    }
+)
 """Words whose trailing period does not end a sentence ("approx. 5 mm", "e.g. a stent")."""
 
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s)|[.!?]+$|;|\n+")
@@ -413,10 +551,10 @@ def split_sentences(text: str) -> list[str]:
         if end.group().startswith("."):
             # only the few characters before the period can hold an abbreviation: looking further
             # back would rescan the growing sentence at every period (quadratic on "e.g. e.g. ...")
-            word = _WORD_BEFORE.search(text[max(start, end.start() - _LONGEST_ABBREVIATION):end.start()])
+            word = _WORD_BEFORE.search(text[max(start, end.start() - _LONGEST_ABBREVIATION) : end.start()])
             if word and word.group(1).lower().rstrip(".") in ABBREVIATIONS:
                 continue
-        sentences.append(text[start:end.end()])
+        sentences.append(text[start : end.end()])
         start = end.end()
     sentences.append(text[start:])
     return [" ".join(s.split()) for s in sentences if any(c.isalnum() for c in s)]
@@ -426,14 +564,16 @@ def _clauses(sentence: str) -> list[str]:
     """A sentence cut where a negation's reach ends ("..., but ...", "however", "although")."""
     pieces, start = [], 0
     for cut in _CLAUSE_BREAK.finditer(sentence):
-        pieces.append(sentence[start:cut.start()])
+        pieces.append(sentence[start : cut.start()])
         start = cut.start()
     pieces.append(sentence[start:])
     return [piece for piece in pieces if piece.strip()]
 
+
 # --------------------------------------------------------------------------
 # Mentions
 # --------------------------------------------------------------------------
+
 
 @dataclass
 class Mention:
@@ -495,10 +635,14 @@ class _ClauseCues:
         self.by_kind = {}
         for cue in self.cues:
             self.by_kind.setdefault(cue.kind, {}).setdefault(cue.direction, []).append(cue)
-        self.kind_starts = {kind: {direction: [cue.start for cue in listed] for direction, listed in sides.items()}
-                            for kind, sides in self.by_kind.items()}
-        self.kind_ends = {kind: {direction: [cue.end for cue in listed] for direction, listed in sides.items()}
-                          for kind, sides in self.by_kind.items()}
+        self.kind_starts = {
+            kind: {direction: [cue.start for cue in listed] for direction, listed in sides.items()}
+            for kind, sides in self.by_kind.items()
+        }
+        self.kind_ends = {
+            kind: {direction: [cue.end for cue in listed] for direction, listed in sides.items()}
+            for kind, sides in self.by_kind.items()
+        }
         self.word_starts = [match.start() for match in _WORD.finditer(clause)]
 
     def words_between(self, start: int, end: int) -> int:
@@ -554,7 +698,7 @@ def _blanked(clause: str, cues: list[_Cue]) -> str:
         return clause
     characters = list(clause)
     for cue in cues:
-        characters[cue.start:cue.end] = " " * (cue.end - cue.start)
+        characters[cue.start : cue.end] = " " * (cue.end - cue.start)
     return "".join(characters)
 
 
@@ -572,7 +716,7 @@ def _reaches(cue: _Cue, start: int, end: int, cues: _ClauseCues) -> int | None:
     limit = _MAX_SCOPE_WORDS[cue.direction]
     if distance > _MAX_SCOPE_CHARS or cues.words_between(*gap) > limit + 1:
         return None
-    between = cues.clause[gap[0]:gap[1]]
+    between = cues.clause[gap[0] : gap[1]]
     if _SCOPE_BREAK.search(between) or len(between.split()) > limit:
         return None
     return distance
@@ -586,8 +730,9 @@ def _state_of(start: int, end: int, cues: _ClauseCues, is_subject: bool):
     the one earlier in :data:`CUES` wins.
     """
     kinds = ("negative", "resolved", "normal") if is_subject else ("negative", "resolved", "uncertain")
-    inside = (_SPAN_NEGATION.search(cues.without_pseudo[start:end])
-              or _NON_PREFIX.search(cues.clause[max(0, start - 5):start]))
+    inside = _SPAN_NEGATION.search(cues.without_pseudo[start:end]) or _NON_PREFIX.search(
+        cues.clause[max(0, start - 5) : start]
+    )
     if inside:
         return "negative", inside.group()
     candidates = [(0, cue.rank, cue.start, cue) for cue in cues.inside(start, end, kinds)]
@@ -627,8 +772,10 @@ def _excluded(label: str, clause: str) -> bool:
     return False
 
 
-_VESSEL_AFTER = (r"(?:\s+(?:changes|" + _PLAQUE + r"))*\s+(?:in|of|along|within|involving)\s+(?:the\s+)?"
-                 r"(?:\w+\s+){0,2}?")
+_VESSEL_AFTER = (
+    r"(?:\s+(?:changes|" + _PLAQUE + r"))*\s+(?:in|of|along|within|involving)\s+(?:the\s+)?"
+    r"(?:\w+\s+){0,2}?"
+)
 _CORONARY_AFTER = re.compile(_VESSEL_AFTER + _CORONARY_VESSEL)
 _OTHER_VESSEL_AFTER = re.compile(_VESSEL_AFTER + r"(?:aort\w*|carotid|subclavian|brachiocephalic|iliac|supra-?aortic)")
 _CORONARY_BEFORE = re.compile(_CORONARY_VESSEL + r"\s*$")
@@ -657,7 +804,7 @@ def _belongs_to_other_vessel(label: str, term: str, before: str, after: str) -> 
         return False
     if not vessel:  # "calcific plaques in the coronary arteries"
         return True
-    between = term[min(vessel.end(), coronary.end()):max(vessel.start(), coronary.start())]
+    between = term[min(vessel.end(), coronary.end()) : max(vessel.start(), coronary.start())]
     return not _PLAIN_LIST.fullmatch(between)
 
 
@@ -692,8 +839,9 @@ def _candidate_terms(sentences: list[str]) -> list[tuple[int, ...]]:
         if candidates is not None:
             known[sentence] = candidates
     scanned = _scan_triggers([sentence for sentence in distinct if sentence not in known])
-    _CANDIDATE_CACHE.update({sentence: candidates for sentence, candidates in scanned.items()
-                             if len(sentence) <= _LONGEST_CACHED_SENTENCE})
+    _CANDIDATE_CACHE.update(
+        {sentence: candidates for sentence, candidates in scanned.items() if len(sentence) <= _LONGEST_CACHED_SENTENCE}
+    )
     known.update(scanned)
     return [known[sentence] for sentence in lowered]
 
@@ -731,15 +879,19 @@ def _clause_findings(clause: str, candidates: tuple[int, ...]) -> list[_Finding]
         if excluded[term.label] or (term.requires is not None and not term.requires.search(lowered)):
             continue
         for match in term.regex.finditer(lowered):
-            if _is_another_class(term.label, lowered[max(0, match.start() - 8):match.end()]):
+            if _is_another_class(term.label, lowered[max(0, match.start() - 8) : match.end()]):
                 continue
-            if _belongs_to_other_vessel(term.label, match.group(), lowered[max(0, match.start() - 30):match.start()],
-                                        lowered[match.end():match.end() + 50]):
+            if _belongs_to_other_vessel(
+                term.label,
+                match.group(),
+                lowered[max(0, match.start() - 30) : match.start()],
+                lowered[match.end() : match.end() + 50],
+            ):
                 continue
             cues = cues or _ClauseCues(lowered)
             state, cue = _state_of(match.start(), match.end(), cues, term.is_subject)
             if state is not None:
-                findings.append((term.label, state, clause[match.start():match.end()], cue))
+                findings.append((term.label, state, clause[match.start() : match.end()], cue))
     return findings
 
 
@@ -764,8 +916,10 @@ def _sentence_findings(sentence: str, candidates: tuple[int, ...]) -> tuple[_Fin
 def _sentence_mentions(sentence: str, section: str, candidates: tuple[int, ...]) -> list[Mention]:
     if not candidates:
         return []
-    return [Mention(label, state, sentence, section, term, cue)
-            for label, state, term, cue in _sentence_findings(sentence, candidates)]
+    return [
+        Mention(label, state, sentence, section, term, cue)
+        for label, state, term, cue in _sentence_findings(sentence, candidates)
+    ]
 
 
 def sentence_mentions(sentence: str, section: str = "findings") -> list[Mention]:
@@ -815,10 +969,21 @@ class RuleResult:
             if mention.state != "positive":
                 continue
             at = mention.sentence.lower().find(mention.term.lower())
-            marked = (mention.sentence[:at] + "[[" + mention.sentence[at:at + len(mention.term)] + "]]"
-                      + mention.sentence[at + len(mention.term):]) if at >= 0 else mention.sentence
-            lines.append(f"{mention.label} [{mention.section}]: {marked} "
-                         f"(term '{mention.term}'; no negation or uncertainty cue in reach)")
+            marked = (
+                (
+                    mention.sentence[:at]
+                    + "[["
+                    + mention.sentence[at : at + len(mention.term)]
+                    + "]]"
+                    + mention.sentence[at + len(mention.term) :]
+                )
+                if at >= 0
+                else mention.sentence
+            )
+            lines.append(
+                f"{mention.label} [{mention.section}]: {marked} "
+                f"(term '{mention.term}'; no negation or uncertainty cue in reach)"
+            )
         return lines
 
 
@@ -842,7 +1007,7 @@ def label_report(findings: str, impression: str = "") -> RuleResult:
 
 
 _LONGEST_WORD = 100
-_LONG_WORD = re.compile(r"(\w{%d})(?=\w)" % _LONGEST_WORD)
+_LONG_WORD = re.compile(rf"(\w{{{_LONGEST_WORD}}})(?=\w)")
 
 
 def _break_long_words(text: str) -> str:
@@ -876,5 +1041,17 @@ def rule_feature_matrix(texts: list[str]) -> np.ndarray:
     return features
 
 
-__all__ = ["STATES", "FEATURE_STATES", "Mention", "RuleResult", "label_report", "rule_feature_matrix",
-           "sentence_mentions", "split_sentences", "FINDING_TERMS", "NORMAL_SUBJECTS", "CUES", "ABBREVIATIONS"]
+__all__ = [
+    "STATES",
+    "FEATURE_STATES",
+    "Mention",
+    "RuleResult",
+    "label_report",
+    "rule_feature_matrix",
+    "sentence_mentions",
+    "split_sentences",
+    "FINDING_TERMS",
+    "NORMAL_SUBJECTS",
+    "CUES",
+    "ABBREVIATIONS",
+]

@@ -41,7 +41,8 @@ def check_model_dir(model_path: str | Path) -> Path:
     if not any(model_dir.glob("*.safetensors")):
         raise OmnictError(
             "BERTScore model directory has no *.safetensors weights (pickled .bin weights are never loaded)",
-            path=model_dir, hint="Convert the weights to safetensors with save_pretrained(safe_serialization=True).",
+            path=model_dir,
+            hint="Convert the weights to safetensors with save_pretrained(safe_serialization=True).",
         )
     return model_dir
 
@@ -52,8 +53,9 @@ def _load_encoder(model_dir: Path, device: str):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
-        model = AutoModel.from_pretrained(model_dir, local_files_only=True, use_safetensors=True,
-                                          trust_remote_code=False)
+        model = AutoModel.from_pretrained(
+            model_dir, local_files_only=True, use_safetensors=True, trust_remote_code=False
+        )
     except (OSError, ValueError) as error:
         raise OmnictError(f"cannot load the BERTScore model: {error}", path=model_dir) from error
     return tokenizer, model.to(device).eval()
@@ -73,8 +75,14 @@ def _embed(texts: list[str], tokenizer, model, layer: int | None, batch_size: in
     max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
     embedded = []
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
-                          return_special_tokens_mask=True, return_tensors="pt")
+        batch = tokenizer(
+            texts[start : start + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_special_tokens_mask=True,
+            return_tensors="pt",
+        )
         keep = (batch.pop("special_tokens_mask") == 0) & (batch["attention_mask"] == 1)
         input_ids = batch["input_ids"].clone()
         with torch.no_grad():
@@ -98,8 +106,7 @@ def _pair_scores(hyp, ref, idf: dict[int, float] | None, unseen_idf: float) -> t
     return precision, recall, f1
 
 
-def _weighted_mean(values: list[float], token_ids: list[int], idf: dict[int, float] | None,
-                   unseen_idf: float) -> float:
+def _weighted_mean(values: list[float], token_ids: list[int], idf: dict[int, float] | None, unseen_idf: float) -> float:
     """Plain mean, or idf-weighted mean when idf weights are given.
 
     When every token has weight 0 (each occurs in all references, e.g. with a
@@ -112,8 +119,15 @@ def _weighted_mean(values: list[float], token_ids: list[int], idf: dict[int, flo
     return sum(w * v for w, v in zip(weights, values)) / total
 
 
-def bertscore(hypotheses: list[str], references: list[str], model_path: str, layer: int | None = None,
-              batch_size: int = 32, device: str = "cpu", idf: bool = False) -> dict:
+def bertscore(
+    hypotheses: list[str],
+    references: list[str],
+    model_path: str,
+    layer: int | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+    idf: bool = False,
+) -> dict:
     """Mean BERTScore {"precision", "recall", "f1"} over pairs, plus "f1_per_pair" for bootstrapping.
 
     ``model_path`` is a local encoder directory (e.g. roberta-large or a
@@ -127,8 +141,9 @@ def bertscore(hypotheses: list[str], references: list[str], model_path: str, lay
     tokenizer, model = _load_encoder(check_model_dir(model_path), device)
     n_layers = model.config.num_hidden_layers
     if layer is not None and not 0 <= layer <= n_layers:
-        raise OmnictError(f"BERTScore layer {layer} does not exist; the model has layers 0..{n_layers}",
-                          path=model_path)
+        raise OmnictError(
+            f"BERTScore layer {layer} does not exist; the model has layers 0..{n_layers}", path=model_path
+        )
     hyp_embedded = _embed(list(hypotheses), tokenizer, model, layer, batch_size, device)
     ref_embedded = _embed(list(references), tokenizer, model, layer, batch_size, device)
     weights = _idf_weights([ids for _, ids in ref_embedded]) if idf else None

@@ -34,7 +34,6 @@ import numpy as np
 from omnict_cli.errors import OmnictError
 from omnict_cli.metrics.classification import check_label_matrices, mean_over_defined, precision_recall_f1
 
-
 MAX_RESAMPLES = 100_000
 """The most bootstrap resamples omnict draws (see the module docstring)."""
 
@@ -47,8 +46,10 @@ def check_resample_count(n_resamples: int) -> None:
     if n_resamples < 1:
         raise OmnictError(f"n_resamples must be at least 1, got {n_resamples}")
     if n_resamples > MAX_RESAMPLES:
-        raise OmnictError(f"{n_resamples:,} bootstrap resamples is more than the cap of {MAX_RESAMPLES:,}",
-                          hint="Use --bootstrap 10000 or fewer: 1,000 already gives a stable 95% interval.")
+        raise OmnictError(
+            f"{n_resamples:,} bootstrap resamples is more than the cap of {MAX_RESAMPLES:,}",
+            hint="Use --bootstrap 10000 or fewer: 1,000 already gives a stable 95% interval.",
+        )
 
 
 def resample_blocks(n: int, n_resamples: int = 1000, seed: int = 0):
@@ -82,8 +83,9 @@ def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, 
     return float(low), float(high)
 
 
-def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, n_resamples: int = 1000,
-                 confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    statistic: Callable[[np.ndarray], float], n: int, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """(low, high) percentile interval of ``statistic(indices)`` over resampled study indices.
 
     ``statistic`` receives an int array of n indices (with repeats) and
@@ -91,8 +93,9 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, n_resamples: 
     A NaN score marks a resample where the statistic is not defined; such
     resamples are left out of the percentiles.
     """
-    values = np.array([statistic(row) for block in resample_blocks(n, n_resamples, seed) for row in block],
-                      dtype=np.float64)
+    values = np.array(
+        [statistic(row) for block in resample_blocks(n, n_resamples, seed) for row in block], dtype=np.float64
+    )
     return _percentile_interval(values, confidence)
 
 
@@ -104,8 +107,9 @@ def _resample_counts(n: int, n_resamples: int, seed: int):
         yield np.bincount(offsets.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
 
 
-def macro_f1_ci(y_true, y_pred, n_resamples: int = 1000, confidence: float = 0.95,
-                seed: int = 0) -> tuple[float, float]:
+def macro_f1_ci(
+    y_true, y_pred, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Interval of the macro F1 of :func:`~omnict_cli.metrics.classification.classification_report`.
 
     Vectorised: per-study tp / fp / fn indicators are summed with the
@@ -115,8 +119,11 @@ def macro_f1_ci(y_true, y_pred, n_resamples: int = 1000, confidence: float = 0.9
     the module docstring).
     """
     truth, predicted = check_label_matrices(y_true, y_pred)
-    indicators = [(truth & predicted).astype(np.float64), (~truth & predicted).astype(np.float64),
-                  (truth & ~predicted).astype(np.float64)]
+    indicators = [
+        (truth & predicted).astype(np.float64),
+        (~truth & predicted).astype(np.float64),
+        (truth & ~predicted).astype(np.float64),
+    ]
     macro = []
     for counts in _resample_counts(truth.shape[0], n_resamples, seed):
         _, _, f1 = precision_recall_f1(*(counts @ indicator for indicator in indicators))

@@ -157,8 +157,15 @@ def classification_report(y_true, y_pred, labels: list[str]) -> ClassificationRe
     precision, recall, f1 = precision_recall_f1(tp, fp, fn)
     per_class = [
         ClassScores(
-            label=label, tp=int(tp[i]), fp=int(fp[i]), fn=int(fn[i]), tn=int(tn[i]),
-            support=int(tp[i] + fn[i]), precision=float(precision[i]), recall=float(recall[i]), f1=float(f1[i]),
+            label=label,
+            tp=int(tp[i]),
+            fp=int(fp[i]),
+            fn=int(fn[i]),
+            tn=int(tn[i]),
+            support=int(tp[i] + fn[i]),
+            precision=float(precision[i]),
+            recall=float(recall[i]),
+            f1=float(f1[i]),
         )
         for i, label in enumerate(labels)
     ]
@@ -173,4 +180,3 @@ def classification_report(y_true, y_pred, labels: list[str]) -> ClassificationRe
         micro_f1=float(micro_f1),
         n_samples=int(truth.shape[0]),
     )
-

@@ -70,12 +70,13 @@ class ScoringError(OmnictError):
 # Joining predictions to references
 # --------------------------------------------------------------------------
 
+
 def study_key(name: str) -> str:
     """The name a study is joined by: last path part without its image extension (see module docstring)."""
     base = str(name).strip().replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     for extension in IMAGE_EXTENSIONS:
         if base.lower().endswith(extension) and len(base) > len(extension):
-            return base[:-len(extension)]
+            return base[: -len(extension)]
     return base
 
 
@@ -96,11 +97,15 @@ class StudyJoin:
         """One line per side that has unmatched names (count + the first few), for the user."""
         lines = []
         if self.no_prediction:
-            lines.append(f"{len(self.no_prediction)} reference {self.unit} have no prediction in "
-                         f"{prediction_source} (not scored): {first_names(self.no_prediction)}")
+            lines.append(
+                f"{len(self.no_prediction)} reference {self.unit} have no prediction in "
+                f"{prediction_source} (not scored): {first_names(self.no_prediction)}"
+            )
         if self.no_reference:
-            lines.append(f"{len(self.no_reference)} predicted {self.unit} have no reference in "
-                         f"{reference_source} (not scored): {first_names(self.no_reference)}")
+            lines.append(
+                f"{len(self.no_reference)} predicted {self.unit} have no reference in "
+                f"{reference_source} (not scored): {first_names(self.no_reference)}"
+            )
         return lines
 
 
@@ -115,27 +120,33 @@ def _names_by_key(names: list[str], source: str | Path) -> dict[str, str]:
     for name in names:
         key = study_key(name)
         if key in by_key:
-            raise ScoringError(f"'{by_key[key]}' and '{name}' are the same study for the join (key '{key}')",
-                               path=source, hint="Give every study a distinct name (file name without folder "
-                                                 "and extension).")
+            raise ScoringError(
+                f"'{by_key[key]}' and '{name}' are the same study for the join (key '{key}')",
+                path=source,
+                hint="Give every study a distinct name (file name without folder and extension).",
+            )
         by_key[key] = name
     return by_key
 
 
-def join_studies(predicted: list[str], references: list[str], *, prediction_source: str | Path,
-                 reference_source: str | Path) -> StudyJoin:
+def join_studies(
+    predicted: list[str], references: list[str], *, prediction_source: str | Path, reference_source: str | Path
+) -> StudyJoin:
     """Pair prediction names with reference names by :func:`study_key`; unmatched names on both sides are kept."""
     predicted_by_key = _names_by_key(predicted, prediction_source)
     reference_by_key = _names_by_key(references, reference_source)
     matched = [(predicted_by_key[key], name) for key, name in reference_by_key.items() if key in predicted_by_key]
-    return StudyJoin(matched=matched,
-                     no_prediction=[name for key, name in reference_by_key.items() if key not in predicted_by_key],
-                     no_reference=[name for key, name in predicted_by_key.items() if key not in reference_by_key])
+    return StudyJoin(
+        matched=matched,
+        no_prediction=[name for key, name in reference_by_key.items() if key not in predicted_by_key],
+        no_reference=[name for key, name in predicted_by_key.items() if key not in reference_by_key],
+    )
 
 
 # --------------------------------------------------------------------------
 # Reading predictions
 # --------------------------------------------------------------------------
+
 
 def _jsonl_records(path: Path) -> list[tuple[int, dict]]:
     """``(line, object)`` of every non-blank line of a JSONL file; a bad line is an error naming it."""
@@ -203,7 +214,7 @@ def read_generated_reports(path: str | Path) -> GeneratedReports:
     if is_jsonl(path):
         failed = [_record_name(record) for _, record in _jsonl_records(path) if record.get("status") == "error"]
     if not all(failed):
-        raise ScoringError("a record with status \"error\" has no study_id", path=path)
+        raise ScoringError('a record with status "error" has no study_id', path=path)
     texts = {report.volume_name: report_text(report) for report in reports}
     # a resumed run may have retried a failed study: its report wins over the earlier error
     failed = [name for name in dict.fromkeys(failed) if name not in texts]
@@ -229,6 +240,7 @@ def nan_to_none(data):
 # --------------------------------------------------------------------------
 # Report scoring
 # --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ScoreOptions:
@@ -277,17 +289,28 @@ class ReportScores:
         and no prediction; a macro or micro value when no class has any) are None.
         """
         report = self.classification
-        data = {"mode": "reports", "predictions": self.predictions, "references": self.references,
-                "method": self.method, "reference_labels": self.reference_labels_source,
-                "n_scored": self.n_scored, "n_failed": len(self.failed), "n_empty": len(self.empty),
-                "failed": self.failed, "empty": self.empty,
-                "n_no_prediction": len(self.join.no_prediction), "no_prediction": self.join.no_prediction,
-                "n_no_reference": len(self.join.no_reference), "no_reference": self.join.no_reference,
-                "per_class": [asdict(scores) for scores in report.per_class],
-                "macro": {"precision": report.macro_precision, "recall": report.macro_recall, "f1": report.macro_f1},
-                "micro": {"precision": report.micro_precision, "recall": report.micro_recall, "f1": report.micro_f1},
-                "macro_f1_ci95": list(self.macro_f1_ci), "bootstrap_resamples": self.bootstrap,
-                "text": self.text_scores}
+        data = {
+            "mode": "reports",
+            "predictions": self.predictions,
+            "references": self.references,
+            "method": self.method,
+            "reference_labels": self.reference_labels_source,
+            "n_scored": self.n_scored,
+            "n_failed": len(self.failed),
+            "n_empty": len(self.empty),
+            "failed": self.failed,
+            "empty": self.empty,
+            "n_no_prediction": len(self.join.no_prediction),
+            "no_prediction": self.join.no_prediction,
+            "n_no_reference": len(self.join.no_reference),
+            "no_reference": self.join.no_reference,
+            "per_class": [asdict(scores) for scores in report.per_class],
+            "macro": {"precision": report.macro_precision, "recall": report.macro_recall, "f1": report.macro_f1},
+            "micro": {"precision": report.micro_precision, "recall": report.micro_recall, "f1": report.micro_f1},
+            "macro_f1_ci95": list(self.macro_f1_ci),
+            "bootstrap_resamples": self.bootstrap,
+            "text": self.text_scores,
+        }
         return nan_to_none(data)
 
 
@@ -299,10 +322,15 @@ def _reference_label_matrix(path: Path, reference_names: list[str]) -> np.ndarra
     by_key = _names_by_key(list(labels), path)
     missing = [name for name in reference_names if study_key(name) not in by_key]
     if missing:
-        raise ScoringError(f"{len(missing)} scored reference studies have no labels: {first_names(missing)}",
-                           path=path, hint="Give the label CSV of the same studies as --references.")
-    return np.array([[labels[by_key[study_key(name)]][label] for label in CTRATE_ABNORMALITIES]
-                     for name in reference_names], dtype=np.int64)
+        raise ScoringError(
+            f"{len(missing)} scored reference studies have no labels: {first_names(missing)}",
+            path=path,
+            hint="Give the label CSV of the same studies as --references.",
+        )
+    return np.array(
+        [[labels[by_key[study_key(name)]][label] for label in CTRATE_ABNORMALITIES] for name in reference_names],
+        dtype=np.int64,
+    )
 
 
 def label_texts(texts: list[str], method: str, model=None) -> np.ndarray:
@@ -331,24 +359,33 @@ def text_scores(hypotheses: list[str], references: list[str], bertscore_model: s
         from omnict_cli.metrics import bertscore
 
         result = bertscore(hypotheses, references, str(bertscore_model))
-        scores.update(bertscore_precision=result["precision"], bertscore_recall=result["recall"],
-                      bertscore_f1=result["f1"])
+        scores.update(
+            bertscore_precision=result["precision"], bertscore_recall=result["recall"], bertscore_f1=result["f1"]
+        )
     return scores
 
 
-def score_reports(predictions_path: str | Path, references_path: str | Path,
-                  options: ScoreOptions = ScoreOptions()) -> ReportScores:
+def score_reports(
+    predictions_path: str | Path, references_path: str | Path, options: ScoreOptions = ScoreOptions()
+) -> ReportScores:
     """Label, join and score generated reports against reference reports (module docstring has the rules)."""
     from omnict_cli.labels.ctrate_io import read_reports, report_text
     from omnict_cli.metrics import classification_report, macro_f1_ci
 
     generated = read_generated_reports(predictions_path)
     references = {report.volume_name: report_text(report) for report in read_reports(references_path)}
-    join = join_studies([*generated.texts, *generated.failed], list(references),
-                        prediction_source=predictions_path, reference_source=references_path)
+    join = join_studies(
+        [*generated.texts, *generated.failed],
+        list(references),
+        prediction_source=predictions_path,
+        reference_source=references_path,
+    )
     if not join.matched:
-        raise ScoringError("no study is in both files, nothing to score", path=predictions_path,
-                           hint=" ".join(join.summary_lines(str(predictions_path), str(references_path))))
+        raise ScoringError(
+            "no study is in both files, nothing to score",
+            path=predictions_path,
+            hint=" ".join(join.summary_lines(str(predictions_path), str(references_path))),
+        )
     hypotheses = [generated.texts.get(predicted, "") for predicted, _ in join.matched]
     reference_texts = [references[reference] for _, reference in join.matched]
     reference_names = [reference for _, reference in join.matched]
@@ -361,14 +398,18 @@ def score_reports(predictions_path: str | Path, references_path: str | Path,
     predicted = label_texts(hypotheses, options.method, options.model)
     failed = set(generated.failed)
     return ReportScores(
-        predictions=str(predictions_path), references=str(references_path), method=options.method,
-        reference_labels_source=truth_source, join=join,
+        predictions=str(predictions_path),
+        references=str(references_path),
+        method=options.method,
+        reference_labels_source=truth_source,
+        join=join,
         failed=[name for name, _ in join.matched if name in failed],
         empty=[name for (name, _), text in zip(join.matched, hypotheses) if not text.strip() and name not in failed],
         classification=classification_report(truth, predicted, list(CTRATE_ABNORMALITIES)),
         macro_f1_ci=macro_f1_ci(truth, predicted, n_resamples=options.bootstrap, seed=options.seed),
         text_scores=text_scores(hypotheses, reference_texts, options.bertscore_model),
-        bootstrap=options.bootstrap)
+        bootstrap=options.bootstrap,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -393,7 +434,7 @@ def options_in_question(question: str) -> list[str]:
 
 
 def infer_kind(answer: str, options: list[str]) -> str:
-    """"choice" when there are options, "closed" for a yes/no answer, else "open"."""
+    """ "choice" when there are options, "closed" for a yes/no answer, else "open"."""
     if options:
         return "choice"
     return "closed" if _YES_NO.match(answer) else "open"
@@ -418,14 +459,18 @@ def _reference_row(path: Path, line: int, record: dict) -> QuestionRow:
     """A reference question from a chat row (``messages``) or a plain {question, answer, kind, options} row."""
     study = _record_name(record)
     if isinstance(record.get("messages"), list):
-        turns = {turn.get("role"): turn.get("content") for turn in reversed(record["messages"])
-                 if isinstance(turn, dict)}
+        turns = {
+            turn.get("role"): turn.get("content") for turn in reversed(record["messages"]) if isinstance(turn, dict)
+        }
         question, answer = turns.get("user"), turns.get("assistant")
     else:
         question, answer = record.get("question"), record.get("answer", record.get("reference"))
     if not study or not isinstance(question, str) or not isinstance(answer, str):
-        raise ScoringError(f"line {line}: a reference row needs a study (image / study_id), a question and an "
-                           "answer (or a chat row with user and assistant messages)", path=path)
+        raise ScoringError(
+            f"line {line}: a reference row needs a study (image / study_id), a question and an "
+            "answer (or a chat row with user and assistant messages)",
+            path=path,
+        )
     question = question_text(question)
     options = record.get("options") or options_in_question(question)
     if not isinstance(options, list) or not all(isinstance(option, str) for option in options):
@@ -450,8 +495,9 @@ def read_answers(path: str | Path) -> list[QuestionRow]:
         question = record.get("question", record.get("prompt"))
         study = _record_name(record)
         if not study or not isinstance(question, str):
-            raise ScoringError(f"line {line}: an answer record needs a study_id and its question "
-                               "('question' or 'prompt')", path=path)
+            raise ScoringError(
+                f"line {line}: an answer record needs a study_id and its question ('question' or 'prompt')", path=path
+            )
         failed = record.get("status") == "error"
         answer = "" if failed else record.get("answer")
         if not isinstance(answer, str):
@@ -490,25 +536,41 @@ class VQAResult:
         def accuracy(score, name):
             if score is None:
                 return None
-            return {"n": score.n_total, "correct": score.n_correct, "accuracy": score.accuracy,
-                    "ci95": list(self.intervals[name])}
+            return {
+                "n": score.n_total,
+                "correct": score.n_correct,
+                "accuracy": score.accuracy,
+                "ci95": list(self.intervals[name]),
+            }
 
         open_scores = None
         if self.scores.open is not None:
             open_scores = {key: value for key, value in asdict(self.scores.open).items() if key != "token_f1_per_row"}
             open_scores["token_f1_ci95"] = list(self.intervals["open"])
-        data = {"mode": "vqa", "predictions": self.predictions, "references": self.references,
-                "n_scored": len(self.join.matched), "n_failed": len(self.failed), "n_empty": len(self.empty),
-                "failed": self.failed, "empty": self.empty,
-                "n_no_prediction": len(self.join.no_prediction), "no_prediction": self.join.no_prediction,
-                "n_no_reference": len(self.join.no_reference), "no_reference": self.join.no_reference,
-                "closed": accuracy(self.scores.closed, "closed"), "choice": accuracy(self.scores.choice, "choice"),
-                "open": open_scores, "bootstrap_resamples": self.bootstrap}
+        data = {
+            "mode": "vqa",
+            "predictions": self.predictions,
+            "references": self.references,
+            "n_scored": len(self.join.matched),
+            "n_failed": len(self.failed),
+            "n_empty": len(self.empty),
+            "failed": self.failed,
+            "empty": self.empty,
+            "n_no_prediction": len(self.join.no_prediction),
+            "no_prediction": self.join.no_prediction,
+            "n_no_reference": len(self.join.no_reference),
+            "no_reference": self.join.no_reference,
+            "closed": accuracy(self.scores.closed, "closed"),
+            "choice": accuracy(self.scores.choice, "choice"),
+            "open": open_scores,
+            "bootstrap_resamples": self.bootstrap,
+        }
         return nan_to_none(data)
 
 
-def score_answers(predictions_path: str | Path, references_path: str | Path,
-                  options: ScoreOptions = ScoreOptions()) -> VQAResult:
+def score_answers(
+    predictions_path: str | Path, references_path: str | Path, options: ScoreOptions = ScoreOptions()
+) -> VQAResult:
     """Join answers to reference questions and score them by kind, with bootstrap 95% intervals."""
     from omnict_cli.metrics import accuracy_ci, score_vqa
 
@@ -516,26 +578,47 @@ def score_answers(predictions_path: str | Path, references_path: str | Path,
     answer_by_key = dict(zip(_question_keys(answers), answers))
     reference_by_key = dict(zip(_question_keys(references), references))
     pairs = [(answer_by_key[key], reference) for key, reference in reference_by_key.items() if key in answer_by_key]
-    join = StudyJoin(matched=[(answer.label(), reference.label()) for answer, reference in pairs],
-                     no_prediction=[row.label() for key, row in reference_by_key.items() if key not in answer_by_key],
-                     no_reference=[row.label() for key, row in answer_by_key.items() if key not in reference_by_key],
-                     unit="questions")
+    join = StudyJoin(
+        matched=[(answer.label(), reference.label()) for answer, reference in pairs],
+        no_prediction=[row.label() for key, row in reference_by_key.items() if key not in answer_by_key],
+        no_reference=[row.label() for key, row in answer_by_key.items() if key not in reference_by_key],
+        unit="questions",
+    )
     if not pairs:
-        raise ScoringError("no question is in both files, nothing to score", path=predictions_path,
-                           hint=" ".join(join.summary_lines(str(predictions_path), str(references_path))))
-    rows = [{"question": reference.question, "answer": answer.answer, "reference": reference.answer,
-             "kind": reference.kind, "options": reference.options} for answer, reference in pairs]
+        raise ScoringError(
+            "no question is in both files, nothing to score",
+            path=predictions_path,
+            hint=" ".join(join.summary_lines(str(predictions_path), str(references_path))),
+        )
+    rows = [
+        {
+            "question": reference.question,
+            "answer": answer.answer,
+            "reference": reference.answer,
+            "kind": reference.kind,
+            "options": reference.options,
+        }
+        for answer, reference in pairs
+    ]
     scores = score_vqa(rows, source=str(references_path))
     intervals = {}
-    for name, values in (("closed", scores.closed and scores.closed.correct),
-                         ("choice", scores.choice and scores.choice.correct),
-                         ("open", scores.open and scores.open.token_f1_per_row)):
+    for name, values in (
+        ("closed", scores.closed and scores.closed.correct),
+        ("choice", scores.choice and scores.choice.correct),
+        ("open", scores.open and scores.open.token_f1_per_row),
+    ):
         if values:
             intervals[name] = accuracy_ci(values, n_resamples=options.bootstrap, seed=options.seed)
-    return VQAResult(predictions=str(predictions_path), references=str(references_path), join=join,
-                     failed=[answer.label() for answer, _ in pairs if answer.failed],
-                     empty=[answer.label() for answer, _ in pairs if not answer.failed and not answer.answer],
-                     scores=scores, intervals=intervals, bootstrap=options.bootstrap)
+    return VQAResult(
+        predictions=str(predictions_path),
+        references=str(references_path),
+        join=join,
+        failed=[answer.label() for answer, _ in pairs if answer.failed],
+        empty=[answer.label() for answer, _ in pairs if not answer.failed and not answer.answer],
+        scores=scores,
+        intervals=intervals,
+        bootstrap=options.bootstrap,
+    )
 
 
 def score(predictions_path: str | Path, references_path: str | Path, options: ScoreOptions = ScoreOptions()):
@@ -545,7 +628,25 @@ def score(predictions_path: str | Path, references_path: str | Path, options: Sc
     return score_reports(predictions_path, references_path, options)
 
 
-__all__ = ["ScoreOptions", "ReportScores", "VQAResult", "StudyJoin", "ScoringError", "score", "score_reports",
-           "score_answers", "study_key", "join_studies", "read_generated_reports", "read_reference_questions",
-           "read_answers", "first_names", "infer_kind", "options_in_question", "question_text", "text_scores",
-           "is_answer_file", "nan_to_none"]
+__all__ = [
+    "ScoreOptions",
+    "ReportScores",
+    "VQAResult",
+    "StudyJoin",
+    "ScoringError",
+    "score",
+    "score_reports",
+    "score_answers",
+    "study_key",
+    "join_studies",
+    "read_generated_reports",
+    "read_reference_questions",
+    "read_answers",
+    "first_names",
+    "infer_kind",
+    "options_in_question",
+    "question_text",
+    "text_scores",
+    "is_answer_file",
+    "nan_to_none",
+]

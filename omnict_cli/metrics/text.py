@@ -50,7 +50,7 @@ def tokenize(text: str) -> list[str]:
 
 def _ngrams(tokens: list[str], n: int) -> Counter:
     """Counts of the n-grams (as tuples) in ``tokens``."""
-    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
 def _clipped_ngram_matches(hypothesis: list[str], references: list[list[str]], n: int) -> tuple[int, int]:
@@ -91,8 +91,9 @@ def _smoothed_precisions(matches: list[int], totals: list[int], smoothing: str) 
     return precisions
 
 
-def _bleu_from_counts(matches: list[int], totals: list[int], hyp_length: int, ref_length: int,
-                      smoothing: str) -> dict[str, float]:
+def _bleu_from_counts(
+    matches: list[int], totals: list[int], hyp_length: int, ref_length: int, smoothing: str
+) -> dict[str, float]:
     """Cumulative BLEU-1..N from pooled n-gram counts and lengths."""
     if smoothing not in ("none", "method1", "method2"):
         raise OmnictError(f"unknown BLEU smoothing {smoothing!r}", hint="Use 'none', 'method1' or 'method2'.")
@@ -107,8 +108,9 @@ def _bleu_from_counts(matches: list[int], totals: list[int], hyp_length: int, re
     return scores
 
 
-def corpus_bleu_tokens(hypotheses: list[list[str]], references: list[list[list[str]]], max_n: int = 4,
-                       smoothing: str = "none") -> dict[str, float]:
+def corpus_bleu_tokens(
+    hypotheses: list[list[str]], references: list[list[list[str]]], max_n: int = 4, smoothing: str = "none"
+) -> dict[str, float]:
     """Corpus BLEU-1..max_n over pre-tokenised text: counts and lengths pooled over all sentences.
 
     ``references[i]`` is the list of reference token lists for ``hypotheses[i]``.
@@ -128,8 +130,9 @@ def corpus_bleu_tokens(hypotheses: list[list[str]], references: list[list[list[s
     return _bleu_from_counts(matches, totals, hyp_length, ref_length, smoothing)
 
 
-def bleu(hypotheses: list[str], references: list[str] | list[list[str]], max_n: int = 4,
-         smoothing: str = "none") -> dict[str, float]:
+def bleu(
+    hypotheses: list[str], references: list[str] | list[list[str]], max_n: int = 4, smoothing: str = "none"
+) -> dict[str, float]:
     """Corpus-level BLEU-1..max_n ({"bleu1": ..., "bleu4": ...}) of tokenised strings.
 
     ``references`` holds one reference string per hypothesis or a list of
@@ -141,8 +144,9 @@ def bleu(hypotheses: list[str], references: list[str] | list[list[str]], max_n: 
     return corpus_bleu_tokens(hyp_tokens, ref_tokens, max_n=max_n, smoothing=smoothing)
 
 
-def sentence_bleu(hypothesis: str, references: str | list[str], max_n: int = 4,
-                  smoothing: str = "method1") -> dict[str, float]:
+def sentence_bleu(
+    hypothesis: str, references: str | list[str], max_n: int = 4, smoothing: str = "method1"
+) -> dict[str, float]:
     """BLEU-1..max_n of one sentence, smoothed by default.
 
     Smoothing (Chen & Cherry 2014 numbering, as in NLTK's SmoothingFunction):
@@ -150,8 +154,12 @@ def sentence_bleu(hypothesis: str, references: str | list[str], max_n: int = 4,
     matches and totals of orders >= 2 (Lin & Och 2004), ``"none"`` leaves zeros.
     As in NLTK, no unigram match at all gives 0 whatever the smoothing.
     """
-    return corpus_bleu_tokens([tokenize(hypothesis)], [[tokenize(r) for r in _as_reference_list(references)]],
-                              max_n=max_n, smoothing=smoothing)
+    return corpus_bleu_tokens(
+        [tokenize(hypothesis)],
+        [[tokenize(r) for r in _as_reference_list(references)]],
+        max_n=max_n,
+        smoothing=smoothing,
+    )
 
 
 def _as_reference_list(references: str | list[str]) -> list[str]:
@@ -162,8 +170,10 @@ def _as_reference_list(references: str | list[str]) -> list[str]:
 def _check_pairs(hypotheses: list, references: list) -> None:
     """Hypotheses and references must pair up one to one."""
     if len(hypotheses) != len(references):
-        raise OmnictError(f"{len(hypotheses)} hypotheses but {len(references)} references",
-                          hint="Each generated text needs exactly one reference entry.")
+        raise OmnictError(
+            f"{len(hypotheses)} hypotheses but {len(references)} references",
+            hint="Each generated text needs exactly one reference entry.",
+        )
 
 
 # --------------------------------------------------------------------------- ROUGE-L
@@ -225,8 +235,9 @@ def rouge_l_corpus(hypotheses: list[str], references: list[str], measure: str = 
 # --------------------------------------------------------------------------- METEOR
 
 
-def meteor(hypothesis: str, reference: str | list[str], alpha: float = 0.9, beta: float = 3.0,
-           gamma: float = 0.5) -> float:
+def meteor(
+    hypothesis: str, reference: str | list[str], alpha: float = 0.9, beta: float = 3.0, gamma: float = 0.5
+) -> float:
     """METEOR of one hypothesis; with several references, the best one counts (as in NLTK).
 
     Unigrams match exactly or by Porter stem; among the alignments with the
@@ -236,8 +247,7 @@ def meteor(hypothesis: str, reference: str | list[str], alpha: float = 0.9, beta
     a little below 1 (one chunk still costs gamma / matches^beta).
     """
     hyp_tokens = tokenize(hypothesis)
-    return max(_single_meteor(hyp_tokens, tokenize(ref), alpha, beta, gamma)
-               for ref in _as_reference_list(reference))
+    return max(_single_meteor(hyp_tokens, tokenize(ref), alpha, beta, gamma) for ref in _as_reference_list(reference))
 
 
 def meteor_corpus(hypotheses: list[str], references: list[str] | list[list[str]]) -> float:
@@ -304,8 +314,11 @@ def _diagonal_runs(hyp_stems: list[str], ref_stems: list[str]) -> list[list[tupl
             if i > 0 and j > 0 and hyp_stems[i - 1] == ref_stems[j - 1]:
                 continue  # (i, j) continues the run that starts at (i - 1, j - 1)
             length = 1
-            while (i + length < len(hyp_stems) and j + length < len(ref_stems)
-                   and hyp_stems[i + length] == ref_stems[j + length]):
+            while (
+                i + length < len(hyp_stems)
+                and j + length < len(ref_stems)
+                and hyp_stems[i + length] == ref_stems[j + length]
+            ):
                 length += 1
             runs.append([(i + k, j + k) for k in range(length)])
     return runs
@@ -333,17 +346,56 @@ def _run_key(run: list[tuple[int, int]], hyp: list[str], ref: list[str]) -> tupl
 
 
 _STEP2_RULES = (
-    ("ational", "ate"), ("tional", "tion"), ("enci", "ence"), ("anci", "ance"), ("izer", "ize"),
-    ("abli", "able"), ("alli", "al"), ("entli", "ent"), ("eli", "e"), ("ousli", "ous"),
-    ("ization", "ize"), ("ation", "ate"), ("ator", "ate"), ("alism", "al"), ("iveness", "ive"),
-    ("fulness", "ful"), ("ousness", "ous"), ("aliti", "al"), ("iviti", "ive"), ("biliti", "ble"),
+    ("ational", "ate"),
+    ("tional", "tion"),
+    ("enci", "ence"),
+    ("anci", "ance"),
+    ("izer", "ize"),
+    ("abli", "able"),
+    ("alli", "al"),
+    ("entli", "ent"),
+    ("eli", "e"),
+    ("ousli", "ous"),
+    ("ization", "ize"),
+    ("ation", "ate"),
+    ("ator", "ate"),
+    ("alism", "al"),
+    ("iveness", "ive"),
+    ("fulness", "ful"),
+    ("ousness", "ous"),
+    ("aliti", "al"),
+    ("iviti", "ive"),
+    ("biliti", "ble"),
 )
 _STEP3_RULES = (
-    ("icate", "ic"), ("ative", ""), ("alize", "al"), ("iciti", "ic"), ("ical", "ic"), ("ful", ""), ("ness", ""),
+    ("icate", "ic"),
+    ("ative", ""),
+    ("alize", "al"),
+    ("iciti", "ic"),
+    ("ical", "ic"),
+    ("ful", ""),
+    ("ness", ""),
 )
 _STEP4_SUFFIXES = (
-    "al", "ance", "ence", "er", "ic", "able", "ible", "ant", "ement", "ment", "ent", "ion", "ou",
-    "ism", "ate", "iti", "ous", "ive", "ize",
+    "al",
+    "ance",
+    "ence",
+    "er",
+    "ic",
+    "able",
+    "ible",
+    "ant",
+    "ement",
+    "ment",
+    "ent",
+    "ion",
+    "ou",
+    "ism",
+    "ate",
+    "iti",
+    "ous",
+    "ive",
+    "ize",
 )
 
 
@@ -393,8 +445,13 @@ def _ends_double_consonant(word: str) -> bool:
 
 def _ends_cvc(word: str) -> bool:
     """Porter's *o: consonant-vowel-consonant ending, the last not w, x or y ("hop", not "snow")."""
-    return (len(word) >= 3 and _is_consonant(word, len(word) - 3) and not _is_consonant(word, len(word) - 2)
-            and _is_consonant(word, len(word) - 1) and word[-1] not in "wxy")
+    return (
+        len(word) >= 3
+        and _is_consonant(word, len(word) - 3)
+        and not _is_consonant(word, len(word) - 2)
+        and _is_consonant(word, len(word) - 1)
+        and word[-1] not in "wxy"
+    )
 
 
 def _replace_longest_suffix(word: str, rules, condition) -> str:

@@ -56,7 +56,7 @@ def _option_letter_and_text(option: str, position: int) -> tuple[str, str]:
     """("B", "pleural effusion") for "B. Pleural effusion" or, at position 1, for "Pleural effusion"."""
     prefixed = _OPTION_PREFIX.match(option)
     if prefixed:
-        return (prefixed.group(1) or prefixed.group(2)).upper(), normalize_answer(option[prefixed.end():])
+        return (prefixed.group(1) or prefixed.group(2)).upper(), normalize_answer(option[prefixed.end() :])
     return _LETTERS[position], normalize_answer(option)
 
 
@@ -75,11 +75,17 @@ def _chosen_option(answer: str, options: list[str]) -> int | None:
     for index, (_, text) in enumerate(letters_and_texts):
         if text == normalized:
             return index
-    mentioned = [index for index, (_, text) in enumerate(letters_and_texts)
-                 if text and re.search(rf"(?:^|\s){re.escape(text)}(?:$|\s)", normalized)]
+    mentioned = [
+        index
+        for index, (_, text) in enumerate(letters_and_texts)
+        if text and re.search(rf"(?:^|\s){re.escape(text)}(?:$|\s)", normalized)
+    ]
     # "pleural effusion" also mentions the option "effusion": keep only the longest mentions.
-    mentioned = [i for i in mentioned
-                 if not any(i != j and letters_and_texts[i][1] in letters_and_texts[j][1] for j in mentioned)]
+    mentioned = [
+        i
+        for i in mentioned
+        if not any(i != j and letters_and_texts[i][1] in letters_and_texts[j][1] for j in mentioned)
+    ]
     return mentioned[0] if len(mentioned) == 1 else None
 
 
@@ -97,8 +103,9 @@ def choice_correct(prediction: str, reference: str, options: list[str]) -> bool:
         raise OmnictError("a multiple-choice question has no options", hint="Give the options as a list.")
     reference_index = _chosen_option(reference, options)
     if reference_index is None:
-        raise OmnictError(f"reference {reference!r} is neither an option letter nor an option text",
-                          hint=f"Options are {options}.")
+        raise OmnictError(
+            f"reference {reference!r} is neither an option letter nor an option text", hint=f"Options are {options}."
+        )
     return _chosen_option(prediction, options) == reference_index
 
 
@@ -147,11 +154,15 @@ def _checked_rows(rows: list[dict], source: str | None) -> dict[str, list[dict]]
     for number, row in enumerate(rows, start=1):
         missing = [key for key in _REQUIRED_KEYS if not isinstance(row.get(key), str)]
         if missing:
-            raise OmnictError(f"row {number} has no text for {', '.join(missing)}", path=source,
-                              hint="Each row needs string 'answer', 'reference' and 'kind'.")
+            raise OmnictError(
+                f"row {number} has no text for {', '.join(missing)}",
+                path=source,
+                hint="Each row needs string 'answer', 'reference' and 'kind'.",
+            )
         if row["kind"] not in by_kind:
-            raise OmnictError(f"row {number} has kind {row['kind']!r}", path=source,
-                              hint="kind must be 'closed', 'choice' or 'open'.")
+            raise OmnictError(
+                f"row {number} has kind {row['kind']!r}", path=source, hint="kind must be 'closed', 'choice' or 'open'."
+            )
         if row["kind"] == "choice" and not row.get("options"):
             raise OmnictError(f"row {number} is a multiple-choice question without options", path=source)
         by_kind[row["kind"]].append(row)
@@ -161,8 +172,9 @@ def _checked_rows(rows: list[dict], source: str | None) -> dict[str, list[dict]]
 def _accuracy(outcomes: list[bool]) -> AccuracyScore | None:
     if not outcomes:
         return None
-    return AccuracyScore(n_correct=sum(outcomes), n_total=len(outcomes),
-                         accuracy=sum(outcomes) / len(outcomes), correct=outcomes)
+    return AccuracyScore(
+        n_correct=sum(outcomes), n_total=len(outcomes), accuracy=sum(outcomes) / len(outcomes), correct=outcomes
+    )
 
 
 def _open_scores(rows: list[dict]) -> OpenAnswerScores | None:
@@ -177,7 +189,10 @@ def _open_scores(rows: list[dict]) -> OpenAnswerScores | None:
         n_total=count,
         token_f1=sum(per_row_f1) / count,
         exact_match=sum(exact_match(p, r) for p, r in zip(predictions, references)) / count,
-        bleu1=bleu_scores["bleu1"], bleu2=bleu_scores["bleu2"], bleu3=bleu_scores["bleu3"], bleu4=bleu_scores["bleu4"],
+        bleu1=bleu_scores["bleu1"],
+        bleu2=bleu_scores["bleu2"],
+        bleu3=bleu_scores["bleu3"],
+        bleu4=bleu_scores["bleu4"],
         rouge_l=sum(rouge_l(p, r)["f1"] for p, r in zip(predictions, references)) / count,
         meteor=sum(meteor(p, r) for p, r in zip(predictions, references)) / count,
         token_f1_per_row=per_row_f1,
@@ -197,6 +212,7 @@ def score_vqa(rows: list[dict], source: str | None = None) -> VQAScores:
         try:
             choice.append(choice_correct(row["answer"], row["reference"], list(row["options"])))
         except OmnictError as error:
-            raise OmnictError(f"question {row.get('question', '')!r}: {error.message}", path=source,
-                              hint=error.hint) from error
+            raise OmnictError(
+                f"question {row.get('question', '')!r}: {error.message}", path=source, hint=error.hint
+            ) from error
     return VQAScores(closed=_accuracy(closed), choice=_accuracy(choice), open=_open_scores(by_kind["open"]))

@@ -96,14 +96,19 @@ def _omnict_config(vision_config, text_config, token_ids: dict, overrides: dict)
     side, depth = vision_config.image_size, OmniCTConfig.volume_size[0]
     sizes = dict(volume_size=(depth, side, side), slice_size=(side, side))
     try:
-        return OmniCTConfig(vision_config=vision_config.to_dict(), text_config=text_config.to_dict(),
-                            **token_ids, **{**sizes, **overrides})
+        return OmniCTConfig(
+            vision_config=vision_config.to_dict(),
+            text_config=text_config.to_dict(),
+            **token_ids,
+            **{**sizes, **overrides},
+        )
     except ValueError as error:
         raise ComponentError(f"these components and options do not make an OmniCT: {error}") from error
 
 
-def build_model_dir(vision_dir, llm_dir, out_dir, dtype: str = "float32", overwrite: bool = False,
-                    **config_overrides) -> BuildSummary:
+def build_model_dir(
+    vision_dir, llm_dir, out_dir, dtype: str = "float32", overwrite: bool = False, **config_overrides
+) -> BuildSummary:
     """Build with :func:`build_omnict` and write the model directory atomically.
 
     The directory is written next to ``out_dir`` under a temporary name and
@@ -153,21 +158,28 @@ def _load_config(directory, what: str):
     try:
         return AutoConfig.from_pretrained(directory, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
-        raise ComponentError(f"cannot read the {what} config: {error}", path=directory,
-                             hint="Point at a Hugging Face model directory with config.json") from error
+        raise ComponentError(
+            f"cannot read the {what} config: {error}",
+            path=directory,
+            hint="Point at a Hugging Face model directory with config.json",
+        ) from error
 
 
 def _load_component(auto_class, directory, what: str, **kwargs):
     """``auto_class.from_pretrained`` restricted to local safetensors, with errors naming the directory."""
     _check_dir(directory, what)
     if not any(Path(directory).glob("*.safetensors")):
-        raise ComponentError(f"no *.safetensors weights for the {what}", path=directory,
-                             hint="omnict loads safetensors only; convert .bin/.pt checkpoints first")
+        raise ComponentError(
+            f"no *.safetensors weights for the {what}",
+            path=directory,
+            hint="omnict loads safetensors only; convert .bin/.pt checkpoints first",
+        )
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the library's key table; what matters is checked below
     try:
-        model, info = auto_class.from_pretrained(directory, local_files_only=True, use_safetensors=True,
-                                                 output_loading_info=True, **kwargs)
+        model, info = auto_class.from_pretrained(
+            directory, local_files_only=True, use_safetensors=True, output_loading_info=True, **kwargs
+        )
     except (OSError, ValueError, KeyError) as error:
         raise ComponentError(f"cannot load the {what}: {error}", path=directory) from error
     finally:
@@ -175,15 +187,19 @@ def _load_component(auto_class, directory, what: str, **kwargs):
     missing = sorted(info.get("missing_keys") or [])
     if missing or info.get("mismatched_keys"):
         problem = f"missing weights {missing[:5]}" if missing else f"mismatched shapes {info['mismatched_keys'][:5]}"
-        raise ComponentError(f"the {what} checkpoint does not fit its config: {problem}", path=directory,
-                             hint="Is this the right kind of model directory?")
+        raise ComponentError(
+            f"the {what} checkpoint does not fit its config: {problem}",
+            path=directory,
+            hint="Is this the right kind of model directory?",
+        )
     return model
 
 
 def _check_dir(directory, what: str) -> None:
     if not Path(directory).is_dir():
-        raise ComponentError(f"{what} directory not found", path=directory,
-                             hint="Give a local model directory; omnict never downloads")
+        raise ComponentError(
+            f"{what} directory not found", path=directory, hint="Give a local model directory; omnict never downloads"
+        )
 
 
 def _load_tokenizer(llm_dir):
@@ -192,8 +208,9 @@ def _load_tokenizer(llm_dir):
     try:
         tokenizer = AutoTokenizer.from_pretrained(llm_dir, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
-        raise ComponentError(f"cannot load the tokenizer: {error}", path=llm_dir,
-                             hint="The LLM directory must hold its tokenizer files") from error
+        raise ComponentError(
+            f"cannot load the tokenizer: {error}", path=llm_dir, hint="The LLM directory must hold its tokenizer files"
+        ) from error
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ComponentError("the tokenizer has neither a pad nor an EOS token", path=llm_dir)
@@ -213,7 +230,7 @@ def _fit_embeddings(model: OmniCTForConditionalGeneration, tokenizer) -> None:
     new_ids = torch.tensor(tokenizer.convert_tokens_to_ids(special_tokens()))
     known = torch.ones(language_model.get_input_embeddings().num_embeddings, dtype=torch.bool)
     known[new_ids] = False
-    known[len(tokenizer):] = False
+    known[len(tokenizer) :] = False
     with torch.no_grad():
         for embedding in {language_model.get_input_embeddings(), language_model.get_output_embeddings()}:
             if embedding is None:
@@ -237,7 +254,12 @@ def _summary(model, out_dir: Path, added_tokens: int, dtype: str) -> BuildSummar
     def count(module) -> int:
         return sum(p.numel() for p in module.parameters())
 
-    return BuildSummary(out_dir=out_dir, vision_params=count(model.spatial_encoder.vision_tower),
-                        language_params=count(model.language_model),
-                        projector_params=count(model.spatial_encoder.multi_modal_projector),
-                        added_tokens=added_tokens, vocab_size=model.config.text_config.vocab_size, dtype=dtype)
+    return BuildSummary(
+        out_dir=out_dir,
+        vision_params=count(model.spatial_encoder.vision_tower),
+        language_params=count(model.language_model),
+        projector_params=count(model.spatial_encoder.multi_modal_projector),
+        added_tokens=added_tokens,
+        vocab_size=model.config.text_config.vocab_size,
+        dtype=dtype,
+    )

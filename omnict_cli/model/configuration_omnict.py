@@ -22,8 +22,14 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING, AutoConf
 KINDS = ("slice", "volume")
 
 # siglip-so400m-patch14-384, the paper's encoder (Appendix E): 27x27 patches of width 1152.
-SO400M_VISION_DEFAULTS = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
-                              num_attention_heads=16, patch_size=14, image_size=384)
+SO400M_VISION_DEFAULTS = dict(
+    hidden_size=1152,
+    intermediate_size=4304,
+    num_hidden_layers=27,
+    num_attention_heads=16,
+    patch_size=14,
+    image_size=384,
+)
 
 
 class OmniCTConfig(PretrainedConfig):
@@ -112,11 +118,15 @@ class OmniCTConfig(PretrainedConfig):
     def _validate_vision(self):
         layers = self.vision_config.num_hidden_layers
         if not -(layers + 1) <= self.vision_feature_layer <= layers:
-            raise ValueError(f"vision_feature_layer must index the encoder's {layers + 1} hidden states "
-                             f"(-{layers + 1}..{layers}), got {self.vision_feature_layer}")
+            raise ValueError(
+                f"vision_feature_layer must index the encoder's {layers + 1} hidden states "
+                f"(-{layers + 1}..{layers}), got {self.vision_feature_layer}"
+            )
         if self.patches_per_side < 1:
-            raise ValueError(f"vision image_size {self.vision_config.image_size} is smaller than one "
-                             f"patch of {self.vision_config.patch_size}")
+            raise ValueError(
+                f"vision image_size {self.vision_config.image_size} is smaller than one "
+                f"patch of {self.vision_config.patch_size}"
+            )
         if self.vision_units_per_batch < 1:
             raise ValueError(f"vision_units_per_batch must be >= 1, got {self.vision_units_per_batch}")
 
@@ -148,8 +158,9 @@ class OmniCTConfig(PretrainedConfig):
         # SigLIP's position embeddings are learnt for one image size; units must arrive at that size.
         for name, size in (("volume_size", self.volume_size[1:]), ("slice_size", self.slice_size)):
             if tuple(size) != (side, side):
-                raise ValueError(f"{name} in-plane {tuple(size)} must equal the vision encoder's "
-                                 f"image_size ({side}, {side})")
+                raise ValueError(
+                    f"{name} in-plane {tuple(size)} must equal the vision encoder's image_size ({side}, {side})"
+                )
 
     # ---- sizes shared by processor and model -------------------------------------------
 
@@ -202,9 +213,13 @@ class OmniCTConfig(PretrainedConfig):
         """
         from omnict_cli.studies.preprocess import PreprocessConfig
 
-        return PreprocessConfig(hu_window=self.hu_window, volume_size=self.volume_size,
-                                slice_size=self.slice_size, slices_per_unit=self.slices_per_unit,
-                                antialias=self.antialias)
+        return PreprocessConfig(
+            hu_window=self.hu_window,
+            volume_size=self.volume_size,
+            slice_size=self.slice_size,
+            slices_per_unit=self.slices_per_unit,
+            antialias=self.antialias,
+        )
 
 
 TOKEN_ID_FIELDS = ("slice_image_token_id", "volume_image_token_id", "slice_organ_token_id", "volume_organ_token_id")

@@ -46,5 +46,5 @@ def check_torchvision() -> None:
             f"torchvision {installed_version('torchvision')} is installed but cannot be imported with torch "
             f"{torch.__version__} ({problem}), and transformers imports it whenever it is installed",
             hint="Install the torchvision build made for this torch, or remove it: pip uninstall torchvision "
-                 "(omnict does not need it; on a CPU-only torch the [seg] extra's timm pulls a CUDA torchvision)"
+            "(omnict does not need it; on a CPU-only torch the [seg] extra's timm pulls a CUDA torchvision)",
         ) from error

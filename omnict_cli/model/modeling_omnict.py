@@ -62,9 +62,14 @@ def tri_axial_codes(num_units: int, side: int, config: OmniCTConfig, device=None
     rows = sinusoid(torch.arange(side, device=device), config.tpe_row_dim)
     cols = sinusoid(torch.arange(side, device=device), config.tpe_col_dim)
     shape = (num_units, side, side)
-    return torch.cat([depth[:, None, None, :].expand(*shape, -1),
-                      rows[None, :, None, :].expand(*shape, -1),
-                      cols[None, None, :, :].expand(*shape, -1)], dim=-1)
+    return torch.cat(
+        [
+            depth[:, None, None, :].expand(*shape, -1),
+            rows[None, :, None, :].expand(*shape, -1),
+            cols[None, None, :, :].expand(*shape, -1),
+        ],
+        dim=-1,
+    )
 
 
 def add_tri_axial_codes(features: torch.Tensor, config: OmniCTConfig) -> torch.Tensor:
@@ -162,14 +167,16 @@ class OmniCTSpatialEncoder(nn.Module):
         """
         num_units = [int(n) for n in num_units]
         if sum(num_units) != pixel_values.shape[0] or len(num_units) != len(image_kinds):
-            raise ValueError(f"num_units {num_units} and {len(image_kinds)} kinds do not describe "
-                             f"{pixel_values.shape[0]} units")
+            raise ValueError(
+                f"num_units {num_units} and {len(image_kinds)} kinds do not describe {pixel_values.shape[0]} units"
+            )
         dtype = self.multi_modal_projector.shared.weight.dtype
         features = self.encode_units(pixel_values.to(self.vision_tower.dtype)).to(dtype)
         grids = []
         for study_features, kind in zip(features.split(num_units), image_kinds):
-            tokens = token_unshuffle(add_tri_axial_codes(study_features, self.config),
-                                     self.config.unshuffle_factor(kind))
+            tokens = token_unshuffle(
+                add_tri_axial_codes(study_features, self.config), self.config.unshuffle_factor(kind)
+            )
             grids.append(self.multi_modal_projector(tokens, kind))
         return grids
 
@@ -305,8 +312,13 @@ class OmniCTForConditionalGeneration(OmniCTPreTrainedModel, GenerationMixin):
             return None
         slices_per_unit = 1 if kind == "slice" else self.config.slices_per_unit
         layout = (self.config.vision_config.patch_size, self.config.unshuffle_factor(kind))
-        return organ_mask_to_token_grid(torch.as_tensor(organ_mask, device=grid.device).bool(), grid.shape[0],
-                                        slices_per_unit, tuple(grid.shape[1:3]), patch_layout=layout)
+        return organ_mask_to_token_grid(
+            torch.as_tensor(organ_mask, device=grid.device).bool(),
+            grid.shape[0],
+            slices_per_unit,
+            tuple(grid.shape[1:3]),
+            patch_layout=layout,
+        )
 
     def get_placeholder_masks(self, input_ids: torch.Tensor, image_features, organ_features):
         """Boolean ``[B, T]`` masks of the image and the organ placeholders, after checking their counts.
@@ -316,30 +328,45 @@ class OmniCTForConditionalGeneration(OmniCTPreTrainedModel, GenerationMixin):
         """
         masks = []
         for what, fields, features in (
-                ("image", ("slice_image_token_id", "volume_image_token_id"), image_features),
-                ("organ", ("slice_organ_token_id", "volume_organ_token_id"), organ_features)):
+            ("image", ("slice_image_token_id", "volume_image_token_id"), image_features),
+            ("organ", ("slice_organ_token_id", "volume_organ_token_id"), organ_features),
+        ):
             token_ids = [getattr(self.config, field) for field in fields if getattr(self.config, field) is not None]
             if not token_ids:
-                raise ValueError(f"the config has no {what} placeholder token ids; set them from "
-                                 "add_special_tokens(tokenizer) with config.update(...)")
+                raise ValueError(
+                    f"the config has no {what} placeholder token ids; set them from "
+                    "add_special_tokens(tokenizer) with config.update(...)"
+                )
             mask = torch.isin(input_ids, torch.tensor(token_ids, device=input_ids.device))
             found, expected = mask.sum(1).tolist(), [len(f) for f in features]
             if len(found) != len(expected):
                 raise ValueError(f"input_ids has {len(found)} rows but pixel data describes {len(expected)} studies")
             for row, (n_tokens, n_features) in enumerate(zip(found, expected)):
                 if n_tokens != n_features:
-                    raise ValueError(f"{what} placeholder tokens and features do not match in row {row}: "
-                                     f"tokens: {n_tokens}, features: {n_features}")
+                    raise ValueError(
+                        f"{what} placeholder tokens and features do not match in row {row}: "
+                        f"tokens: {n_tokens}, features: {n_features}"
+                    )
             masks.append(mask)
         return masks
 
     # ---- forward and generation -------------------------------------------------------
 
-    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
-                pixel_values: torch.Tensor | None = None, num_units=None, image_kinds=None, organ_masks=None,
-                labels: torch.LongTensor | None = None, past_key_values=None,
-                inputs_embeds: torch.Tensor | None = None, use_cache: bool | None = None,
-                logits_to_keep: int | torch.Tensor = 0, **kwargs) -> OmniCTCausalLMOutputWithPast:
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        num_units=None,
+        image_kinds=None,
+        organ_masks=None,
+        labels: torch.LongTensor | None = None,
+        past_key_values=None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> OmniCTCausalLMOutputWithPast:
         """Scatter image and organ tokens into the prompt and run the language model.
 
         Args:
@@ -366,7 +393,8 @@ class OmniCTForConditionalGeneration(OmniCTPreTrainedModel, GenerationMixin):
             if num_units is None or image_kinds is None:
                 raise ValueError("pixel_values come with num_units and image_kinds (the processor returns them)")
             image_features, organ_features, organ_status = self.get_study_features(
-                pixel_values, num_units, image_kinds, organ_masks)
+                pixel_values, num_units, image_kinds, organ_masks
+            )
             image_mask, organ_mask = self.get_placeholder_masks(input_ids, image_features, organ_features)
             for mask, features in ((image_mask, image_features), (organ_mask, organ_features)):
                 features = torch.cat(features).to(inputs_embeds.device, inputs_embeds.dtype)
@@ -374,27 +402,46 @@ class OmniCTForConditionalGeneration(OmniCTPreTrainedModel, GenerationMixin):
         if past_key_values is not None:
             kwargs["past_key_values"] = past_key_values
         kwargs["return_dict"] = True  # the fields are copied by name below
-        outputs = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
-                                      use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
         return OmniCTCausalLMOutputWithPast(**outputs, organ_status=organ_status)
 
-    def prepare_inputs_for_generation(self, input_ids, pixel_values=None, num_units=None, image_kinds=None,
-                                      organ_masks=None, is_first_iteration=False, **kwargs):
+    def prepare_inputs_for_generation(
+        self,
+        input_ids,
+        pixel_values=None,
+        num_units=None,
+        image_kinds=None,
+        organ_masks=None,
+        is_first_iteration=False,
+        **kwargs,
+    ):
         """``GenerationMixin``'s inputs, plus the pixel data on the first step only (as LLaVA).
 
         Later steps feed only new tokens; their prompt positions, image and organ tokens included,
         are in the cache. Without a cache every step re-reads the whole prompt, so the pixel data goes in
         every time.
         """
-        model_inputs = super().prepare_inputs_for_generation(input_ids, is_first_iteration=is_first_iteration,
-                                                             **kwargs)
+        model_inputs = super().prepare_inputs_for_generation(input_ids, is_first_iteration=is_first_iteration, **kwargs)
         if is_first_iteration or not kwargs.get("use_cache", True):
-            model_inputs.update(pixel_values=pixel_values, num_units=num_units, image_kinds=image_kinds,
-                                organ_masks=organ_masks)
+            model_inputs.update(
+                pixel_values=pixel_values, num_units=num_units, image_kinds=image_kinds, organ_masks=organ_masks
+            )
         return model_inputs
 
-    def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False,
-                                      input_ids: torch.LongTensor | None = None, **model_kwargs):
+    def _expand_inputs_for_generation(
+        self,
+        expand_size: int = 1,
+        is_encoder_decoder: bool = False,
+        input_ids: torch.LongTensor | None = None,
+        **model_kwargs,
+    ):
         """Repeat every per-study input ``expand_size`` times for beam search / ``num_return_sequences``.
 
         ``GenerationMixin`` repeats tensors row by row along dim 0, which is right for ``input_ids``
@@ -402,10 +449,12 @@ class OmniCTForConditionalGeneration(OmniCTPreTrainedModel, GenerationMixin):
         misses the lists ``image_kinds`` and ``organ_masks``; as Qwen2-VL does for its images,
         those are expanded here study by study so expanded row ``i * expand_size + j`` keeps study ``i``.
         """
-        per_study = {key: model_kwargs.pop(key, None)
-                     for key in ("pixel_values", "num_units", "image_kinds", "organ_masks")}
+        per_study = {
+            key: model_kwargs.pop(key, None) for key in ("pixel_values", "num_units", "image_kinds", "organ_masks")
+        }
         input_ids, model_kwargs = super()._expand_inputs_for_generation(
-            expand_size=expand_size, is_encoder_decoder=is_encoder_decoder, input_ids=input_ids, **model_kwargs)
+            expand_size=expand_size, is_encoder_decoder=is_encoder_decoder, input_ids=input_ids, **model_kwargs
+        )
         if expand_size > 1:
             per_study = _expand_studies(per_study, expand_size)
         model_kwargs.update(per_study)

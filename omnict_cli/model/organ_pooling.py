@@ -106,8 +106,13 @@ def _resolve_ids(ids) -> set[int]:
     return resolved
 
 
-def organ_mask_to_token_grid(organ_mask: torch.Tensor, num_units: int, slices_per_unit: int,
-                             grid_hw: tuple[int, int], patch_layout: tuple[int, int] | None = None) -> torch.Tensor:
+def organ_mask_to_token_grid(
+    organ_mask: torch.Tensor,
+    num_units: int,
+    slices_per_unit: int,
+    grid_hw: tuple[int, int],
+    patch_layout: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """Fraction of each token cell covered by the organ.
 
     Args:
@@ -130,8 +135,9 @@ def organ_mask_to_token_grid(organ_mask: torch.Tensor, num_units: int, slices_pe
         raise ValueError(f"organ mask must be [D, H, W], got shape {tuple(organ_mask.shape)}")
     depth = num_units * slices_per_unit
     if num_units < 1 or slices_per_unit < 1 or organ_mask.shape[0] < depth:
-        raise ValueError(f"a mask of {organ_mask.shape[0]} slices cannot give {num_units} units "
-                         f"of {slices_per_unit} slices")
+        raise ValueError(
+            f"a mask of {organ_mask.shape[0]} slices cannot give {num_units} units of {slices_per_unit} slices"
+        )
     mask = organ_mask[:depth].float()
     units = mask.reshape(num_units, slices_per_unit, *mask.shape[1:]).mean(1)  # [N_s, H, W]
     if patch_layout is None:
@@ -139,8 +145,9 @@ def organ_mask_to_token_grid(organ_mask: torch.Tensor, num_units: int, slices_pe
     return _patch_layout_coverage(units, tuple(grid_hw), *patch_layout)
 
 
-def _patch_layout_coverage(units: torch.Tensor, grid_hw: tuple[int, int], patch_size: int,
-                           unshuffle: int) -> torch.Tensor:
+def _patch_layout_coverage(
+    units: torch.Tensor, grid_hw: tuple[int, int], patch_size: int, unshuffle: int
+) -> torch.Tensor:
     """``[N_s, H, W]`` -> ``[N_s, h, w]`` through the patch grid and the m x m unshuffle with padding."""
     patches = F.avg_pool2d(units[:, None], patch_size)  # [N_s, 1, P_h, P_w]
     p_h, p_w = patches.shape[-2:]
@@ -172,8 +179,7 @@ def pool_organ_tokens(tokens: torch.Tensor, coverage: torch.Tensor | None, kind:
     if coverage is None:
         return _global_fallback(tokens, grid, "missing", "no organ mask given")
     if tuple(coverage.shape) != tuple(tokens.shape[:3]):
-        raise ValueError(f"coverage {tuple(coverage.shape)} does not match the token grid "
-                         f"{tuple(tokens.shape[:3])}")
+        raise ValueError(f"coverage {tuple(coverage.shape)} does not match the token grid {tuple(tokens.shape[:3])}")
     coverage = coverage.to(device=tokens.device, dtype=tokens.dtype)
     present = (coverage > 0).flatten(1).any(1)
     if not bool(present.any()):
@@ -182,8 +188,10 @@ def pool_organ_tokens(tokens: torch.Tensor, coverage: torch.Tensor | None, kind:
     pooled = {i: _pool_box(tokens[i], coverage[i], boxes[i], grid) for i in range(len(tokens)) if present[i]}
     units = [pooled[_nearest_present(i, sorted(pooled))] for i in range(len(tokens))]
     covered = int((coverage > 0).sum())
-    message = (f"organ covers {covered} of {coverage.numel()} tokens in {len(pooled)} of {len(tokens)} units; "
-               f"pooled to {len(tokens)} x {grid}x{grid}")
+    message = (
+        f"organ covers {covered} of {coverage.numel()} tokens in {len(pooled)} of {len(tokens)} units; "
+        f"pooled to {len(tokens)} x {grid}x{grid}"
+    )
     return OrganPooling(torch.cat(units), "ok", message)
 
 

@@ -20,7 +20,7 @@ files) is all :meth:`OmniCTProcessor.from_pretrained` needs.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -31,8 +31,10 @@ from omnict_cli.prompt_format import ORGAN_END, ORGAN_START, PROMPT_TOKENS
 
 # The config field that records each placeholder's token id.
 PLACEHOLDER_ID_FIELDS = {
-    "<|image2d|>": "slice_image_token_id", "<|image3d|>": "volume_image_token_id",
-    "<|mask2d|>": "slice_organ_token_id", "<|mask3d|>": "volume_organ_token_id",
+    "<|image2d|>": "slice_image_token_id",
+    "<|image3d|>": "volume_image_token_id",
+    "<|mask2d|>": "slice_organ_token_id",
+    "<|mask3d|>": "volume_organ_token_id",
 }
 
 # Used when the tokenizer has no chat template (e.g. a base LLM); documented in OmniCTProcessor.
@@ -54,8 +56,9 @@ def add_special_tokens(tokenizer) -> dict[str, int]:
     ``{"volume_image_token_id": 151669, ...}``, ready for ``config.update(...)``.
     The caller resizes the LLM's embeddings to ``len(tokenizer)``.
     """
-    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in special_tokens()],
-                         special_tokens=True)
+    tokenizer.add_tokens(
+        [AddedToken(token, special=True, normalized=False) for token in special_tokens()], special_tokens=True
+    )
     return {field: tokenizer.convert_tokens_to_ids(token) for token, field in PLACEHOLDER_ID_FIELDS.items()}
 
 
@@ -86,14 +89,16 @@ class OmniCTProcessor:
 
     def __init__(self, tokenizer, config: OmniCTConfig):
         if tokenizer.pad_token is None:
-            raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its EOS token) "
-                             "so batches can be padded")
+            raise ValueError(
+                "the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its EOS token) "
+                "so batches can be padded"
+            )
         self.tokenizer = tokenizer
         self.config = config
         self.token_ids = add_special_tokens(tokenizer)
 
     @classmethod
-    def from_pretrained(cls, model_dir, **tokenizer_kwargs) -> "OmniCTProcessor":
+    def from_pretrained(cls, model_dir, **tokenizer_kwargs) -> OmniCTProcessor:
         """Read the tokenizer and ``config.json`` of an OmniCT model directory (local files only)."""
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, **tokenizer_kwargs)
         return cls(tokenizer, OmniCTConfig.from_pretrained(model_dir, local_files_only=True))
@@ -116,8 +121,9 @@ class OmniCTProcessor:
         messages = [{"role": "user", "content": content}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def __call__(self, questions: str | Sequence[str], images, organ_masks=None, answers=None,
-                 max_length: int | None = None) -> BatchFeature:
+    def __call__(
+        self, questions: str | Sequence[str], images, organ_masks=None, answers=None, max_length: int | None = None
+    ) -> BatchFeature:
         """Tokenize a batch of (question, study) pairs, with their answers for training.
 
         Args:
@@ -148,14 +154,16 @@ class OmniCTProcessor:
         num_units = [int(image.units.shape[0]) for image in images]
         texts = [self.prompt(q, kind, n) for q, kind, n in zip(questions, kinds, num_units)]
         if answers is None:
-            encoded = self.tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False,
-                                     return_tensors="pt")
+            encoded = self.tokenizer(
+                texts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt"
+            )
         else:
             encoded = self._encode_with_answers(texts, questions, kinds, answers, max_length)
         self._check_counts(encoded["input_ids"], kinds, num_units)
         data = dict(encoded)
-        data["pixel_values"] = torch.cat([torch.as_tensor(np.asarray(image.units, dtype=np.float32))
-                                          for image in images])
+        data["pixel_values"] = torch.cat(
+            [torch.as_tensor(np.asarray(image.units, dtype=np.float32)) for image in images]
+        )
         data["num_units"] = torch.tensor(num_units, dtype=torch.long)
         data["image_kinds"] = kinds
         if organ_masks is not None:
@@ -172,13 +180,15 @@ class OmniCTProcessor:
         if getattr(self.tokenizer, "chat_template", None):
             messages = [{"role": "user", "content": user_content(question, kind)}]
             prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            full = self.tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}],
-                                                      tokenize=False)
+            full = self.tokenizer.apply_chat_template(
+                messages + [{"role": "assistant", "content": answer}], tokenize=False
+            )
             if full.startswith(prompt):
-                return full[len(prompt):]
+                return full[len(prompt) :]
         if self.tokenizer.eos_token is None:
-            raise ValueError("training needs an end-of-answer token: the tokenizer has no chat template "
-                             "and no EOS token")
+            raise ValueError(
+                "training needs an end-of-answer token: the tokenizer has no chat template and no EOS token"
+            )
         return f" {answer}{self.tokenizer.eos_token}"
 
     def _encode_with_answers(self, texts, questions, kinds, answers, max_length) -> dict:
@@ -194,7 +204,7 @@ class OmniCTProcessor:
             if max_length is not None:
                 if len(prompt_ids) >= max_length:
                     raise ValueError(f"the prompt alone has {len(prompt_ids)} tokens, max_length is {max_length}")
-                answer_ids = answer_ids[:max_length - len(prompt_ids)]
+                answer_ids = answer_ids[: max_length - len(prompt_ids)]
             rows.append(prompt_ids + answer_ids)
             labels.append([-100] * len(prompt_ids) + answer_ids)
         width = max(len(row) for row in rows)
@@ -203,8 +213,11 @@ class OmniCTProcessor:
         def left_pad(values, fill):
             return torch.tensor([[fill] * (width - len(v)) + v for v in values], dtype=torch.long)
 
-        return {"input_ids": left_pad(rows, pad), "attention_mask": left_pad([[1] * len(r) for r in rows], 0),
-                "labels": left_pad(labels, -100)}
+        return {
+            "input_ids": left_pad(rows, pad),
+            "attention_mask": left_pad([[1] * len(r) for r in rows], 0),
+            "labels": left_pad(labels, -100),
+        }
 
     def decode(self, token_ids, **kwargs) -> list[str]:
         """Decode a batch of generated ids, special tokens skipped."""
@@ -216,20 +229,25 @@ class OmniCTProcessor:
         if image.kind not in PROMPT_TOKENS:
             raise ValueError(f"image kind must be 'slice' or 'volume', got {image.kind!r}")
         if units.ndim != 4 or units.shape[0] < 1 or tuple(units.shape[1:]) != (3, side, side):
-            raise ValueError(f"units must be [N_s >= 1, 3, {side}, {side}] (the model config's image_size); "
-                             f"got {tuple(units.shape)}")
+            raise ValueError(
+                f"units must be [N_s >= 1, 3, {side}, {side}] (the model config's image_size); got {tuple(units.shape)}"
+            )
         return image.kind
 
     def _check_counts(self, input_ids: torch.Tensor, kinds, num_units) -> None:
         """Each row must hold exactly the expected number of placeholder ids (one token per copy)."""
         for row, kind, n in zip(input_ids, kinds, num_units):
             prompt = PROMPT_TOKENS[kind]
-            for token, expected in ((prompt.image, self.config.num_image_tokens(kind, n)),
-                                    (prompt.organ, self.config.num_organ_tokens(kind, n))):
+            for token, expected in (
+                (prompt.image, self.config.num_image_tokens(kind, n)),
+                (prompt.organ, self.config.num_organ_tokens(kind, n)),
+            ):
                 found = int((row == self.token_ids[PLACEHOLDER_ID_FIELDS[token]]).sum())
                 if found != expected:
-                    raise ValueError(f"{token} appears {found} times in a tokenized {kind} prompt, expected "
-                                     f"{expected}; the tokenizer must keep it a single special token")
+                    raise ValueError(
+                        f"{token} appears {found} times in a tokenized {kind} prompt, expected "
+                        f"{expected}; the tokenizer must keep it a single special token"
+                    )
 
     def _organ_masks(self, organ_masks, images) -> list:
         if len(organ_masks) != len(images):
@@ -243,6 +261,8 @@ class OmniCTProcessor:
         # A slice study has one grid slice per unit; a volume at least the slices its units used.
         min_depth = n_units if image.kind == "slice" else n_units * self.config.slices_per_unit
         if mask.ndim != 3 or tuple(mask.shape[1:]) != (height, width) or mask.shape[0] < min_depth:
-            raise ValueError(f"organ mask shape {tuple(mask.shape)} is not on the study's preprocessed grid "
-                             f"([>= {min_depth}, {height}, {width}]); resample it with the study")
+            raise ValueError(
+                f"organ mask shape {tuple(mask.shape)} is not on the study's preprocessed grid "
+                f"([>= {min_depth}, {height}, {width}]); resample it with the study"
+            )
         return mask

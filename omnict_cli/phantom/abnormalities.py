@@ -122,15 +122,14 @@ interlobular septal thickening) a little below them."""
 
 # --------------------------------------------------------------------------- geometry
 
+
 def _ellipsoid(shape, spacing, centre, radii_mm, angle=0.0):
     """(box slices, normalised radius) of an ellipsoid; 1 on its surface.
 
     Work happens in a box around the shape so drawing stays cheap on full volumes;
     ``angle`` rotates the y/x radii in-plane (radians)."""
     reach_yx = max(radii_mm[1], radii_mm[2]) if angle else None
-    half = (radii_mm[0] / spacing[0],
-            (reach_yx or radii_mm[1]) / spacing[1],
-            (reach_yx or radii_mm[2]) / spacing[2])
+    half = (radii_mm[0] / spacing[0], (reach_yx or radii_mm[1]) / spacing[1], (reach_yx or radii_mm[2]) / spacing[2])
     lo = [max(0, int(np.floor(c - h))) for c, h in zip(centre, half)]
     hi = [min(n, int(np.ceil(c + h)) + 1) for c, n, h in zip(centre, shape, half)]
     if any(a >= b for a, b in zip(lo, hi)):
@@ -174,9 +173,9 @@ def _band_from_edge(mask, axis, depth_vox, from_high=True):
     shape[axis] = n
     index = np.arange(n).reshape(shape)
     if from_high:
-        edge = np.where(mask, index, -10 ** 6).max(axis=axis, keepdims=True)
+        edge = np.where(mask, index, -(10**6)).max(axis=axis, keepdims=True)
         return mask & (index > edge - depth_vox)
-    edge = np.where(mask, index, 10 ** 6).min(axis=axis, keepdims=True)
+    edge = np.where(mask, index, 10**6).min(axis=axis, keepdims=True)
     return mask & (index < edge + depth_vox)
 
 
@@ -220,8 +219,7 @@ def _boxed_surface(mask, margin):
 
 def _lobes_on_side(labels, candidates, side):
     """The candidate lobe ids on ``side`` (both for "bilateral") that this anatomy has."""
-    return [lobe for lobe in candidates
-            if (side == "bilateral" or LOBES[lobe][1] == side) and (labels == lobe).any()]
+    return [lobe for lobe in candidates if (side == "bilateral" or LOBES[lobe][1] == side) and (labels == lobe).any()]
 
 
 def _severity(value, mild_upto, moderate_upto):
@@ -306,7 +304,7 @@ def cardiothoracic_ratio(labels, pleural_space=None) -> float:
 
     The inner thorax is lungs + heart + the anatomy's pleural space (which reaches the
     inner chest wall, as the rib margins do on a radiograph) when given."""
-    heart_cols = (labels == HEART).any(axis=1)                     # [z, x]
+    heart_cols = (labels == HEART).any(axis=1)  # [z, x]
     chest = np.isin(labels, LUNG_IDS) | (labels == HEART)
     if pleural_space is not None:
         chest |= np.asarray(pleural_space, bool)
@@ -322,6 +320,7 @@ def cardiothoracic_ratio(labels, pleural_space=None) -> float:
 
 # --------------------------------------------------------------------------- per class
 
+
 def _draw_medical_material(rng, scene):
     """Metal with streaks: the brightest thing in a CT and the artifact everyone knows."""
     kind = str(rng.choice(["sternal wires", "pacemaker lead", "vascular stent"], p=[0.4, 0.4, 0.2]))
@@ -331,7 +330,7 @@ def _draw_medical_material(rng, scene):
     organ, side = "others", None
     if kind == "vascular stent":
         aorta = labels == AORTA
-        aorta[max(scene.carina_z, 0):] = False
+        aorta[max(scene.carina_z, 0) :] = False
         aorta[: scene.diaphragm_z] = False
         aorta &= np.arange(scene.shape[1])[None, :, None] > cy
         zs = np.nonzero(aorta.any(axis=(1, 2)))[0]
@@ -341,7 +340,7 @@ def _draw_medical_material(rng, scene):
             n = min(zs.size, int(rng.integers(6, 13)))
             start = int(rng.integers(0, zs.size - n + 1))
             band = np.zeros_like(aorta)
-            band[zs[start:start + n]] = True
+            band[zs[start : start + n]] = True
             wall = aorta & band & ~ndimage.binary_erosion(aorta, _inplane_structure())
             metal |= wall
             organ, location = "vessels", "descending thoracic aorta"
@@ -367,7 +366,7 @@ def _draw_medical_material(rng, scene):
                     metal[box[0]] |= (box[1] <= 1) & (box[1] > 0.75)
         location = "sternum (median sternotomy wires)"
     if kind == "pacemaker lead":
-        side_x = 1 if rng.random() < 0.8 else -1          # +x = patient left
+        side_x = 1 if rng.random() < 0.8 else -1  # +x = patient left
         side = "left" if side_x > 0 else "right"
         gz = int(np.clip(scene.apex_z - round(15 / sp[0]), 0, scene.shape[0] - 1))
         cols = np.nonzero(scene.body[gz].any(axis=0))[0]
@@ -399,10 +398,20 @@ def _draw_medical_material(rng, scene):
     _add_metal_streaks(rng, hu, metal, scene.body, sp)
     centre = tuple(int(c) for c in np.argwhere(metal).mean(axis=0).round())
     extent = (np.ptp(np.argwhere(metal), axis=0) + 1) * np.asarray(sp)
-    device = {"sternal wires": "sternal cerclage wiring", "pacemaker lead": "a pacemaker",
-              "vascular stent": "an aortic stent"}[kind]
-    return Finding("Medical material", organ, side=side, location=location,
-                   size_mm=float(extent.max()), centre_zyx=centre, details={"kind": kind, "device": device})
+    device = {
+        "sternal wires": "sternal cerclage wiring",
+        "pacemaker lead": "a pacemaker",
+        "vascular stent": "an aortic stent",
+    }[kind]
+    return Finding(
+        "Medical material",
+        organ,
+        side=side,
+        location=location,
+        size_mm=float(extent.max()),
+        centre_zyx=centre,
+        details={"kind": kind, "device": device},
+    )
 
 
 def _add_metal_streaks(rng, hu, metal, body, spacing):
@@ -412,8 +421,8 @@ def _add_metal_streaks(rng, hu, metal, body, spacing):
     n_rays = int(rng.integers(5, 10))
     phase = rng.uniform(0, np.pi)
     peak = rng.uniform(150, 350)
-    metal_area_full = 60.0 / (spacing[1] * spacing[2])      # ~60 mm^2 of metal streaks fully
-    yy, xx = np.mgrid[0:hu.shape[1], 0:hu.shape[2]]
+    metal_area_full = 60.0 / (spacing[1] * spacing[2])  # ~60 mm^2 of metal streaks fully
+    yy, xx = np.mgrid[0 : hu.shape[1], 0 : hu.shape[2]]
     for z in np.nonzero(metal.any(axis=(1, 2)))[0]:
         my, mx = np.argwhere(metal[z]).mean(axis=0)
         amplitude = peak * min(1.0, metal[z].sum() / metal_area_full)
@@ -421,7 +430,7 @@ def _add_metal_streaks(rng, hu, metal, body, spacing):
         r = np.hypot(dy, dx)
         c = np.cos(n_rays * np.arctan2(dy, dx) + phase)
         streak = amplitude * np.sign(c) * np.abs(c) ** 12 * np.exp(-r / 70.0)
-        where = body[z] & ~metal[z] & (r > 1.0) & (np.abs(streak) >= 1.0)   # no sub-HU dust
+        where = body[z] & ~metal[z] & (r > 1.0) & (np.abs(streak) >= 1.0)  # no sub-HU dust
         hu[z][where] += streak[where].astype(hu.dtype)
 
 
@@ -453,9 +462,15 @@ def _draw_arterial_wall_calcification(rng, scene):
         else:
             places.append("ascending aorta" if g[1] < cy else "descending aorta")
     location = ", ".join(dict.fromkeys(places))
-    return Finding("Arterial wall calcification", "vessels", location=location, count=n,
-                   severity=_severity(n, 3, 6), centre_zyx=tuple(int(v) for v in centres[0]),
-                   details={"plaque_centres_zyx": [tuple(int(v) for v in c) for c in centres]})
+    return Finding(
+        "Arterial wall calcification",
+        "vessels",
+        location=location,
+        count=n,
+        severity=_severity(n, 3, 6),
+        centre_zyx=tuple(int(v) for v in centres[0]),
+        details={"plaque_centres_zyx": [tuple(int(v) for v in c) for c in centres]},
+    )
 
 
 def _draw_cardiomegaly(rng, scene):
@@ -473,14 +488,19 @@ def _draw_cardiomegaly(rng, scene):
     grow_x = max(target / max(before_ratio, 1e-3), 1.12)
     attempts = 6
     # room for the largest scaling the loop can reach, so work stays inside one box
-    box = _bbox(heart, margin=int(np.ceil((grow_x * 1.08 ** attempts - 1)
-                                          * np.ptp(heart_voxels, axis=0).max() / 2)) + 2)
+    box = _bbox(heart, margin=int(np.ceil((grow_x * 1.08**attempts - 1) * np.ptp(heart_voxels, axis=0).max() / 2)) + 2)
     allowed = scene.body[box] & np.isin(labels[box], (*LUNG_IDS, 0, HEART))
     for _ in range(attempts):
         scale = np.array([1 + (grow_x - 1) * 0.3, 1 + (grow_x - 1) * 0.7, grow_x])
         # the scaling is separable: each output axis reads one source index per coordinate
-        source = np.ix_(*[np.clip(np.round(centre[i] + (np.arange(b.start, b.stop) - centre[i]) / scale[i]),
-                                  0, n - 1).astype(np.intp) for i, (b, n) in enumerate(zip(box, scene.shape))])
+        source = np.ix_(
+            *[
+                np.clip(np.round(centre[i] + (np.arange(b.start, b.stop) - centre[i]) / scale[i]), 0, n - 1).astype(
+                    np.intp
+                )
+                for i, (b, n) in enumerate(zip(box, scene.shape))
+            ]
+        )
         grown = src_heart[source] & allowed
         labels[box][grown] = HEART
         hu[box][grown] = src_hu[source][grown]
@@ -489,12 +509,19 @@ def _draw_cardiomegaly(rng, scene):
             break
         grow_x *= 1.08
     volume_ratio = float((labels == HEART).sum() / src_heart.sum())
-    return Finding("Cardiomegaly", "heart", location="heart", severity=_severity(ratio, 0.6, 0.66),
-                   size_mm=round(float(np.ptp(np.nonzero((labels == HEART).any(axis=(0, 1)))[0]) * sp[2]), 1),
-                   centre_zyx=tuple(round(c) for c in centre),
-                   details={"cardiothoracic_ratio": round(float(ratio), 3),
-                            "cardiothoracic_ratio_before": round(float(before_ratio), 3),
-                            "heart_volume_ratio": round(volume_ratio, 3)})
+    return Finding(
+        "Cardiomegaly",
+        "heart",
+        location="heart",
+        severity=_severity(ratio, 0.6, 0.66),
+        size_mm=round(float(np.ptp(np.nonzero((labels == HEART).any(axis=(0, 1)))[0]) * sp[2]), 1),
+        centre_zyx=tuple(round(c) for c in centre),
+        details={
+            "cardiothoracic_ratio": round(float(ratio), 3),
+            "cardiothoracic_ratio_before": round(float(before_ratio), 3),
+            "heart_volume_ratio": round(volume_ratio, 3),
+        },
+    )
 
 
 def _draw_pericardial_effusion(rng, scene):
@@ -514,8 +541,14 @@ def _draw_pericardial_effusion(rng, scene):
     scene.hu[box][rim] = np.clip(fluid, 0, 20)
     lab[rim] = 0
     centre = np.argwhere(rim).mean(axis=0) + [s.start for s in box]
-    return Finding("Pericardial effusion", "heart", location="pericardium", size_mm=round(thickness, 1),
-                   severity=_severity(thickness, 7, 11), centre_zyx=tuple(round(c) for c in centre))
+    return Finding(
+        "Pericardial effusion",
+        "heart",
+        location="pericardium",
+        size_mm=round(thickness, 1),
+        severity=_severity(thickness, 7, 11),
+        centre_zyx=tuple(round(c) for c in centre),
+    )
 
 
 CORONARY_COURSES = {
@@ -558,9 +591,15 @@ def _draw_coronary_artery_wall_calcification(rng, scene):
     if not spots:
         return None
     vessels = list(dict.fromkeys(vessels))
-    return Finding("Coronary artery wall calcification", "heart", location=", ".join(vessels),
-                   count=len(spots), severity=_severity(len(spots), 2, 5), centre_zyx=spots[0],
-                   details={"spot_centres_zyx": spots, "vessels": vessels})
+    return Finding(
+        "Coronary artery wall calcification",
+        "heart",
+        location=", ".join(vessels),
+        count=len(spots),
+        severity=_severity(len(spots), 2, 5),
+        centre_zyx=spots[0],
+        details={"spot_centres_zyx": spots, "vessels": vessels},
+    )
 
 
 def _draw_hiatal_hernia(rng, scene):
@@ -604,10 +643,15 @@ def _draw_hiatal_hernia(rng, scene):
     hu_box[fluid] = 15
     lab[sac] = STOMACH
     height = float(radii[0] * 2)
-    return Finding("Hiatal hernia", "stomach", location="oesophageal hiatus",
-                   size_mm=round(2 * max(radii[1:]), 1), severity=_severity(height, 35, 55),
-                   centre_zyx=tuple(round(c) for c in centre),
-                   details={"height_mm": round(height, 1)})
+    return Finding(
+        "Hiatal hernia",
+        "stomach",
+        location="oesophageal hiatus",
+        size_mm=round(2 * max(radii[1:]), 1),
+        severity=_severity(height, 35, 55),
+        centre_zyx=tuple(round(c) for c in centre),
+        details={"height_mm": round(height, 1)},
+    )
 
 
 def _draw_lymphadenopathy(rng, scene):
@@ -648,15 +692,23 @@ def _draw_lymphadenopathy(rng, scene):
             continue
         hu[ell[0]][node] = rng.uniform(35, 45) + rng.normal(0, 3, size=int(node.sum()))
         lab[node] = 0
-        nodes.append({"station": station, "short_axis_mm": round(short, 1),
-                      "centre_zyx": tuple(round(c) for c in centre)})
+        nodes.append(
+            {"station": station, "short_axis_mm": round(short, 1), "centre_zyx": tuple(round(c) for c in centre)}
+        )
     if not nodes:
         return None
     largest = max(nodes, key=lambda n: n["short_axis_mm"])
-    return Finding("Lymphadenopathy", "others", side=_sides(stations[n["station"]] for n in nodes),
-                   location=", ".join(n["station"] for n in nodes), size_mm=largest["short_axis_mm"],
-                   count=len(nodes), severity=_severity(largest["short_axis_mm"], 15, 20),
-                   centre_zyx=largest["centre_zyx"], details={"nodes": nodes})
+    return Finding(
+        "Lymphadenopathy",
+        "others",
+        side=_sides(stations[n["station"]] for n in nodes),
+        location=", ".join(n["station"] for n in nodes),
+        size_mm=largest["short_axis_mm"],
+        count=len(nodes),
+        severity=_severity(largest["short_axis_mm"], 15, 20),
+        centre_zyx=largest["centre_zyx"],
+        details={"nodes": nodes},
+    )
 
 
 def _draw_emphysema(rng, scene):
@@ -664,12 +716,12 @@ def _draw_emphysema(rng, scene):
     labels, hu, sp = scene.labels, scene.hu, scene.spacing
     pattern = str(rng.choice(["centrilobular", "paraseptal"], p=[0.7, 0.3]))
     side = str(rng.choice(["bilateral", "right", "left"], p=[0.7, 0.15, 0.15]))
-    lobes = [l for l in UPPER_LOBES if side == "bilateral" or LOBES[l][1] == side]
+    lobes = [lobe for lobe in UPPER_LOBES if side == "bilateral" or LOBES[lobe][1] == side]
     region = np.isin(labels, lobes)
     if not region.any():
         return None
     zs = np.nonzero(region.any(axis=(1, 2)))[0]
-    region[: int(np.percentile(zs, 30))] = False          # upper-zone predominant
+    region[: int(np.percentile(zs, 30))] = False  # upper-zone predominant
     if pattern == "paraseptal":
         region &= ~ndimage.binary_erosion(np.isin(labels, LUNG_IDS), _inplane_structure(), iterations=3)
         n, r_range = int(rng.integers(3, 9)), (7.5, 25.0)
@@ -688,10 +740,15 @@ def _draw_emphysema(rng, scene):
         hu[ell[0]][hole] = rng.uniform(-990, -960)
         drawn += int(hole.sum())
     fraction = drawn / max(int(lung.sum()), 1)
-    return Finding("Emphysema", "lungs", side=side,
-                   location=("upper lobes" if side == "bilateral" else f"{side} upper lobe"),
-                   severity=_severity(fraction, 0.03, 0.08), count=n,
-                   details={"pattern": pattern, "lung_fraction": round(fraction, 4)})
+    return Finding(
+        "Emphysema",
+        "lungs",
+        side=side,
+        location=("upper lobes" if side == "bilateral" else f"{side} upper lobe"),
+        severity=_severity(fraction, 0.03, 0.08),
+        count=n,
+        details={"pattern": pattern, "lung_fraction": round(fraction, 4)},
+    )
 
 
 def _draw_atelectasis(rng, scene):
@@ -714,22 +771,33 @@ def _draw_atelectasis(rng, scene):
             changed |= band
         else:
             base = lobe_mask.copy()
-            base[base_top + 2:] = False
+            base[base_top + 2 :] = False
             for _ in range(int(rng.integers(1, 3))):
                 c = scene.place_in_lobe(rng, lobe, 8, zone=base)
                 if c is None:
                     continue
-                ell = _ellipsoid(scene.shape, sp, c, (rng.uniform(8, 15), rng.uniform(2.0, 3.5), rng.uniform(18, 35)),
-                                 angle=rng.uniform(-0.4, 0.4))
+                ell = _ellipsoid(
+                    scene.shape,
+                    sp,
+                    c,
+                    (rng.uniform(8, 15), rng.uniform(2.0, 3.5), rng.uniform(18, 35)),
+                    angle=rng.uniform(-0.4, 0.4),
+                )
                 changed[ell[0]] |= (ell[1] <= 1) & lobe_mask[ell[0]]
     if not changed.any():
         return None
     hu[changed] = rng.uniform(15, 35) + rng.normal(0, 4, size=int(changed.sum())).clip(-10, 10)
     centre = tuple(round(c) for c in np.argwhere(changed).mean(axis=0))
-    names = [LOBES[l][0] for l in lobes]
-    return Finding("Atelectasis", "lungs", side=side, location=", ".join(names),
-                   severity="mild" if pattern == "plate-like" else "moderate", centre_zyx=centre,
-                   details={"pattern": pattern})
+    names = [LOBES[lobe][0] for lobe in lobes]
+    return Finding(
+        "Atelectasis",
+        "lungs",
+        side=side,
+        location=", ".join(names),
+        severity="mild" if pattern == "plate-like" else "moderate",
+        centre_zyx=centre,
+        details={"pattern": pattern},
+    )
 
 
 def _draw_lung_nodule(rng, scene):
@@ -751,15 +819,23 @@ def _draw_lung_nodule(rng, scene):
         value = rng.uniform(10, 35)
         region = hu[ell[0]]
         region[inside] = region[inside] * (1 - frac[inside]) + value * frac[inside]
-        nodules.append({"lobe": LOBES[lobe][0], "side": LOBES[lobe][1], "diameter_mm": round(diameter, 1),
-                        "centre_zyx": c})
+        nodules.append(
+            {"lobe": LOBES[lobe][0], "side": LOBES[lobe][1], "diameter_mm": round(diameter, 1), "centre_zyx": c}
+        )
     if not nodules:
         return None
     largest = max(nodules, key=lambda n: n["diameter_mm"])
-    return Finding("Lung nodule", "lungs", side=_sides(n["side"] for n in nodules), location=largest["lobe"],
-                   size_mm=largest["diameter_mm"], count=len(nodules),
-                   severity=_severity(largest["diameter_mm"], 6, 15), centre_zyx=largest["centre_zyx"],
-                   details={"nodules": nodules})
+    return Finding(
+        "Lung nodule",
+        "lungs",
+        side=_sides(n["side"] for n in nodules),
+        location=largest["lobe"],
+        size_mm=largest["diameter_mm"],
+        count=len(nodules),
+        severity=_severity(largest["diameter_mm"], 6, 15),
+        centre_zyx=largest["centre_zyx"],
+        details={"nodules": nodules},
+    )
 
 
 def _lumpy_blob(rng, scene, lobe, radius_mm):
@@ -801,8 +877,16 @@ def _draw_lung_opacity(rng, scene):
     level = rng.uniform(-650, -450)
     scene.hu[blob] = np.clip(level + rng.normal(0, 25, size=int(blob.sum())), -700, -400)
     name, side = LOBES[lobe]
-    return Finding("Lung opacity", "lungs", side=side, location=name, size_mm=round(2 * radius, 1),
-                   severity=_severity(radius, 22, 32), centre_zyx=c, details={"pattern": "ground glass"})
+    return Finding(
+        "Lung opacity",
+        "lungs",
+        side=side,
+        location=name,
+        size_mm=round(2 * radius, 1),
+        severity=_severity(radius, 22, 32),
+        centre_zyx=c,
+        details={"pattern": "ground glass"},
+    )
 
 
 def _draw_consolidation(rng, scene):
@@ -823,9 +907,16 @@ def _draw_consolidation(rng, scene):
         air = (seg[1] <= lumen) & blob[seg[0]]
         scene.hu[seg[0]][air] = rng.uniform(-950, -880)
     name, side = LOBES[lobe]
-    return Finding("Consolidation", "lungs", side=side, location=name, size_mm=round(2 * radius, 1),
-                   severity=_severity(radius, 22, 32), centre_zyx=c,
-                   details={"air_bronchograms": n_air})
+    return Finding(
+        "Consolidation",
+        "lungs",
+        side=side,
+        location=name,
+        size_mm=round(2 * radius, 1),
+        severity=_severity(radius, 22, 32),
+        centre_zyx=c,
+        details={"air_bronchograms": n_air},
+    )
 
 
 def _draw_pulmonary_fibrotic_sequela(rng, scene):
@@ -855,9 +946,15 @@ def _draw_pulmonary_fibrotic_sequela(rng, scene):
             seg = _segment_distance(scene.shape, sp, start, end, radius + 1)
             changed[seg[0]] |= (seg[1] <= radius) & lobe_mask[seg[0]]
     hu[changed] = np.clip(rng.uniform(-200, -80) + rng.normal(0, 30, size=int(changed.sum())), -300, 0)
-    return Finding("Pulmonary fibrotic sequela", "lungs", side=side,
-                   location=", ".join(LOBES[l][0] for l in lobes), details={"pattern": "apical, peripheral"},
-                   severity="mild", centre_zyx=tuple(round(c) for c in np.argwhere(changed).mean(axis=0)))
+    return Finding(
+        "Pulmonary fibrotic sequela",
+        "lungs",
+        side=side,
+        location=", ".join(LOBES[lobe][0] for lobe in lobes),
+        details={"pattern": "apical, peripheral"},
+        severity="mild",
+        centre_zyx=tuple(round(c) for c in np.argwhere(changed).mean(axis=0)),
+    )
 
 
 def _draw_pleural_effusion(rng, scene):
@@ -870,7 +967,7 @@ def _draw_pleural_effusion(rng, scene):
     depth_max = rng.uniform(12, 50)
     height = rng.uniform(40, 120)
     fluid = np.zeros(scene.shape, bool)
-    for s in (["right", "left"] if side == "bilateral" else [side]):
+    for s in ["right", "left"] if side == "bilateral" else [side]:
         space = pleural & ((x_idx < scene.midline_x) if s == "right" else (x_idx >= scene.midline_x))
         zs = np.nonzero(space.any(axis=(1, 2)))[0]
         if zs.size == 0:
@@ -884,9 +981,15 @@ def _draw_pleural_effusion(rng, scene):
     hu[fluid] = np.clip(rng.uniform(8, 22) + rng.normal(0, 3, size=int(fluid.sum())), 0, 30)
     labels[fluid] = 0
     location = "both pleural spaces" if side == "bilateral" else f"{side} pleural space"
-    return Finding("Pleural effusion", "lungs", side=side, location=location, size_mm=round(depth_max, 1),
-                   severity=_severity(depth_max, 20, 35),
-                   centre_zyx=tuple(round(c) for c in np.argwhere(fluid).mean(axis=0)))
+    return Finding(
+        "Pleural effusion",
+        "lungs",
+        side=side,
+        location=location,
+        size_mm=round(depth_max, 1),
+        severity=_severity(depth_max, 20, 35),
+        centre_zyx=tuple(round(c) for c in np.argwhere(fluid).mean(axis=0)),
+    )
 
 
 def _draw_mosaic_attenuation_pattern(rng, scene):
@@ -895,15 +998,22 @@ def _draw_mosaic_attenuation_pattern(rng, scene):
     if not lung.any():
         return None
     box = _bbox(lung)
-    field = ndimage.gaussian_filter(rng.standard_normal(lung[box].shape).astype(np.float32),
-                                    sigma=[8.0 / s for s in scene.spacing])
+    field = ndimage.gaussian_filter(
+        rng.standard_normal(lung[box].shape).astype(np.float32), sigma=[8.0 / s for s in scene.spacing]
+    )
     parenchyma = lung[box] & (scene.hu[box] < -600)
     dark = field < np.median(field[parenchyma]) if parenchyma.any() else field < 0
     hu_box = scene.hu[box]
     n = int(parenchyma.sum())
     hu_box[parenchyma] = np.where(dark[parenchyma], -900.0, -760.0) + rng.normal(0, 8, size=n).clip(-20, 20)
-    return Finding("Mosaic attenuation pattern", "lungs", side="bilateral", location="both lungs",
-                   severity="moderate", centre_zyx=tuple(round(c) for c in np.argwhere(lung).mean(axis=0)))
+    return Finding(
+        "Mosaic attenuation pattern",
+        "lungs",
+        side="bilateral",
+        location="both lungs",
+        severity="moderate",
+        centre_zyx=tuple(round(c) for c in np.argwhere(lung).mean(axis=0)),
+    )
 
 
 def _draw_airways(rng, scene, lobes, n, lumen_mm, wall_mm, artery_mm=None):
@@ -943,26 +1053,48 @@ def _draw_airways(rng, scene, lobes, n, lumen_mm, wall_mm, artery_mm=None):
 
 def _draw_peribronchial_thickening(rng, scene):
     """Bronchi with walls as thick as their lumen (normal walls are ~1/5 of it)."""
-    airways = _draw_airways(rng, scene, LUNG_IDS, int(rng.integers(4, 9)),
-                            lumen_mm=rng.uniform(1.5, 2.5), wall_mm=rng.uniform(2.0, 3.0))
+    airways = _draw_airways(
+        rng, scene, LUNG_IDS, int(rng.integers(4, 9)), lumen_mm=rng.uniform(1.5, 2.5), wall_mm=rng.uniform(2.0, 3.0)
+    )
     if not airways:
         return None
     names = list(dict.fromkeys(LOBES[a[0]][0] for a in airways))
-    return Finding("Peribronchial thickening", "lungs", side=_sides(LOBES[a[0]][1] for a in airways),
-                   location=", ".join(names), count=len(airways), severity="mild", centre_zyx=airways[0][2])
+    return Finding(
+        "Peribronchial thickening",
+        "lungs",
+        side=_sides(LOBES[a[0]][1] for a in airways),
+        location=", ".join(names),
+        count=len(airways),
+        severity="mild",
+        centre_zyx=airways[0][2],
+    )
 
 
 def _draw_bronchiectasis(rng, scene):
     """Lower-lobe airways wider than the artery running beside them (signet-ring sign)."""
     lumen = rng.uniform(4.0, 7.0)
-    airways = _draw_airways(rng, scene, LOWER_LOBES, int(rng.integers(2, 5)), lumen_mm=lumen,
-                            wall_mm=rng.uniform(1.0, 1.5), artery_mm=rng.uniform(2.0, 3.0))
+    airways = _draw_airways(
+        rng,
+        scene,
+        LOWER_LOBES,
+        int(rng.integers(2, 5)),
+        lumen_mm=lumen,
+        wall_mm=rng.uniform(1.0, 1.5),
+        artery_mm=rng.uniform(2.0, 3.0),
+    )
     if not airways:
         return None
     names = list(dict.fromkeys(LOBES[a[0]][0] for a in airways))
-    return Finding("Bronchiectasis", "lungs", side=_sides(LOBES[a[0]][1] for a in airways),
-                   location=", ".join(names), size_mm=round(2 * lumen, 1), count=len(airways),
-                   severity=_severity(lumen, 5, 6), centre_zyx=airways[0][2])
+    return Finding(
+        "Bronchiectasis",
+        "lungs",
+        side=_sides(LOBES[a[0]][1] for a in airways),
+        location=", ".join(names),
+        size_mm=round(2 * lumen, 1),
+        count=len(airways),
+        severity=_severity(lumen, 5, 6),
+        centre_zyx=airways[0][2],
+    )
 
 
 def _depth_in_lung(lung, spacing):
@@ -991,15 +1123,21 @@ def _draw_interlobular_septal_thickening(rng, scene):
     coords = points * metric
     lobule = rng.uniform(15.0, 22.0)
     lo, hi = coords.min(axis=0), coords.max(axis=0)
-    n_seeds = int(np.prod(np.maximum(hi - lo, lobule)) / lobule ** 3) + 8
+    n_seeds = int(np.prod(np.maximum(hi - lo, lobule)) / lobule**3) + 8
     seeds = rng.uniform(lo, hi, size=(n_seeds, 3))
     dist, _ = cKDTree(seeds).query(coords, k=2)
     wall = (dist[:, 1] - dist[:, 0]) < 1.3
     sel = tuple(points[wall].T)
     scene.hu[box][sel] = np.clip(rng.uniform(-250, -150) + rng.normal(0, 30, size=int(wall.sum())), -300, -100)
     centre = tuple(int(v) for v in (points[wall].mean(axis=0) + [s.start for s in box]).round())
-    return Finding("Interlobular septal thickening", "lungs", side="bilateral",
-                   location="peripheral lungs", severity="mild", centre_zyx=centre)
+    return Finding(
+        "Interlobular septal thickening",
+        "lungs",
+        side="bilateral",
+        location="peripheral lungs",
+        severity="mild",
+        centre_zyx=centre,
+    )
 
 
 DRAWERS: dict[str, Callable] = {
@@ -1027,8 +1165,9 @@ DRAWERS: dict[str, Callable] = {
 assert set(DRAWERS) == set(CTRATE_ABNORMALITIES)
 
 
-def sample_abnormality_classes(rng: np.random.Generator, prevalence: dict[str, float] | None = None,
-                               force: tuple[str, ...] = ()) -> tuple[str, ...]:
+def sample_abnormality_classes(
+    rng: np.random.Generator, prevalence: dict[str, float] | None = None, force: tuple[str, ...] = ()
+) -> tuple[str, ...]:
     """Which classes a case has, in CT-RATE order: one Bernoulli draw per class.
 
     Classes missing from ``prevalence`` use ``DEFAULT_PREVALENCE``; ``force`` are always in.
@@ -1058,8 +1197,9 @@ def _centre_on_a_changed_slice(finding: Finding, changed: np.ndarray, box) -> Fi
     return replace(finding, centre_zyx=tuple(int(v) for v in nearest))
 
 
-def draw_abnormalities(rng: np.random.Generator, anatomy, prevalence: dict[str, float] | None = None,
-                       force: tuple[str, ...] = ()) -> list[Finding]:
+def draw_abnormalities(
+    rng: np.random.Generator, anatomy, prevalence: dict[str, float] | None = None, force: tuple[str, ...] = ()
+) -> list[Finding]:
     """Sample classes, draw them into ``anatomy.hu`` (and ``labels`` where anatomy changes),
     and return their Findings in CT-RATE order.
 

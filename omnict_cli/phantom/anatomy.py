@@ -55,8 +55,16 @@ from scipy import ndimage
 
 from omnict_cli.segmentation.classes import TOTALSEG_TOTAL_IDS as IDS
 
-LOBE_IDS = tuple(IDS[n] for n in ("lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right",
-                                  "lung_middle_lobe_right", "lung_lower_lobe_right"))
+LOBE_IDS = tuple(
+    IDS[n]
+    for n in (
+        "lung_upper_lobe_left",
+        "lung_lower_lobe_left",
+        "lung_upper_lobe_right",
+        "lung_middle_lobe_right",
+        "lung_lower_lobe_right",
+    )
+)
 DIAPHRAGM_MM = 4.0
 """Thickness of the diaphragm muscle between lung base and abdominal organs."""
 PLEURAL_RIM_MM = 5.0
@@ -89,16 +97,16 @@ class Anatomy:
 class _Layout:
     """Per-case geometry in mm: body frame, craniocaudal levels, spine position."""
 
-    cy: float           # body centre (mm)
+    cy: float  # body centre (mm)
     cx: float
-    ay: float           # body half-axes: anterior-posterior, left-right
+    ay: float  # body half-axes: anterior-posterior, left-right
     ax: float
-    s: float            # in-plane scale applied to nominal (adult, mm) offsets
-    zs: float           # craniocaudal scale (< 1 when the field is under 330 mm)
-    cav_ay: float       # thoracic cavity half-axes (inside the chest wall)
+    s: float  # in-plane scale applied to nominal (adult, mm) offsets
+    zs: float  # craniocaudal scale (< 1 when the field is under 330 mm)
+    cav_ay: float  # thoracic cavity half-axes (inside the chest wall)
     cav_ax: float
-    apex: float         # lung apex height
-    dome_r: float       # right / left diaphragm dome heights
+    apex: float  # lung apex height
+    dome_r: float  # right / left diaphragm dome heights
     dome_l: float
     carina: float
     heart_scale: float  # heart size within the normal range
@@ -153,8 +161,9 @@ class _Canvas:
         return z[:, None, None], y[None, :, None], x[None, None, :]
 
     def index(self, point_mm) -> tuple[int, ...]:
-        return tuple(int(np.clip(round(p / sp - 0.5), 0, n - 1))
-                     for p, sp, n in zip(point_mm, self.spacing, self.shape))
+        return tuple(
+            int(np.clip(round(p / sp - 0.5), 0, n - 1)) for p, sp, n in zip(point_mm, self.spacing, self.shape)
+        )
 
     def paint(self, box, mask, hu, label=None, lungs_only=False):
         """Write hu (and label, unless None) where mask; lungs_only keeps to lobe voxels."""
@@ -171,6 +180,7 @@ class _Canvas:
 
 
 # ----------------------------------------------------------------------------- primitives
+
 
 def _ellipsoid(canvas, centre, radii):
     """(box, normalised squared radius field) of an axis-aligned ellipsoid."""
@@ -226,6 +236,7 @@ def _paint_tube(canvas, path, hu, label, lungs_only=False, radius_scale=1.0):
 
 # ----------------------------------------------------------------------------- layout
 
+
 def _draw_layout(rng, canvas) -> _Layout:
     """Per-case body size/position, lung height (diaphragm) and heart size."""
     height, fov_y, fov_x = canvas.extent
@@ -240,9 +251,21 @@ def _draw_layout(rng, canvas) -> _Layout:
     dome_l = dome_r - rng.uniform(8, 20) * zs
     carina = apex - rng.uniform(85, 100) * zs
     wall = rng.uniform(30, 40) * s
-    return _Layout(cy=cy, cx=cx, ay=ay, ax=ax, s=s, zs=zs, cav_ay=ay - wall, cav_ax=ax - wall,
-                   apex=apex, dome_r=dome_r, dome_l=dome_l, carina=carina,
-                   heart_scale=rng.uniform(0.88, 1.08))
+    return _Layout(
+        cy=cy,
+        cx=cx,
+        ay=ay,
+        ax=ax,
+        s=s,
+        zs=zs,
+        cav_ay=ay - wall,
+        cav_ax=ax - wall,
+        apex=apex,
+        dome_r=dome_r,
+        dome_l=dome_l,
+        carina=carina,
+        heart_scale=rng.uniform(0.88, 1.08),
+    )
 
 
 def _diaphragm_height(canvas, lay: _Layout) -> np.ndarray:
@@ -261,6 +284,7 @@ def _diaphragm_height(canvas, lay: _Layout) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- body and lungs
+
 
 def _paint_body_layers(canvas, lay: _Layout) -> np.ndarray:
     """Skin, fat, muscle and cavity fat as one z-invariant slice; returns the 2D body mask."""
@@ -290,13 +314,12 @@ def _lung_region(canvas, lay: _Layout, dia, grow=0.0, box=None):
         box = canvas.box(lo, hi)
     z, y, x = canvas.coords(box)
     width = _chest_width_scale(lay, z)
-    in_cavity = (((y - lay.cy) / (lay.cav_ay + grow)) ** 2 + ((x - lay.cx) / (lay.cav_ax + grow)) ** 2
-                 <= width * width)
+    in_cavity = ((y - lay.cy) / (lay.cav_ay + grow)) ** 2 + ((x - lay.cx) / (lay.cav_ax + grow)) ** 2 <= width * width
     beside_mediastinum = np.abs(x - lay.med_x) >= _mediastinum_half_width(lay, y)
     above_diaphragm = z >= dia[box[1:]][None] + (DIAPHRAGM_MM - grow)
     taper_from = lay.apex - 160.0 * lay.zs
     frac = np.clip((z[:, 0, 0] - taper_from) / (lay.apex + grow - taper_from), 0.0, 1.0)
-    apex_radius2 = (0.75 * lay.cav_ax + grow) ** 2 * (1.0 - frac ** 2)
+    apex_radius2 = (0.75 * lay.cav_ax + grow) ** 2 * (1.0 - frac**2)
     x_side = np.where(x < lay.med_x, lay.cx - 0.5 * lay.cav_ax, lay.cx + 0.5 * lay.cav_ax)
     dist2 = (y - (lay.cy + 0.1 * lay.cav_ay)) ** 2 + (x - x_side) ** 2
     under_apex = dist2 <= apex_radius2[:, None, None]
@@ -327,8 +350,11 @@ def _paint_lungs(canvas, lay: _Layout, dia):
     upper = z > oblique
     above_horizontal = z >= lay.carina - 35.0 * lay.zs
     left = x >= lay.med_x
-    right_lobe = np.where(upper, np.where(above_horizontal, IDS["lung_upper_lobe_right"],
-                                          IDS["lung_middle_lobe_right"]), IDS["lung_lower_lobe_right"])
+    right_lobe = np.where(
+        upper,
+        np.where(above_horizontal, IDS["lung_upper_lobe_right"], IDS["lung_middle_lobe_right"]),
+        IDS["lung_lower_lobe_right"],
+    )
     left_lobe = np.where(upper, IDS["lung_upper_lobe_left"], IDS["lung_lower_lobe_left"])
     lobes = np.where(left, left_lobe, right_lobe).astype(np.uint8)
     gradient_hu = (-865.0 + 40.0 * frac_back).astype(np.float32)
@@ -355,22 +381,47 @@ def _pleural_space(canvas, lay: _Layout, dia) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- abdomen
 
+
 def _paint_abdomen(rng, canvas, lay: _Layout, dia):
     """Liver, gallbladder, stomach with gas, spleen and kidneys, all kept under the diaphragm."""
     below = dia - DIAPHRAGM_MM
     zs, cay, cax = lay.zs, lay.cav_ay / lay.s, lay.cav_ax / lay.s
     liver_rz = rng.uniform(85, 100) * zs
-    _paint_ellipsoid(canvas, lay.p(lay.dome_r - 0.55 * liver_rz, -0.05 * cay, -0.3 * cax),
-                     (liver_rz, 0.85 * lay.cav_ay, 0.72 * lay.cav_ax), 60.0, IDS["liver"], below)
-    _paint_ellipsoid(canvas, lay.p(lay.dome_r - 75 * zs, -0.4 * cay, -0.35 * cax),
-                     (28 * zs, 14 * lay.s, 14 * lay.s), 10.0, IDS["gallbladder"], below)
+    _paint_ellipsoid(
+        canvas,
+        lay.p(lay.dome_r - 0.55 * liver_rz, -0.05 * cay, -0.3 * cax),
+        (liver_rz, 0.85 * lay.cav_ay, 0.72 * lay.cav_ax),
+        60.0,
+        IDS["liver"],
+        below,
+    )
+    _paint_ellipsoid(
+        canvas,
+        lay.p(lay.dome_r - 75 * zs, -0.4 * cay, -0.35 * cax),
+        (28 * zs, 14 * lay.s, 14 * lay.s),
+        10.0,
+        IDS["gallbladder"],
+        below,
+    )
     _paint_stomach(canvas, lay, below)
-    _paint_ellipsoid(canvas, lay.p(lay.dome_l - 45 * zs, 0.5 * cay, 0.72 * cax),
-                     (50 * zs, 32 * lay.s, 22 * lay.s), 50.0, IDS["spleen"], below)
+    _paint_ellipsoid(
+        canvas,
+        lay.p(lay.dome_l - 45 * zs, 0.5 * cay, 0.72 * cax),
+        (50 * zs, 32 * lay.s, 22 * lay.s),
+        50.0,
+        IDS["spleen"],
+        below,
+    )
     for side, name in ((-1, "kidney_right"), (1, "kidney_left")):
         top = lay.dome_r if side < 0 else lay.dome_l
-        _paint_ellipsoid(canvas, lay.p(top - 95 * zs, 0.62 * cay, side * 0.45 * cax),
-                         (55 * zs, 24 * lay.s, 28 * lay.s), 35.0, IDS[name], below)
+        _paint_ellipsoid(
+            canvas,
+            lay.p(top - 95 * zs, 0.62 * cay, side * 0.45 * cax),
+            (55 * zs, 24 * lay.s, 28 * lay.s),
+            35.0,
+            IDS[name],
+            below,
+        )
 
 
 def _paint_stomach(canvas, lay: _Layout, below):
@@ -388,6 +439,7 @@ def _paint_stomach(canvas, lay: _Layout, below):
 
 
 # ----------------------------------------------------------------------------- mediastinum
+
 
 def _heart_geometry(lay: _Layout, dia_centre_mm: float):
     """Heart centre and radii: anterior-left, lower-mid chest, resting on the diaphragm."""
@@ -425,9 +477,16 @@ def _paint_great_vessels(canvas, lay: _Layout, heart_c, heart_r):
     _paint_tube(canvas, path(trunk), 40.0, 0)
     _paint_tube(canvas, path([trunk[-1], (car - 20 * zs, 0, 55, 10)]), 40.0, 0)
     _paint_tube(canvas, path([trunk[-1], (car - 22 * zs, -14, -20, 10), (car - 25 * zs, -5, -55, 9)]), 40.0, 0)
-    aorta = [(hz + 0.3 * heart_r[0], -18, 2, 14), (top + 5 * zs, -30, -10, 15), (car + 15 * zs, -30, -8, 14),
-             (car + 32 * zs, -28, 2, 13), (car + 35 * zs, vb - 42, 26, 13), (car + 22 * zs, vb - 16, 26, 12),
-             (car - 10 * zs, vb - 14, 25, 12), (-30.0, vb - 12, 18, 11)]
+    aorta = [
+        (hz + 0.3 * heart_r[0], -18, 2, 14),
+        (top + 5 * zs, -30, -10, 15),
+        (car + 15 * zs, -30, -8, 14),
+        (car + 32 * zs, -28, 2, 13),
+        (car + 35 * zs, vb - 42, 26, 13),
+        (car + 22 * zs, vb - 16, 26, 12),
+        (car - 10 * zs, vb - 14, 25, 12),
+        (-30.0, vb - 12, 18, 11),
+    ]
     _paint_tube(canvas, path(aorta), 40.0, IDS["aorta"])
     svc = [(car + 40 * zs, -15, -38, 9), (hz + 0.5 * heart_r[0], -18, -36, 10)]
     _paint_tube(canvas, path(svc), 40.0, IDS["superior_vena_cava"])
@@ -457,6 +516,7 @@ def _paint_airways_and_esophagus(canvas, lay: _Layout):
 
 
 # ----------------------------------------------------------------------------- bones and muscles
+
 
 def _spine_yx(lay: _Layout):
     """(vertebral body centre y, canal centre y) in mm."""
@@ -490,10 +550,12 @@ def _paint_spine(canvas, lay: _Layout):
     body_r2 = ((y - vb_y) / (16 * s)) ** 2 + (dx / (20 * s)) ** 2
     body = body_r2 <= 1.0
     cancellous = ((y - vb_y) / (16 * s - 2.5)) ** 2 + (dx / (20 * s - 2.5)) ** 2 <= 1.0
-    canal_r = np.sqrt((y - canal_y) ** 2 + dx ** 2)
-    posterior = ((canal_r <= 13 * s)
-                 | ((dx < 3.5 * s) & (y > canal_y + 9 * s) & (y < canal_y + 38 * s))
-                 | ((np.abs(y - canal_y) < 4.5 * s) & (dx < 30 * s))) & (canal_r > 8 * s)
+    canal_r = np.sqrt((y - canal_y) ** 2 + dx**2)
+    posterior = (
+        (canal_r <= 13 * s)
+        | ((dx < 3.5 * s) & (y > canal_y + 9 * s) & (y < canal_y + 38 * s))
+        | ((np.abs(y - canal_y) < 4.5 * s) & (dx < 30 * s))
+    ) & (canal_r > 8 * s)
     ids, disc = _vertebra_levels(canvas, lay, box)
     present = (ids > 0)[:, None, None]
     bone_hu = np.where(cancellous, 250.0, 750.0).astype(np.float32)
@@ -555,8 +617,16 @@ def _paint_ribs_and_sternum(canvas, lay: _Layout):
 
 # ----------------------------------------------------------------------------- lung vessels
 
-PRIMARY_BRANCHES = ((1.0, 0.0, 0.3), (0.7, -0.6, 0.3), (0.6, 0.6, 0.3), (0.0, -0.2, 1.0),
-                    (-1.0, 0.2, 0.3), (-0.7, 0.7, 0.4), (-0.5, -0.7, 0.4), (-0.8, 0.1, 0.8))
+PRIMARY_BRANCHES = (
+    (1.0, 0.0, 0.3),
+    (0.7, -0.6, 0.3),
+    (0.6, 0.6, 0.3),
+    (0.0, -0.2, 1.0),
+    (-1.0, 0.2, 0.3),
+    (-0.7, 0.7, 0.4),
+    (-0.5, -0.7, 0.4),
+    (-0.8, 0.1, 0.8),
+)
 """Nominal (z, y, lateral) directions of the first pulmonary artery branches from each hilum."""
 
 
@@ -584,6 +654,7 @@ def _grow_vessel(rng, canvas, start, direction, length, radius, depth):
 
 
 # ----------------------------------------------------------------------------- public API
+
 
 def draw_anatomy(rng: np.random.Generator, size=(64, 256, 256), spacing=(5.0, 1.4, 1.4)) -> Anatomy:
     """Draw a normal chest CT (HU before blur/noise) with its exact TotalSegmentator label map."""
@@ -627,8 +698,9 @@ def _landmarks(canvas, lay: _Layout, dia, body, heart_c) -> dict:
     }
 
 
-def finish_image(rng: np.random.Generator, hu: np.ndarray, spacing, noise_hu: float = 12.0,
-                 blur_mm: float = 0.8) -> np.ndarray:
+def finish_image(
+    rng: np.random.Generator, hu: np.ndarray, spacing, noise_hu: float = 12.0, blur_mm: float = 0.8
+) -> np.ndarray:
     """Scanner look: Gaussian partial-volume blur (sigma blur_mm, per axis in voxels), then noise.
 
     Returns int16 HU clipped to [-1024, 3071]. Axes where sigma is under a

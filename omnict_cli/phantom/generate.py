@@ -60,8 +60,10 @@ class PhantomConfig:
             raise ValueError(f"size must be three sizes of at least 8 voxels, got {self.size}")
         voxels = int(np.prod(self.size, dtype=np.int64))
         if voxels > MAX_VOXELS:
-            raise ValueError(f"size {'x'.join(map(str, self.size))} is {voxels:,} voxels, over the "
-                             f"{MAX_VOXELS:,} a phantom may have (--realistic is {np.prod(REALISTIC_SIZE):,})")
+            raise ValueError(
+                f"size {'x'.join(map(str, self.size))} is {voxels:,} voxels, over the "
+                f"{MAX_VOXELS:,} a phantom may have (--realistic is {np.prod(REALISTIC_SIZE):,})"
+            )
         low, high = SPACING_RANGE_MM
         if len(self.spacing) != 3 or not all(low <= s <= high for s in self.spacing):
             raise ValueError(f"spacing must be three voxel sizes from {low:g} to {high:g} mm, got {self.spacing}")
@@ -69,8 +71,10 @@ class PhantomConfig:
         low, high = FIELD_OF_VIEW_RANGE_MM
         if not all(low <= f <= high for f in field):
             shown = " x ".join(f"{f:g}" for f in field)
-            raise ValueError(f"size x spacing gives a {shown} mm field of view; each side must be from {low:g} to "
-                             f"{high:g} mm to hold a chest")
+            raise ValueError(
+                f"size x spacing gives a {shown} mm field of view; each side must be from {low:g} to "
+                f"{high:g} mm to hold a chest"
+            )
 
 
 @dataclass
@@ -94,8 +98,9 @@ def case_id(index: int) -> str:
     return f"case_{index:04d}"
 
 
-def generate_case(seed: int, index: int, config: PhantomConfig = PhantomConfig(),
-                  force: tuple[str, ...] = ()) -> PhantomCase:
+def generate_case(
+    seed: int, index: int, config: PhantomConfig = PhantomConfig(), force: tuple[str, ...] = ()
+) -> PhantomCase:
     """Generate case ``index`` of the set with ``seed`` (deterministic).
 
     Raises PhantomError for a seed or index below 0, and when a finding
@@ -103,14 +108,19 @@ def generate_case(seed: int, index: int, config: PhantomConfig = PhantomConfig()
     coarse grids): the message says which case and what to change.
     """
     if seed < 0 or index < 0:
-        raise PhantomError(f"seed and case number must be 0 or more, got seed {seed} and case {index}",
-                           hint="Use --seed with a whole number from 0")
+        raise PhantomError(
+            f"seed and case number must be 0 or more, got seed {seed} and case {index}",
+            hint="Use --seed with a whole number from 0",
+        )
     try:
         return _generate_case(seed, index, config, force)
     except (ValueError, TypeError, IndexError) as error:  # numpy on an empty region: a finding smaller than a voxel
-        raise PhantomError(f"case {index} of seed {seed} cannot be drawn at {'x'.join(map(str, config.size))} "
-                           f"voxels of {'x'.join(f'{s:g}' for s in config.spacing)} mm ({type(error).__name__}: "
-                           f"{error})", hint="Use smaller voxels (--spacing) or more of them (--size)") from error
+        raise PhantomError(
+            f"case {index} of seed {seed} cannot be drawn at {'x'.join(map(str, config.size))} "
+            f"voxels of {'x'.join(f'{s:g}' for s in config.spacing)} mm ({type(error).__name__}: "
+            f"{error})",
+            hint="Use smaller voxels (--spacing) or more of them (--size)",
+        ) from error
 
 
 def _generate_case(seed: int, index: int, config: PhantomConfig, force: tuple[str, ...]) -> PhantomCase:
@@ -120,8 +130,15 @@ def _generate_case(seed: int, index: int, config: PhantomConfig, force: tuple[st
     hu = finish_image(rng, anatomy.hu, anatomy.spacing, noise_hu=config.noise_hu, blur_mm=config.blur_mm)
     report = write_report(findings, rng)
     qa = make_qa(findings, rng, modality="3d")
-    return PhantomCase(case_id=case_id(index), hu=hu, labels=anatomy.labels, spacing=tuple(anatomy.spacing),
-                       findings=findings, report=report, qa=qa)
+    return PhantomCase(
+        case_id=case_id(index),
+        hu=hu,
+        labels=anatomy.labels,
+        spacing=tuple(anatomy.spacing),
+        findings=findings,
+        report=report,
+        qa=qa,
+    )
 
 
 def slice_through_finding(case: PhantomCase) -> tuple[int, list[Finding]] | None:

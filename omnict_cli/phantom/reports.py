@@ -98,8 +98,16 @@ DEFAULT_PLACE = {
 
 LUNG_CLASSES = tuple(name for name, group in CLASS_GROUP.items() if group == "lungs")
 
-SIZED_CLASSES = ("Lung nodule", "Lymphadenopathy", "Pleural effusion", "Pericardial effusion", "Hiatal hernia",
-                 "Lung opacity", "Consolidation", "Atelectasis")
+SIZED_CLASSES = (
+    "Lung nodule",
+    "Lymphadenopathy",
+    "Pleural effusion",
+    "Pericardial effusion",
+    "Hiatal hernia",
+    "Lung opacity",
+    "Consolidation",
+    "Atelectasis",
+)
 """Classes whose ``size_mm`` a radiologist would write (a nodule's diameter, an effusion's depth);
 others' sizes (a heart's width, a wire's length) are left out of text and questions."""
 
@@ -307,112 +315,189 @@ PLURAL_TEMPLATES = {
 """Positive wordings for findings with ``count > 1`` (classes where a count reads naturally)."""
 
 NEGATIVE_TEMPLATES = {
-    "Medical material": ("No medical material or foreign body was observed.",
-                         "There is no implanted device or catheter in the thorax.",
-                         "No postoperative material is seen."),
-    "Arterial wall calcification": ("No calcific atherosclerotic changes were observed in the thoracic aorta.",
-                                    "The aortic wall shows no calcification.",
-                                    "No arterial wall calcification is seen."),
-    "Cardiomegaly": ("Heart contour and size are normal.",
-                     "Heart size is within normal limits.",
-                     "No cardiomegaly is seen."),
-    "Pericardial effusion": ("Pericardial effusion-thickening was not observed.",
-                             "No pericardial effusion is seen.",
-                             "There is no fluid in the pericardial space."),
-    "Coronary artery wall calcification": ("No calcification is seen in the coronary arteries.",
-                                           "Coronary arteries show no wall calcification.",
-                                           "No coronary artery calcification was detected."),
-    "Hiatal hernia": ("No hiatal hernia is seen.",
-                      "The oesophageal hiatus is normal, with no hernia.",
-                      "There is no hiatus hernia."),
-    "Lymphadenopathy": ("No lymph node in pathological size and appearance was observed in the mediastinum.",
-                        "No mediastinal or hilar lymphadenopathy is seen.",
-                        "No enlarged lymph node was detected.",
-                        "Mediastinal and hilar lymph nodes are within normal size limits."),
-    "Emphysema": ("No emphysema is seen.",
-                  "There are no emphysematous changes in the lungs.",
-                  "The lung parenchyma shows no emphysema."),
-    "Atelectasis": ("No atelectasis is seen.",
-                    "There is no atelectasis or volume loss in the lungs.",
-                    "No atelectatic change was detected."),
-    "Lung nodule": ("No mass or nodule was detected in either lung.",
-                    "No pulmonary nodule is seen.",
-                    "There is no nodular lesion in the lungs.",
-                    "No space-occupying lesion was detected in the lung parenchyma."),
-    "Lung opacity": ("No ground-glass opacity is seen.",
-                     "No opacity was detected in the lung parenchyma.",
-                     "There is no ground glass density in either lung."),
-    "Pulmonary fibrotic sequela": ("No fibrotic sequela is seen.",
-                                   "There are no fibrotic changes in the lungs.",
-                                   "No parenchymal scarring was detected."),
-    "Mosaic attenuation pattern": ("No mosaic attenuation pattern is seen.",
-                                   "Lung attenuation is homogeneous, without a mosaic pattern.",
-                                   "There is no mosaic attenuation."),
-    "Peribronchial thickening": ("No peribronchial thickening is seen.",
-                                 "Bronchial walls are of normal thickness.",
-                                 "There is no peribronchial wall thickening."),
-    "Consolidation": ("No consolidation is seen.",
-                      "There is no consolidation in either lung.",
-                      "No pneumonic infiltration or consolidation was detected."),
-    "Bronchiectasis": ("No bronchiectasis is seen.",
-                       "The bronchi are of normal calibre, without bronchiectasis.",
-                       "There is no bronchial dilatation."),
-    "Interlobular septal thickening": ("No interlobular septal thickening is seen.",
-                                       "Interlobular septa are not thickened.",
-                                       "There is no septal thickening."),
-    "Pleural effusion": ("No pleural effusion is seen.",
-                         "The pleural spaces are clear.",
-                         "There is no pleural fluid."),
+    "Medical material": (
+        "No medical material or foreign body was observed.",
+        "There is no implanted device or catheter in the thorax.",
+        "No postoperative material is seen.",
+    ),
+    "Arterial wall calcification": (
+        "No calcific atherosclerotic changes were observed in the thoracic aorta.",
+        "The aortic wall shows no calcification.",
+        "No arterial wall calcification is seen.",
+    ),
+    "Cardiomegaly": (
+        "Heart contour and size are normal.",
+        "Heart size is within normal limits.",
+        "No cardiomegaly is seen.",
+    ),
+    "Pericardial effusion": (
+        "Pericardial effusion-thickening was not observed.",
+        "No pericardial effusion is seen.",
+        "There is no fluid in the pericardial space.",
+    ),
+    "Coronary artery wall calcification": (
+        "No calcification is seen in the coronary arteries.",
+        "Coronary arteries show no wall calcification.",
+        "No coronary artery calcification was detected.",
+    ),
+    "Hiatal hernia": (
+        "No hiatal hernia is seen.",
+        "The oesophageal hiatus is normal, with no hernia.",
+        "There is no hiatus hernia.",
+    ),
+    "Lymphadenopathy": (
+        "No lymph node in pathological size and appearance was observed in the mediastinum.",
+        "No mediastinal or hilar lymphadenopathy is seen.",
+        "No enlarged lymph node was detected.",
+        "Mediastinal and hilar lymph nodes are within normal size limits.",
+    ),
+    "Emphysema": (
+        "No emphysema is seen.",
+        "There are no emphysematous changes in the lungs.",
+        "The lung parenchyma shows no emphysema.",
+    ),
+    "Atelectasis": (
+        "No atelectasis is seen.",
+        "There is no atelectasis or volume loss in the lungs.",
+        "No atelectatic change was detected.",
+    ),
+    "Lung nodule": (
+        "No mass or nodule was detected in either lung.",
+        "No pulmonary nodule is seen.",
+        "There is no nodular lesion in the lungs.",
+        "No space-occupying lesion was detected in the lung parenchyma.",
+    ),
+    "Lung opacity": (
+        "No ground-glass opacity is seen.",
+        "No opacity was detected in the lung parenchyma.",
+        "There is no ground glass density in either lung.",
+    ),
+    "Pulmonary fibrotic sequela": (
+        "No fibrotic sequela is seen.",
+        "There are no fibrotic changes in the lungs.",
+        "No parenchymal scarring was detected.",
+    ),
+    "Mosaic attenuation pattern": (
+        "No mosaic attenuation pattern is seen.",
+        "Lung attenuation is homogeneous, without a mosaic pattern.",
+        "There is no mosaic attenuation.",
+    ),
+    "Peribronchial thickening": (
+        "No peribronchial thickening is seen.",
+        "Bronchial walls are of normal thickness.",
+        "There is no peribronchial wall thickening.",
+    ),
+    "Consolidation": (
+        "No consolidation is seen.",
+        "There is no consolidation in either lung.",
+        "No pneumonic infiltration or consolidation was detected.",
+    ),
+    "Bronchiectasis": (
+        "No bronchiectasis is seen.",
+        "The bronchi are of normal calibre, without bronchiectasis.",
+        "There is no bronchial dilatation.",
+    ),
+    "Interlobular septal thickening": (
+        "No interlobular septal thickening is seen.",
+        "Interlobular septa are not thickened.",
+        "There is no septal thickening.",
+    ),
+    "Pleural effusion": ("No pleural effusion is seen.", "The pleural spaces are clear.", "There is no pleural fluid."),
 }
 """Negations per CT-RATE class (the class stated absent)."""
 
 COORDINATED_NEGATIONS = (
-    (("Pleural effusion", "Pericardial effusion"), "pleura",
-     ("No pleural or pericardial effusion was detected.",
-      "Pleural and pericardial effusion were not observed.",
-      "There is no pleural or pericardial fluid.")),
-    (("Arterial wall calcification", "Coronary artery wall calcification"), "mediastinum",
-     ("No calcific atherosclerotic changes were seen in the aorta or coronary arteries.",
-      "The aorta and coronary arteries show no wall calcification.")),
-    (("Cardiomegaly", "Pericardial effusion"), "mediastinum",
-     ("Heart contour and size are normal; pericardial effusion-thickening was not observed.",
-      "The heart is of normal size and there is no pericardial effusion.")),
-    (("Consolidation", "Lung opacity"), "lungs",
-     ("No consolidation or ground-glass opacity was detected in either lung.",
-      "There is no infiltration, consolidation or ground glass density.")),
-    (("Bronchiectasis", "Peribronchial thickening"), "lungs",
-     ("No bronchiectasis or peribronchial thickening is seen.",
-      "Bronchi show neither dilatation nor wall thickening.")),
-    (("Interlobular septal thickening", "Pulmonary fibrotic sequela"), "lungs",
-     ("No fibrotic change or interlobular septal thickening was detected.",
-      "There are no fibrotic sequelae or septal thickening.")),
-    (("Emphysema", "Mosaic attenuation pattern"), "lungs",
-     ("Lung attenuation is normal, with no emphysema or mosaic pattern.",)),
+    (
+        ("Pleural effusion", "Pericardial effusion"),
+        "pleura",
+        (
+            "No pleural or pericardial effusion was detected.",
+            "Pleural and pericardial effusion were not observed.",
+            "There is no pleural or pericardial fluid.",
+        ),
+    ),
+    (
+        ("Arterial wall calcification", "Coronary artery wall calcification"),
+        "mediastinum",
+        (
+            "No calcific atherosclerotic changes were seen in the aorta or coronary arteries.",
+            "The aorta and coronary arteries show no wall calcification.",
+        ),
+    ),
+    (
+        ("Cardiomegaly", "Pericardial effusion"),
+        "mediastinum",
+        (
+            "Heart contour and size are normal; pericardial effusion-thickening was not observed.",
+            "The heart is of normal size and there is no pericardial effusion.",
+        ),
+    ),
+    (
+        ("Consolidation", "Lung opacity"),
+        "lungs",
+        (
+            "No consolidation or ground-glass opacity was detected in either lung.",
+            "There is no infiltration, consolidation or ground glass density.",
+        ),
+    ),
+    (
+        ("Bronchiectasis", "Peribronchial thickening"),
+        "lungs",
+        (
+            "No bronchiectasis or peribronchial thickening is seen.",
+            "Bronchi show neither dilatation nor wall thickening.",
+        ),
+    ),
+    (
+        ("Interlobular septal thickening", "Pulmonary fibrotic sequela"),
+        "lungs",
+        (
+            "No fibrotic change or interlobular septal thickening was detected.",
+            "There are no fibrotic sequelae or septal thickening.",
+        ),
+    ),
+    (
+        ("Emphysema", "Mosaic attenuation pattern"),
+        "lungs",
+        ("Lung attenuation is normal, with no emphysema or mosaic pattern.",),
+    ),
 )
 """Sentences that negate several classes at once, as CT-RATE radiologists write them."""
 
 NORMAL_SENTENCES = {
-    "trachea": ("Trachea and both main bronchi are open.",
-                "The trachea and main bronchi are patent.",
-                "Trachea and main bronchi are in normal position and calibre.",
-                "Both main bronchi and the trachea are patent, with no obstructing lesion."),
-    "mediastinum": ("Thoracic aorta diameter is normal.",
-                    "The calibre of the thoracic main vascular structures is normal.",
-                    "Mediastinal main vascular structures are of normal calibre.",
-                    "The main pulmonary artery is of normal calibre."),
-    "oesophagus": ("Thoracic oesophagus calibre was normal and no significant pathological wall thickening was detected.",
-                   "The oesophagus is of normal calibre.",
-                   "The thoracic oesophagus appears normal."),
-    "lungs": ("Both lungs are aerated normally.",
-              "Lung parenchyma is normally aerated.",
-              "Aeration of both lungs is normal."),
-    "abdomen": ("Upper abdominal organs included in the sections are normal.",
-                "No pathological finding was detected in the upper abdominal sections within the field of view.",
-                "The liver, spleen and both adrenal glands appear normal in the sections included."),
-    "bones": ("No lytic-destructive lesions were detected in the bone structures within the sections.",
-              "Bone structures in the field of view are natural.",
-              "Mild degenerative changes are seen in the thoracic vertebrae.",
-              "No fracture or destructive bone lesion is seen."),
+    "trachea": (
+        "Trachea and both main bronchi are open.",
+        "The trachea and main bronchi are patent.",
+        "Trachea and main bronchi are in normal position and calibre.",
+        "Both main bronchi and the trachea are patent, with no obstructing lesion.",
+    ),
+    "mediastinum": (
+        "Thoracic aorta diameter is normal.",
+        "The calibre of the thoracic main vascular structures is normal.",
+        "Mediastinal main vascular structures are of normal calibre.",
+        "The main pulmonary artery is of normal calibre.",
+    ),
+    "oesophagus": (
+        "Thoracic oesophagus calibre was normal and no significant pathological wall thickening was detected.",
+        "The oesophagus is of normal calibre.",
+        "The thoracic oesophagus appears normal.",
+    ),
+    "lungs": (
+        "Both lungs are aerated normally.",
+        "Lung parenchyma is normally aerated.",
+        "Aeration of both lungs is normal.",
+    ),
+    "abdomen": (
+        "Upper abdominal organs included in the sections are normal.",
+        "No pathological finding was detected in the upper abdominal sections within the field of view.",
+        "The liver, spleen and both adrenal glands appear normal in the sections included.",
+    ),
+    "bones": (
+        "No lytic-destructive lesions were detected in the bone structures within the sections.",
+        "Bone structures in the field of view are natural.",
+        "Mild degenerative changes are seen in the thoracic vertebrae.",
+        "No fracture or destructive bone lesion is seen.",
+    ),
 }
 """Normal-structure sentences per group; they state no CT-RATE class."""
 
@@ -441,19 +526,23 @@ IMPRESSION_TEMPLATES = {
 }
 """Short Impression phrasings per class."""
 
-NORMAL_IMPRESSIONS = ("No acute pathology was detected.",
-                      "No significant abnormality in the thorax.",
-                      "Normal chest CT examination.",
-                      "No pathological finding was detected in the chest.")
+NORMAL_IMPRESSIONS = (
+    "No acute pathology was detected.",
+    "No significant abnormality in the thorax.",
+    "Normal chest CT examination.",
+    "No pathological finding was detected in the chest.",
+)
 """Impressions of a study without positives (all say "no"/"normal")."""
 
 CLOSING_IMPRESSIONS = ("No other significant pathology was detected.", "Other findings are within normal limits.")
 """Optional last Impression sentence after the positives; it states no class."""
 
-SEVERITY_WORDS = {"mild": ("mild", "minimal", "slight"), "moderate": ("moderate",),
-                  "severe": ("severe", "marked", "extensive")}
-SEVERITY_ADVERBS = {"mild": ("mildly", "slightly"), "moderate": ("moderately",),
-                    "severe": ("severely", "markedly")}
+SEVERITY_WORDS = {
+    "mild": ("mild", "minimal", "slight"),
+    "moderate": ("moderate",),
+    "severe": ("severe", "marked", "extensive"),
+}
+SEVERITY_ADVERBS = {"mild": ("mildly", "slightly"), "moderate": ("moderately",), "severe": ("severely", "markedly")}
 DEVICE_WORDS = ("medical material", "a medical device", "an implanted device", "postoperative material")
 MEASURING_FORMS = (" measuring {size}", " of {size}", " ({size})", " approximately {size} in size")
 LARGEST_FORMS = (", the largest measuring {size}", ", up to {size} in diameter", " (largest {size})")
@@ -468,7 +557,10 @@ QUESTION_TERMS = {
     "Arterial wall calcification": ("arterial wall calcification", "atherosclerotic calcification of the aorta"),
     "Cardiomegaly": ("cardiomegaly", "an enlarged heart"),
     "Pericardial effusion": ("a pericardial effusion", "fluid in the pericardium"),
-    "Coronary artery wall calcification": ("coronary artery wall calcification", "calcification of the coronary arteries"),
+    "Coronary artery wall calcification": (
+        "coronary artery wall calcification",
+        "calcification of the coronary arteries",
+    ),
     "Hiatal hernia": ("a hiatal hernia", "a hiatus hernia"),
     "Lymphadenopathy": ("lymphadenopathy", "an enlarged lymph node"),
     "Emphysema": ("emphysema", "emphysematous change"),
@@ -485,19 +577,36 @@ QUESTION_TERMS = {
 }
 """How a question names each class (two wordings each)."""
 
-YES_NO_TEMPLATES = ("Is there {term} in this {medium}?", "Does this {medium} show {term}?",
-                    "Can {term} be seen in this {medium}?", "Is {term} present in this {medium}?")
-MC_TEMPLATES = ("Which abnormality is present{where} in this {medium}?",
-                "Which of the following is seen{where} in this {medium}?",
-                "What abnormality does this {medium} show{where}?")
-ORGAN_TEMPLATES = ("Looking at {organ}, what abnormality is seen in this {medium}?",
-                   "What abnormality is visible in {organ} in this {medium}?",
-                   "Focusing on {organ}, which finding is present in this {medium}?")
+YES_NO_TEMPLATES = (
+    "Is there {term} in this {medium}?",
+    "Does this {medium} show {term}?",
+    "Can {term} be seen in this {medium}?",
+    "Is {term} present in this {medium}?",
+)
+MC_TEMPLATES = (
+    "Which abnormality is present{where} in this {medium}?",
+    "Which of the following is seen{where} in this {medium}?",
+    "What abnormality does this {medium} show{where}?",
+)
+ORGAN_TEMPLATES = (
+    "Looking at {organ}, what abnormality is seen in this {medium}?",
+    "What abnormality is visible in {organ} in this {medium}?",
+    "Focusing on {organ}, which finding is present in this {medium}?",
+)
 ORGAN_PHRASES = {
-    "lungs": "the lungs", "heart": "the heart", "liver": "the liver", "spleen": "the spleen",
-    "kidneys": "the kidneys", "pancreas": "the pancreas", "stomach": "the stomach", "bowel": "the bowel",
-    "esophagus": "the oesophagus", "trachea": "the trachea and bronchi", "vessels": "the great vessels",
-    "spine": "the spine", "others": "the remaining structures",
+    "lungs": "the lungs",
+    "heart": "the heart",
+    "liver": "the liver",
+    "spleen": "the spleen",
+    "kidneys": "the kidneys",
+    "pancreas": "the pancreas",
+    "stomach": "the stomach",
+    "bowel": "the bowel",
+    "esophagus": "the oesophagus",
+    "trachea": "the trachea and bronchi",
+    "vessels": "the great vessels",
+    "spine": "the spine",
+    "others": "the remaining structures",
 }
 """How a question names each of the 13 organ groups."""
 
@@ -513,6 +622,7 @@ SIDE_ANSWERS = {"right": "Right", "left": "Left", "bilateral": "Bilateral"}
 # --------------------------------------------------------------------------
 # Records
 # --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ReportSentence:
@@ -552,6 +662,7 @@ class QAPair:
 # --------------------------------------------------------------------------
 # Text helpers
 # --------------------------------------------------------------------------
+
 
 def format_mm(size_mm: float) -> str:
     """A size as reports write it: "7 mm", "7.5 mm" (whole numbers without decimals)."""
@@ -649,8 +760,11 @@ def _slots(finding: Finding, rng: np.random.Generator) -> dict[str, str]:
         "place": place,
         "in_place": _in_place(finding),
         "side_word": {"right": "right", "left": "left", "bilateral": "bilateral"}.get(side, ""),
-        "side_where": {"right": "on the right", "left": "on the left",
-                       "bilateral": str(rng.choice(("bilaterally", "on both sides")))}.get(side, ""),
+        "side_where": {
+            "right": "on the right",
+            "left": "on the left",
+            "bilateral": str(rng.choice(("bilaterally", "on both sides"))),
+        }.get(side, ""),
         "count": _count_word(finding.count),
         "device": str(finding.details.get("device") or rng.choice(DEVICE_WORDS)),
         "s": "s" if finding.count > 1 else "",
@@ -691,6 +805,7 @@ def _impression_sentence(finding: Finding, rng: np.random.Generator) -> str:
 # --------------------------------------------------------------------------
 # Reports
 # --------------------------------------------------------------------------
+
 
 def _negative_sentences(absent: list[str], rng: np.random.Generator) -> list[tuple[str, ReportSentence]]:
     """Negations for a random subset of absent classes, coordinated where pairs allow it."""
@@ -733,8 +848,10 @@ def _impression(findings: list[Finding], rng: np.random.Generator) -> list[Repor
     """Impression: one summary sentence per positive (in random order), or a normal statement."""
     if not findings:
         return [ReportSentence(str(rng.choice(NORMAL_IMPRESSIONS)), "impression")]
-    sentences = [ReportSentence(_impression_sentence(findings[i], rng), "impression", (findings[i].label,))
-                 for i in rng.permutation(len(findings))]
+    sentences = [
+        ReportSentence(_impression_sentence(findings[i], rng), "impression", (findings[i].label,))
+        for i in rng.permutation(len(findings))
+    ]
     if rng.random() < 0.3:
         sentences.append(ReportSentence(str(rng.choice(CLOSING_IMPRESSIONS)), "impression"))
     return sentences
@@ -749,20 +866,24 @@ def write_report(findings: list[Finding], rng: np.random.Generator) -> Report:
     """
     present = {finding.label for finding in findings}
     absent = [name for name in CTRATE_ABNORMALITIES if name not in present]
-    tagged = [(CLASS_GROUP[f.label], ReportSentence(_positive_sentence(f, rng), "findings", (f.label,)))
-              for f in findings]
+    tagged = [
+        (CLASS_GROUP[f.label], ReportSentence(_positive_sentence(f, rng), "findings", (f.label,))) for f in findings
+    ]
     tagged += _negative_sentences(absent, rng)
     tagged += _normal_sentences({CLASS_GROUP[name] for name in present}, rng)
     body = _order_by_group(tagged, rng)
     impression = _impression(findings, rng)
-    return Report(findings=" ".join(s.text for s in body),
-                  impression=" ".join(s.text for s in impression),
-                  sentences=body + impression)
+    return Report(
+        findings=" ".join(s.text for s in body),
+        impression=" ".join(s.text for s in impression),
+        sentences=body + impression,
+    )
 
 
 # --------------------------------------------------------------------------
 # VQA
 # --------------------------------------------------------------------------
+
 
 def _medium(modality: str, rng: np.random.Generator) -> str:
     if modality not in MEDIUM:
@@ -790,8 +911,9 @@ def describe_finding(finding: Finding) -> str:
 
 def yes_no_question(name: str, modality: str, rng: np.random.Generator) -> str:
     """A yes/no question about CT-RATE class ``name`` in one of the phantoms' wordings ("Is there X in this CT?")."""
-    question = str(rng.choice(YES_NO_TEMPLATES)).format(term=str(rng.choice(QUESTION_TERMS[name])),
-                                                         medium=_medium(modality, rng))
+    question = str(rng.choice(YES_NO_TEMPLATES)).format(
+        term=str(rng.choice(QUESTION_TERMS[name])), medium=_medium(modality, rng)
+    )
     return _tidy(question)
 
 
@@ -803,14 +925,15 @@ def _yes_no(findings, modality, rng) -> list[QAPair]:
     present = list(first)
     absent = [name for name in CTRATE_ABNORMALITIES if name not in first]
     n = min(len(present), len(absent), 3)
-    asked_present = [present[i] for i in rng.permutation(len(present))[:n if absent else 3]]
-    asked_absent = [absent[i] for i in rng.permutation(len(absent))[:max(n, 2 if not present else 0)]]
+    asked_present = [present[i] for i in rng.permutation(len(present))[: n if absent else 3]]
+    asked_absent = [absent[i] for i in rng.permutation(len(absent))[: max(n, 2 if not present else 0)]]
     pairs = []
     for name in asked_present + asked_absent:
         is_present = name in first
         organ = first[name].organ if is_present else CLASS_ORGAN[name]
-        pairs.append(QAPair(yes_no_question(name, modality, rng), "Yes" if is_present else "No", "yes_no", organ,
-                            label=name))
+        pairs.append(
+            QAPair(yes_no_question(name, modality, rng), "Yes" if is_present else "No", "yes_no", organ, label=name)
+        )
     return [pairs[i] for i in rng.permutation(len(pairs))]
 
 
@@ -870,22 +993,29 @@ def _short_answers(finding: Finding, modality: str, rng: np.random.Generator) ->
         asks.append((f"Where is the {noun} located in this {medium}?", finding.location))
     if finding.label in COUNTED_CLASSES and modality == "3d":  # a slice need not show all of them
         things = {"Lung nodule": "lung nodules", "Lymphadenopathy": "enlarged lymph nodes"}.get(
-            finding.label, f"areas of {noun}")
+            finding.label, f"areas of {noun}"
+        )
         asks.append((f"How many {things} are seen in this {medium}?", str(finding.count)))
     if _has_size(finding):
-        question = str(rng.choice((f"What is the size of the {noun} in this {medium}, in mm?",
-                                   f"How large is the {noun} in this {medium}?")))
+        question = str(
+            rng.choice(
+                (
+                    f"What is the size of the {noun} in this {medium}, in mm?",
+                    f"How large is the {noun} in this {medium}?",
+                )
+            )
+        )
         asks.append((question, format_mm(finding.size_mm)))
     if finding.severity and finding.label not in UNGRADED_CLASSES:
         asks.append((f"How severe is the {noun} in this {medium}?", finding.severity.capitalize()))
-    return [QAPair(question, answer, "short_answer", finding.organ, label=finding.label)
-            for question, answer in asks]
+    return [QAPair(question, answer, "short_answer", finding.organ, label=finding.label) for question, answer in asks]
 
 
 def _organ_question(finding: Finding, modality: str, rng: np.random.Generator) -> QAPair:
     """One question per finding asked through its organ, answered with :func:`describe_finding`."""
-    question = str(rng.choice(ORGAN_TEMPLATES)).format(organ=ORGAN_PHRASES[finding.organ],
-                                                       medium=_medium(modality, rng))
+    question = str(rng.choice(ORGAN_TEMPLATES)).format(
+        organ=ORGAN_PHRASES[finding.organ], medium=_medium(modality, rng)
+    )
     return QAPair(_tidy(question), describe_finding(finding), "organ", finding.organ, label=finding.label)
 
 
@@ -914,6 +1044,7 @@ def make_qa(findings: list[Finding], rng: np.random.Generator, *, modality: str 
 # Training rows
 # --------------------------------------------------------------------------
 
+
 def _user_content(question: str, modality: str, with_organ: bool) -> str:
     if modality not in IMAGE_TOKENS:
         raise ValueError(f"modality must be '2d' or '3d', got {modality!r}")
@@ -932,9 +1063,13 @@ def chat_row(pair: QAPair, image_path: str, *, modality: str = "3d", with_organ:
     beyond the authors' (allowed; their loader reads only these): ``"organ"``
     when the pair is routed to an organ group.
     """
-    row = {"messages": [{"role": "user", "content": _user_content(pair.question, modality, with_organ)},
-                        {"role": "assistant", "content": pair.answer}],
-           "image": str(image_path)}
+    row = {
+        "messages": [
+            {"role": "user", "content": _user_content(pair.question, modality, with_organ)},
+            {"role": "assistant", "content": pair.answer},
+        ],
+        "image": str(image_path),
+    }
     if pair.organ is not None:
         row["organ"] = pair.organ
     return row
@@ -951,14 +1086,33 @@ def report_row(report: Report, image_path: str, modality: str = "3d", *, with_or
     Without organ tokens by default, like the authors' report rows
     (``"<image tokens>\\nCan you describe the CT image?"``).
     """
-    return {"messages": [{"role": "user", "content": _user_content(REPORT_QUESTION, modality, with_organ)},
-                         {"role": "assistant", "content": report_text(report)}],
-            "image": str(image_path)}
+    return {
+        "messages": [
+            {"role": "user", "content": _user_content(REPORT_QUESTION, modality, with_organ)},
+            {"role": "assistant", "content": report_text(report)},
+        ],
+        "image": str(image_path),
+    }
 
 
-__all__ = ["Report", "ReportSentence", "QAPair", "write_report", "make_qa", "chat_row", "report_row",
-           "report_text", "describe_finding", "format_mm", "REPORT_QUESTION", "IMAGE_TOKENS",
-           "ORGAN_TOKENS", "CLASS_ORGAN", "POSITIVE_TEMPLATES", "NEGATIVE_TEMPLATES"]
+__all__ = [
+    "Report",
+    "ReportSentence",
+    "QAPair",
+    "write_report",
+    "make_qa",
+    "chat_row",
+    "report_row",
+    "report_text",
+    "describe_finding",
+    "format_mm",
+    "REPORT_QUESTION",
+    "IMAGE_TOKENS",
+    "ORGAN_TOKENS",
+    "CLASS_ORGAN",
+    "POSITIVE_TEMPLATES",
+    "NEGATIVE_TEMPLATES",
+]
 
 assert set(POSITIVE_TEMPLATES) == set(CTRATE_ABNORMALITIES) == set(NEGATIVE_TEMPLATES) == set(CLASS_GROUP)
 assert set(CLASS_ORGAN.values()) <= set(ORGAN_GROUPS) and set(ORGAN_PHRASES) == set(ORGAN_GROUPS)

@@ -38,8 +38,8 @@ from isal import igzip
 from PIL import Image
 
 from omnict_cli.atomic import apply_umask, write_bytes_atomically
-from omnict_cli.phantom.dicom_writer import write_dicom_series
 from omnict_cli.labels import CTRATE_ABNORMALITIES
+from omnict_cli.phantom.dicom_writer import write_dicom_series
 from omnict_cli.phantom.findings import label_vector
 from omnict_cli.phantom.generate import PhantomCase, PhantomConfig, generate_case, slice_qa, slice_through_finding
 from omnict_cli.phantom.reports import chat_row, report_row
@@ -59,8 +59,9 @@ class SetSummary:
     positives: dict = field(default_factory=lambda: {name: 0 for name in CTRATE_ABNORMALITIES})
 
 
-def write_phantom_set(out_dir: str | Path, n: int, seed: int, config: PhantomConfig = PhantomConfig(),
-                      fmt: str = "nifti", on_case=None) -> SetSummary:
+def write_phantom_set(
+    out_dir: str | Path, n: int, seed: int, config: PhantomConfig = PhantomConfig(), fmt: str = "nifti", on_case=None
+) -> SetSummary:
     """Generate ``n`` cases with ``seed`` and write them under ``out_dir``.
 
     ``on_case(index)`` is called after each case (progress bars).
@@ -75,8 +76,13 @@ def write_phantom_set(out_dir: str | Path, n: int, seed: int, config: PhantomCon
         rng = np.random.default_rng([seed, index, 1])
         if fmt != "png":
             volume_name = _write_volume(case, out_dir, fmt)
-            references.append({"VolumeName": volume_name, "Findings_EN": case.report.findings,
-                               "Impressions_EN": case.report.impression})
+            references.append(
+                {
+                    "VolumeName": volume_name,
+                    "Findings_EN": case.report.findings,
+                    "Impressions_EN": case.report.impression,
+                }
+            )
             label_rows.append({"VolumeName": volume_name, **case.label_vector})
             qa_rows.append(report_row(case.report, f"volumes/{volume_name}", modality="3d"))
             qa_rows.extend(chat_row(pair, f"volumes/{volume_name}", modality="3d") for pair in case.qa)
@@ -93,8 +99,7 @@ def write_phantom_set(out_dir: str | Path, n: int, seed: int, config: PhantomCon
         _write_csv(out_dir / "references.csv", ["VolumeName", "Findings_EN", "Impressions_EN"], references)
     _write_csv(out_dir / "labels.csv", ["VolumeName", *CTRATE_ABNORMALITIES], label_rows)
     if fmt != "png":  # header only when no case had a finding to slice through
-        _write_csv(_ensure(out_dir / "slices") / "labels.csv", ["VolumeName", *CTRATE_ABNORMALITIES],
-                   slice_label_rows)
+        _write_csv(_ensure(out_dir / "slices") / "labels.csv", ["VolumeName", *CTRATE_ABNORMALITIES], slice_label_rows)
     _write_text(out_dir / "qa.jsonl", "".join(json.dumps(row) + "\n" for row in qa_rows))
     summary.qa_rows = len(qa_rows)
     return summary
@@ -128,8 +133,7 @@ def _write_slice(case: PhantomCase, out_dir: Path, rng) -> tuple[list[dict], lis
     Image.fromarray(np.rint(grey * 255).astype(np.uint8)).save(buffer, format="PNG")
     _write_bytes(out_dir / "slices" / f"{name}.png", buffer.getvalue())
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=_ensure(out_dir / "slices")))
-    (path,) = write_dicom_series(staging, case.hu[z:z + 1], case.spacing,
-                                 origin=_origin_lps(case, z), prefix=name)
+    (path,) = write_dicom_series(staging, case.hu[z : z + 1], case.spacing, origin=_origin_lps(case, z), prefix=name)
     os.replace(path, out_dir / "slices" / f"{name}.dcm")
     staging.rmdir()
     rows = [chat_row(pair, f"slices/{name}.png", modality="2d") for pair in slice_qa(case, on_slice, rng)]
@@ -174,5 +178,3 @@ def _write_bytes(path: Path, data: bytes) -> None:
 def _ensure(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-

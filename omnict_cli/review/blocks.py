@@ -14,10 +14,10 @@ import math
 from html import escape
 
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
+from omnict_cli.metrics.score_files import study_key
 from omnict_cli.review.charts import class_scores_svg
 from omnict_cli.review.study_images import StudyImages
 from omnict_cli.review.summary import RunSummary
-from omnict_cli.metrics.score_files import study_key
 
 
 def _indices(labels: dict[str, int] | None) -> list[int]:
@@ -53,9 +53,11 @@ def _views_html(images: StudyImages) -> str:
     figures = []
     for view in images.views:
         caption = f"{view.plane} &middot; {escape(view.window)}"
-        figures.append(f'<figure><img class="view" src="{view.data_uri()}" width="{view.width}" '
-                       f'height="{view.height}" alt="{view.plane}, {escape(view.window)} window">'
-                       f"<figcaption>{caption}</figcaption></figure>")
+        figures.append(
+            f'<figure><img class="view" src="{view.data_uri()}" width="{view.width}" '
+            f'height="{view.height}" alt="{view.plane}, {escape(view.window)} window">'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
     return f'<div class="views">{"".join(figures)}</div>' if figures else ""
 
 
@@ -85,18 +87,29 @@ def _facts_html(record: dict) -> str:
     return f'<p class="facts">{" &middot; ".join(facts)}</p>'
 
 
-def study_block(index: int, record: dict, images: StudyImages | None, generated: dict[str, int] | None,
-                reference: dict[str, int] | None, with_reference: bool) -> str:
+def study_block(
+    index: int,
+    record: dict,
+    images: StudyImages | None,
+    generated: dict[str, int] | None,
+    reference: dict[str, int] | None,
+    with_reference: bool,
+) -> str:
     """The ``<article>`` of one study; error and skipped records show their message and no images."""
     status = str(record.get("status", "unknown"))
     gen, ref = _indices(generated), _indices(reference)
     disagree = sorted(set(gen) ^ set(ref)) if reference is not None and generated is not None else []
-    attributes = (f'id="study-{index}" data-status="{escape(status)}" data-gen="{" ".join(map(str, gen))}" '
-                  f'data-ref="{" ".join(map(str, ref))}" data-dis="{" ".join(map(str, disagree))}"')
-    parts = [f'<article class="study" {attributes}>',
-             f'<h2>{escape(str(record.get("study_id", "?")))} <span class="status {escape(status)}">'
-             f"{escape(status)}</span>"
-             + (f' <span class="badge">{len(disagree)} disagreements</span>' if disagree else "") + "</h2>"]
+    attributes = (
+        f'id="study-{index}" data-status="{escape(status)}" data-gen="{" ".join(map(str, gen))}" '
+        f'data-ref="{" ".join(map(str, ref))}" data-dis="{" ".join(map(str, disagree))}"'
+    )
+    parts = [
+        f'<article class="study" {attributes}>',
+        f'<h2>{escape(str(record.get("study_id", "?")))} <span class="status {escape(status)}">'
+        f"{escape(status)}</span>"
+        + (f' <span class="badge">{len(disagree)} disagreements</span>' if disagree else "")
+        + "</h2>",
+    ]
     if status == "error":
         message = (record.get("error") or {}).get("message", "no message")
         parts.append(f'<p class="message">{escape(str(message))}</p>')
@@ -130,34 +143,45 @@ def _scores_html(scores) -> str:
     report = scores.classification
     low, high = scores.macro_f1_ci
     interval = "n/a" if math.isnan(low) or math.isnan(high) else f"{_percent(low)}-{_percent(high)}"
-    rows = "".join(f"<tr><td>{escape(s.label)}</td><td>{_percent(s.precision)}</td><td>{_percent(s.recall)}</td>"
-                   f"<td>{_percent(s.f1)}</td><td>{s.support}</td><td>{s.tp}</td><td>{s.fp}</td><td>{s.fn}</td></tr>"
-                   for s in report.per_class)
-    averages = "".join(f"<tr class=\"avg\"><td>{name}</td><td>{_percent(p)}</td><td>{_percent(r)}</td>"
-                       f"<td>{_percent(f)}</td><td></td><td></td><td></td><td></td></tr>"
-                       for name, p, r, f in (("macro", report.macro_precision, report.macro_recall, report.macro_f1),
-                                             ("micro", report.micro_precision, report.micro_recall, report.micro_f1)))
+    rows = "".join(
+        f"<tr><td>{escape(s.label)}</td><td>{_percent(s.precision)}</td><td>{_percent(s.recall)}</td>"
+        f"<td>{_percent(s.f1)}</td><td>{s.support}</td><td>{s.tp}</td><td>{s.fp}</td><td>{s.fn}</td></tr>"
+        for s in report.per_class
+    )
+    averages = "".join(
+        f'<tr class="avg"><td>{name}</td><td>{_percent(p)}</td><td>{_percent(r)}</td>'
+        f"<td>{_percent(f)}</td><td></td><td></td><td></td><td></td></tr>"
+        for name, p, r, f in (
+            ("macro", report.macro_precision, report.macro_recall, report.macro_f1),
+            ("micro", report.micro_precision, report.micro_recall, report.micro_f1),
+        )
+    )
     text = ", ".join(f"{escape(name)} {_percent(value)}" for name, value in scores.text_scores.items())
-    return (f"<h2>CT-RATE abnormality labels ({scores.n_scored} studies, {escape(scores.method)}; references: "
-            f"{escape(scores.reference_labels_source)})</h2>"
-            f'<div class="scores">{class_scores_svg(report.per_class)}'
-            '<table class="metrics"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th>'
-            f"<th>support</th><th>TP</th><th>FP</th><th>FN</th></tr>{rows}{averages}</table></div>"
-            f'<p>macro F1 {_percent(report.macro_f1)} (95% bootstrap CI {interval}, {scores.bootstrap} resamples)'
-            f"; failed predictions scored as empty: {len(scores.failed)}; empty: {len(scores.empty)}</p>"
-            f"<p>Text scores (x100): {text}</p>")
+    return (
+        f"<h2>CT-RATE abnormality labels ({scores.n_scored} studies, {escape(scores.method)}; references: "
+        f"{escape(scores.reference_labels_source)})</h2>"
+        f'<div class="scores">{class_scores_svg(report.per_class)}'
+        '<table class="metrics"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th>'
+        f"<th>support</th><th>TP</th><th>FP</th><th>FN</th></tr>{rows}{averages}</table></div>"
+        f"<p>macro F1 {_percent(report.macro_f1)} (95% bootstrap CI {interval}, {scores.bootstrap} resamples)"
+        f"; failed predictions scored as empty: {len(scores.failed)}; empty: {len(scores.empty)}</p>"
+        f"<p>Text scores (x100): {text}</p>"
+    )
 
 
 def summary_html(summary: RunSummary, findings_name: str) -> str:
     """Counts, timing, model identity, scores (when any) and run-level warnings."""
-    counts = " &middot; ".join(f'<span class="status {escape(k)}">{escape(k)}</span> {v}'
-                               for k, v in summary.counts.items())
+    counts = " &middot; ".join(
+        f'<span class="status {escape(k)}">{escape(k)}</span> {v}' for k, v in summary.counts.items()
+    )
     timing = ", ".join(f"{escape(stage)} {seconds:.1f} s" for stage, seconds in summary.timing_s.items()) or "none"
     models = "; ".join(escape(model) for model in summary.models) or "not recorded"
-    parts = [f'<section class="summary"><h1>omnict review: {escape(findings_name)}</h1>',
-             f"<p>{summary.total} studies: {counts}</p>",
-             f"<p>Time summed over studies: {timing}</p>",
-             f"<p>Model: {models}</p>"]
+    parts = [
+        f'<section class="summary"><h1>omnict review: {escape(findings_name)}</h1>',
+        f"<p>{summary.total} studies: {counts}</p>",
+        f"<p>Time summed over studies: {timing}</p>",
+        f"<p>Model: {models}</p>",
+    ]
     if len(summary.models) > 1:
         parts.append('<p class="warn">this file mixes records of several models</p>')
     if summary.scores is not None:

@@ -63,12 +63,15 @@ def read_findings(path: str | Path) -> tuple[list[dict], list[str]]:
     try:
         existing = read_records(path, repair=False)
     except OmnictError as error:  # its hint speaks of resuming a run; here only the file matters
-        raise OmnictError(error.message, path=path, hint="Give the JSONL file 'omnict report' or 'omnict ask' "
-                                                         "wrote") from error
+        raise OmnictError(
+            error.message, path=path, hint="Give the JSONL file 'omnict report' or 'omnict ask' wrote"
+        ) from error
     warnings = []
     if existing.cut_bytes:
-        warnings.append(f"{path}: the last {existing.cut_bytes} bytes are not a complete line (a run still "
-                        "writing, a cut file, or not a findings file) and were left out")
+        warnings.append(
+            f"{path}: the last {existing.cut_bytes} bytes are not a complete line (a run still "
+            "writing, a cut file, or not a findings file) and were left out"
+        )
     return list(existing.by_id().values()), warnings
 
 
@@ -99,8 +102,9 @@ def _summary_and_labels(records: list[dict], findings: Path, options: ReviewOpti
     return summary, labels
 
 
-def build_review(findings: str | Path, out: str | Path, options: ReviewOptions = ReviewOptions(),
-                 on_study=None) -> ReviewResult:
+def build_review(
+    findings: str | Path, out: str | Path, options: ReviewOptions = ReviewOptions(), on_study=None
+) -> ReviewResult:
     """Write the review page(s) of ``findings`` to ``out``; ``on_study(done, total)`` follows progress.
 
     Raises OmnictError (one line) only for a findings file that cannot be read
@@ -116,8 +120,11 @@ def build_review(findings: str | Path, out: str | Path, options: ReviewOptions =
     records, read_warnings = read_findings(findings)
     summary, labels = _summary_and_labels(records, findings, options)
     summary.warnings[:0] = read_warnings
-    settings = ImageSettings(study_roots(findings, options.studies),
-                             None if options.cache_dir is None else Path(options.cache_dir), options.max_pixels)
+    settings = ImageSettings(
+        study_roots(findings, options.studies),
+        None if options.cache_dir is None else Path(options.cache_dir),
+        options.max_pixels,
+    )
     pages = PageSet(out, f"omnict review: {findings.name}", summary_html(summary, findings.name), options.page_size)
     result = ReviewResult(studies=len(records), warnings=list(summary.warnings))
     with_reference = options.references is not None or options.reference_labels is not None
@@ -130,8 +137,10 @@ def build_review(findings: str | Path, out: str | Path, options: ReviewOptions =
                 result.image_bytes += sum(len(view.png) for view in study_images.views)
                 result.image_problems.extend(study_images.warnings[:1])
             generated, reference = labels_for(record, labels)
-            pages.add(str(record.get("study_id", "")),
-                      study_block(index, record, study_images, generated, reference, with_reference))
+            pages.add(
+                str(record.get("study_id", "")),
+                study_block(index, record, study_images, generated, reference, with_reference),
+            )
             if on_study is not None:
                 on_study(index + 1, len(records))
     result.pages = pages.finish()

@@ -40,8 +40,12 @@ def images_in_order(records: list[dict], settings: ImageSettings, workers: int):
     depth = 2 * workers + 2
     pending: deque = deque()
     remaining = iter(records)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(settings,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(settings,),
+    ) as pool:
         while True:
             while len(pending) < depth and (record := next(remaining, None)) is not None:
                 pending.append((record, pool.submit(_images_in_worker, record)))
@@ -63,5 +67,6 @@ def images_in_order(records: list[dict], settings: ImageSettings, workers: int):
 
 
 def _failed(record: dict, error: BaseException) -> StudyImages:
-    return StudyImages(warnings=[f"{record.get('input')}: making the images failed "
-                                 f"({type(error).__name__}: {error}); no images"])
+    return StudyImages(
+        warnings=[f"{record.get('input')}: making the images failed ({type(error).__name__}: {error}); no images"]
+    )

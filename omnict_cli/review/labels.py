@@ -33,8 +33,11 @@ def record_text(record: dict) -> str:
 
     if record.get("status") != "ok":
         return ""
-    report = LabelledReport(volume_name=str(record.get("study_id", "")), findings=str(record.get("findings") or ""),
-                            impression=str(record.get("impression") or ""))
+    report = LabelledReport(
+        volume_name=str(record.get("study_id", "")),
+        findings=str(record.get("findings") or ""),
+        impression=str(record.get("impression") or ""),
+    )
     return report_text(report)
 
 
@@ -42,12 +45,15 @@ def _label_texts(texts: list[str], method: str) -> list[dict[str, int]]:
     """Labels of each text as ``{class: 0/1}``, made by ``omnict score``'s own labelling."""
     from omnict_cli.metrics.score_files import label_texts
 
-    return [{name: int(value) for name, value in zip(CTRATE_ABNORMALITIES, row)}
-            for row in label_texts(texts, method)]
+    return [{name: int(value) for name, value in zip(CTRATE_ABNORMALITIES, row)} for row in label_texts(texts, method)]
 
 
-def study_labels(records: list[dict], method: str = "classifier", references: str | Path | None = None,
-                 reference_labels: str | Path | None = None) -> StudyLabels:
+def study_labels(
+    records: list[dict],
+    method: str = "classifier",
+    references: str | Path | None = None,
+    reference_labels: str | Path | None = None,
+) -> StudyLabels:
     """Generated labels of every report record, and reference labels from the files given."""
     from omnict_cli.errors import OmnictError
     from omnict_cli.metrics.score_files import study_key
@@ -66,8 +72,9 @@ def study_labels(records: list[dict], method: str = "classifier", references: st
 
             named = read_reports(references)
             texts = [report_text(report) for report in named]
-            result.reference = {study_key(report.volume_name): labels
-                                for report, labels in zip(named, _label_texts(texts, method))}
+            result.reference = {
+                study_key(report.volume_name): labels for report, labels in zip(named, _label_texts(texts, method))
+            }
     except OmnictError as error:
         result.warnings.append(f"reference labels: {error.one_line()}")
     return result

@@ -69,23 +69,32 @@ applyFilters();
 
 def filters_html() -> str:
     """Status checkboxes, a label chooser (generated, reference or either), a disagreement switch."""
-    statuses = "".join(f'<label><input type="checkbox" name="status" value="{s}" checked> {s}</label>'
-                       for s in ("ok", "error", "skipped"))
+    statuses = "".join(
+        f'<label><input type="checkbox" name="status" value="{s}" checked> {s}</label>'
+        for s in ("ok", "error", "skipped")
+    )
     options = "".join(f'<option value="{i}">{escape(name)}</option>' for i, name in enumerate(CTRATE_ABNORMALITIES))
-    return ('<form class="filters" onsubmit="return false">' + statuses +
-            '<label>label <select id="f-label"><option value="">any</option>' + options + "</select></label>"
-            '<label>in <select id="f-side"><option value="either">generated or reference</option>'
-            '<option value="generated">generated</option><option value="reference">reference</option>'
-            "</select></label>"
-            '<label><input type="checkbox" id="f-disagree"> disagreements only</label>'
-            '<span id="f-count"></span></form>')
+    return (
+        '<form class="filters" onsubmit="return false">'
+        + statuses
+        + '<label>label <select id="f-label"><option value="">any</option>'
+        + options
+        + "</select></label>"
+        '<label>in <select id="f-side"><option value="either">generated or reference</option>'
+        '<option value="generated">generated</option><option value="reference">reference</option>'
+        "</select></label>"
+        '<label><input type="checkbox" id="f-disagree"> disagreements only</label>'
+        '<span id="f-count"></span></form>'
+    )
 
 
 def document(title: str, body_parts: list[str], with_studies: bool) -> str:
     """A complete HTML5 document; pages with studies get the filters, the enlarge overlay and the script."""
-    head = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>")
+    head = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+    )
     parts = [head]
     if with_studies:
         parts.append(filters_html())
@@ -135,10 +144,11 @@ class PageSet:
             return
         number = len(self.pages) + 1
         path = self.page_path(number)
-        header = (f'<p class="nav"><a href="{escape(self.out.name)}">index and run summary</a> &middot; '
-                  f"page {number} &middot; studies {escape(self._ids[0])} to {escape(self._ids[-1])}</p>")
-        self._write(path, document(f"{self.title} (page {number})", [header, *self._blocks], True),
-                    len(self._blocks))
+        header = (
+            f'<p class="nav"><a href="{escape(self.out.name)}">index and run summary</a> &middot; '
+            f"page {number} &middot; studies {escape(self._ids[0])} to {escape(self._ids[-1])}</p>"
+        )
+        self._write(path, document(f"{self.title} (page {number})", [header, *self._blocks], True), len(self._blocks))
         self._blocks, self._ids = [], []
 
     def _write(self, path: Path, text: str, studies: int) -> None:
@@ -157,11 +167,15 @@ class PageSet:
             self._write(self.out, document(self.title, [self.summary_html, *self._blocks], True), len(self._blocks))
             return self.pages
         self._flush()
-        rows = "".join(f'<tr><td><a href="{escape(page.path.name)}">page {n}</a></td><td>{page.studies}</td>'
-                       f"<td>{escape(page.first_id)}</td><td>{escape(page.last_id)}</td></tr>"
-                       for n, page in enumerate(self.pages, 1))
-        table = ('<h2>Pages</h2><table class="metrics"><tr><th>page</th><th>studies</th><th>first</th>'
-                 f"<th>last</th></tr>{rows}</table>")
+        rows = "".join(
+            f'<tr><td><a href="{escape(page.path.name)}">page {n}</a></td><td>{page.studies}</td>'
+            f"<td>{escape(page.first_id)}</td><td>{escape(page.last_id)}</td></tr>"
+            for n, page in enumerate(self.pages, 1)
+        )
+        table = (
+            '<h2>Pages</h2><table class="metrics"><tr><th>page</th><th>studies</th><th>first</th>'
+            f"<th>last</th></tr>{rows}</table>"
+        )
         self._ids = []
         self._write(self.out, document(self.title, [self.summary_html, table], False), 0)
         return self.pages

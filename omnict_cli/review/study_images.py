@@ -22,8 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.review.thumbnails import (CT_WINDOWS, DEFAULT_MAX_PIXELS, GREY_VALUES, View, organ_centre,
-                                          render_slice, render_volume)
+from omnict_cli.review.thumbnails import (
+    CT_WINDOWS,
+    DEFAULT_MAX_PIXELS,
+    GREY_VALUES,
+    View,
+    organ_centre,
+    render_slice,
+    render_volume,
+)
 from omnict_cli.segmentation.base import Segmenter
 
 
@@ -130,8 +137,10 @@ def organ_mask(record: dict, volume, settings: ImageSettings, warnings: list[str
         return None  # the model pooled the whole image: nothing to outline, and nothing wrong
     segmenter = recorded_segmenter(record.get("segmenter", ""))
     if segmenter is None:
-        warnings.append(f"{record.get('input')}: segmenter {record.get('segmenter')!r} is not one omnict knows; "
-                        "views without the organ outline")
+        warnings.append(
+            f"{record.get('input')}: segmenter {record.get('segmenter')!r} is not one omnict knows; "
+            "views without the organ outline"
+        )
         return None
     from omnict_cli.segmentation.cache import MaskCache
     from omnict_cli.segmentation.organs import organ_label_ids
@@ -141,8 +150,10 @@ def organ_mask(record: dict, volume, settings: ImageSettings, warnings: list[str
     if found.warning:
         warnings.append(found.warning)
     if found.labels is None:
-        warnings.append(f"{record.get('input')}: no organ mask from {segmenter.describe()} in the mask cache "
-                        f"{cache.root} (another --cache-dir?); views without the organ outline")
+        warnings.append(
+            f"{record.get('input')}: no organ mask from {segmenter.describe()} in the mask cache "
+            f"{cache.root} (another --cache-dir?); views without the organ outline"
+        )
         return None
     try:
         ids = organ_label_ids(organs, segmenter.vocabulary)
@@ -160,8 +171,10 @@ def study_images(record: dict, settings: ImageSettings) -> StudyImages:
     scan = find_scan(record, settings.study_roots)
     if scan is None:
         roots = ", ".join(str(root) for root in settings.study_roots)
-        result.warnings.append(f"{record.get('input')}: scan not found under {roots} (give --studies, the "
-                               "folder the run was given); no images")
+        result.warnings.append(
+            f"{record.get('input')}: scan not found under {roots} (give --studies, the "
+            "folder the run was given); no images"
+        )
         return result
     try:
         # the run already accepted this scan; an MR series it was allowed to read must not fail here
@@ -178,6 +191,5 @@ def study_images(record: dict, settings: ImageSettings) -> StudyImages:
         result.views = render_slice(volume.voxels, volume.spacing, mask, windows, settings.max_pixels)
     else:
         result.centre = organ_centre(mask, volume.voxels.shape)
-        result.views = render_volume(volume.voxels, volume.spacing, mask, windows, settings.max_pixels,
-                                     result.centre)
+        result.views = render_volume(volume.voxels, volume.spacing, mask, windows, settings.max_pixels, result.centre)
     return result

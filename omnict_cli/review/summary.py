@@ -57,8 +57,13 @@ def summarize_run(records: list[dict]) -> RunSummary:
     return RunSummary(counts=dict(counts), timing_s=timing, models=models)
 
 
-def add_scores(summary: RunSummary, findings: str | Path, references: str | Path,
-               reference_labels: str | Path | None, method: str = "classifier") -> None:
+def add_scores(
+    summary: RunSummary,
+    findings: str | Path,
+    references: str | Path,
+    reference_labels: str | Path | None,
+    method: str = "classifier",
+) -> None:
     """Score the findings as ``omnict score`` does and keep the result (or a warning) on the summary."""
     from omnict_cli.errors import OmnictError
     from omnict_cli.metrics.score_files import ScoreOptions, score_reports

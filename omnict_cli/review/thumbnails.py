@@ -99,8 +99,9 @@ def organ_centre(mask: np.ndarray | None, shape: tuple[int, int, int]) -> tuple[
     return tuple(centre)
 
 
-def volume_planes(voxels: np.ndarray, spacing: tuple[float, float, float], mask: np.ndarray | None,
-                  centre: tuple[int, int, int]) -> list[Plane]:
+def volume_planes(
+    voxels: np.ndarray, spacing: tuple[float, float, float], mask: np.ndarray | None, centre: tuple[int, int, int]
+) -> list[Plane]:
     """Axial, coronal and sagittal cuts through ``centre``, oriented for display (see module docstring)."""
     z, y, x = centre
     sz, sy, sx = spacing
@@ -112,8 +113,11 @@ def volume_planes(voxels: np.ndarray, spacing: tuple[float, float, float], mask:
     coronal = (np.s_[:, y, :], sz, sx, True)
     sagittal = (np.s_[:, :, x], sz, sy, True)
     planes = []
-    for name, (index, row_mm, column_mm, superior_up) in (("axial", axial), ("coronal", coronal),
-                                                            ("sagittal", sagittal)):
+    for name, (index, row_mm, column_mm, superior_up) in (
+        ("axial", axial),
+        ("coronal", coronal),
+        ("sagittal", sagittal),
+    ):
         pixels, plane_mask = voxels[index], cut(index)
         if superior_up:  # rows run inferior -> superior in the array; the top of the picture is superior
             pixels = pixels[::-1]
@@ -140,8 +144,7 @@ def window_grey(pixels: np.ndarray, window: Window) -> np.ndarray:
 def outline(mask: np.ndarray) -> np.ndarray:
     """The mask's edge pixels: inside the mask with a 4-neighbour outside it (or on the picture's border)."""
     padded = np.pad(mask, 1, constant_values=False)
-    interior = (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1]
-                & padded[1:-1, :-2] & padded[1:-1, 2:])
+    interior = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return mask & ~interior
 
 
@@ -185,8 +188,14 @@ def render_view(plane: Plane, window: Window, max_pixels: int) -> View:
     return View(plane.name, window.name, buffer.getvalue(), width, height)
 
 
-def render_volume(voxels: np.ndarray, spacing, mask: np.ndarray | None, windows=CT_WINDOWS,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, centre: tuple[int, int, int] | None = None) -> list[View]:
+def render_volume(
+    voxels: np.ndarray,
+    spacing,
+    mask: np.ndarray | None,
+    windows=CT_WINDOWS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    centre: tuple[int, int, int] | None = None,
+) -> list[View]:
     """Every plane in every window, planes first (axial lung, axial soft tissue, coronal lung, ...).
 
     The planes cut through ``centre`` (default: :func:`organ_centre`).
@@ -196,8 +205,9 @@ def render_volume(voxels: np.ndarray, spacing, mask: np.ndarray | None, windows=
     return [render_view(plane, window, max_pixels) for plane in planes for window in windows]
 
 
-def render_slice(voxels: np.ndarray, spacing, mask: np.ndarray | None, windows,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> list[View]:
+def render_slice(
+    voxels: np.ndarray, spacing, mask: np.ndarray | None, windows, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> list[View]:
     """A 2D study (shape ``(1, H, W)``): its one picture in each window, outlined when there is a mask."""
     plane = Plane("slice", voxels[0], None if mask is None else mask[0], float(spacing[1]), float(spacing[2]))
     return [render_view(plane, window, max_pixels) for window in windows]

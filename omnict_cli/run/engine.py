@@ -35,8 +35,10 @@ class ModelError(OmnictError):
 def bundled_model_dirs() -> list[Path]:
     """Where the bundled demo model can be: the source tree (editable install, Docker) or a wheel's data."""
     package_root = Path(__file__).resolve().parents[1]  # omnict_cli/
-    return [package_root.parent / "models" / DEMO_MODEL_NAME,
-            Path(sys.prefix) / "share" / "omnict" / "models" / DEMO_MODEL_NAME]
+    return [
+        package_root.parent / "models" / DEMO_MODEL_NAME,
+        Path(sys.prefix) / "share" / "omnict" / "models" / DEMO_MODEL_NAME,
+    ]
 
 
 def resolve_model_dir(model: str | Path | None) -> Path:
@@ -48,9 +50,11 @@ def resolve_model_dir(model: str | Path | None) -> Path:
     for candidate in bundled_model_dirs():
         if (candidate / "config.json").is_file():
             return candidate
-    raise ModelError("no model to run: none was given and the bundled demo model is not installed",
-                     hint=f"pass --model DIR or set {MODEL_ENV}=DIR (a directory from `omnict train`, "
-                          "`omnict train-demo` or `omnict build-model`)")
+    raise ModelError(
+        "no model to run: none was given and the bundled demo model is not installed",
+        hint=f"pass --model DIR or set {MODEL_ENV}=DIR (a directory from `omnict train`, "
+        "`omnict train-demo` or `omnict build-model`)",
+    )
 
 
 def _checked_model_dir(path: Path, source: str) -> Path:
@@ -152,11 +156,11 @@ class Engine:
         self._sentence_ends = None
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "auto", dtype: str = "auto") -> "Engine":
+    def load(cls, model_dir: str | Path, device: str = "auto", dtype: str = "auto") -> Engine:
         """Load from a local directory (safetensors only, no remote code); raises ModelError when it cannot."""
-        from omnict_cli.model import OmniCTForConditionalGeneration, OmniCTProcessor
-
         from transformers.utils import logging as transformers_logging
+
+        from omnict_cli.model import OmniCTForConditionalGeneration, OmniCTProcessor
 
         device = pick_device(device)
         transformers_logging.disable_progress_bar()  # the run has its own progress bar
@@ -164,7 +168,8 @@ class Engine:
         transformers_logging.set_verbosity_error()
         try:
             model = OmniCTForConditionalGeneration.from_pretrained(
-                model_dir, dtype=pick_dtype(dtype, device), local_files_only=True, use_safetensors=True)
+                model_dir, dtype=pick_dtype(dtype, device), local_files_only=True, use_safetensors=True
+            )
             processor = OmniCTProcessor.from_pretrained(model_dir)
         except (OSError, ValueError, KeyError) as error:
             raise ModelError(f"cannot load the model ({type(error).__name__}: {error})", path=model_dir) from error
@@ -173,8 +178,11 @@ class Engine:
         try:
             model.to(device).eval()
         except (RuntimeError, AssertionError, ValueError) as error:  # no such device, CUDA not compiled in
-            raise ModelError(f"cannot use device {device!r} ({error})", path=model_dir,
-                             hint="Pass --device cpu, or a device this machine has (cuda, cuda:1, ...)") from error
+            raise ModelError(
+                f"cannot use device {device!r} ({error})",
+                path=model_dir,
+                hint="Pass --device cpu, or a device this machine has (cuda, cuda:1, ...)",
+            ) from error
         return cls(model, processor, model_identity(model_dir), device)
 
     @property
@@ -188,8 +196,13 @@ class Engine:
         dtype = str(self.model.dtype).replace("torch.", "")
         return f"model {self.identity.name}: {_count(parameters)} parameters on {self.device}, {dtype}"
 
-    def generate(self, questions: list[str], model_inputs: list, organ_masks: list,
-                 settings: GenerationSettings = GenerationSettings()) -> list[str]:
+    def generate(
+        self,
+        questions: list[str],
+        model_inputs: list,
+        organ_masks: list,
+        settings: GenerationSettings = GenerationSettings(),
+    ) -> list[str]:
         """One generated text per study (greedy or beam search); studies may mix slices and volumes.
 
         A row stops early once it has completed one sentence three times (a loop, :mod:`omnict_cli.run.repeats`).
@@ -198,15 +211,20 @@ class Engine:
 
         batch = self.processor(questions, model_inputs, organ_masks=organ_masks)
         prompt_length = batch["input_ids"].shape[1]
-        inputs = {key: value.to(self.device) if isinstance(value, torch.Tensor) else value
-                  for key, value in batch.items()}
+        inputs = {
+            key: value.to(self.device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()
+        }
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         if inputs.get("organ_masks") is not None:
             inputs["organ_masks"] = [None if m is None else m.to(self.device) for m in inputs["organ_masks"]]
         with torch.inference_mode():
-            output = self.model.generate(**inputs, max_new_tokens=settings.max_new_tokens,
-                                         num_beams=settings.num_beams, do_sample=False,
-                                         stopping_criteria=[self._repeat_stop(prompt_length)])
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=settings.max_new_tokens,
+                num_beams=settings.num_beams,
+                do_sample=False,
+                stopping_criteria=[self._repeat_stop(prompt_length)],
+            )
         return [text.strip() for text in self.processor.decode(output[:, prompt_length:])]
 
     def _repeat_stop(self, prompt_length: int):

@@ -23,18 +23,27 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from omnict_cli import __version__
+from omnict_cli.prompt_format import REPORT_QUESTION
 from omnict_cli.run.engine import Engine, GenerationSettings, is_out_of_memory
 from omnict_cli.run.prefetch import StudyPrefetcher
-from omnict_cli.prompt_format import REPORT_QUESTION
-from omnict_cli.run.records import (STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, OutputError, RecordWriter, error_info,
-                                read_records, record_id, rewrite_records)
+from omnict_cli.run.records import (
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_SKIPPED,
+    OutputError,
+    RecordWriter,
+    error_info,
+    read_records,
+    record_id,
+    rewrite_records,
+)
 from omnict_cli.run.repeats import drop_repeated_sentences, repeat_warning
-from omnict_cli.run.study_inputs import PrepareSetup, PreparedStudy, organ_selection_for
+from omnict_cli.run.study_inputs import PreparedStudy, PrepareSetup, organ_selection_for
 
 REPORT_PROMPT = REPORT_QUESTION
 """The authors' report question (their MedEval-CT rows and ``omnict demo-data`` use it)."""
@@ -117,12 +126,18 @@ def open_findings(out: Path, identity, overwrite: bool = False, retry_errors: bo
     existing = read_records(out)
     if existing.cut_bytes:
         earlier.notes.append(f"{out}: cut a torn last line ({existing.cut_bytes} bytes) left by an interrupted run")
-    others = {_model_text(r["model"]) for r in existing.records
-              if isinstance(r.get("model"), dict) and r["model"].get("revision") != identity.revision}
+    others = {
+        _model_text(r["model"])
+        for r in existing.records
+        if isinstance(r.get("model"), dict) and r["model"].get("revision") != identity.revision
+    }
     if others:
-        raise OutputError(f"holds records made by another model ({', '.join(sorted(others))}), not "
-                          f"{identity.name} {identity.revision[:19]}", path=out,
-                          hint="Pass --overwrite to start the file over, or write to another --out")
+        raise OutputError(
+            f"holds records made by another model ({', '.join(sorted(others))}), not "
+            f"{identity.name} {identity.revision[:19]}",
+            path=out,
+            hint="Pass --overwrite to start the file over, or write to another --out",
+        )
     records = existing.records
     if retry_errors:
         kept = [r for r in records if r.get("status") != STATUS_ERROR]
@@ -143,8 +158,13 @@ def _model_text(model: dict) -> str:
 class Pipeline:
     """Runs jobs through prefetch -> batched generation -> records; see the module notes."""
 
-    def __init__(self, engine: Engine, setup: PrepareSetup, settings: RunSettings,
-                 on_record: Callable[[dict, RunCounts], None] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        setup: PrepareSetup,
+        settings: RunSettings,
+        on_record: Callable[[dict, RunCounts], None] | None = None,
+    ):
         self.engine = engine
         self.setup = setup
         self.settings = settings
@@ -164,9 +184,12 @@ class Pipeline:
         pending: list[tuple[Job, object]] = []  # (job, PreparedStudy or the study's exception), in job order
         size = self.settings.batch_size
         try:
-            with _cores_left_to_workers(self.engine.device, self.settings.workers), \
-                    StudyPrefetcher(self.setup, self.settings.workers,
-                                    depth=max(size, 2 * self.settings.workers + 2)) as prefetch:
+            with (
+                _cores_left_to_workers(self.engine.device, self.settings.workers),
+                StudyPrefetcher(
+                    self.setup, self.settings.workers, depth=max(size, 2 * self.settings.workers + 2)
+                ) as prefetch,
+            ):
                 for study, prepared in prefetch.prepared(studies):
                     pending.extend((job, prepared) for job in by_study[study.study_id])
                     while (cut := _batch_end(pending, size)) is not None:
@@ -201,24 +224,32 @@ class Pipeline:
                 if isinstance(outcome, BaseException):
                     record = self._error_record(job, prepared, outcome)
                 else:
-                    record = self._ok_record(job, prepared, selection, *outcome, seconds,
-                                             next(labels) if labels is not None else None)
+                    record = self._ok_record(
+                        job, prepared, selection, *outcome, seconds, next(labels) if labels is not None else None
+                    )
             self._write(writer, record)
 
     def _generate(self, items: list, selections: list) -> list:
         """Texts (or the exception for a study) for ``items``; halves the batch on out-of-memory."""
         try:
-            return self.engine.generate([job.question for job, _ in items], [p.model_input for _, p in items],
-                                        [s.mask for s in selections], self.settings.generation)
+            return self.engine.generate(
+                [job.question for job, _ in items],
+                [p.model_input for _, p in items],
+                [s.mask for s in selections],
+                self.settings.generation,
+            )
         except Exception as error:
             if is_out_of_memory(error):
                 _release_gpu_memory()
                 if len(items) == 1:
-                    return [OutOfMemory(f"{items[0][1].input}: out of GPU memory even alone (batch size 1); "
-                                        "use a larger GPU, --dtype bfloat16, or fewer --max-new-tokens")]
+                    return [
+                        OutOfMemory(
+                            f"{items[0][1].input}: out of GPU memory even alone (batch size 1); "
+                            "use a larger GPU, --dtype bfloat16, or fewer --max-new-tokens"
+                        )
+                    ]
                 half = len(items) // 2
-                return (self._generate(items[:half], selections[:half])
-                        + self._generate(items[half:], selections[half:]))
+                return self._generate(items[:half], selections[:half]) + self._generate(items[half:], selections[half:])
             if len(items) == 1:
                 return [error]
             return [self._generate([item], [selection])[0] for item, selection in zip(items, selections)]
@@ -255,19 +286,32 @@ class Pipeline:
             record["question_id"] = job.question_id
         record["input"] = job.study.input
         if prepared is not None:
-            record.update(kind=prepared.kind, format=prepared.format, shape=list(prepared.shape),
-                          spacing=list(prepared.spacing))
+            record.update(
+                kind=prepared.kind, format=prepared.format, shape=list(prepared.shape), spacing=list(prepared.spacing)
+            )
         else:
             record["format"] = job.study.format
         record["task"] = job.task
         record["question" if job.task == "ask" else "prompt"] = job.question
         return record
 
-    def _ok_record(self, job: Job, prepared: PreparedStudy, selection, text: str, repeats: int, model_seconds: float,
-                   labels: dict | None) -> dict:
+    def _ok_record(
+        self,
+        job: Job,
+        prepared: PreparedStudy,
+        selection,
+        text: str,
+        repeats: int,
+        model_seconds: float,
+        labels: dict | None,
+    ) -> dict:
         record = self._base_record(job, prepared)
-        record.update(organs=list(selection.groups), organ_reason=selection.reason, segmenter=prepared.segmenter,
-                      mask_from_cache=prepared.mask_from_cache)
+        record.update(
+            organs=list(selection.groups),
+            organ_reason=selection.reason,
+            segmenter=prepared.segmenter,
+            mask_from_cache=prepared.mask_from_cache,
+        )
         if job.task == "report":
             from omnict_cli.labels.ctrate_io import split_sections
 
@@ -295,8 +339,13 @@ class Pipeline:
     def _finish(self, record: dict, prepared: PreparedStudy | None, status: str, model_seconds: float) -> dict:
         timing = dict(prepared.timing_s) if prepared is not None else {}
         timing["model"] = round(model_seconds, 3)
-        record.update(model=self.engine.identity.to_dict(), omnict_version=__version__, timing_s=timing,
-                      warnings=list(prepared.warnings) if prepared is not None else [], status=status)
+        record.update(
+            model=self.engine.identity.to_dict(),
+            omnict_version=__version__,
+            timing_s=timing,
+            warnings=list(prepared.warnings) if prepared is not None else [],
+            status=status,
+        )
         return record
 
 
@@ -363,8 +412,15 @@ class RunResult:
     """Error records in ``written_to`` after the run, earlier runs' included: what the exit code reports."""
 
 
-def run_to_file(pipeline: Pipeline, jobs: list[Job], out: str | Path, overwrite: bool = False,
-                retry_errors: bool = False, shard=None, extra_records: list[dict] = ()) -> RunResult:
+def run_to_file(
+    pipeline: Pipeline,
+    jobs: list[Job],
+    out: str | Path,
+    overwrite: bool = False,
+    retry_errors: bool = False,
+    shard=None,
+    extra_records: list[dict] = (),
+) -> RunResult:
     """Run ``jobs`` into ``out`` (or this shard's file), resuming what is there; merge shards when all are done.
 
     ``extra_records`` (rows that could not become jobs) are written once, like the other records.

@@ -22,7 +22,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from omnict_cli.run.study_inputs import PrepareSetup, PreparedStudy, prepare_study
+from omnict_cli.run.study_inputs import PreparedStudy, PrepareSetup, prepare_study
 
 _WORKER_SETUP: PrepareSetup | None = None
 
@@ -59,7 +59,7 @@ class StudyPrefetcher:
         self.depth = max(depth or 2 * self.workers + 2, self.workers, 1)
         self._pool: ProcessPoolExecutor | None = None
 
-    def __enter__(self) -> "StudyPrefetcher":
+    def __enter__(self) -> StudyPrefetcher:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -96,9 +96,11 @@ class StudyPrefetcher:
                 result = future.result()
             except BrokenProcessPool:
                 if study.study_id in broken_before:
-                    result = WorkerDied(f"{study.input}: the worker process loading it died twice (out of "
-                                        "memory, or a crash in a file reader); check the file or give the "
-                                        "workers more memory")
+                    result = WorkerDied(
+                        f"{study.input}: the worker process loading it died twice (out of "
+                        "memory, or a crash in a file reader); check the file or give the "
+                        "workers more memory"
+                    )
                 else:
                     broken_before.add(study.study_id)
                     self._restart(pending)
@@ -110,9 +112,12 @@ class StudyPrefetcher:
 
     def _submit(self, study):
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.setup,))
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.setup,),
+            )
         return self._pool.submit(_prepare_in_worker, study)
 
     def _restart(self, pending: deque) -> None:

@@ -22,9 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.run.pipeline import Job
 from omnict_cli.metrics.score_files import question_text  # the same question text scoring joins answers by
-
+from omnict_cli.run.pipeline import Job
 
 
 class QuestionRowsError(OmnictError):
@@ -43,9 +42,16 @@ class RowProblem:
 
     def to_record(self) -> dict:
         """An ``ask`` error record for this row (the run adds the model and version)."""
-        return {"study_id": self.study_id, "record_id": self.record_id, "question_id": self.question_id,
-                "task": "ask", "question": self.question, "error": {"type": "QuestionRowsError", "message": self.message},
-                "warnings": [], "status": "error"}
+        return {
+            "study_id": self.study_id,
+            "record_id": self.record_id,
+            "question_id": self.question_id,
+            "task": "ask",
+            "question": self.question,
+            "error": {"type": "QuestionRowsError", "message": self.message},
+            "warnings": [],
+            "status": "error",
+        }
 
 
 def read_question_rows(path: str | Path, organ: str | None = None) -> tuple[list[Job], list[RowProblem]]:
@@ -61,8 +67,9 @@ def read_question_rows(path: str | Path, organ: str | None = None) -> tuple[list
     except OSError as error:
         raise QuestionRowsError(f"cannot read ({error.strerror})", path=path) from error
     except jsonlines.InvalidLineError as error:
-        raise QuestionRowsError(f"line {error.lineno} is not valid JSON ({error})", path=path,
-                                hint="Each line must be one JSON object") from error
+        raise QuestionRowsError(
+            f"line {error.lineno} is not valid JSON ({error})", path=path, hint="Each line must be one JSON object"
+        ) from error
     jobs.sort(key=lambda job: (job.study.study_id, _number(job.question_id)))
     return jobs, problems
 
@@ -81,11 +88,14 @@ def _add_row(path: Path, line: int, row, organ, jobs: list, problems: list) -> N
             raise QuestionRowsError("is not a JSON object")
         question = _question_of(row)
         if not isinstance(image, str) or not image.strip():
-            raise QuestionRowsError("has no \"image\" path")
+            raise QuestionRowsError('has no "image" path')
         study = study_for_image(path.parent, image)
     except OmnictError as error:
-        problems.append(RowProblem(f"{study_id}::{question_id}", study_id, question_id,
-                                   f"{path} line {line}: {error.one_line()}", question))
+        problems.append(
+            RowProblem(
+                f"{study_id}::{question_id}", study_id, question_id, f"{path} line {line}: {error.one_line()}", question
+            )
+        )
         return
     row_organ = row.get("organ") if isinstance(row.get("organ"), str) else None
     jobs.append(Job(f"{study.study_id}::{question_id}", study, "ask", question, organ or row_organ, question_id))
@@ -93,8 +103,11 @@ def _add_row(path: Path, line: int, row, organ, jobs: list, problems: list) -> N
 
 def _question_of(row: dict) -> str:
     if isinstance(row.get("messages"), list):
-        users = [turn.get("content") for turn in row["messages"]
-                 if isinstance(turn, dict) and turn.get("role") == "user" and isinstance(turn.get("content"), str)]
+        users = [
+            turn.get("content")
+            for turn in row["messages"]
+            if isinstance(turn, dict) and turn.get("role") == "user" and isinstance(turn.get("content"), str)
+        ]
         if not users:
             raise QuestionRowsError("has no user message")
         question = question_text(users[0])
@@ -102,7 +115,7 @@ def _question_of(row: dict) -> str:
         question = row.get("question")
         question = question_text(question) if isinstance(question, str) else ""
     if not question:
-        raise QuestionRowsError("has no question (a user message or a \"question\" key)")
+        raise QuestionRowsError('has no question (a user message or a "question" key)')
     return question
 
 

@@ -65,13 +65,16 @@ class RecordWriter:
         self.fsync = fsync
         self._fd: int | None = None
 
-    def __enter__(self) -> "RecordWriter":
+    def __enter__(self) -> RecordWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         except OSError as error:
-            raise OutputError(f"cannot open for writing ({error.strerror})", path=self.path,
-                              hint="Choose another --out, or fix the folder's permissions") from error
+            raise OutputError(
+                f"cannot open for writing ({error.strerror})",
+                path=self.path,
+                hint="Choose another --out, or fix the folder's permissions",
+            ) from error
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -91,9 +94,11 @@ class RecordWriter:
                 os.fsync(self._fd)
         except OSError as error:
             self._cut_back(start)
-            raise OutputError(f"cannot write a record ({error.strerror}); the records before it are intact",
-                              path=self.path, hint="Free space or fix permissions, then rerun the same command "
-                                                   "to resume") from error
+            raise OutputError(
+                f"cannot write a record ({error.strerror}); the records before it are intact",
+                path=self.path,
+                hint="Free space or fix permissions, then rerun the same command to resume",
+            ) from error
 
     def _cut_back(self, length: int) -> None:
         try:
@@ -144,9 +149,11 @@ def _parse_lines(path: Path, data: bytes) -> list[dict]:
         for record in reader.iter(type=dict, skip_empty=True):
             records.append(record)
     except jsonlines.InvalidLineError as error:
-        raise OutputError(f"line {error.lineno} is not a JSON record ({error})", path=path,
-                          hint="This file was not written by omnict or was edited; move it away or pass "
-                               "--overwrite") from error
+        raise OutputError(
+            f"line {error.lineno} is not a JSON record ({error})",
+            path=path,
+            hint="This file was not written by omnict or was edited; move it away or pass --overwrite",
+        ) from error
     return records
 
 

@@ -71,7 +71,7 @@ class RepeatedSentenceStop:
             done |= (input_ids[:, -TOKEN_RUN_LIMIT:] == input_ids[:, -1:]).all(dim=1)
         for row, token in enumerate(last):
             if token in self.ends and not done[row]:
-                text = self.tokenizer.decode(input_ids[row, self.prompt_length:].tolist(), skip_special_tokens=True)
+                text = self.tokenizer.decode(input_ids[row, self.prompt_length :].tolist(), skip_special_tokens=True)
                 done[row] = max(Counter(split_sentences(text)).values(), default=0) >= self.limit
         return done
 
@@ -101,6 +101,8 @@ def drop_repeated_sentences(text: str) -> tuple[str, int]:
 def repeat_warning(dropped: int) -> str:
     """The record warning for ``dropped`` repeats (sentences said again, words said three or more times in a row)."""
     plural = "s" if dropped != 1 else ""
-    return (f"the model repeated itself: {dropped} repeat{plural} dropped (a sentence said again in its "
-            f"paragraph, or a word said three or more times in a row; generation stops once a sentence comes "
-            f"{REPEAT_LIMIT} times or one token {TOKEN_RUN_LIMIT} times in a row)")
+    return (
+        f"the model repeated itself: {dropped} repeat{plural} dropped (a sentence said again in its "
+        f"paragraph, or a word said three or more times in a row; generation stops once a sentence comes "
+        f"{REPEAT_LIMIT} times or one token {TOKEN_RUN_LIMIT} times in a row)"
+    )

@@ -35,7 +35,7 @@ class Shard:
 
     def path(self, out: Path) -> Path:
         suffix = "".join(out.suffixes) or ".jsonl"
-        stem = out.name[:-len(suffix)] if out.suffixes else out.name
+        stem = out.name[: -len(suffix)] if out.suffixes else out.name
         return out.with_name(f"{stem}.shard{self.index}-of-{self.count}{suffix}")
 
     def marker(self, out: Path) -> Path:
@@ -47,7 +47,9 @@ def parse_shard(text: str) -> Shard:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise OmnictError(f"--shard {text!r} is not I/N", hint="For example --shard 0/4 (shards count from 0)") from None
+        raise OmnictError(
+            f"--shard {text!r} is not I/N", hint="For example --shard 0/4 (shards count from 0)"
+        ) from None
     if count < 1 or not 0 <= index < count:
         raise OmnictError(f"--shard {text!r}: I must be from 0 to N-1", hint="For example --shard 3/4 is the last of 4")
     return Shard(index, count)
@@ -64,8 +66,9 @@ def distributed_shard() -> Shard | None:
 def mark_done(shard: Shard, out: Path, records: int) -> None:
     from omnict_cli.atomic import write_text_atomically
 
-    write_text_atomically(shard.marker(out), json.dumps({"shard": f"{shard.index}/{shard.count}",
-                                                          "records": records}) + "\n")
+    write_text_atomically(
+        shard.marker(out), json.dumps({"shard": f"{shard.index}/{shard.count}", "records": records}) + "\n"
+    )
 
 
 def all_done(count: int, out: Path) -> bool:

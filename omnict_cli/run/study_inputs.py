@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass, field
 
 from omnict_cli.errors import OmnictError
+from omnict_cli.studies.discover import Study
 from omnict_cli.studies.load import LoadOptions
 from omnict_cli.studies.prepare import load_and_preprocess
 from omnict_cli.studies.preprocess import ModelInput, PreprocessConfig, resample_labels, target_size
-from omnict_cli.studies.discover import Study
 from omnict_cli.studies.volume import INTENSITY_HU
 
 log = logging.getLogger(__name__)
@@ -87,12 +87,19 @@ def prepare_study(study: Study, setup: PrepareSetup) -> PreparedStudy:
     volume, model_input = load_and_preprocess(study, setup.preprocess, setup.load_options)
     loaded = time.perf_counter()
     prepared = PreparedStudy(
-        study_id=study.study_id, input=study.input, format=study.format, kind=volume.kind,
-        shape=volume.shape, spacing=tuple(round(s, 4) for s in volume.spacing), model_input=model_input,
-        warnings=list(dict.fromkeys(list(study.notes) + list(volume.warnings))))
+        study_id=study.study_id,
+        input=study.input,
+        format=study.format,
+        kind=volume.kind,
+        shape=volume.shape,
+        spacing=tuple(round(s, 4) for s in volume.spacing),
+        model_input=model_input,
+        warnings=list(dict.fromkeys(list(study.notes) + list(volume.warnings))),
+    )
     if is_label_map(volume):
-        prepared.skip_reason = (f"{study.input}: integer ids, mostly 0: a label map (segmentation output), "
-                                "not a CT scan; not reported")
+        prepared.skip_reason = (
+            f"{study.input}: integer ids, mostly 0: a label map (segmentation output), not a CT scan; not reported"
+        )
     elif setup.segmenter is not None:
         _add_organ_labels(prepared, volume, setup)
     prepared.timing_s = {"load": round(loaded - started, 3), "segment": round(time.perf_counter() - loaded, 3)}
@@ -115,8 +122,10 @@ def _add_organ_labels(prepared: PreparedStudy, volume, setup: PrepareSetup) -> N
     """Segment (cache first) and put the label map on the model grid; failures become warnings."""
     segmenter = setup.segmenter
     if volume.intensity != INTENSITY_HU:
-        prepared.warnings.append(f"a {volume.source_format} picture holds grey values, not HU: not segmented, "
-                                 "the whole image is pooled for the organ tokens")
+        prepared.warnings.append(
+            f"a {volume.source_format} picture holds grey values, not HU: not segmented, "
+            "the whole image is pooled for the organ tokens"
+        )
         return
     try:
         if setup.mask_cache is not None:
@@ -127,13 +136,15 @@ def _add_organ_labels(prepared: PreparedStudy, volume, setup: PrepareSetup) -> N
 
             labels, cached = check_label_map(segmenter.segment(volume), volume, segmenter), False
     except OmnictError as error:
-        prepared.warnings.append(f"segmentation failed ({error.one_line()}): the whole image is pooled "
-                                 "for the organ tokens")
+        prepared.warnings.append(
+            f"segmentation failed ({error.one_line()}): the whole image is pooled for the organ tokens"
+        )
         return
     except Exception as error:  # a segmenter crash on one odd study must not cost its report
         log.debug("segmenting %s failed", prepared.study_id, exc_info=True)
-        prepared.warnings.append(f"segmentation failed ({type(error).__name__}: {error}): the whole image is "
-                                 "pooled for the organ tokens")
+        prepared.warnings.append(
+            f"segmentation failed ({type(error).__name__}: {error}): the whole image is pooled for the organ tokens"
+        )
         return
     prepared.model_input.label_map = resample_labels(labels, target_size(volume, setup.preprocess))
     prepared.vocabulary = dict(segmenter.vocabulary)
@@ -141,8 +152,7 @@ def _add_organ_labels(prepared: PreparedStudy, volume, setup: PrepareSetup) -> N
     prepared.mask_from_cache = bool(cached)
 
 
-def organ_selection_for(prepared: PreparedStudy, task: str, question: str | None = None,
-                        override: str | None = None):
+def organ_selection_for(prepared: PreparedStudy, task: str, question: str | None = None, override: str | None = None):
     """The organs OSE pools for this task/question (``OrganSelection``; ``mask=None``: whole image).
 
     Without a label map (no segmenter, a grey-value picture, a failed
@@ -152,6 +162,7 @@ def organ_selection_for(prepared: PreparedStudy, task: str, question: str | None
 
     label_map = prepared.model_input.label_map
     if label_map is None or prepared.vocabulary is None:
-        return OrganSelection((), (), None, "no organ label map for this study: the whole image is pooled",
-                              fallback=True)
+        return OrganSelection(
+            (), (), None, "no organ label map for this study: the whole image is pooled", fallback=True
+        )
     return select_organs(label_map, prepared.vocabulary, task, question=question, override=override)

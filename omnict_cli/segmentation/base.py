@@ -48,8 +48,11 @@ class Segmenter(ABC):
 
     def describe(self) -> str:
         """One line for records and logs, e.g. ``"totalsegmentator 2.18.0 fast"``."""
-        flags = " ".join(key if value is True else f"{key}={value}"
-                         for key, value in sorted(self.options().items()) if value not in (False, None))
+        flags = " ".join(
+            key if value is True else f"{key}={value}"
+            for key, value in sorted(self.options().items())
+            if value not in (False, None)
+        )
         return " ".join(part for part in (self.name, self.version, flags) if part)
 
 
@@ -61,8 +64,9 @@ def check_label_map(labels: np.ndarray, volume, segmenter: Segmenter) -> np.ndar
     """
     labels = np.asarray(labels)
     if labels.shape != volume.voxels.shape:
-        raise ValueError(f"{segmenter.describe()}: label map shape {labels.shape} "
-                         f"does not match the volume's {volume.voxels.shape}")
+        raise ValueError(
+            f"{segmenter.describe()}: label map shape {labels.shape} does not match the volume's {volume.voxels.shape}"
+        )
     unknown = sorted(set(present_labels(labels).tolist()) - set(segmenter.vocabulary) - {0})
     if unknown:
         raise ValueError(f"{segmenter.describe()}: label ids {unknown[:10]} are not in its vocabulary")

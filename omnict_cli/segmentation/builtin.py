@@ -96,8 +96,14 @@ class BuiltinSegmenter(Segmenter):
     @property
     def vocabulary(self) -> dict[int, str]:
         """Trachea keeps TotalSegmentator's id (16); the coarse classes use the built-in ids 200-204."""
-        return {TRACHEA: "trachea", BODY: "body", LUNG_LEFT: "lung_left", LUNG_RIGHT: "lung_right",
-                BONE: "bone", MEDIASTINUM: "mediastinum"}
+        return {
+            TRACHEA: "trachea",
+            BODY: "body",
+            LUNG_LEFT: "lung_left",
+            LUNG_RIGHT: "lung_right",
+            BONE: "bone",
+            MEDIASTINUM: "mediastinum",
+        }
 
     def segment(self, volume) -> np.ndarray:
         """Label map in ``volume``'s canonical layout; see the module docs for the classes.
@@ -108,7 +114,9 @@ class BuiltinSegmenter(Segmenter):
         if volume.intensity != INTENSITY_HU:
             raise SegmentationInputError(
                 f"the built-in segmenter needs Hounsfield units, but this {volume.source_format} image "
-                "holds display grey values", hint="segment the CT as DICOM, NIfTI, NRRD or MHA instead")
+                "holds display grey values",
+                hint="segment the CT as DICOM, NIfTI, NRRD or MHA instead",
+            )
         hu = volume.voxels
         grid = WorkGrid.for_shape(hu.shape, volume.spacing)
         regions = find_regions(grid.block_mean(hu), grid.spacing, axial=tuple(volume.axcodes) == CANONICAL_AXCODES)
@@ -142,7 +150,7 @@ class WorkGrid:
     def block_mean(self, image: np.ndarray) -> np.ndarray:
         """Mean of each block (float32); the remainder voxels at the far edges are left out."""
         (dz, dy, dx), (fz, fy, fx) = self.shape, self.factors
-        blocks = image[:dz * fz, :dy * fy, :dx * fx].reshape(dz, fz, dy, fy, dx, fx)
+        blocks = image[: dz * fz, : dy * fy, : dx * fx].reshape(dz, fz, dy, fy, dx, fx)
         return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
 
     def upsample(self, mask: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray]:
@@ -173,8 +181,10 @@ class WorkGrid:
 
     def _full_box(self, box) -> tuple[slice, ...]:
         """The full-grid voxels of a box of blocks (up to the far edge when the box reaches it)."""
-        return tuple(slice(edge.start * f, full if edge.stop == n else edge.stop * f)
-                     for edge, f, n, full in zip(box, self.factors, self.shape, self.full_shape))
+        return tuple(
+            slice(edge.start * f, full if edge.stop == n else edge.stop * f)
+            for edge, f, n, full in zip(box, self.factors, self.shape, self.full_shape)
+        )
 
     def _repeat_blocks(self, mask: np.ndarray, full_box) -> np.ndarray:
         """Blocks of a coarse crop repeated to fill ``full_box`` (its far edge padded by copying)."""
@@ -442,18 +452,19 @@ def _separate_touching_lungs(part: np.ndarray, spacing, midline_x: float) -> tup
         if sizes[second] < 0.1 * sizes[first]:
             continue
         seeds = np.where(np.isin(pieces, [first, second]), pieces, 0)
-        nearest = ndi.distance_transform_edt(seeds == 0, sampling=spacing, return_distances=False,
-                                             return_indices=True)
+        nearest = ndi.distance_transform_edt(seeds == 0, sampling=spacing, return_distances=False, return_indices=True)
         owner = seeds[tuple(nearest)]
-        right_piece = first if ndi.center_of_mass(pieces == first)[2] < ndi.center_of_mass(pieces == second)[2] \
-            else second
+        right_piece = (
+            first if ndi.center_of_mass(pieces == first)[2] < ndi.center_of_mass(pieces == second)[2] else second
+        )
         return part & (owner == right_piece), part & (owner != right_piece)
     on_left = np.arange(part.shape[2])[None, None, :] > midline_x
     return part & ~on_left, part & on_left
 
 
-def mediastinum_mask(right: np.ndarray, left: np.ndarray, body: np.ndarray, bone: np.ndarray,
-                     spacing, midline_x: float) -> np.ndarray:
+def mediastinum_mask(
+    right: np.ndarray, left: np.ndarray, body: np.ndarray, bone: np.ndarray, spacing, midline_x: float
+) -> np.ndarray:
     """Between the lungs: per slice and row, the non-lung body between the right and the left lung.
 
     Only in slices where the lungs fill at least MEDIASTINUM_LUNG_SHARE of
@@ -491,8 +502,14 @@ def _spine_front_rows(bone: np.ndarray, body: np.ndarray, spacing, midline_x: fl
 def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
     """Fill holes slice by slice (axial): background not connected to a slice's edge becomes mask."""
     background, _ = ndi.label(~mask, _IN_PLANE_FOUR_NEIGHBOURS)
-    edges = np.concatenate([background[:, 0, :].ravel(), background[:, -1, :].ravel(),
-                            background[:, :, 0].ravel(), background[:, :, -1].ravel()])
+    edges = np.concatenate(
+        [
+            background[:, 0, :].ravel(),
+            background[:, -1, :].ravel(),
+            background[:, :, 0].ravel(),
+            background[:, :, -1].ravel(),
+        ]
+    )
     return mask | ~np.isin(background, np.unique(edges))
 
 
@@ -510,5 +527,5 @@ def _in_plane(radius_voxels: int) -> np.ndarray:
 def _disc(radius_mm: float, spacing) -> np.ndarray:
     """In-plane disc of ``radius_mm`` on a grid with ``spacing``: shape (1, h, w)."""
     ry, rx = (max(1, round(radius_mm / s)) for s in spacing[1:])
-    y, x = np.ogrid[-ry:ry + 1, -rx:rx + 1]
-    return (((y * spacing[1]) ** 2 + (x * spacing[2]) ** 2) <= radius_mm ** 2)[None]
+    y, x = np.ogrid[-ry : ry + 1, -rx : rx + 1]
+    return (((y * spacing[1]) ** 2 + (x * spacing[2]) ** 2) <= radius_mm**2)[None]

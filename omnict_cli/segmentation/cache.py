@@ -75,8 +75,11 @@ def cache_key(volume, segmenter: Segmenter) -> str:
         "shape": list(voxels.shape),
         "dtype": voxels.dtype.str,
         "spacing_mm": [round(float(s), SPACING_DECIMALS) for s in volume.spacing],
-        "segmenter": {"name": segmenter.name, "version": str(segmenter.version),
-                      "options": _segmenter_options(segmenter)},
+        "segmenter": {
+            "name": segmenter.name,
+            "version": str(segmenter.version),
+            "options": _segmenter_options(segmenter),
+        },
     }
     digest = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
     _hash_voxels(digest, voxels)
@@ -97,7 +100,7 @@ def _hash_voxels(digest, voxels: np.ndarray) -> None:
     plane_bytes = max(1, voxels[0].nbytes)
     step = max(1, _HASH_CHUNK_BYTES // plane_bytes)
     for start in range(0, voxels.shape[0], step):
-        digest.update(memoryview(np.ascontiguousarray(voxels[start:start + step])).cast("B"))
+        digest.update(memoryview(np.ascontiguousarray(voxels[start : start + step])).cast("B"))
 
 
 def _segmenter_options(segmenter: Segmenter) -> dict:
@@ -171,15 +174,17 @@ class MaskCache:
         except (FileNotFoundError, NotADirectoryError):
             return CacheLookup(key, None)
         except OSError as error:
-            return CacheLookup(key, None, f"mask cache entry {path} could not be read ({error.strerror or error}); "
-                                          "segmenting again")
+            return CacheLookup(
+                key, None, f"mask cache entry {path} could not be read ({error.strerror or error}); segmenting again"
+            )
         try:
             labels = _decode_entry(data, key, volume.shape)
         except ValueError as problem:
             removal = remove_if_unchanged(path, identity)
             done = "removed it" if removal is None else f"could not remove it ({removal})"
-            return CacheLookup(key, None, f"mask cache entry {path} was corrupt ({problem}); {done} and "
-                                          "segmenting again")
+            return CacheLookup(
+                key, None, f"mask cache entry {path} was corrupt ({problem}); {done} and segmenting again"
+            )
         return CacheLookup(key, labels)
 
     def put(self, volume, segmenter: Segmenter, labels: np.ndarray, key: str | None = None) -> Path:
@@ -201,8 +206,10 @@ class MaskCache:
         try:
             self._store(volume, segmenter, labels, key)
         except OSError as error:
-            warnings.append(f"could not store the mask in the cache at {self.root} "
-                            f"({error.strerror or error}); it will be segmented again next time")
+            warnings.append(
+                f"could not store the mask in the cache at {self.root} "
+                f"({error.strerror or error}); it will be segmented again next time"
+            )
         return labels, False, warnings
 
     def _store(self, volume, segmenter: Segmenter, labels: np.ndarray, key: str | None) -> Path:

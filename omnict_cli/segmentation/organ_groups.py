@@ -9,6 +9,19 @@ Like ``classes.py`` (TotalSegmentator's ids) and ``omnict_cli.labels.classes``
 it imports nothing, and anything may import it.
 """
 
-ORGAN_GROUPS = ("lungs", "heart", "liver", "spleen", "kidneys", "pancreas", "stomach", "bowel",
-                "esophagus", "trachea", "vessels", "spine", "others")
+ORGAN_GROUPS = (
+    "lungs",
+    "heart",
+    "liver",
+    "spleen",
+    "kidneys",
+    "pancreas",
+    "stomach",
+    "bowel",
+    "esophagus",
+    "trachea",
+    "vessels",
+    "spine",
+    "others",
+)
 """The 13 organ groups in the paper's order; ``others`` takes every structure no other group names."""

@@ -18,8 +18,8 @@ what was assumed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -51,8 +51,13 @@ class OrganSelection:
         return self.mask is not None and not self.mask.any()
 
 
-def select_organs(label_map: np.ndarray, vocabulary: Mapping[int, str], task: str, question: str | None = None,
-                  override: str | Sequence[str] | None = None) -> OrganSelection:
+def select_organs(
+    label_map: np.ndarray,
+    vocabulary: Mapping[int, str],
+    task: str,
+    question: str | None = None,
+    override: str | Sequence[str] | None = None,
+) -> OrganSelection:
     """Choose the organs for ``task`` ("report" or "ask") and build their mask on ``label_map``'s grid.
 
     Args:

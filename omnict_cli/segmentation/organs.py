@@ -29,7 +29,9 @@ import numpy as np
 
 from omnict_cli.errors import OmnictError
 from omnict_cli.segmentation.classes import (
-    BUILTIN_EXTRA_IDS, TOTALSEG_TOTAL_CLASSES, TOTALSEG_TOTAL_IDS,
+    BUILTIN_EXTRA_IDS,
+    TOTALSEG_TOTAL_CLASSES,
+    TOTALSEG_TOTAL_IDS,
 )
 from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 
@@ -43,8 +45,13 @@ def _names(*names: str, vertebrae: str = "", ribs: bool = False) -> tuple[str, .
 
 
 TOTALSEG_GROUP_STRUCTURES: dict[str, tuple[str, ...]] = {
-    "lungs": _names("lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right",
-                    "lung_middle_lobe_right", "lung_lower_lobe_right"),
+    "lungs": _names(
+        "lung_upper_lobe_left",
+        "lung_lower_lobe_left",
+        "lung_upper_lobe_right",
+        "lung_middle_lobe_right",
+        "lung_lower_lobe_right",
+    ),
     "heart": _names("heart", "atrial_appendage_left"),
     "liver": _names("liver"),
     "spleen": _names("spleen"),
@@ -54,20 +61,62 @@ TOTALSEG_GROUP_STRUCTURES: dict[str, tuple[str, ...]] = {
     "bowel": _names("small_bowel", "duodenum", "colon"),
     "esophagus": _names("esophagus"),
     "trachea": _names("trachea"),
-    "vessels": _names("aorta", "pulmonary_vein", "brachiocephalic_trunk", "subclavian_artery_right",
-                      "subclavian_artery_left", "common_carotid_artery_right", "common_carotid_artery_left",
-                      "brachiocephalic_vein_left", "brachiocephalic_vein_right", "superior_vena_cava",
-                      "inferior_vena_cava", "portal_vein_and_splenic_vein", "iliac_artery_left",
-                      "iliac_artery_right", "iliac_vena_left", "iliac_vena_right"),
-    "spine": _names("sacrum", "spinal_cord",
-                    vertebrae="S1 L5 L4 L3 L2 L1 T12 T11 T10 T9 T8 T7 T6 T5 T4 T3 T2 T1 C7 C6 C5 C4 C3 C2 C1"),
-    "others": _names("gallbladder", "adrenal_gland_right", "adrenal_gland_left", "thyroid_gland",
-                     "urinary_bladder", "prostate", "humerus_left", "humerus_right", "scapula_left",
-                     "scapula_right", "clavicula_left", "clavicula_right", "femur_left", "femur_right",
-                     "hip_left", "hip_right", "gluteus_maximus_left", "gluteus_maximus_right",
-                     "gluteus_medius_left", "gluteus_medius_right", "gluteus_minimus_left",
-                     "gluteus_minimus_right", "autochthon_left", "autochthon_right", "iliopsoas_left",
-                     "iliopsoas_right", "brain", "skull", "sternum", "costal_cartilages", ribs=True),
+    "vessels": _names(
+        "aorta",
+        "pulmonary_vein",
+        "brachiocephalic_trunk",
+        "subclavian_artery_right",
+        "subclavian_artery_left",
+        "common_carotid_artery_right",
+        "common_carotid_artery_left",
+        "brachiocephalic_vein_left",
+        "brachiocephalic_vein_right",
+        "superior_vena_cava",
+        "inferior_vena_cava",
+        "portal_vein_and_splenic_vein",
+        "iliac_artery_left",
+        "iliac_artery_right",
+        "iliac_vena_left",
+        "iliac_vena_right",
+    ),
+    "spine": _names(
+        "sacrum",
+        "spinal_cord",
+        vertebrae="S1 L5 L4 L3 L2 L1 T12 T11 T10 T9 T8 T7 T6 T5 T4 T3 T2 T1 C7 C6 C5 C4 C3 C2 C1",
+    ),
+    "others": _names(
+        "gallbladder",
+        "adrenal_gland_right",
+        "adrenal_gland_left",
+        "thyroid_gland",
+        "urinary_bladder",
+        "prostate",
+        "humerus_left",
+        "humerus_right",
+        "scapula_left",
+        "scapula_right",
+        "clavicula_left",
+        "clavicula_right",
+        "femur_left",
+        "femur_right",
+        "hip_left",
+        "hip_right",
+        "gluteus_maximus_left",
+        "gluteus_maximus_right",
+        "gluteus_medius_left",
+        "gluteus_medius_right",
+        "gluteus_minimus_left",
+        "gluteus_minimus_right",
+        "autochthon_left",
+        "autochthon_right",
+        "iliopsoas_left",
+        "iliopsoas_right",
+        "brain",
+        "skull",
+        "sternum",
+        "costal_cartilages",
+        ribs=True,
+    ),
 }
 """Organ group -> TotalSegmentator ``total`` structures. A partition: each of the 117 structures
 is in exactly one group. Choices worth knowing: the kidney cysts count as kidneys; small bowel,
@@ -103,8 +152,7 @@ e.g. lungs = 10..14 + 201, 202. Use :func:`organ_label_ids` to keep only a segme
 
 _KNOWN_NAMES = {**TOTALSEG_TOTAL_CLASSES, **{label_id: name for name, label_id in BUILTIN_EXTRA_IDS.items()}}
 
-STRUCTURE_GROUP: dict[str, str] = {name: group for group, names in TOTALSEG_GROUP_STRUCTURES.items()
-                                   for name in names}
+STRUCTURE_GROUP: dict[str, str] = {name: group for group, names in TOTALSEG_GROUP_STRUCTURES.items() for name in names}
 """TotalSegmentator structure name -> its organ group."""
 
 REGION_GROUPS: dict[str, tuple[str, ...]] = {
@@ -208,11 +256,13 @@ def scan_regions(coverage_groups: Mapping[str, int] | Iterable[str]) -> tuple[st
     CT do not make it a chest CT); with plain group names, any group of a region counts.
     """
     if isinstance(coverage_groups, Mapping):
-        region_voxels = {region: sum(coverage_groups.get(g, 0) for g in groups)
-                         for region, groups in REGION_GROUPS.items()}
+        region_voxels = {
+            region: sum(coverage_groups.get(g, 0) for g in groups) for region, groups in REGION_GROUPS.items()
+        }
         total = sum(region_voxels.values())
-        return tuple(region for region, voxels in region_voxels.items()
-                     if voxels > 0 and voxels >= MIN_REGION_SHARE * total)
+        return tuple(
+            region for region, voxels in region_voxels.items() if voxels > 0 and voxels >= MIN_REGION_SHARE * total
+        )
     shown = set(coverage_groups)
     return tuple(region for region, groups in REGION_GROUPS.items() if shown.intersection(groups))
 
@@ -237,8 +287,9 @@ def parse_organ_option(text: str) -> list[str]:
         if name not in names:
             names.append(name)
     if not names:
-        raise OrganOptionError(f"--organ {text!r} names no organ",
-                               hint=f"Give one or more of: {', '.join(ORGAN_GROUPS)}.")
+        raise OrganOptionError(
+            f"--organ {text!r} names no organ", hint=f"Give one or more of: {', '.join(ORGAN_GROUPS)}."
+        )
     return names
 
 
@@ -249,4 +300,5 @@ def _unknown_organ(raw: str, name: str) -> OrganOptionError:
     return OrganOptionError(
         f"--organ: unknown organ {raw!r}",
         hint=f"Valid groups: {', '.join(ORGAN_GROUPS)}; or a TotalSegmentator structure name "
-             f"such as liver, kidney_left, vertebrae_L1 (117 in all, see docs/organs-and-routing.md).{suggestion}")
+        f"such as liver, kidney_left, vertebrae_L1 (117 in all, see docs/organs-and-routing.md).{suggestion}",
+    )

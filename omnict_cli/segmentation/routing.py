@@ -80,50 +80,72 @@ SPECIFIC_RULES = (
     _rule(r"\bhepatosplen\w*", "liver", "spleen"),
     _rule(r"\bgastro\s*esophag\w*|\bnasogastric\b|\bhiat(?:al|us)\b", "esophagus", "stomach"),
     _rule(r"\bgastro\s*intestinal\b", "stomach", "bowel"),
-    _rule(r"\bgall\s*bladder\w*|\bgallstones?\b|\bcholecyst\w*|\bcholelith\w*|\b(?:urinary\s+)?bladder\b",
-          "others"),
+    _rule(r"\bgall\s*bladder\w*|\bgallstones?\b|\bcholecyst\w*|\bcholelith\w*|\b(?:urinary\s+)?bladder\b", "others"),
     _rule(r"\biliac\s+(?:bones?|crest|wings?)\b|\bchest\s+wall\b|\bremaining\s+structures?\b", "others"),
     _rule(r"\bspinal\s+(?:cord|canal)\b", "spine"),
-    _rule(r"\bbronchial\s+(?:walls?|dilat\w*|thicken\w*)|\bperibronch\w*|\bbronchiol\w*|\bbronchiect\w*"
-          r"|\bbronchovascular\b", "lungs"),
+    _rule(
+        r"\bbronchial\s+(?:walls?|dilat\w*|thicken\w*)|\bperibronch\w*|\bbronchiol\w*|\bbronchiect\w*"
+        r"|\bbronchovascular\b",
+        "lungs",
+    ),
     _rule(r"\bmain\s+bronch\w*|\bcarina\w*", "trachea"),
     _rule(r"\bbronch\w*|\bairways?\b", "trachea", "lungs"),
-    _rule(r"\bfree\s+(?:fluid|air)\b|\bascit\w*|\bpneumoperitone\w*|\bperitone\w*|\babdominal\s+organs?\b",
-          *ABDOMEN),
+    _rule(r"\bfree\s+(?:fluid|air)\b|\bascit\w*|\bpneumoperitone\w*|\bperitone\w*|\babdominal\s+organs?\b", *ABDOMEN),
     _rule(r"\bpneumomediastin\w*|\bmediastin\w*", *MEDIASTINUM),
     _rule(r"\bgreat\s+vessels?\b", "vessels"),
     _rule(r"\blymph\w*|\b\w*adenopath\w*|\bnodal\b", "others"),
-    _rule(r"\bmedical\s+(?:material|devices?)\b|\bdevices?\b|\bimplant\w*|\bforeign\s+bod\w*|\bprosthe\w*"
-          r"|\bpostoperative\s+material\b", *DEVICE_PLACES),
+    _rule(
+        r"\bmedical\s+(?:material|devices?)\b|\bdevices?\b|\bimplant\w*|\bforeign\s+bod\w*|\bprosthe\w*"
+        r"|\bpostoperative\s+material\b",
+        *DEVICE_PLACES,
+    ),
     _rule(r"\bpacemakers?\b|\bpacing\s+leads?\b|\bdefibrillators?\b", "heart"),
     _rule(r"\bstents?\b|\bstented\b|\bcatheters?\b|\bports?\b|\bcentral\s+lines?\b", "vessels"),
     _rule(r"\bstern(?:um|al|otomy)\b|\bcerclage\b", "others"),
     # Organ names and the findings that belong to one organ.
-    _rule(r"\blungs?\b|\bpulmon\w*|\blob(?:e|es|ar)\b|\blingul\w*|\bpleura\w*|\bhil(?:um|ar|a)\b|\bpneumo\w*"
-          r"|\bemphysem\w*|\batelecta\w*|\bconsolidat\w*|\bground\s+glass\b|\bmosaic\b|\binterlobular\b"
-          r"|\bsept(?:al|a)\s+thicken\w*|\bhoneycomb\w*|\btree\s+in\s+bud\b|\bbull(?:a|ae|ous)\b"
-          r"|\bair\s+trapping\b|\bcrazy\s+paving\b|\bfibrotic\s+sequela\w*", "lungs"),
-    _rule(r"\bhearts?\b|\w*cardi\w*|\bmyocard\w*|\bventric\w*|\batri(?:um|a|al)\b|\bvalv\w*|\bmitral\b"
-          r"|\btricuspid\b", "heart"),
-    _rule(r"\baort\w*|\barter\w*|\bveins?\b|\bvenous\b|\bvena\b|\bcava\b|\bsvc\b|\bivc\b|\bvessels?\b"
-          r"|\bvascula\w*|\baneurysm\w*|\bdissection\b|\bembol\w*|\bthromb\w*|\batheros\w*|\batherom\w*"
-          r"|\bcarotid\b|\bsubclavian\b|\bbrachiocephalic\b|\biliac\b|\bjugular\b|\bportal\b", "vessels"),
+    _rule(
+        r"\blungs?\b|\bpulmon\w*|\blob(?:e|es|ar)\b|\blingul\w*|\bpleura\w*|\bhil(?:um|ar|a)\b|\bpneumo\w*"
+        r"|\bemphysem\w*|\batelecta\w*|\bconsolidat\w*|\bground\s+glass\b|\bmosaic\b|\binterlobular\b"
+        r"|\bsept(?:al|a)\s+thicken\w*|\bhoneycomb\w*|\btree\s+in\s+bud\b|\bbull(?:a|ae|ous)\b"
+        r"|\bair\s+trapping\b|\bcrazy\s+paving\b|\bfibrotic\s+sequela\w*",
+        "lungs",
+    ),
+    _rule(
+        r"\bhearts?\b|\w*cardi\w*|\bmyocard\w*|\bventric\w*|\batri(?:um|a|al)\b|\bvalv\w*|\bmitral\b"
+        r"|\btricuspid\b",
+        "heart",
+    ),
+    _rule(
+        r"\baort\w*|\barter\w*|\bveins?\b|\bvenous\b|\bvena\b|\bcava\b|\bsvc\b|\bivc\b|\bvessels?\b"
+        r"|\bvascula\w*|\baneurysm\w*|\bdissection\b|\bembol\w*|\bthromb\w*|\batheros\w*|\batherom\w*"
+        r"|\bcarotid\b|\bsubclavian\b|\bbrachiocephalic\b|\biliac\b|\bjugular\b|\bportal\b",
+        "vessels",
+    ),
     _rule(r"\blivers?\b|\bhepat\w*|\bsteato\w*|\bcirrho\w*", "liver"),
     _rule(r"\bspleens?\b|\bsplen\w*", "spleen"),
     _rule(r"\bkidneys?\b|\brenal\b|\w*nephr\w*|\bpyel\w*|\bureter\w*|\burolith\w*", "kidneys"),
     _rule(r"\bpancrea\w*", "pancreas"),
     _rule(r"\bstomachs?\b|\bgastr\w*", "stomach"),
-    _rule(r"\bbowels?\b|\bintestin\w*|\bcolon\w*|\bcolitis\b|\bcolorectal\b|\bduoden\w*|\bjejun\w*"
-          r"|\bile(?:um|al|us)\b|\bcecum\b|\bcecal\b|\bappendi(?:x|ces|citis|ceal)\b|\bsigmoid\w*"
-          r"|\brect(?:um|al)\b|\bdiverticul\w*|\bmesenter\w*|\benterit\w*|\bcrohn\w*", "bowel"),
+    _rule(
+        r"\bbowels?\b|\bintestin\w*|\bcolon\w*|\bcolitis\b|\bcolorectal\b|\bduoden\w*|\bjejun\w*"
+        r"|\bile(?:um|al|us)\b|\bcecum\b|\bcecal\b|\bappendi(?:x|ces|citis|ceal)\b|\bsigmoid\w*"
+        r"|\brect(?:um|al)\b|\bdiverticul\w*|\bmesenter\w*|\benterit\w*|\bcrohn\w*",
+        "bowel",
+    ),
     _rule(r"\w*esophag\w*|\bachalasia\b", "esophagus"),
     _rule(r"\w*trache\w*", "trachea"),
-    _rule(r"\bspin(?:e|es|al)\b|\bvertebr\w*|\bscolio\w*|\bkypho\w*|\blordo\w*|\bspondyl\w*|\bdis[ck]s?\b"
-          r"|\bsacr(?:um|al)\b|\blumbar\b|\bcoccy\w*|\bspinous\b|\b[ctls]\d{1,2}\b", "spine"),
-    _rule(r"\bribs?\b|\bcostal\b|\bclavic\w*|\bscapul\w*|\bhumer\w*|\bfemur\w*|\bfemoral\b|\bhips?\b"
-          r"|\bpelvic\s+bones?\b|\bglute\w*|\bmuscles?\b|\bmuscular\b|\b(?:ilio)?psoas\b|\bautochthon\w*"
-          r"|\bthyroid\w*|\badrenal\w*|\bprostat\w*|\bbrain\w*|\bskull\w*|\bcranial\b|\bbreasts?\b"
-          r"|\baxill\w*|\bcartilag\w*", "others"),
+    _rule(
+        r"\bspin(?:e|es|al)\b|\bvertebr\w*|\bscolio\w*|\bkypho\w*|\blordo\w*|\bspondyl\w*|\bdis[ck]s?\b"
+        r"|\bsacr(?:um|al)\b|\blumbar\b|\bcoccy\w*|\bspinous\b|\b[ctls]\d{1,2}\b",
+        "spine",
+    ),
+    _rule(
+        r"\bribs?\b|\bcostal\b|\bclavic\w*|\bscapul\w*|\bhumer\w*|\bfemur\w*|\bfemoral\b|\bhips?\b"
+        r"|\bpelvic\s+bones?\b|\bglute\w*|\bmuscles?\b|\bmuscular\b|\b(?:ilio)?psoas\b|\bautochthon\w*"
+        r"|\bthyroid\w*|\badrenal\w*|\bprostat\w*|\bbrain\w*|\bskull\w*|\bcranial\b|\bbreasts?\b"
+        r"|\baxill\w*|\bcartilag\w*",
+        "others",
+    ),
 )
 """Organ names, unambiguous findings and phrases, most specific first; all matches are united."""
 
@@ -134,8 +156,7 @@ GENERIC_RULES = (
     _rule(r"\bcalcif\w*|\bplaques?\b", "vessels", "heart"),
     _rule(r"\bhernia\w*", "esophagus", "stomach"),
     _rule(r"\bstones?\b|\bcalcul\w*", "kidneys"),
-    _rule(r"\bfractur\w*|\bbones?\b|\bbony\b|\bosseous\b|\bskelet\w*|\bosteo\w*|\blytic\b|\bsclerotic\b",
-          *BONES),
+    _rule(r"\bfractur\w*|\bbones?\b|\bbony\b|\bosseous\b|\bskelet\w*|\bosteo\w*|\blytic\b|\bsclerotic\b", *BONES),
     _rule(r"\bdegenerat\w*", "spine"),
     _rule(r"\babdom\w*", *ABDOMEN_REPORT_ORGANS),
     _rule(r"\bchest\b|\bthora\w*", *CHEST_REPORT_ORGANS),
@@ -143,8 +164,15 @@ GENERIC_RULES = (
 """Words that suggest an organ only when nothing specific is named: a nodule in a chest CT
 question is a lung nodule, an effusion pleural or pericardial, a calcification vascular."""
 
-_SPELLINGS = (("oesophag", "esophag"), ("haem", "hem"), ("caec", "cec"), ("tumour", "tumor"),
-              ("oedema", "edema"), ("ischaem", "ischem"), ("anaem", "anem"))
+_SPELLINGS = (
+    ("oesophag", "esophag"),
+    ("haem", "hem"),
+    ("caec", "cec"),
+    ("tumour", "tumor"),
+    ("oedema", "edema"),
+    ("ischaem", "ischem"),
+    ("anaem", "anem"),
+)
 _OPTION_LINE = re.compile(r"^\s*\(?[a-h][.)]\s", re.IGNORECASE)
 
 
@@ -244,8 +272,12 @@ def default_report_organs(coverage_groups: Mapping[str, int] | Iterable[str]) ->
     return ()
 
 
-def organs_for_task(task: str, question: str | None = None, override: str | Sequence[str] | None = None,
-                    available: Mapping[str, int] | Iterable[str] | None = None) -> Route:
+def organs_for_task(
+    task: str,
+    question: str | None = None,
+    override: str | Sequence[str] | None = None,
+    available: Mapping[str, int] | Iterable[str] | None = None,
+) -> Route:
     """The organs for one study: ``--organ`` beats question routing, which beats the default.
 
     Args:
@@ -261,8 +293,9 @@ def organs_for_task(task: str, question: str | None = None, override: str | Sequ
     if override:
         names = parse_organ_option(override if isinstance(override, str) else ",".join(override))
         reason = f"--organ {','.join(names)}"
-        missing = [name for name in names if name in ORGAN_GROUPS and available is not None
-                   and name not in set(available)]
+        missing = [
+            name for name in names if name in ORGAN_GROUPS and available is not None and name not in set(available)
+        ]
         if missing:
             reason += f" (not in the scan: {', '.join(missing)})"
         return Route(tuple(names), reason, False)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.studies.load import LoadOptions, load_study
 from omnict_cli.segmentation.base import Segmenter
 from omnict_cli.segmentation.cache import MaskCache, write_file_atomically
 from omnict_cli.studies.discover import Study
+from omnict_cli.studies.load import LoadOptions, load_study
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,24 @@ class RunTotals:
     @classmethod
     def of(cls, results: list[StudySegmentation]) -> RunTotals:
         ok = [r for r in results if r.status == "ok"]
-        return cls(studies=len(results), segmented=sum(not r.cached for r in ok),
-                   from_cache=sum(r.cached for r in ok), skipped=sum(r.status == "skipped" for r in results),
-                   failed=sum(r.status == "error" for r in results),
-                   seconds=sum(r.seconds for r in results))
+        return cls(
+            studies=len(results),
+            segmented=sum(not r.cached for r in ok),
+            from_cache=sum(r.cached for r in ok),
+            skipped=sum(r.status == "skipped" for r in results),
+            failed=sum(r.status == "error" for r in results),
+            seconds=sum(r.seconds for r in results),
+        )
 
 
-def segment_studies(studies: list[Study], segmenter: Segmenter, cache: MaskCache, out_dir: str | Path | None = None,
-                    options: LoadOptions | None = None, on_study=None) -> list[StudySegmentation]:
+def segment_studies(
+    studies: list[Study],
+    segmenter: Segmenter,
+    cache: MaskCache,
+    out_dir: str | Path | None = None,
+    options: LoadOptions | None = None,
+    on_study=None,
+) -> list[StudySegmentation]:
     """Segment every study (cache first); with ``out_dir``, also write ``<study_id>.nii.gz`` label maps
     in each input's own voxel layout and one ``labels.json`` naming the label ids.
 
@@ -92,8 +102,13 @@ def segment_studies(studies: list[Study], segmenter: Segmenter, cache: MaskCache
     return results
 
 
-def segment_study(study: Study, segmenter: Segmenter, cache: MaskCache, out_dir: Path | None = None,
-                  options: LoadOptions | None = None) -> StudySegmentation:
+def segment_study(
+    study: Study,
+    segmenter: Segmenter,
+    cache: MaskCache,
+    out_dir: Path | None = None,
+    options: LoadOptions | None = None,
+) -> StudySegmentation:
     """One study through load -> cache or segment -> optional label map file; never raises for a bad study."""
     result = StudySegmentation(study_id=study.study_id, status="ok")
     started = time.perf_counter()
@@ -103,8 +118,10 @@ def segment_study(study: Study, segmenter: Segmenter, cache: MaskCache, out_dir:
         result.warnings.extend(volume.warnings)
         if volume.intensity != "hu":
             result.status = "skipped"
-            result.note = (f"{study.input}: a {volume.source_format} picture holds grey values, not HU; not "
-                           "segmented (the model pools the whole image for it)")
+            result.note = (
+                f"{study.input}: a {volume.source_format} picture holds grey values, not HU; not "
+                "segmented (the model pools the whole image for it)"
+            )
             result.seconds = time.perf_counter() - started
             return result
         segment_started = time.perf_counter()
@@ -128,8 +145,11 @@ def output_path(out_dir: Path, study: Study) -> Path:
     """``<out_dir>/<study_id>.nii.gz``; ids with '/' become subfolders, but never a path outside ``out_dir``."""
     path = out_dir / f"{study.study_id}.nii.gz"
     if not path.resolve().is_relative_to(out_dir.resolve()):
-        raise OmnictError(f"study id {study.study_id!r} would write outside the output folder {out_dir}",
-                          path=study.input, hint="Run omnict segment on the folder that holds the study")
+        raise OmnictError(
+            f"study id {study.study_id!r} would write outside the output folder {out_dir}",
+            path=study.input,
+            hint="Run omnict segment on the folder that holds the study",
+        )
     return path
 
 
@@ -161,8 +181,11 @@ def write_label_map(path: Path, volume, labels: np.ndarray) -> None:
     try:
         write_file_atomically(path, igzip.compress(image.to_bytes(), compresslevel=1))
     except OSError as error:
-        raise OmnictError(f"cannot write the label map ({error.strerror or error})", path=path,
-                          hint="Check that the --out folder is writable and has space") from error
+        raise OmnictError(
+            f"cannot write the label map ({error.strerror or error})",
+            path=path,
+            hint="Check that the --out folder is writable and has space",
+        ) from error
 
 
 def write_labels_json(path: Path, segmenter: Segmenter) -> None:
@@ -172,5 +195,8 @@ def write_labels_json(path: Path, segmenter: Segmenter) -> None:
     try:
         write_file_atomically(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
     except OSError as error:
-        raise OmnictError(f"cannot write the output folder ({error.strerror or error})", path=path.parent,
-                          hint="Choose a writable --out folder") from error
+        raise OmnictError(
+            f"cannot write the output folder ({error.strerror or error})",
+            path=path.parent,
+            hint="Choose a writable --out folder",
+        ) from error

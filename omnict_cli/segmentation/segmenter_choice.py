@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 SEGMENTER_CHOICES = ("auto", "totalsegmentator", "builtin")
 
 
-def make_segmenter(name: str = "auto", fast: bool = False, device: str = "auto",
-                   notify: Callable[[str], None] | None = None) -> Segmenter:
+def make_segmenter(
+    name: str = "auto", fast: bool = False, device: str = "auto", notify: Callable[[str], None] | None = None
+) -> Segmenter:
     """The segmenter called ``name`` (``auto``, ``totalsegmentator`` or ``builtin``).
 
     ``auto`` is TotalSegmentator when its package is installed and its

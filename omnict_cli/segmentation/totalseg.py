@@ -116,23 +116,30 @@ def missing_weight_folders(fast: bool = False, home_dir: str | Path | None = Non
     somewhere inside, so a half-copied folder is reported as missing.
     """
     weights_dir = totalseg_weights_dir(home_dir)
-    return [name for name in TOTAL_WEIGHT_FOLDERS[bool(fast)]
-            if next((weights_dir / name).rglob("checkpoint_final.pth"), None) is None]
+    return [
+        name
+        for name in TOTAL_WEIGHT_FOLDERS[bool(fast)]
+        if next((weights_dir / name).rglob("checkpoint_final.pth"), None) is None
+    ]
 
 
 def _install_hint() -> str:
     """How to get TotalSegmentator, for the not-installed messages."""
-    return ('Install it with pip install -e ".[seg]" in the omnict folder (see docs/segmentation-totalseg.md '
-            "to keep your torch), or use the built-in segmenter")
+    return (
+        'Install it with pip install -e ".[seg]" in the omnict folder (see docs/segmentation-totalseg.md '
+        "to keep your torch), or use the built-in segmenter"
+    )
 
 
 def _offline_hint(fast: bool, home_dir: str | Path | None) -> str:
     """What to do without internet; names the folders and the env variables TotalSegmentator reads."""
     task = "total_fast" if fast else "total"
-    return (f"Set {HOME_ENV} (now {totalseg_home_dir(home_dir)}) to a folder holding the weights: "
-            f"copy the weights folder ({totalseg_weights_dir(home_dir)}) from a machine with internet, "
-            f"or run `totalseg_download_weights -t {task}` there or here when online "
-            f"({WEIGHTS_ENV} overrides the weights folder)")
+    return (
+        f"Set {HOME_ENV} (now {totalseg_home_dir(home_dir)}) to a folder holding the weights: "
+        f"copy the weights folder ({totalseg_weights_dir(home_dir)}) from a machine with internet, "
+        f"or run `totalseg_download_weights -t {task}` there or here when online "
+        f"({WEIGHTS_ENV} overrides the weights folder)"
+    )
 
 
 def totalsegmentator_status(fast: bool = False, home_dir: str | Path | None = None) -> tuple[bool, str]:
@@ -148,8 +155,10 @@ def totalsegmentator_status(fast: bool = False, home_dir: str | Path | None = No
     missing = missing_weight_folders(fast, home_dir)
     mode = "total --fast" if fast else "total"
     if missing:
-        return False, (f"TotalSegmentator {version} has no '{mode}' weights in {totalseg_weights_dir(home_dir)} "
-                       f"(missing {', '.join(missing)}). {_offline_hint(fast, home_dir)}")
+        return False, (
+            f"TotalSegmentator {version} has no '{mode}' weights in {totalseg_weights_dir(home_dir)} "
+            f"(missing {', '.join(missing)}). {_offline_hint(fast, home_dir)}"
+        )
     return True, f"TotalSegmentator {version} with '{mode}' weights in {totalseg_weights_dir(home_dir)}"
 
 
@@ -180,8 +189,11 @@ def disable_usage_stats(home_dir: str | Path | None = None) -> Path:
         home.mkdir(parents=True, exist_ok=True)
         _write_json_atomically(config_path, config)
     except OSError as error:
-        raise SegmenterUnavailable(f"cannot write TotalSegmentator's config ({error.strerror or error})",
-                                   path=config_path, hint=f"Set {HOME_ENV} to a writable folder") from error
+        raise SegmenterUnavailable(
+            f"cannot write TotalSegmentator's config ({error.strerror or error})",
+            path=config_path,
+            hint=f"Set {HOME_ENV} to a writable folder",
+        ) from error
     return config_path
 
 
@@ -192,11 +204,17 @@ def _read_config(config_path: Path) -> dict:
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SegmenterUnavailable(f"TotalSegmentator's config cannot be read ({error})", path=config_path,
-                                   hint="Fix the JSON or delete the file; it is recreated") from error
+        raise SegmenterUnavailable(
+            f"TotalSegmentator's config cannot be read ({error})",
+            path=config_path,
+            hint="Fix the JSON or delete the file; it is recreated",
+        ) from error
     if not isinstance(config, dict):
-        raise SegmenterUnavailable("TotalSegmentator's config is not a JSON object", path=config_path,
-                                   hint="Fix the JSON or delete the file; it is recreated")
+        raise SegmenterUnavailable(
+            "TotalSegmentator's config is not a JSON object",
+            path=config_path,
+            hint="Fix the JSON or delete the file; it is recreated",
+        )
     return config
 
 
@@ -223,8 +241,9 @@ def totalseg_device(device: str = "auto") -> str:
     match = re.fullmatch(r"(?:gpu|cuda):(\d+)", name)
     if match:
         return f"gpu:{int(match.group(1))}"
-    raise OmnictError(f"unknown device {device!r} for TotalSegmentator",
-                      hint="Use auto, cpu, gpu, gpu:N, cuda, cuda:N or mps")
+    raise OmnictError(
+        f"unknown device {device!r} for TotalSegmentator", hint="Use auto, cpu, gpu, gpu:N, cuda, cuda:N or mps"
+    )
 
 
 @contextlib.contextmanager
@@ -270,9 +289,11 @@ def canonical_labels(result: nib.Nifti1Image, volume, segmenter: Segmenter) -> n
     """TotalSegmentator's label image reoriented to canonical, checked to sit exactly on ``volume``'s grid."""
     labels, affine = canonicalize(np.asanyarray(result.dataobj), result.affine)
     if labels.shape != volume.shape or not np.allclose(affine, volume.affine, rtol=0, atol=_AFFINE_TOLERANCE_MM):
-        raise ValueError(f"{segmenter.describe()} returned a label map on another grid "
-                         f"(shape {labels.shape}, affine {np.round(affine, 3).tolist()}) "
-                         f"than its input (shape {volume.shape}, affine {np.round(volume.affine, 3).tolist()})")
+        raise ValueError(
+            f"{segmenter.describe()} returned a label map on another grid "
+            f"(shape {labels.shape}, affine {np.round(affine, 3).tolist()}) "
+            f"than its input (shape {volume.shape}, affine {np.round(volume.affine, 3).tolist()})"
+        )
     return np.ascontiguousarray(check_label_map(labels, volume, segmenter))
 
 
@@ -298,8 +319,14 @@ class TotalSegmentatorSegmenter(Segmenter):
 
     name = "totalsegmentator"
 
-    def __init__(self, fast: bool = False, device: str = "auto", home_dir: str | Path | None = None,
-                 quiet: bool = True, allow_download: bool = False):
+    def __init__(
+        self,
+        fast: bool = False,
+        device: str = "auto",
+        home_dir: str | Path | None = None,
+        quiet: bool = True,
+        allow_download: bool = False,
+    ):
         self.fast = bool(fast)
         self.device = totalseg_device(device)
         self.home_dir = None if home_dir is None else Path(home_dir).expanduser()
@@ -334,13 +361,16 @@ class TotalSegmentatorSegmenter(Segmenter):
             disable_usage_stats(self.home_dir)
         try:
             with _totalseg_home_environment(self.home_dir):
-                result = _run_totalsegmentator(volume_to_nifti(volume), fast=self.fast, device=self.device,
-                                               quiet=self.quiet)
+                result = _run_totalsegmentator(
+                    volume_to_nifti(volume), fast=self.fast, device=self.device, quiet=self.quiet
+                )
         except (OSError, zipfile.BadZipFile) as error:
             if not needs_download:
                 raise
-            raise SegmenterUnavailable(f"TotalSegmentator could not download its weights ({error})",
-                                       hint=_offline_hint(self.fast, self.home_dir)) from error
+            raise SegmenterUnavailable(
+                f"TotalSegmentator could not download its weights ({error})",
+                hint=_offline_hint(self.fast, self.home_dir),
+            ) from error
         return canonical_labels(result, volume, self)
 
     def _check_ready(self) -> bool:
@@ -356,8 +386,13 @@ class TotalSegmentatorSegmenter(Segmenter):
 def _check_segmentable(volume) -> None:
     """TotalSegmentator segments 3D CT in Hounsfield units; say so for slices and display images."""
     if volume.intensity != INTENSITY_HU:
-        raise SegmenterUnavailable(f"TotalSegmentator needs CT in Hounsfield units; this {volume.source_format} "
-                                   "image holds display grey values", hint="Use the built-in segmenter")
+        raise SegmenterUnavailable(
+            f"TotalSegmentator needs CT in Hounsfield units; this {volume.source_format} "
+            "image holds display grey values",
+            hint="Use the built-in segmenter",
+        )
     if volume.kind != "volume":
-        raise SegmenterUnavailable(f"TotalSegmentator segments 3D volumes; this {volume.source_format} input "
-                                   f"is a single {volume.kind}", hint="Use the built-in segmenter")
+        raise SegmenterUnavailable(
+            f"TotalSegmentator segments 3D volumes; this {volume.source_format} input is a single {volume.kind}",
+            hint="Use the built-in segmenter",
+        )

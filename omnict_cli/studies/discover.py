@@ -36,8 +36,23 @@ PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 NUMPY_SUFFIXES = (".npy",)
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 IGNORED_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
-IGNORED_SUFFIXES = (".raw", ".zraw", ".json", ".csv", ".txt", ".md", ".jsonl", ".xml", ".html", ".pdf",
-                    ".py", ".yaml", ".yml", ".log", ".gz.tmp")
+IGNORED_SUFFIXES = (
+    ".raw",
+    ".zraw",
+    ".json",
+    ".csv",
+    ".txt",
+    ".md",
+    ".jsonl",
+    ".xml",
+    ".html",
+    ".pdf",
+    ".py",
+    ".yaml",
+    ".yml",
+    ".log",
+    ".gz.tmp",
+)
 
 
 @dataclass(frozen=True)
@@ -106,13 +121,28 @@ def _single_file_studies(path: Path) -> list[Study]:
         try:
             kind = "dicom" if has_dicom_preamble(path) else kind
         except PermissionError:
-            return [Study(path.name, "unknown", (path,), path.parent, problem="permission denied: cannot read the "
-                          "file to tell whether it is DICOM", hint=PERMISSION_HINT)]
+            return [
+                Study(
+                    path.name,
+                    "unknown",
+                    (path,),
+                    path.parent,
+                    problem="permission denied: cannot read the file to tell whether it is DICOM",
+                    hint=PERMISSION_HINT,
+                )
+            ]
         except OSError:
             pass
     if kind in ("ignored", "unknown"):
-        return [Study(path.name, "unknown", (path,), path.parent,
-                      problem="not a supported image format (NIfTI, DICOM, NRRD/MHA, PNG/JPEG/BMP/TIFF, .npy)")]
+        return [
+            Study(
+                path.name,
+                "unknown",
+                (path,),
+                path.parent,
+                problem="not a supported image format (NIfTI, DICOM, NRRD/MHA, PNG/JPEG/BMP/TIFF, .npy)",
+            )
+        ]
     return [Study(_strip_suffix(path.name), kind, (path,), path.parent)]
 
 
@@ -122,9 +152,16 @@ def _walk(root: Path):
 
     def on_error(error: OSError):
         where = Path(error.filename) if error.filename else root
-        problems.append(Study(_relative(where, root), "unknown", (where,), root,
-                              problem=f"cannot list folder ({error.strerror or error})",
-                              hint="Make the folder readable for this user (chmod/chown); the rest was walked"))
+        problems.append(
+            Study(
+                _relative(where, root),
+                "unknown",
+                (where,),
+                root,
+                problem=f"cannot list folder ({error.strerror or error})",
+                hint="Make the folder readable for this user (chmod/chown); the rest was walked",
+            )
+        )
 
     for folder, subfolders, names in os.walk(root, onerror=on_error, followlinks=True):
         folder_path = Path(folder)
@@ -135,9 +172,16 @@ def _walk(root: Path):
             subfolders[:] = []
             continue
         if identity in seen:
-            problems.append(Study(_relative(folder_path, root), "unknown", (folder_path,), root,
-                                  problem="symlink loop: this folder was already visited, not followed again",
-                                  hint="Nothing is lost; remove the link if it should not be there"))
+            problems.append(
+                Study(
+                    _relative(folder_path, root),
+                    "unknown",
+                    (folder_path,),
+                    root,
+                    problem="symlink loop: this folder was already visited, not followed again",
+                    hint="Nothing is lost; remove the link if it should not be there",
+                )
+            )
             subfolders[:] = []
             continue
         seen.add(identity)
@@ -147,9 +191,16 @@ def _walk(root: Path):
             if name.startswith("._") or name in IGNORED_NAMES:
                 continue
             if path.is_symlink() and not path.exists():
-                problems.append(Study(_relative(path, root), "unknown", (path,), root,
-                                      problem="broken symlink: its target does not exist",
-                                      hint="Fix or remove the link"))
+                problems.append(
+                    Study(
+                        _relative(path, root),
+                        "unknown",
+                        (path,),
+                        root,
+                        problem="broken symlink: its target does not exist",
+                        hint="Fix or remove the link",
+                    )
+                )
                 continue
             special = _special_file_study(path, root)
             if special:
@@ -159,8 +210,12 @@ def _walk(root: Path):
     return files, problems
 
 
-_SPECIAL_FILE_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_SPECIAL_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def _special_file_study(path: Path, root: Path) -> Study | None:
@@ -176,9 +231,14 @@ def _special_file_study(path: Path, root: Path) -> Study | None:
         return None
     for is_kind, kind in _SPECIAL_FILE_KINDS:
         if is_kind(mode):
-            return Study(_relative(path, root), "unknown", (path,), root,
-                         problem=f"{kind}, not a regular file: skipped without opening it",
-                         hint="Only regular files are read; remove it from the folder or ignore this line")
+            return Study(
+                _relative(path, root),
+                "unknown",
+                (path,),
+                root,
+                problem=f"{kind}, not a regular file: skipped without opening it",
+                hint="Only regular files are read; remove it from the folder or ignore this line",
+            )
     return None
 
 
@@ -217,8 +277,16 @@ def _dicom_studies(candidates, root: Path) -> list[Study]:
             if not named_dicom and not has_dicom_preamble(path):
                 continue
         except PermissionError:
-            studies.append(Study(study_id, "unknown", (path,), root, problem="permission denied: cannot read the "
-                                 "file to tell whether it is DICOM", hint=PERMISSION_HINT))
+            studies.append(
+                Study(
+                    study_id,
+                    "unknown",
+                    (path,),
+                    root,
+                    problem="permission denied: cannot read the file to tell whether it is DICOM",
+                    hint=PERMISSION_HINT,
+                )
+            )
             continue
         except OSError:
             continue
@@ -233,10 +301,17 @@ def _dicom_studies(candidates, root: Path) -> list[Study]:
             skipped[path.parent].append("localizer")
             continue
         if not header.has_pixels:
-            studies.append(Study(study_id, "dicom", (path,), root,
-                                 problem=f"DICOM file has no pixel data ({header.sop_class or header.modality})",
-                                 hint="It is not an image (report, structure set, ...), so there is nothing to "
-                                      "load; leave it out of the folder or ignore this line"))
+            studies.append(
+                Study(
+                    study_id,
+                    "dicom",
+                    (path,),
+                    root,
+                    problem=f"DICOM file has no pixel data ({header.sop_class or header.modality})",
+                    hint="It is not an image (report, structure set, ...), so there is nothing to "
+                    "load; leave it out of the folder or ignore this line",
+                )
+            )
             continue
         groups[header.series_key(path.parent)].append(header)
     studies.extend(_name_series(groups, root, skipped))
@@ -264,8 +339,11 @@ def _name_series(groups, root: Path, skipped) -> list[Study]:
             study_id = base
             if len(series) > 1:
                 number = headers[0].series_number
-                suffix = (f"series{number}" if number and numbers.count(number) == 1
-                          else hashlib.sha1(repr(key).encode()).hexdigest()[:8])
+                suffix = (
+                    f"series{number}"
+                    if number and numbers.count(number) == 1
+                    else hashlib.sha1(repr(key).encode()).hexdigest()[:8]
+                )
                 study_id = f"{base}#{suffix}"
             notes = (f"{len(skipped[folder])} localizer image(s) left out",) if skipped.get(folder) else ()
             studies.append(Study(study_id, "dicom", tuple(h.path for h in headers), root, notes=notes))
@@ -315,6 +393,9 @@ def single_study(path: str | Path) -> Study:
     """
     studies = discover_studies(path)
     if len(studies) != 1:
-        raise StudyLoadError(f"holds {len(studies)} studies; an image must be one file or one DICOM series",
-                             path=path, hint="Point it at one file or one DICOM series folder")
+        raise StudyLoadError(
+            f"holds {len(studies)} studies; an image must be one file or one DICOM series",
+            path=path,
+            hint="Point it at one file or one DICOM series folder",
+        )
     return studies[0]

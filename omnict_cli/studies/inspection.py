@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.studies.load import LoadOptions, load_study
 from omnict_cli.studies.discover import Study
+from omnict_cli.studies.load import LoadOptions, load_study
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.studies.readers.base import DEFAULT_MAX_VOXELS, LoadOptions, RawImage, permission_denied
 from omnict_cli.studies.discover import Study, discover_studies
+from omnict_cli.studies.readers.base import DEFAULT_MAX_VOXELS, LoadOptions, RawImage, permission_denied
 from omnict_cli.studies.volume import (
     CANONICAL_AXCODES,
     INTENSITY_HU,
@@ -51,11 +51,17 @@ def load_study(study: Study, options: LoadOptions = LoadOptions(), on_planes=Non
     except IsADirectoryError as error:
         raise StudyLoadError("is a folder, not a file", path=study.paths[0]) from error
     except FileNotFoundError as error:  # removed or moved between the walk and the load
-        raise StudyLoadError("the file is gone (removed or moved after the folder was walked)",
-                             path=error.filename or study.paths[0], hint="Run again when the folder is stable") from error
+        raise StudyLoadError(
+            "the file is gone (removed or moved after the folder was walked)",
+            path=error.filename or study.paths[0],
+            hint="Run again when the folder is stable",
+        ) from error
     except OSError as error:  # EIO on a failing disk, a stale network share, ...
-        raise StudyLoadError(f"cannot read the file ({error.strerror or error})", path=error.filename or study.paths[0],
-                             hint="Check the disk or network share, then run again") from error
+        raise StudyLoadError(
+            f"cannot read the file ({error.strerror or error})",
+            path=error.filename or study.paths[0],
+            hint="Check the disk or network share, then run again",
+        ) from error
     volume = volume_from_raw(raw, study.paths[0])
     volume.warnings.extend(study.notes)
     return volume
@@ -66,8 +72,11 @@ def load_path(path: str | Path, options: LoadOptions = LoadOptions()) -> Volume:
     studies = discover_studies(path)
     if len(studies) != 1:
         found = ", ".join(s.study_id for s in studies[:5]) or "nothing"
-        raise StudyLoadError(f"expected one study, found {len(studies)} ({found})", path=path,
-                             hint="Point at one file or one series folder, or use discover_studies()")
+        raise StudyLoadError(
+            f"expected one study, found {len(studies)} ({found})",
+            path=path,
+            hint="Point at one file or one series folder, or use discover_studies()",
+        )
     return load_study(studies[0], options)
 
 
@@ -106,8 +115,11 @@ def volume_from_raw(raw: RawImage, path: str | Path) -> Volume:
     array = _settle_dtype(array, path, warnings)
     problem = affine_problem(raw.affine)
     if problem:
-        raise StudyLoadError(f"the voxel-to-world geometry (affine) {problem}", path=path,
-                             hint="The file's geometry header is damaged; re-export the scan")
+        raise StudyLoadError(
+            f"the voxel-to-world geometry (affine) {problem}",
+            path=path,
+            hint="The file's geometry header is damaged; re-export the scan",
+        )
     thin_axes = [axis for axis, n in enumerate(array.shape) if n == 1]
     if len(thin_axes) > 1:
         raise StudyLoadError(f"image is a line, not a slice or volume (shape {array.shape})", path=path)
@@ -117,7 +129,8 @@ def volume_from_raw(raw: RawImage, path: str | Path) -> Volume:
         voxels, affine = canonicalize(array, raw.affine, SLICE_DISPLAY_AXCODES[plane])
         kind = "slice"
         if raw.source_format not in ("png", "jpeg", "bmp", "tiff") and not (
-                raw.source_format == "dicom" and raw.meta.get("slices_in_file") == 1):
+            raw.source_format == "dicom" and raw.meta.get("slices_in_file") == 1
+        ):
             warnings.append(f"1-slice volume: treated as a 2D {plane} slice")
     else:
         voxels, affine = canonicalize(array, raw.affine, CANONICAL_AXCODES)
@@ -126,15 +139,24 @@ def volume_from_raw(raw: RawImage, path: str | Path) -> Volume:
             warnings.append(f"only {voxels.shape[0]} slices: a very thin volume, resampling will interpolate heavily")
     oblique = _obliquity_beyond_tilt(raw)
     if oblique > OBLIQUE_WARN_DEGREES:
-        warnings.append(f"oblique axes ({oblique:.1f} degrees off the anatomical axes): "
-                        "snapped to the nearest axes, not resampled")
+        warnings.append(
+            f"oblique axes ({oblique:.1f} degrees off the anatomical axes): snapped to the nearest axes, not resampled"
+        )
     if raw.intensity == INTENSITY_HU and str(raw.meta.get("modality", "CT") or "CT").upper() == "CT":
         # HU plausibility only means something for CT; an MR/PET series loaded
         # with allow_non_ct already carries a "not CT HU" warning from its reader.
         warnings.extend(hu_warnings(voxels))
-    return Volume(voxels=voxels, affine=affine, kind=kind, source_format=raw.source_format,
-                  source_ornt=source_ornt, source_shape=tuple(array.shape), intensity=raw.intensity,
-                  meta=dict(raw.meta), warnings=warnings)
+    return Volume(
+        voxels=voxels,
+        affine=affine,
+        kind=kind,
+        source_format=raw.source_format,
+        source_ornt=source_ornt,
+        source_shape=tuple(array.shape),
+        intensity=raw.intensity,
+        meta=dict(raw.meta),
+        warnings=warnings,
+    )
 
 
 def _obliquity_beyond_tilt(raw: RawImage) -> float:
@@ -187,8 +209,7 @@ def _settle_dtype(array: np.ndarray, path, warnings: list[str]) -> np.ndarray:
         raise StudyLoadError("every voxel is NaN or infinite", path=path, hint="The export is broken; re-export it")
     if not finite.all():
         bad = int((~finite).sum())
-        array = np.nan_to_num(array, nan=-1000.0, posinf=float(array[finite].max()),
-                              neginf=float(array[finite].min()))
+        array = np.nan_to_num(array, nan=-1000.0, posinf=float(array[finite].max()), neginf=float(array[finite].min()))
         warnings.append(f"{bad:,} NaN/infinite voxels replaced (NaN -> -1000 HU air, +/-inf -> the finite max/min)")
     return array
 
@@ -215,14 +236,20 @@ def hu_warnings(voxels: np.ndarray) -> list[str]:
     if low == high:
         return [f"constant image: every voxel is {low:g}"]
     if low >= 0.0 and high <= 1.0:
-        return ["values lie in [0, 1]: this looks normalised, not CT HU; windowing to [-1000, 1000] HU "
-                "will wash it out. Export HU, or convert it before running"]
+        return [
+            "values lie in [0, 1]: this looks normalised, not CT HU; windowing to [-1000, 1000] HU "
+            "will wash it out. Export HU, or convert it before running"
+        ]
     if low >= 0.0 and _looks_like_label_map(sample):
-        return [f"integer ids 0 to {high:g}, mostly 0: this looks like a label map (segmentation), not CT HU; "
-                "keep segmentations out of the folder of scans, or ignore this study"]
+        return [
+            f"integer ids 0 to {high:g}, mostly 0: this looks like a label map (segmentation), not CT HU; "
+            "keep segmentations out of the folder of scans, or ignore this study"
+        ]
     if low >= 0.0 and high > 500.0:
-        return [f"no values below 0 (range {low:g} to {high:g}): air should be near -1000 HU; the rescale "
-                "intercept (usually -1024) looks missing"]
+        return [
+            f"no values below 0 (range {low:g} to {high:g}): air should be near -1000 HU; the rescale "
+            "intercept (usually -1024) looks missing"
+        ]
     if low < -10000.0 or high > 40000.0:
         return [f"values {low:g} to {high:g} are far outside the CT HU range"]
     return []

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from nibabel import orientations as nio
 
+from omnict_cli.studies.discover import Study
 from omnict_cli.studies.load import LoadOptions, load_study
 from omnict_cli.studies.preprocess import (
     ModelInput,
@@ -30,14 +31,14 @@ from omnict_cli.studies.preprocess import (
     scale_to_unit_range,
     volume_model_input,
 )
-from omnict_cli.studies.discover import Study
 from omnict_cli.studies.volume import CANONICAL_AXCODES, Volume, canonicalize
 
 _DONE = object()
 
 
-def load_and_preprocess(study: Study, config: PreprocessConfig = PreprocessConfig(),
-                        options: LoadOptions = LoadOptions()) -> tuple[Volume, ModelInput]:
+def load_and_preprocess(
+    study: Study, config: PreprocessConfig = PreprocessConfig(), options: LoadOptions = LoadOptions()
+) -> tuple[Volume, ModelInput]:
     """Load ``study`` and preprocess it; raises StudyLoadError like ``load_study``."""
     if study.format == "nifti" and study.paths[0].name.lower().endswith(".gz"):
         return _streamed(study, config, options)
@@ -145,5 +146,6 @@ class _SliceConsumer:
         self.canonical, _ = canonicalize(array, progress.affine, CANONICAL_AXCODES)
         self.reversed = direction < 0
         low, high = self.config.hu_window
-        self.resampler = SliceAxisResampler(self.canonical.shape, self.config.volume_size,
-                                            clip=(low, high), antialias=self.config.antialias)
+        self.resampler = SliceAxisResampler(
+            self.canonical.shape, self.config.volume_size, clip=(low, high), antialias=self.config.antialias
+        )

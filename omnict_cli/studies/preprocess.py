@@ -100,15 +100,17 @@ class ModelInput:
     label_map: np.ndarray | None = None
 
 
-def preprocess_volume(volume: Volume, config: PreprocessConfig = PreprocessConfig(),
-                      label_map: np.ndarray | None = None) -> ModelInput:
+def preprocess_volume(
+    volume: Volume, config: PreprocessConfig = PreprocessConfig(), label_map: np.ndarray | None = None
+) -> ModelInput:
     """Turn a loaded study (and optionally its label map) into encoder units."""
     if label_map is not None and tuple(label_map.shape) != volume.shape:
-        raise ValueError(f"label map shape {tuple(label_map.shape)} does not match the volume's "
-                         f"{volume.shape}; resample it onto the volume's grid first")
+        raise ValueError(
+            f"label map shape {tuple(label_map.shape)} does not match the volume's "
+            f"{volume.shape}; resample it onto the volume's grid first"
+        )
     low, high = intensity_range(volume, config)
-    grid = resample_linear(volume.voxels, target_size(volume, config), clip=(low, high),
-                           antialias=config.antialias)
+    grid = resample_linear(volume.voxels, target_size(volume, config), clip=(low, high), antialias=config.antialias)
     return volume_model_input(volume, scale_to_unit_range(grid, volume, config), config, label_map)
 
 
@@ -132,8 +134,9 @@ def scale_to_unit_range(grid: np.ndarray, volume: Volume, config: PreprocessConf
     return np.clip(grid, -1.0, 1.0, out=grid)  # float rounding can step a hair outside
 
 
-def volume_model_input(volume: Volume, grid: np.ndarray, config: PreprocessConfig,
-                       label_map: np.ndarray | None = None) -> ModelInput:
+def volume_model_input(
+    volume: Volume, grid: np.ndarray, config: PreprocessConfig, label_map: np.ndarray | None = None
+) -> ModelInput:
     """Package a scaled ``[D, H, W]`` grid as encoder units (3 channels per unit)."""
     size = grid.shape
     if volume.kind == "slice":
@@ -141,8 +144,9 @@ def volume_model_input(volume: Volume, grid: np.ndarray, config: PreprocessConfi
     else:
         units = compose_units(grid, config.slices_per_unit)
     resampled_labels = None if label_map is None else resample_labels(label_map, size)
-    return ModelInput(units=units, kind=volume.kind, grid_spacing=output_spacing(volume, size),
-                      label_map=resampled_labels)
+    return ModelInput(
+        units=units, kind=volume.kind, grid_spacing=output_spacing(volume, size), label_map=resampled_labels
+    )
 
 
 def compose_units(grid: np.ndarray, slices_per_unit: int) -> np.ndarray:
@@ -187,7 +191,7 @@ def resample_linear(voxels: np.ndarray, size, clip=None, antialias: bool = True)
     """
     resampler = SliceAxisResampler(voxels.shape, size, clip=clip, antialias=antialias)
     for start in range(0, voxels.shape[0], resampler.slab_slices):
-        resampler.add(start, voxels[start: start + resampler.slab_slices])
+        resampler.add(start, voxels[start : start + resampler.slab_slices])
     return resampler.finish()
 
 
@@ -209,7 +213,7 @@ class SliceAxisResampler:
         first, banded = linear_resize_weights(n_in, self.size[0], antialias)
         dense = np.zeros((self.size[0], n_in), dtype=np.float32)
         for index, start in enumerate(first):
-            dense[index, start: start + banded.shape[1]] = banded[index]
+            dense[index, start : start + banded.shape[1]] = banded[index]
         self._weights = torch.from_numpy(dense)
         self._plane = (height, width)
         self.slab_slices = max(1, _SLAB_BYTES // (4 * height * width))
@@ -219,13 +223,13 @@ class SliceAxisResampler:
     def add(self, start: int, slices: np.ndarray) -> None:
         """Accumulate input slices ``start .. start + len(slices) - 1`` (any dtype, any strides)."""
         for offset in range(0, len(slices), self.slab_slices):
-            part = slices[offset: offset + self.slab_slices]
+            part = slices[offset : offset + self.slab_slices]
             count = len(part)
             slab = self._slab[:count]
             np.copyto(slab.numpy().reshape(count, *self._plane), part, casting="unsafe")
             if self.clip is not None:
                 slab.clamp_(*self.clip)
-            columns = self._weights[:, start + offset: start + offset + count]
+            columns = self._weights[:, start + offset : start + offset + count]
             touched = torch.nonzero(columns.any(dim=1)).flatten()
             if len(touched):
                 low, high = int(touched[0]), int(touched[-1]) + 1
@@ -236,8 +240,9 @@ class SliceAxisResampler:
         stacked = self._reduced.view(self.size[0], *self._plane)
         if self._plane == self.size[1:]:
             return stacked.numpy()
-        resized = F.interpolate(stacked[:, None], size=self.size[1:], mode="bilinear",
-                                antialias=self.antialias, align_corners=False)
+        resized = F.interpolate(
+            stacked[:, None], size=self.size[1:], mode="bilinear", antialias=self.antialias, align_corners=False
+        )
         return resized[:, 0].numpy()
 
 
@@ -256,7 +261,17 @@ def output_spacing(volume: Volume, size) -> tuple[float, float, float]:
 
 
 __all__ = [
-    "PreprocessConfig", "ModelInput", "preprocess_volume", "target_size", "intensity_range",
-    "scale_to_unit_range", "volume_model_input", "compose_units", "SliceAxisResampler",
-    "linear_resize_weights", "resample_linear", "resample_labels", "output_spacing",
+    "PreprocessConfig",
+    "ModelInput",
+    "preprocess_volume",
+    "target_size",
+    "intensity_range",
+    "scale_to_unit_range",
+    "volume_model_input",
+    "compose_units",
+    "SliceAxisResampler",
+    "linear_resize_weights",
+    "resample_linear",
+    "resample_labels",
+    "output_spacing",
 ]

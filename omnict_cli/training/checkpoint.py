@@ -80,8 +80,9 @@ def save_model_dir(folder: Path, accelerator, model, processor, dtype: torch.dty
     """The model (weights cast to ``dtype``) and tokenizer as an HF directory; every process must call it."""
     state_dict = accelerator.get_state_dict(model)  # gathers shards under DeepSpeed ZeRO-3 / FSDP
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(folder, state_dict=_cast(state_dict, dtype),
-                                                        safe_serialization=True)
+        accelerator.unwrap_model(model).save_pretrained(
+            folder, state_dict=_cast(state_dict, dtype), safe_serialization=True
+        )
         _record_dtype(Path(folder) / "config.json", dtype)
         processor.save_pretrained(folder)
 
@@ -107,8 +108,18 @@ def _record_dtype(config_file: Path, dtype: torch.dtype) -> None:
     write_text_atomically(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def save_checkpoint(out_dir: Path, step: int, accelerator, model, processor, optimizer, parameter_names,
-                    state: dict, model_dtype: torch.dtype, keep: int | None = None) -> Path:
+def save_checkpoint(
+    out_dir: Path,
+    step: int,
+    accelerator,
+    model,
+    processor,
+    optimizer,
+    parameter_names,
+    state: dict,
+    model_dtype: torch.dtype,
+    keep: int | None = None,
+) -> Path:
     """Write ``checkpoints/step-<step>`` (every process calls this); returns its folder."""
     folder = checkpoints_dir(out_dir)
     final, staging = folder / f"step-{step}", folder / f".step-{step}.partial"
@@ -174,10 +185,15 @@ def _save_optimizer(path: Path, optimizer, parameter_names: list[str]) -> None:
         for field, value in state["state"].get(index, {}).items():
             value = value if torch.is_tensor(value) else torch.tensor(value)
             tensors[f"{name}/{field}"] = value.detach().to("cpu").contiguous().clone()
-    groups = [{key: list(value) if isinstance(value, tuple) else value for key, value in group.items()}
-              for group in state["param_groups"]]
-    save_file(tensors, str(path), metadata={"param_groups": json.dumps(groups),
-                                            "parameter_names": json.dumps(parameter_names)})
+    groups = [
+        {key: list(value) if isinstance(value, tuple) else value for key, value in group.items()}
+        for group in state["param_groups"]
+    ]
+    save_file(
+        tensors,
+        str(path),
+        metadata={"param_groups": json.dumps(groups), "parameter_names": json.dumps(parameter_names)},
+    )
 
 
 def _load_optimizer(path: Path, optimizer, parameter_names: list[str]) -> None:
@@ -189,9 +205,12 @@ def _load_optimizer(path: Path, optimizer, parameter_names: list[str]) -> None:
         metadata = stream.metadata() or {}
         saved_names = json.loads(metadata.get("parameter_names", "[]"))
         if saved_names != parameter_names:
-            raise CheckpointError("its optimizer trained other parameters than this run does "
-                                  f"({len(saved_names)} saved, {len(parameter_names)} now)", path=path.parent,
-                                  hint="Resume with the same --stage and --train-vision")
+            raise CheckpointError(
+                "its optimizer trained other parameters than this run does "
+                f"({len(saved_names)} saved, {len(parameter_names)} now)",
+                path=path.parent,
+                hint="Resume with the same --stage and --train-vision",
+            )
         per_parameter: dict[int, dict] = {}
         index_of = {name: index for index, name in enumerate(parameter_names)}
         for key in stream.keys():
@@ -217,8 +236,10 @@ def _save_rng(path: Path) -> None:
     name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     tensors["numpy_keys"] = torch.from_numpy(keys.astype(np.int64))
     version, internal, gauss = random.getstate()
-    metadata = {"numpy": json.dumps([name, int(position), int(has_gauss), float(cached_gaussian)]),
-                "python": json.dumps([version, list(internal), gauss])}
+    metadata = {
+        "numpy": json.dumps([name, int(position), int(has_gauss), float(cached_gaussian)]),
+        "python": json.dumps([version, list(internal), gauss]),
+    }
     save_file(tensors, str(path), metadata=metadata)
 
 

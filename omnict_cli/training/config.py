@@ -108,8 +108,14 @@ class TrainConfig:
                 raise TrainConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
     def _check_numbers(self) -> None:
-        at_least = {"per_device_batch_size": 1, "gradient_accumulation": 1, "max_length": 16,
-                    "log_every_steps": 1, "save_every_steps": 0, "num_workers": 0}
+        at_least = {
+            "per_device_batch_size": 1,
+            "gradient_accumulation": 1,
+            "max_length": 16,
+            "log_every_steps": 1,
+            "save_every_steps": 0,
+            "num_workers": 0,
+        }
         optional_at_least = {"epochs": 1, "max_steps": 1, "keep_checkpoints": 1}
         for name, low in list(at_least.items()) + list(optional_at_least.items()):
             value = getattr(self, name)
@@ -146,14 +152,27 @@ class TrainConfig:
         return values
 
 
-RESUME_MUST_MATCH = ("stage", "data", "per_device_batch_size", "gradient_accumulation", "max_length", "seed",
-                     "epochs", "max_steps", "learning_rate", "warmup_ratio", "weight_decay", "train_vision",
-                     "segmenter")
+RESUME_MUST_MATCH = (
+    "stage",
+    "data",
+    "per_device_batch_size",
+    "gradient_accumulation",
+    "max_length",
+    "seed",
+    "epochs",
+    "max_steps",
+    "learning_rate",
+    "warmup_ratio",
+    "weight_decay",
+    "train_vision",
+    "segmenter",
+)
 """Settings a resumed run must share with its checkpoint, or the data order or schedule would differ."""
 
 
 def resume_mismatches(config: TrainConfig, saved: dict) -> list[str]:
     """``"name: saved -> now"`` for each setting in :data:`RESUME_MUST_MATCH` that changed."""
     now = config.to_dict()
-    return [f"{name}: {saved.get(name)!r} -> {now[name]!r}" for name in RESUME_MUST_MATCH
-            if saved.get(name) != now[name]]
+    return [
+        f"{name}: {saved.get(name)!r} -> {now[name]!r}" for name in RESUME_MUST_MATCH if saved.get(name) != now[name]
+    ]

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.studies.discover import Study, single_study
 from omnict_cli.run.study_inputs import PreparedStudy, PrepareSetup, organ_selection_for, prepare_study
+from omnict_cli.studies.discover import Study, single_study
 from omnict_cli.training.rows import TrainingRow
 from omnict_cli.training.tensor_cache import CachedStudy, TensorCache, entry_key, source_digest
 
@@ -61,8 +61,13 @@ class PreparedExamples:
     from_cache: int = 0
 
 
-def prepare_examples(rows: list[TrainingRow], setup: PrepareSetup, cache: TensorCache,
-                     units_dtype: str = "float16", on_study: Callable[[], None] | None = None) -> PreparedExamples:
+def prepare_examples(
+    rows: list[TrainingRow],
+    setup: PrepareSetup,
+    cache: TensorCache,
+    units_dtype: str = "float16",
+    on_study: Callable[[], None] | None = None,
+) -> PreparedExamples:
     """Make sure every distinct image of ``rows`` is in ``cache``; bad studies and organs become problems."""
     from omnict_cli.segmentation.organs import parse_organ_option
 
@@ -86,7 +91,7 @@ def prepare_examples(rows: list[TrainingRow], setup: PrepareSetup, cache: Tensor
                 if row.organ:
                     parse_organ_option(row.organ)
             except OmnictError as error:
-                result.problems.append(f"line {row.line}: its \"organ\" field: {error.one_line()}; row left out")
+                result.problems.append(f'line {row.line}: its "organ" field: {error.one_line()}; row left out')
                 continue
             result.examples.append(Example(row, study, key, record["kind"], record["units_shape"][0]))
     result.examples.sort(key=lambda example: example.row.line)
@@ -110,12 +115,15 @@ def _prepare_one(image, setup: PrepareSetup, cache: TensorCache, units_dtype: st
     try:
         cache.put(key, CachedStudy.from_prepared(prepared, units_dtype))
     except OSError as error:
-        raise OmnictError(f"cannot write the tensor cache at {cache.root} ({error.strerror or error})",
-                          hint="Pass a writable --tensor-cache-dir") from error
+        raise OmnictError(
+            f"cannot write the tensor cache at {cache.root} ({error.strerror or error})",
+            hint="Pass a writable --tensor-cache-dir",
+        ) from error
     record = cache.peek(key)
     if record is None:
-        raise OmnictError(f"the tensor cache entry just written to {cache.entry_path(key)} cannot be read back",
-                          path=image)
+        raise OmnictError(
+            f"the tensor cache entry just written to {cache.entry_path(key)} cannot be read back", path=image
+        )
     return study, key, record, False
 
 
@@ -139,8 +147,10 @@ def fit_to_length(examples: list[Example], processor, max_length: int) -> tuple[
             prompt_lengths[shape] = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
         prompt = prompt_lengths[shape]
         if prompt >= max_length:
-            problems.append(f"line {example.row.line}: the prompt alone has {prompt} tokens, max length "
-                            f"is {max_length}; row left out")
+            problems.append(
+                f"line {example.row.line}: the prompt alone has {prompt} tokens, max length "
+                f"is {max_length}; row left out"
+            )
             continue
         kept.append(example)
         lengths.append(min(max_length, prompt + len(answer) + END_OF_TURN_TOKENS))
@@ -170,22 +180,40 @@ class StudyDataset(torch.utils.data.Dataset):
         example = self.examples[index]
         found = self.cache.get(example.key)
         if found.entry is None:
-            raise OmnictError(f"its tensor cache entry {self.cache.entry_path(example.key)} is gone or corrupt "
-                              f"({found.warning or 'missing'})", path=example.row.image,
-                              hint="Do not clear the tensor cache during a run; run again to prepare it anew")
+            raise OmnictError(
+                f"its tensor cache entry {self.cache.entry_path(example.key)} is gone or corrupt "
+                f"({found.warning or 'missing'})",
+                path=example.row.image,
+                hint="Do not clear the tensor cache during a run; run again to prepare it anew",
+            )
         prepared = prepared_from_cache(found.entry, example.study)
-        selection = organ_selection_for(prepared, ROUTING_TASK, question=example.row.question,
-                                        override=example.row.organ)
-        return {"question": example.row.question, "answer": example.row.answer, "image": prepared.model_input,
-                "organ_mask": selection.mask, "line": example.row.line}
+        selection = organ_selection_for(
+            prepared, ROUTING_TASK, question=example.row.question, override=example.row.organ
+        )
+        return {
+            "question": example.row.question,
+            "answer": example.row.answer,
+            "image": prepared.model_input,
+            "organ_mask": selection.mask,
+            "line": example.row.line,
+        }
 
 
 def prepared_from_cache(entry: CachedStudy, study: Study) -> PreparedStudy:
     """A :class:`PreparedStudy` rebuilt from a cache entry and the study it came from."""
-    return PreparedStudy(study_id=study.study_id, input=study.input, format=study.format, kind=entry.kind,
-                         shape=entry.shape, spacing=entry.spacing, model_input=entry.model_input(),
-                         vocabulary=entry.vocabulary, segmenter=entry.segmenter, mask_from_cache=True,
-                         warnings=list(entry.warnings))
+    return PreparedStudy(
+        study_id=study.study_id,
+        input=study.input,
+        format=study.format,
+        kind=entry.kind,
+        shape=entry.shape,
+        spacing=entry.spacing,
+        model_input=entry.model_input(),
+        vocabulary=entry.vocabulary,
+        segmenter=entry.segmenter,
+        mask_from_cache=True,
+        warnings=list(entry.warnings),
+    )
 
 
 class BatchCollator:
@@ -196,9 +224,13 @@ class BatchCollator:
         self.max_length = max_length
 
     def __call__(self, items: list[dict]):
-        batch = self.processor([item["question"] for item in items], [item["image"] for item in items],
-                               organ_masks=[item["organ_mask"] for item in items],
-                               answers=[item["answer"] for item in items], max_length=self.max_length)
+        batch = self.processor(
+            [item["question"] for item in items],
+            [item["image"] for item in items],
+            organ_masks=[item["organ_mask"] for item in items],
+            answers=[item["answer"] for item in items],
+            max_length=self.max_length,
+        )
         return batch
 
 

@@ -109,11 +109,20 @@ def train_tokenizer(texts, out_dir, vocab_size: int):
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BOS, TURN_START, EOS_TURN, *special_tokens()],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[BOS, TURN_START, EOS_TURN, *special_tokens()],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(texts, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS_TURN, pad_token=PAD,
-                                        additional_special_tokens=[TURN_START], padding_side="left")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token=EOS_TURN,
+        pad_token=PAD,
+        additional_special_tokens=[TURN_START],
+        padding_side="left",
+    )
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(out_dir)
     return tokenizer
@@ -126,12 +135,18 @@ def build_demo_components(tokenizer, out_root, sizes: DemoSizes = DemoSizes(), s
     out_root = Path(out_root)
     build_vision_encoder(sizes, seed).save_pretrained(out_root / "vision")
     text_config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=sizes.text_width, intermediate_size=sizes.text_intermediate,
-        num_hidden_layers=sizes.text_layers, num_attention_heads=sizes.text_heads,
-        num_key_value_heads=sizes.text_kv_heads, max_position_embeddings=sizes.max_positions,
-        tie_word_embeddings=True, bos_token_id=tokenizer.convert_tokens_to_ids(BOS),
+        vocab_size=len(tokenizer),
+        hidden_size=sizes.text_width,
+        intermediate_size=sizes.text_intermediate,
+        num_hidden_layers=sizes.text_layers,
+        num_attention_heads=sizes.text_heads,
+        num_key_value_heads=sizes.text_kv_heads,
+        max_position_embeddings=sizes.max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.convert_tokens_to_ids(BOS),
         eos_token_id=tokenizer.convert_tokens_to_ids(EOS_TURN),
-        pad_token_id=tokenizer.pad_token_id)
+        pad_token_id=tokenizer.pad_token_id,
+    )
     language_model = Qwen2ForCausalLM(text_config)
     language_model.generation_config.eos_token_id = text_config.eos_token_id
     language_model.generation_config.pad_token_id = text_config.pad_token_id
@@ -146,10 +161,17 @@ def build_vision_encoder(sizes: DemoSizes = DemoSizes(), seed: int = 0):
     from transformers import SiglipVisionConfig, SiglipVisionModel
 
     torch.manual_seed(seed)
-    return SiglipVisionModel(SiglipVisionConfig(
-        hidden_size=sizes.vision_width, intermediate_size=4 * sizes.vision_width,
-        num_hidden_layers=sizes.vision_layers, num_attention_heads=sizes.vision_heads,
-        patch_size=sizes.patch_size, image_size=sizes.image_size, vision_use_head=False))
+    return SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=sizes.vision_width,
+            intermediate_size=4 * sizes.vision_width,
+            num_hidden_layers=sizes.vision_layers,
+            num_attention_heads=sizes.vision_heads,
+            patch_size=sizes.patch_size,
+            image_size=sizes.image_size,
+            vision_use_head=False,
+        )
+    )
 
 
 def build_untrained_model(vision_dir, llm_dir, out_dir, sizes: DemoSizes = DemoSizes()):
@@ -163,10 +185,19 @@ def build_untrained_model(vision_dir, llm_dir, out_dir, sizes: DemoSizes = DemoS
     from omnict_cli.model.build import build_model_dir
 
     volume_size = (sizes.volume_depth, sizes.image_size, sizes.image_size)
-    return build_model_dir(vision_dir, llm_dir, out_dir, overwrite=True, volume_size=volume_size,
-                           volume_unshuffle=sizes.volume_unshuffle, ose_volume_grid=sizes.ose_volume_grid,
-                           tpe_depth_dim=sizes.tpe_dim, tpe_row_dim=sizes.tpe_dim, tpe_col_dim=sizes.tpe_dim,
-                           vision_feature_layer=-1)
+    return build_model_dir(
+        vision_dir,
+        llm_dir,
+        out_dir,
+        overwrite=True,
+        volume_size=volume_size,
+        volume_unshuffle=sizes.volume_unshuffle,
+        ose_volume_grid=sizes.ose_volume_grid,
+        tpe_depth_dim=sizes.tpe_dim,
+        tpe_row_dim=sizes.tpe_dim,
+        tpe_col_dim=sizes.tpe_dim,
+        vision_feature_layer=-1,
+    )
 
 
 # ---- the recipe ------------------------------------------------------------------------------
@@ -176,8 +207,15 @@ TRAIN_SEEDS = (101, 102)
 VISION_SEED = 103
 """Phantom seed of the encoder's label pretraining (cases drawn in memory, with where each finding lies)."""
 
-MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-               "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
 """What the shipped model directory holds (besides its README model card)."""
 
 
@@ -230,16 +268,27 @@ class DemoRecipe:
 
 
 FIRST_DEMO = DemoRecipe(
-    cases_per_seed=80, report_repeats=1, stage2=StageSettings(epochs=4, learning_rate=1e-3, train_vision=True),
-    balance_closed=False, vision_pretrain=StageSettings(epochs=0, learning_rate=1e-3, batch_size=16),
-    calibration_cases=0, report_style="phantom", slice_report_repeats=0)
+    cases_per_seed=80,
+    report_repeats=1,
+    stage2=StageSettings(epochs=4, learning_rate=1e-3, train_vision=True),
+    balance_closed=False,
+    vision_pretrain=StageSettings(epochs=0, learning_rate=1e-3, batch_size=16),
+    calibration_cases=0,
+    report_style="phantom",
+    slice_report_repeats=0,
+)
 """The first bundled model's recipe (until 2026-12-01): the phantoms' own reports, a random encoder
 trained only through the LLM. It learnt the text prior and nothing from the pixels (docs/demo-model.md)."""
 
 READING_EXPERIMENT = replace(
-    FIRST_DEMO, cases_per_seed=250, vision_pretrain=StageSettings(epochs=10, learning_rate=1e-3, batch_size=16),
-    calibration_cases=32, balance_closed=True, closed_stage=StageSettings(epochs=3, learning_rate=1e-3),
-    stage2=StageSettings(epochs=2, learning_rate=1e-3))
+    FIRST_DEMO,
+    cases_per_seed=250,
+    vision_pretrain=StageSettings(epochs=10, learning_rate=1e-3, batch_size=16),
+    calibration_cases=32,
+    balance_closed=True,
+    closed_stage=StageSettings(epochs=3, learning_rate=1e-3),
+    stage2=StageSettings(epochs=2, learning_rate=1e-3),
+)
 """The session-3 attempt at a model that reads the image (docs/demo-model.md, "What was tried"):
 unit-label encoder pretraining, projector calibration, balanced closed questions first. It did not
 read the image either; kept so the next attempt starts from it (``omnict train-demo --recipe reading-experiment``)."""
@@ -348,8 +397,11 @@ def recipe_rows(phantom_dirs, recipe: DemoRecipe) -> tuple[list[dict], list[dict
     all_rows = [row for folder in phantom_dirs for row in phantom_rows(folder, recipe.report_repeats)]
     closed = [row for row in all_rows if not _is_report(row)]
     if recipe.report_style == "structured":
-        reports = [row for folder in phantom_dirs
-                   for row in structured_training_rows(folder, recipe.report_repeats, recipe.slice_report_repeats)]
+        reports = [
+            row
+            for folder in phantom_dirs
+            for row in structured_training_rows(folder, recipe.report_repeats, recipe.slice_report_repeats)
+        ]
     else:
         reports = [row for row in all_rows if _is_report(row)]
     if recipe.balance_closed:
@@ -369,11 +421,21 @@ def structured_training_rows(phantom_dir, repeats: int, slice_repeats: int = 0) 
     from omnict_cli.training.structured_reports import structured_report_rows
 
     phantom_dir = Path(phantom_dir)
-    rows = structured_report_rows(phantom_dir / "labels.csv", phantom_dir / "volumes",
-                                  f"{IMAGE_TOKENS['3d']}\n{REPORT_QUESTION}") * repeats
+    rows = (
+        structured_report_rows(
+            phantom_dir / "labels.csv", phantom_dir / "volumes", f"{IMAGE_TOKENS['3d']}\n{REPORT_QUESTION}"
+        )
+        * repeats
+    )
     if slice_repeats:
-        rows += structured_report_rows(phantom_dir / "slices" / "labels.csv", phantom_dir / "slices",
-                                       f"{IMAGE_TOKENS['2d']}\n{REPORT_QUESTION}") * slice_repeats
+        rows += (
+            structured_report_rows(
+                phantom_dir / "slices" / "labels.csv",
+                phantom_dir / "slices",
+                f"{IMAGE_TOKENS['2d']}\n{REPORT_QUESTION}",
+            )
+            * slice_repeats
+        )
     return rows
 
 
@@ -389,19 +451,30 @@ def write_rows_file(path, rows: list[dict]) -> Path:
     return path
 
 
-def stage_config(stage: str, settings: StageSettings, rows_path, model_dir, out_dir, recipe: DemoRecipe,
-                 cache_dir):
+def stage_config(stage: str, settings: StageSettings, rows_path, model_dir, out_dir, recipe: DemoRecipe, cache_dir):
     """The :class:`TrainConfig` of one stage of the recipe."""
     from omnict_cli.training.config import TrainConfig
 
     cache_dir = Path(cache_dir)
-    return TrainConfig(stage=stage, data=Path(rows_path), model=Path(model_dir), out=Path(out_dir),
-                       epochs=settings.epochs, learning_rate=settings.learning_rate,
-                       per_device_batch_size=settings.batch_size,
-                       gradient_accumulation=settings.gradient_accumulation, train_vision=settings.train_vision,
-                       seed=recipe.seed, max_length=recipe.sizes.max_positions, segmenter=recipe.segmenter,
-                       tensor_cache_dir=cache_dir / "tensors", mask_cache_dir=cache_dir / "masks",
-                       log_every_steps=10, keep_checkpoints=1, resume=True)
+    return TrainConfig(
+        stage=stage,
+        data=Path(rows_path),
+        model=Path(model_dir),
+        out=Path(out_dir),
+        epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        per_device_batch_size=settings.batch_size,
+        gradient_accumulation=settings.gradient_accumulation,
+        train_vision=settings.train_vision,
+        seed=recipe.seed,
+        max_length=recipe.sizes.max_positions,
+        segmenter=recipe.segmenter,
+        tensor_cache_dir=cache_dir / "tensors",
+        mask_cache_dir=cache_dir / "masks",
+        log_every_steps=10,
+        keep_checkpoints=1,
+        resume=True,
+    )
 
 
 def copy_model_files(trained_dir, out_dir) -> Path:
@@ -426,8 +499,9 @@ def copy_model_files(trained_dir, out_dir) -> Path:
     return out_dir
 
 
-def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progress: bool = True,
-               notify=None) -> DemoSummary:
+def train_demo(
+    out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progress: bool = True, notify=None
+) -> DemoSummary:
     """Run the whole recipe; the model lands in ``out_dir`` (model files only), the rest in ``work_dir``.
 
     ``work_dir`` (default ``<out_dir>.work``) keeps the phantoms, the rows, the
@@ -457,9 +531,11 @@ def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progre
     phantom_dirs = timed("phantoms", lambda: write_training_phantoms(work, recipe))
     untrained = timed("components", lambda: _untrained_model(phantom_dirs, work, recipe, notify))
     reports, closed, stage2_rows = recipe_rows(phantom_dirs, recipe)
-    runs = [("pretrain", "pretrain", recipe.stage1, reports),
-            ("sft-closed", "sft", recipe.closed_stage, closed),
-            ("sft", "sft", recipe.stage2, stage2_rows)]
+    runs = [
+        ("pretrain", "pretrain", recipe.stage1, reports),
+        ("sft-closed", "sft", recipe.closed_stage, closed),
+        ("sft", "sft", recipe.stage2, stage2_rows),
+    ]
     summary.rows = {name: len(rows) for name, _, _, rows in runs}
     model_dir = untrained
     for name, stage, settings, rows in runs:
@@ -467,15 +543,27 @@ def train_demo(out_dir, recipe: DemoRecipe = DemoRecipe(), work_dir=None, progre
             continue
         rows_path = write_rows_file(work / f"rows-{name}.jsonl", rows)
         config = stage_config(stage, settings, rows_path, model_dir, work / f"stage-{name}", recipe, work / "cache")
-        result = timed(f"stage {name}", lambda: train(config, progress=progress, notify=notify))
-        summary.stages[name] = {"steps": result.steps, "final_loss": result.final_loss,
-                                "metrics": str(result.metrics_path)}
+        result = timed(f"stage {name}", lambda: train(config, progress=progress, notify=notify))  # noqa: B023 (called now)
+        summary.stages[name] = {
+            "steps": result.steps,
+            "final_loss": result.final_loss,
+            "metrics": str(result.metrics_path),
+        }
         model_dir = result.out_dir
     copy_model_files(model_dir, out_dir)
     summary.timing_s["total"] = round(sum(summary.timing_s.values()), 1)
-    write_rows_file(work / "summary.jsonl", [{"out_dir": str(out_dir), "rows": summary.rows,
-                                              "timing_s": summary.timing_s, "stages": summary.stages,
-                                              "recipe": _recipe_record(recipe)}])
+    write_rows_file(
+        work / "summary.jsonl",
+        [
+            {
+                "out_dir": str(out_dir),
+                "rows": summary.rows,
+                "timing_s": summary.timing_s,
+                "stages": summary.stages,
+                "recipe": _recipe_record(recipe),
+            }
+        ],
+    )
     return summary
 
 
@@ -503,22 +591,28 @@ def claim_work_dir(work: Path, recipe: DemoRecipe) -> None:
         try:
             earlier = json.loads(claim.read_text())
         except (OSError, ValueError) as error:
-            raise DemoWorkDirError(f"cannot read its {WORK_RECIPE_FILE} ({error})", path=work,
-                                   hint=start_over) from error
+            raise DemoWorkDirError(
+                f"cannot read its {WORK_RECIPE_FILE} ({error})", path=work, hint=start_over
+            ) from error
         if earlier != record:
             changed = sorted(key for key in record if not isinstance(earlier, dict) or earlier.get(key) != record[key])
-            raise DemoWorkDirError(f"holds the results of another recipe (differs in: {', '.join(changed)})",
-                                   path=work, hint=start_over)
+            raise DemoWorkDirError(
+                f"holds the results of another recipe (differs in: {', '.join(changed)})", path=work, hint=start_over
+            )
         return
     if work.is_dir() and any(work.iterdir()):
-        raise DemoWorkDirError("is not empty and does not say which recipe made it (no recipe.json)", path=work,
-                               hint=start_over)
+        raise DemoWorkDirError(
+            "is not empty and does not say which recipe made it (no recipe.json)", path=work, hint=start_over
+        )
     try:
         work.mkdir(parents=True, exist_ok=True)
         write_text_atomically(claim, json.dumps(record, indent=1) + "\n")
     except OSError as error:
-        raise DemoWorkDirError(f"cannot create the work folder ({error.strerror or error})", path=work,
-                               hint="Choose a --work-dir (or OUT) in a folder you can write to") from error
+        raise DemoWorkDirError(
+            f"cannot create the work folder ({error.strerror or error})",
+            path=work,
+            hint="Choose a --work-dir (or OUT) in a folder you can write to",
+        ) from error
 
 
 def _untrained_model(phantom_dirs, work: Path, recipe: DemoRecipe, notify=None) -> Path:
@@ -578,15 +672,23 @@ def calibrate_projector(model_dir, recipe: DemoRecipe) -> dict:
         shared.weight.mul_(scale)
         shared.bias.mul_(scale).sub_(mean * scale)
     model.save_pretrained(model_dir)
-    return {"token_norm_before": float(tokens.norm(dim=-1).mean()), "spread_before": float(spread),
-            "word_embedding_norm": float(target), "scale": scale}
+    return {
+        "token_norm_before": float(tokens.norm(dim=-1).mean()),
+        "spread_before": float(spread),
+        "word_embedding_norm": float(target),
+        "scale": scale,
+    }
 
 
 def _recipe_record(recipe: DemoRecipe) -> dict:
     from dataclasses import asdict
 
-    return {**asdict(recipe), "train_seeds": list(TRAIN_SEEDS), "phantom_size": list(PHANTOM_SIZE),
-            "phantom_spacing": list(PHANTOM_SPACING)}
+    return {
+        **asdict(recipe),
+        "train_seeds": list(TRAIN_SEEDS),
+        "phantom_size": list(PHANTOM_SIZE),
+        "phantom_spacing": list(PHANTOM_SPACING),
+    }
 
 
 def pretrain_vision_encoder(vision_dir, recipe: DemoRecipe, notify=None) -> list[float]:
@@ -625,11 +727,13 @@ def fit_unit_label_head(encoder, units, unit_labels, settings: StageSettings, no
     import torch
 
     head = torch.nn.Linear(2 * encoder.config.hidden_size, unit_labels.shape[-1])
-    optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=settings.learning_rate,
-                                  weight_decay=0.0)
+    optimizer = torch.optim.AdamW(
+        [*encoder.parameters(), *head.parameters()], lr=settings.learning_rate, weight_decay=0.0
+    )
     steps = settings.epochs * (len(units) // settings.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, settings.learning_rate, total_steps=max(steps, 1),
-                                                   pct_start=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, settings.learning_rate, total_steps=max(steps, 1), pct_start=0.05
+    )
     losses = []
     for _ in range(settings.epochs):
         total = 0.0
@@ -640,8 +744,9 @@ def fit_unit_label_head(encoder, units, unit_labels, settings: StageSettings, no
             pixels = torch.where(flip[:, None, None, None, None], units[batch].flip(-1), units[batch]).float()
             logits = unit_label_logits(encoder, head, pixels)
             targets = unit_labels[batch]
-            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
-                    + torch.nn.functional.binary_cross_entropy_with_logits(logits.amax(1), targets.amax(1)))
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, targets
+            ) + torch.nn.functional.binary_cross_entropy_with_logits(logits.amax(1), targets.amax(1))
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
@@ -678,8 +783,10 @@ def pretraining_units(recipe: DemoRecipe, cases: int | None = None, first: int =
     from omnict_cli.studies.preprocess import PreprocessConfig, preprocess_volume
 
     sizes = recipe.sizes
-    config = PreprocessConfig(volume_size=(sizes.volume_depth, sizes.image_size, sizes.image_size),
-                              slice_size=(sizes.image_size, sizes.image_size))
+    config = PreprocessConfig(
+        volume_size=(sizes.volume_depth, sizes.image_size, sizes.image_size),
+        slice_size=(sizes.image_size, sizes.image_size),
+    )
     phantom = PhantomConfig(size=PHANTOM_SIZE, spacing=PHANTOM_SPACING)
     units, labels = [], []
     for index in range(first, first + (cases or recipe.vision_pretrain_cases)):
@@ -696,8 +803,14 @@ def _phantom_volume(case):
 
     from omnict_cli.studies.volume import Volume, canonical_affine
 
-    return Volume(voxels=case.hu, affine=canonical_affine(case.spacing), kind="volume", source_format="phantom",
-                  source_ornt=np.array([[0, 1], [1, 1], [2, 1]]), source_shape=tuple(case.hu.shape))
+    return Volume(
+        voxels=case.hu,
+        affine=canonical_affine(case.spacing),
+        kind="volume",
+        source_format="phantom",
+        source_ornt=np.array([[0, 1], [1, 1], [2, 1]]),
+        source_shape=tuple(case.hu.shape),
+    )
 
 
 def unit_labels(findings, phantom_depth: int, config):
@@ -720,5 +833,5 @@ def unit_labels(findings, phantom_depth: int, config):
             continue
         first = int(box[0] * depth / phantom_depth) // per_unit
         last = min(int((box[3] + 1) * depth / phantom_depth - 1e-6) // per_unit, config.units_per_volume - 1)
-        labels[first:last + 1, column] = 1.0
+        labels[first : last + 1, column] = 1.0
     return labels

@@ -66,12 +66,19 @@ class TrainProgress:
     """A rich bar on stderr: steps done, loss, tokens/s and time left."""
 
     def __init__(self, total_steps: int, done: int, enabled: bool = True):
-        self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
-                            TimeRemainingColumn(), console=stderr_console(), disable=not enabled)
+        self.bar = Progress(
+            TextColumn("training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} tok/s"),
+            TimeRemainingColumn(),
+            console=stderr_console(),
+            disable=not enabled,
+        )
         self.task = self.bar.add_task("training", total=total_steps, completed=done, loss="-", speed="-")
 
-    def __enter__(self) -> "TrainProgress":
+    def __enter__(self) -> TrainProgress:
         self.bar.start()
         return self
 

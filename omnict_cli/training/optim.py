@@ -48,8 +48,7 @@ def build_optimizer(named_parameters, learning_rate: float, weight_decay: float)
 
 def optimizer_parameter_names(named_parameters) -> list[str]:
     """Parameter names in the order :func:`build_optimizer` numbers them (for saving its state by name)."""
-    return ([name for name, p in named_parameters if p.ndim >= 2] +
-            [name for name, p in named_parameters if p.ndim < 2])
+    return [name for name, p in named_parameters if p.ndim >= 2] + [name for name, p in named_parameters if p.ndim < 2]
 
 
 def warmup_steps(total_steps: int, warmup_ratio: float) -> int:

@@ -94,8 +94,11 @@ def read_rows(path: str | Path) -> RowsRead:
     except FileNotFoundError as error:
         raise RowsFileError("training rows file not found", path=path) from error
     except (OSError, UnicodeDecodeError) as error:
-        raise RowsFileError(f"cannot read the training rows file ({error})", path=path,
-                            hint="Give a UTF-8 JSONL file, one chat row per line.") from error
+        raise RowsFileError(
+            f"cannot read the training rows file ({error})",
+            path=path,
+            hint="Give a UTF-8 JSONL file, one chat row per line.",
+        ) from error
     result = RowsRead()
     # lines end at "\n" only: a JSON string may hold U+2028 or U+0085, which str.splitlines would cut
     for line_number, line in enumerate(text.split("\n"), start=1):
@@ -124,7 +127,7 @@ def _parse_row(record: dict, line_number: int, folder: Path) -> TrainingRow:
     """One decoded JSONL row as a :class:`TrainingRow`; ValueError says what is wrong with it."""
     messages = record.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise ValueError("'messages' must be a list of {\"role\", \"content\"} objects")
+        raise ValueError('\'messages\' must be a list of {"role", "content"} objects')
     roles = [message.get("role") for message in messages]
     if roles != ["user", "assistant"]:
         raise ValueError(f"expected one user turn then one assistant turn, got roles {roles}")
@@ -155,9 +158,13 @@ def row_record(row: TrainingRow, relative_to: Path | None = None) -> dict:
             image = Path(os.path.relpath(row.image, relative_to))
         except ValueError:  # another drive on Windows
             pass
-    record = {"messages": [{"role": "user", "content": f"{VOLUME_IMAGE_BLOCK}\n{row.question}"},
-                           {"role": "assistant", "content": row.answer}],
-              "image": image.as_posix()}
+    record = {
+        "messages": [
+            {"role": "user", "content": f"{VOLUME_IMAGE_BLOCK}\n{row.question}"},
+            {"role": "assistant", "content": row.answer},
+        ],
+        "image": image.as_posix(),
+    }
     if row.organ:
         record["organ"] = row.organ
     return record
@@ -194,8 +201,9 @@ def report_rows(reports_csv: str | Path, volumes: str | Path) -> RowsRead:
         image = _find_volume(index, report.volume_name)
         answer = report_text(report)
         if image is None:
-            result.problems.append(f"{reports_csv}: {report.volume_name}: no such volume under {volumes}; "
-                                   "study left out")
+            result.problems.append(
+                f"{reports_csv}: {report.volume_name}: no such volume under {volumes}; study left out"
+            )
         elif not answer:
             result.problems.append(f"{reports_csv}: {report.volume_name}: the report is empty; study left out")
         else:

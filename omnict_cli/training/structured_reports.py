@@ -85,7 +85,13 @@ def structured_report_rows(labels_csv, image_dir, question: str) -> list[dict]:
     rows = []
     with open(labels_csv, newline="", encoding="utf-8") as handle:
         for record in csv.DictReader(handle):
-            rows.append({"messages": [{"role": "user", "content": question},
-                                      {"role": "assistant", "content": structured_report(present_classes(record))}],
-                         "image": str(image_dir / record["VolumeName"])})
+            rows.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": question},
+                        {"role": "assistant", "content": structured_report(present_classes(record))},
+                    ],
+                    "image": str(image_dir / record["VolumeName"]),
+                }
+            )
     return rows

@@ -77,10 +77,13 @@ def entry_key(source: str, setup, units_dtype: str = "float16") -> str:
     header = {
         "format": CACHE_FORMAT,
         "source_sha256": source,
-        "preprocess": {name: list(value) if isinstance(value, tuple) else value
-                       for name, value in dataclasses.asdict(setup.preprocess).items()},
-        "segmenter": None if segmenter is None else {"name": segmenter.name, "version": str(segmenter.version),
-                                                     "options": segmenter.options()},
+        "preprocess": {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in dataclasses.asdict(setup.preprocess).items()
+        },
+        "segmenter": None
+        if segmenter is None
+        else {"name": segmenter.name, "version": str(segmenter.version), "options": segmenter.options()},
         "units_dtype": units_dtype,
     }
     return hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -112,22 +115,32 @@ class CachedStudy:
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_prepared(cls, prepared, units_dtype: str = "float16") -> "CachedStudy":
+    def from_prepared(cls, prepared, units_dtype: str = "float16") -> CachedStudy:
         """From an ``omnict_cli.run.study_inputs.PreparedStudy``."""
         model_input = prepared.model_input
         label_map = None if model_input.label_map is None else np.asarray(model_input.label_map, dtype=np.uint8)
-        return cls(units=np.asarray(model_input.units).astype(UNIT_DTYPES[units_dtype]), kind=model_input.kind,
-                   grid_spacing=tuple(float(s) for s in model_input.grid_spacing), label_map=label_map,
-                   vocabulary=None if label_map is None else dict(prepared.vocabulary or {}),
-                   segmenter=prepared.segmenter, shape=tuple(prepared.shape), spacing=tuple(prepared.spacing),
-                   warnings=list(prepared.warnings))
+        return cls(
+            units=np.asarray(model_input.units).astype(UNIT_DTYPES[units_dtype]),
+            kind=model_input.kind,
+            grid_spacing=tuple(float(s) for s in model_input.grid_spacing),
+            label_map=label_map,
+            vocabulary=None if label_map is None else dict(prepared.vocabulary or {}),
+            segmenter=prepared.segmenter,
+            shape=tuple(prepared.shape),
+            spacing=tuple(prepared.spacing),
+            warnings=list(prepared.warnings),
+        )
 
     def model_input(self):
         """An ``omnict_cli.studies.preprocess.ModelInput`` with float32 units, as preprocessing returns it."""
         from omnict_cli.studies.preprocess import ModelInput
 
-        return ModelInput(units=self.units.astype(np.float32), kind=self.kind, grid_spacing=self.grid_spacing,
-                          label_map=self.label_map)
+        return ModelInput(
+            units=self.units.astype(np.float32),
+            kind=self.kind,
+            grid_spacing=self.grid_spacing,
+            label_map=self.label_map,
+        )
 
 
 @dataclass
@@ -158,15 +171,18 @@ class TensorCache:
         except (FileNotFoundError, NotADirectoryError):
             return CacheRead(None)
         except OSError as error:
-            return CacheRead(None, f"tensor cache entry {path} could not be read ({error.strerror or error}); "
-                                   "preparing the study again")
+            return CacheRead(
+                None,
+                f"tensor cache entry {path} could not be read ({error.strerror or error}); preparing the study again",
+            )
         try:
             return CacheRead(decode_entry(data, key))
         except ValueError as problem:
             removal = remove_if_unchanged(path, identity)
             done = "removed it" if removal is None else f"could not remove it ({removal})"
-            return CacheRead(None, f"tensor cache entry {path} was corrupt ({problem}); {done} and preparing "
-                                   "the study again")
+            return CacheRead(
+                None, f"tensor cache entry {path} was corrupt ({problem}); {done} and preparing the study again"
+            )
 
     def put(self, key: str, entry: CachedStudy) -> Path:
         """Store ``entry`` under ``key`` atomically; returns its path."""
@@ -236,11 +252,17 @@ def decode_entry(data: bytes, key: str) -> CachedStudy:
         if _tensor_sha256(array) != hashes[name]:
             raise ValueError(f"the bytes of {name} do not match their sha256")
     vocabulary = record.get("vocabulary")
-    return CachedStudy(units=tensors["units"], kind=record["kind"], grid_spacing=tuple(record["grid_spacing"]),
-                       label_map=tensors.get("label_map"),
-                       vocabulary=None if vocabulary is None else {int(k): v for k, v in vocabulary.items()},
-                       segmenter=record.get("segmenter", "none"), shape=tuple(record.get("shape", ())),
-                       spacing=tuple(record.get("spacing", ())), warnings=list(record.get("warnings", [])))
+    return CachedStudy(
+        units=tensors["units"],
+        kind=record["kind"],
+        grid_spacing=tuple(record["grid_spacing"]),
+        label_map=tensors.get("label_map"),
+        vocabulary=None if vocabulary is None else {int(k): v for k, v in vocabulary.items()},
+        segmenter=record.get("segmenter", "none"),
+        shape=tuple(record.get("shape", ())),
+        spacing=tuple(record.get("spacing", ())),
+        warnings=list(record.get("warnings", [])),
+    )
 
 
 def _metadata(data: bytes) -> dict:
@@ -250,7 +272,7 @@ def _metadata(data: bytes) -> dict:
     length = int.from_bytes(data[:8], "little")
     if length > len(data) - 8:
         raise ValueError("header longer than the file")
-    return json.loads(data[8:8 + length]).get("__metadata__") or {}
+    return json.loads(data[8 : 8 + length]).get("__metadata__") or {}
 
 
 def _tensor_sha256(array: np.ndarray) -> str:

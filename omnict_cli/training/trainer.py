@@ -32,8 +32,14 @@ from omnict_cli.atomic import write_text_atomically
 from omnict_cli.errors import OmnictError
 from omnict_cli.training import checkpoint as checkpoints
 from omnict_cli.training.config import TrainConfig, resume_mismatches
-from omnict_cli.training.dataset import (BatchCollator, PlannedBatches, StepPlan, StudyDataset, fit_to_length,
-                                         prepare_examples)
+from omnict_cli.training.dataset import (
+    BatchCollator,
+    PlannedBatches,
+    StepPlan,
+    StudyDataset,
+    fit_to_length,
+    prepare_examples,
+)
 from omnict_cli.training.monitor import MetricsLog, TrainProgress
 from omnict_cli.training.optim import build_optimizer, learning_rate_at, optimizer_parameter_names, set_trainable
 from omnict_cli.training.rows import read_rows
@@ -120,9 +126,16 @@ class _Run:
             return _result_from_file(config.out, finished)
         self.model, self.processor, self.model_dtype = load_model(resume_from or config.model)
         self.examples, lengths, self.cache, self.problems = self._prepare_data()
-        self.plan = StepPlan(len(self.examples), config.per_device_batch_size, self.accelerator.num_processes,
-                             config.gradient_accumulation, config.resolved_epochs, config.seed, config.max_steps,
-                             tuple(lengths))
+        self.plan = StepPlan(
+            len(self.examples),
+            config.per_device_batch_size,
+            self.accelerator.num_processes,
+            config.gradient_accumulation,
+            config.resolved_epochs,
+            config.seed,
+            config.max_steps,
+            tuple(lengths),
+        )
         named = set_trainable(self.model, config.stage, config.train_vision)
         if config.gradient_checkpointing:
             enable_activation_checkpointing(self.model)
@@ -154,21 +167,27 @@ class _Run:
                 _check_same_settings(config, checkpoints.read_state(latest), latest, [])
             return latest
         if latest is not None:
-            raise TrainError("already holds checkpoints of a run", path=config.out,
-                             hint="Pass --resume to continue it, or choose another --out")
+            raise TrainError(
+                "already holds checkpoints of a run",
+                path=config.out,
+                hint="Pass --resume to continue it, or choose another --out",
+            )
         return None
 
     def _prepare_data(self):
-        from omnict_cli.studies.load import LoadOptions
-        from omnict_cli.segmentation.cache import MaskCache
         from omnict_cli.run.study_inputs import PrepareSetup
+        from omnict_cli.segmentation.cache import MaskCache
+        from omnict_cli.studies.load import LoadOptions
 
         config = self.config
         read = read_rows(config.data)
         segmenter = make_training_segmenter(config.segmenter, self.say)
-        setup = PrepareSetup(preprocess=self.model.config.preprocess_config(), segmenter=segmenter,
-                             mask_cache=MaskCache(config.mask_cache_dir) if segmenter is not None else None,
-                             load_options=LoadOptions(allow_non_ct=config.allow_non_ct))
+        setup = PrepareSetup(
+            preprocess=self.model.config.preprocess_config(),
+            segmenter=segmenter,
+            mask_cache=MaskCache(config.mask_cache_dir) if segmenter is not None else None,
+            load_options=LoadOptions(allow_non_ct=config.allow_non_ct),
+        )
         cache = TensorCache(config.tensor_cache_dir or default_tensor_cache_root(config.mask_cache_dir))
         found_in_cache = self._fill_cache(read.rows, setup, cache)
         prepared = prepare_examples(read.rows, setup, cache)  # every study is in the cache now: header reads
@@ -177,10 +196,15 @@ class _Run:
         for problem in problems:
             self.say(problem)
         if not examples:
-            raise TrainError("has no usable training rows", path=config.data,
-                             hint="See the lines above for why each row was left out")
-        self.say(f"{len(examples)} rows on {prepared.studies} studies "
-                 f"({found_in_cache} were in the tensor cache at {cache.root})")
+            raise TrainError(
+                "has no usable training rows",
+                path=config.data,
+                hint="See the lines above for why each row was left out",
+            )
+        self.say(
+            f"{len(examples)} rows on {prepared.studies} studies "
+            f"({found_in_cache} were in the tensor cache at {cache.root})"
+        )
         return examples, lengths, cache, problems
 
     def _fill_cache(self, rows, setup, cache: TensorCache) -> int:
@@ -194,11 +218,12 @@ class _Run:
 
         accelerator = self.accelerator
         images = list(dict.fromkeys(row.image for row in rows))
-        mine = set(images[accelerator.process_index::accelerator.num_processes])
+        mine = set(images[accelerator.process_index :: accelerator.num_processes])
         with progress_bar(disable=not self.show_progress) as bar:
             task = bar.add_task("preparing studies", total=len(mine))
-            share = prepare_examples([row for row in rows if row.image in mine], setup, cache,
-                                     on_study=lambda: bar.advance(task))
+            share = prepare_examples(
+                [row for row in rows if row.image in mine], setup, cache, on_study=lambda: bar.advance(task)
+            )
         found = accelerator.reduce(torch.tensor(float(share.from_cache), device=accelerator.device), "sum")
         accelerator.wait_for_everyone()
         return int(found)
@@ -229,8 +254,9 @@ class _Run:
                 epoch, first = divmod(self.done, plan.steps_per_epoch)
                 last = min(plan.steps_per_epoch, plan.total_steps - epoch * plan.steps_per_epoch)
                 sampler = PlannedBatches(plan, epoch, first, last, self.accelerator.process_index)
-                loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collator,
-                                                     num_workers=config.num_workers)
+                loader = torch.utils.data.DataLoader(
+                    dataset, batch_sampler=sampler, collate_fn=collator, num_workers=config.num_workers
+                )
                 self._epoch(iter(loader), epoch, first, last)
                 saved_just_now = bool(config.save_every_steps) and self.done % config.save_every_steps == 0
                 if last == plan.steps_per_epoch and not saved_just_now:
@@ -285,8 +311,9 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
 
     def _learning_rate(self) -> float:
-        return learning_rate_at(self.done, self.plan.total_steps, self.config.resolved_learning_rate,
-                                self.config.warmup_ratio)
+        return learning_rate_at(
+            self.done, self.plan.total_steps, self.config.resolved_learning_rate, self.config.warmup_ratio
+        )
 
     # ---- records -----------------------------------------------------------------------
 
@@ -294,26 +321,50 @@ class _Run:
         plan = self.plan
         step_in_epoch = (self.done - 1) % plan.steps_per_epoch
         rows = [self.examples[i].row.line for i in plan.step_rows(epoch, step_in_epoch).ravel()]
-        self.metrics.write({
-            "step": self.done, "epoch": round(self.done / plan.steps_per_epoch, 4), "loss": round(loss, 6),
-            "lr": learning_rate_at(self.done - 1, plan.total_steps, self.config.resolved_learning_rate,
-                                   self.config.warmup_ratio),
-            "step_s": round(seconds, 4), "tokens_per_s": round(tokens / seconds, 1),
-            "studies_per_s": round(len(rows) / seconds, 3),
-            "elapsed_s": round(self._elapsed(), 2), "rows": rows})
+        self.metrics.write(
+            {
+                "step": self.done,
+                "epoch": round(self.done / plan.steps_per_epoch, 4),
+                "loss": round(loss, 6),
+                "lr": learning_rate_at(
+                    self.done - 1, plan.total_steps, self.config.resolved_learning_rate, self.config.warmup_ratio
+                ),
+                "step_s": round(seconds, 4),
+                "tokens_per_s": round(tokens / seconds, 1),
+                "studies_per_s": round(len(rows) / seconds, 3),
+                "elapsed_s": round(self._elapsed(), 2),
+                "rows": rows,
+            }
+        )
 
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
     def _state(self) -> dict:
-        return {"step": self.done, "total_steps": self.plan.total_steps, "steps_per_epoch": self.plan.steps_per_epoch,
-                "num_processes": self.accelerator.num_processes, "num_examples": len(self.examples),
-                "elapsed_s": round(self._elapsed(), 3), "loss": self.last_loss, "config": self.config.to_dict()}
+        return {
+            "step": self.done,
+            "total_steps": self.plan.total_steps,
+            "steps_per_epoch": self.plan.steps_per_epoch,
+            "num_processes": self.accelerator.num_processes,
+            "num_examples": len(self.examples),
+            "elapsed_s": round(self._elapsed(), 3),
+            "loss": self.last_loss,
+            "config": self.config.to_dict(),
+        }
 
     def _checkpoint(self) -> None:
-        folder = checkpoints.save_checkpoint(self.config.out, self.done, self.accelerator, self.model,
-                                             self.processor, self.optimizer, self.parameter_names, self._state(),
-                                             self.model_dtype, self.config.keep_checkpoints)
+        folder = checkpoints.save_checkpoint(
+            self.config.out,
+            self.done,
+            self.accelerator,
+            self.model,
+            self.processor,
+            self.optimizer,
+            self.parameter_names,
+            self._state(),
+            self.model_dtype,
+            self.config.keep_checkpoints,
+        )
         if self.show_progress:
             self.bar.note(f"checkpoint {folder}")
 
@@ -324,10 +375,16 @@ class _Run:
         self.accelerator.wait_for_everyone()
 
     def _result(self) -> TrainResult:
-        return TrainResult(out_dir=self.config.out, steps=self.done,
-                           epochs=round(self.done / self.plan.steps_per_epoch, 4), final_loss=self.last_loss,
-                           metrics_path=self.metrics.path, rows=len(self.examples), problems=list(self.problems),
-                           main_process=self.main)
+        return TrainResult(
+            out_dir=self.config.out,
+            steps=self.done,
+            epochs=round(self.done / self.plan.steps_per_epoch, 4),
+            final_loss=self.last_loss,
+            metrics_path=self.metrics.path,
+            rows=len(self.examples),
+            problems=list(self.problems),
+            main_process=self.main,
+        )
 
 
 # ---- pieces usable on their own ----------------------------------------------------------
@@ -351,8 +408,12 @@ def make_accelerator(config: TrainConfig):
     if precision == "auto":  # the launcher's own default is fp32, so it is not consulted
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     # find_unused_parameters: a batch of volumes only never touches the slice expert W_s, and vice versa.
-    return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    return Accelerator(
+        cpu=cpu,
+        mixed_precision=precision,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
 
 
 def enable_activation_checkpointing(model) -> None:
@@ -404,8 +465,11 @@ def load_model(model_dir: Path):
     model_dir = Path(model_dir)
     config_file = model_dir / "config.json"
     if not config_file.is_file():
-        raise TrainError("is not a model directory (no config.json)", path=model_dir,
-                         hint="Give the output of 'omnict build-model' or of an earlier training stage")
+        raise TrainError(
+            "is not a model directory (no config.json)",
+            path=model_dir,
+            hint="Give the output of 'omnict build-model' or of an earlier training stage",
+        )
     try:
         saved_dtype = json.loads(config_file.read_text()).get("dtype") or "float32"
         model = OmniCTForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
@@ -429,17 +493,21 @@ def answer_loss_sum(model, batch, device) -> torch.Tensor:
         inputs[key] = inputs[key].to(device)
     outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
     logits = outputs.logits[:, :-1].float()
-    targets = labels[:, width - keep + 1:]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=-100, reduction="sum")
+    targets = labels[:, width - keep + 1 :]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+    )
 
 
 def _check_same_settings(config: TrainConfig, state: dict, checkpoint: Path, changed: list[str]) -> None:
     """Raise TrainError naming every setting (and fact in ``changed``) that differs from the checkpoint's run."""
     changed = resume_mismatches(config, state.get("config", {})) + changed
     if changed:
-        raise TrainError(f"cannot resume {checkpoint.name}: settings differ ({'; '.join(changed)})",
-                         path=checkpoint, hint="Resume with the settings of the interrupted run")
+        raise TrainError(
+            f"cannot resume {checkpoint.name}: settings differ ({'; '.join(changed)})",
+            path=checkpoint,
+            hint="Resume with the settings of the interrupted run",
+        )
 
 
 def _finished_run(config: TrainConfig) -> dict | None:
@@ -454,6 +522,11 @@ def _finished_run(config: TrainConfig) -> dict | None:
 
 def _result_from_file(out_dir: Path, finished: dict) -> TrainResult:
     steps, per_epoch = int(finished["step"]), max(1, int(finished.get("steps_per_epoch", 1)))
-    return TrainResult(out_dir=out_dir, steps=steps, epochs=round(steps / per_epoch, 4),
-                       final_loss=finished.get("loss"), metrics_path=out_dir / "metrics.jsonl",
-                       rows=int(finished.get("num_examples", 0)))
+    return TrainResult(
+        out_dir=out_dir,
+        steps=steps,
+        epochs=round(steps / per_epoch, 4),
+        final_loss=finished.get("loss"),
+        metrics_path=out_dir / "metrics.jsonl",
+        rows=int(finished.get("num_examples", 0)),
+    )

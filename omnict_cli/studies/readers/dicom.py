@@ -157,8 +157,9 @@ def read_dicom(paths: list[Path], options: LoadOptions) -> RawImage:
     check_voxel_count((len(datasets), rows, columns), first_path, options)
     modality = field_value(first, "Modality", first_path, str, default="").upper()
     if modality and modality != "CT":
-        warnings.append(f"modality is {modality}, loaded because non-CT was allowed: values are {modality} "
-                        "intensities, not CT HU")
+        warnings.append(
+            f"modality is {modality}, loaded because non-CT was allowed: values are {modality} intensities, not CT HU"
+        )
     row_cos, col_cos, normal = _cosines(first, first_path)
     slices = _usable_slices(datasets, warnings)
     row_spacing, col_spacing = _pixel_spacing(slices, warnings)
@@ -178,8 +179,7 @@ def read_dicom(paths: list[Path], options: LoadOptions) -> RawImage:
     if tilt > GANTRY_TILT_WARN_DEGREES:
         meta["gantry_tilt_degrees"] = round(tilt, 2)
     meta["transfer_syntax"] = _transfer_syntax(first, first_path)
-    return RawImage(array=hu, affine=lps_to_ras(affine_lps), source_format="dicom", meta=meta,
-                    warnings=warnings)
+    return RawImage(array=hu, affine=lps_to_ras(affine_lps), source_format="dicom", meta=meta, warnings=warnings)
 
 
 def _check_before_pixels(paths, options):
@@ -193,8 +193,11 @@ def _check_before_pixels(paths, options):
     """
     try:
         header = read_dataset(paths[0], header_only=True)
-        shape = (len(paths), field_value(header, "Rows", paths[0], int, default=0),
-                 field_value(header, "Columns", paths[0], int, default=0))
+        shape = (
+            len(paths),
+            field_value(header, "Rows", paths[0], int, default=0),
+            field_value(header, "Columns", paths[0], int, default=0),
+        )
         frames = field_value(header, "NumberOfFrames", paths[0], int, default=1)
     except StudyLoadError:
         return
@@ -223,8 +226,11 @@ def _read_datasets(paths):
             first_error = first_error or StudyLoadError("the file is gone", path=path, hint="Re-export the series")
             warnings.append(f"left out {path.name}: the file is gone (removed after the folder was walked)")
     if not datasets:
-        raise StudyLoadError(f"no readable DICOM file in the series (first: {first_error.message})",
-                             path=paths[0].parent, hint=first_error.hint or "Re-export the series")
+        raise StudyLoadError(
+            f"no readable DICOM file in the series (first: {first_error.message})",
+            path=paths[0].parent,
+            hint=first_error.hint or "Re-export the series",
+        )
     return datasets, warnings
 
 
@@ -241,8 +247,11 @@ def _usable_slices(datasets, warnings) -> list[_Slice]:
         slope = field_value(dataset, "RescaleSlope", path, float, default=1.0)
         intercept = field_value(dataset, "RescaleIntercept", path, float, default=0.0)
         if slope == 0.0:
-            raise StudyLoadError("RescaleSlope is 0: every voxel would have the same value", path=path,
-                                 hint="The header is damaged; re-export the series (the slope is usually 1)")
+            raise StudyLoadError(
+                "RescaleSlope is 0: every voxel would have the same value",
+                path=path,
+                hint="The header is damaged; re-export the series (the slope is usually 1)",
+            )
         spacing = field_value(dataset, "PixelSpacing", path, float, count=2)
         if spacing is None:
             spacing = field_value(dataset, "ImagerPixelSpacing", path, float, count=2)
@@ -254,8 +263,11 @@ def _usable_slices(datasets, warnings) -> list[_Slice]:
             dropped.append(f"left out {path.name}: {error.message}")
             continue
         if spacing is not None and min(spacing) <= 0:
-            raise StudyLoadError(f"PixelSpacing is {spacing[0]:g}\\{spacing[1]:g}: pixel sizes must be positive",
-                                 path=path, hint=FIELD_HINT)
+            raise StudyLoadError(
+                f"PixelSpacing is {spacing[0]:g}\\{spacing[1]:g}: pixel sizes must be positive",
+                path=path,
+                hint=FIELD_HINT,
+            )
         if position is None and len(datasets) > 1:
             dropped.append(f"left out {path.name}: ImagePositionPatient is missing, the slice cannot be placed")
             continue
@@ -265,28 +277,39 @@ def _usable_slices(datasets, warnings) -> list[_Slice]:
         slices.append(_Slice(path, dataset, position, spacing, slope, intercept))
     warnings.extend(dropped)
     if not slices:
-        raise StudyLoadError("ImagePositionPatient is missing or damaged in every file of the series",
-                             path=datasets[0][0].parent,
-                             hint="Slices cannot be ordered without it; re-export with geometry tags")
+        raise StudyLoadError(
+            "ImagePositionPatient is missing or damaged in every file of the series",
+            path=datasets[0][0].parent,
+            hint="Slices cannot be ordered without it; re-export with geometry tags",
+        )
     return slices
 
 
 def _check_modality(dataset, path, options):
     modality = field_value(dataset, "Modality", path, str, default="").upper()
     if modality and modality != "CT" and not options.allow_non_ct:
-        raise NotCTError(f"modality is {modality}, not CT", path=path,
-                         hint="omnict is built for CT; pass --allow-non-ct to load it anyway")
+        raise NotCTError(
+            f"modality is {modality}, not CT",
+            path=path,
+            hint="omnict is built for CT; pass --allow-non-ct to load it anyway",
+        )
 
 
 def _check_pixels(dataset, path):
     if not has_pixel_data(dataset):
         sop_class = field_value(dataset, "SOPClassUID", path, str, default="")
         kind = uid_name(sop_class) or field_value(dataset, "Modality", path, str, default="unknown")
-        raise StudyLoadError(f"DICOM file has no pixel data ({kind})", path=path,
-                             hint="It is not an image (report, structure set, ...); nothing to load")
+        raise StudyLoadError(
+            f"DICOM file has no pixel data ({kind})",
+            path=path,
+            hint="It is not an image (report, structure set, ...); nothing to load",
+        )
     if field_value(dataset, "NumberOfFrames", path, int, default=1) > 1:
-        raise StudyLoadError("multi-frame (enhanced) DICOM is not supported yet", path=path,
-                             hint="Convert it to NIfTI with dcm2niix and point omnict at the NIfTI")
+        raise StudyLoadError(
+            "multi-frame (enhanced) DICOM is not supported yet",
+            path=path,
+            hint="Convert it to NIfTI with dcm2niix and point omnict at the NIfTI",
+        )
 
 
 ORTHOGONAL_TOLERANCE = 0.01
@@ -297,19 +320,28 @@ def _cosines(dataset, path):
     """Unit row and column directions and the slice normal; unusable orientations are errors."""
     orientation = field_value(dataset, "ImageOrientationPatient", path, float, count=6)
     if orientation is None:
-        raise StudyLoadError("ImageOrientationPatient is missing", path=path,
-                             hint="Without it the anatomy's orientation is unknown; re-export with geometry tags")
+        raise StudyLoadError(
+            "ImageOrientationPatient is missing",
+            path=path,
+            hint="Without it the anatomy's orientation is unknown; re-export with geometry tags",
+        )
     row, column = np.array(orientation[:3]), np.array(orientation[3:])
     if min(np.linalg.norm(row), np.linalg.norm(column)) < 1e-6:
-        raise StudyLoadError(f"ImageOrientationPatient {_numbers(orientation)} has a zero direction", path=path,
-                             hint="Without it the anatomy's orientation is unknown; re-export the series")
+        raise StudyLoadError(
+            f"ImageOrientationPatient {_numbers(orientation)} has a zero direction",
+            path=path,
+            hint="Without it the anatomy's orientation is unknown; re-export the series",
+        )
     row_cos, col_cos = row / np.linalg.norm(row), column / np.linalg.norm(column)
     cosine = abs(float(row_cos @ col_cos))
     if cosine > ORTHOGONAL_TOLERANCE:
         angle = float(np.degrees(np.arccos(min(1.0, cosine))))
-        raise StudyLoadError(f"ImageOrientationPatient {_numbers(orientation)}: row and column directions are "
-                             f"{angle:.1f} degrees apart, not perpendicular", path=path,
-                             hint="The geometry header is damaged; re-export the series")
+        raise StudyLoadError(
+            f"ImageOrientationPatient {_numbers(orientation)}: row and column directions are "
+            f"{angle:.1f} degrees apart, not perpendicular",
+            path=path,
+            hint="The geometry header is damaged; re-export the series",
+        )
     return row_cos, col_cos, np.cross(row_cos, col_cos)
 
 
@@ -332,10 +364,12 @@ def _pixel_spacing(slices: list[_Slice], warnings) -> tuple[float, float]:
     spread = np.abs(known - first).max(axis=0) / first
     if spread.max() > PIXEL_SPACING_TOLERANCE:
         low, high = known.min(axis=0), known.max(axis=0)
-        warnings.append(f"PixelSpacing differs between slices (rows {low[0]:g} to {high[0]:g} mm, columns "
-                        f"{low[1]:g} to {high[1]:g} mm): used the first slice's {first[0]:g} x {first[1]:g} mm "
-                        "for all; sizes in the other slices are off by up to "
-                        f"{100 * spread.max():.0f}%")
+        warnings.append(
+            f"PixelSpacing differs between slices (rows {low[0]:g} to {high[0]:g} mm, columns "
+            f"{low[1]:g} to {high[1]:g} mm): used the first slice's {first[0]:g} x {first[1]:g} mm "
+            "for all; sizes in the other slices are off by up to "
+            f"{100 * spread.max():.0f}%"
+        )
     if len(known) < len(slices):
         warnings.append(f"PixelSpacing missing in {len(slices) - len(known)} slice(s): used the others' value")
     return float(first[0]), float(first[1])
@@ -377,16 +411,22 @@ def _slices_in_hu(slices: list[_Slice], shape, warnings) -> tuple[np.ndarray, np
             first_error = first_error or error
             warnings.append(f"left out {item.path.name}: {error.message}")
             continue
-        hu = (stored.astype(np.float64) * item.slope + item.intercept if not integral
-              else stored.astype(np.int32) + int(item.intercept))
+        hu = (
+            stored.astype(np.float64) * item.slope + item.intercept
+            if not integral
+            else stored.astype(np.int32) + int(item.intercept)
+        )
         if integral and (hu.min() < -32768 or hu.max() > 32767):
             out = out.astype(np.float32)
             integral = False
         out[index] = hu
         kept[index] = True
     if not kept.any():
-        raise StudyLoadError(f"no slice of the series could be decoded (first: {first_error.message})",
-                             path=slices[0].path.parent, hint=first_error.hint)
+        raise StudyLoadError(
+            f"no slice of the series could be decoded (first: {first_error.message})",
+            path=slices[0].path.parent,
+            hint=first_error.hint,
+        )
     return (out if kept.all() else out[kept]), kept
 
 
@@ -398,11 +438,17 @@ def _pixels(item: _Slice, shape) -> np.ndarray:
     except MemoryError:
         raise
     except Exception as error:  # decoders raise many types; name the file and move on
-        raise StudyLoadError(f"cannot decode pixel data ({describe_error(error)})", path=item.path,
-                             hint="Install pylibjpeg/pylibjpeg-openjpeg or re-export uncompressed") from error
+        raise StudyLoadError(
+            f"cannot decode pixel data ({describe_error(error)})",
+            path=item.path,
+            hint="Install pylibjpeg/pylibjpeg-openjpeg or re-export uncompressed",
+        ) from error
     if shape is not None and stored.shape != tuple(shape):
-        raise StudyLoadError(f"slice is {stored.shape}, the series is {tuple(shape)}", path=item.path,
-                             hint="Mixed matrix sizes in one series; separate the files")
+        raise StudyLoadError(
+            f"slice is {stored.shape}, the series is {tuple(shape)}",
+            path=item.path,
+            hint="Mixed matrix sizes in one series; separate the files",
+        )
     return stored
 
 
@@ -467,8 +513,10 @@ def _regular_grid(slices, positions, normal, thickness: float):
     cosine = abs(float(step_vector @ normal)) / float(np.linalg.norm(step_vector))
     tilt = float(np.degrees(np.arccos(min(1.0, cosine))))
     if tilt > GANTRY_TILT_WARN_DEGREES:
-        warnings.append(f"gantry tilt of {tilt:.1f} degrees: slices are sheared; the affine keeps the true "
-                        "slice positions but voxels are not de-sheared")
+        warnings.append(
+            f"gantry tilt of {tilt:.1f} degrees: slices are sheared; the affine keeps the true "
+            "slice positions but voxels are not de-sheared"
+        )
     return slices, step_vector, tilt, warnings
 
 
@@ -498,10 +546,14 @@ def _fill_to_regular(slices, along, step):
     if multiples:
         missing = int(round(gaps.sum())) - (len(along) - 1)
         where = ", ".join(f"{along[i]:.1f}" for i in np.flatnonzero(gaps > 1.5)[:5])
-        return filled, (f"{missing} missing slice(s) (gap after position {where} mm along the slice normal): "
-                        f"filled by linear interpolation")
-    return filled, (f"uneven slice spacing ({np.diff(along).min():.2f} to {np.diff(along).max():.2f} mm): "
-                    f"resampled to a regular {step:.2f} mm grid by linear interpolation")
+        return filled, (
+            f"{missing} missing slice(s) (gap after position {where} mm along the slice normal): "
+            f"filled by linear interpolation"
+        )
+    return filled, (
+        f"uneven slice spacing ({np.diff(along).min():.2f} to {np.diff(along).max():.2f} mm): "
+        f"resampled to a regular {step:.2f} mm grid by linear interpolation"
+    )
 
 
 def _read_colour_capture(path_and_dataset, warnings) -> RawImage:
@@ -512,10 +564,17 @@ def _read_colour_capture(path_and_dataset, warnings) -> RawImage:
         raise StudyLoadError(f"header field BitsStored is {bits}, expected 1 to 16", path=path, hint=FIELD_HINT)
     rgb = _pixels(_Slice(path, dataset, None, None, 1.0, 0.0), None).astype(np.float32)
     if rgb.ndim != 3 or rgb.shape[-1] != 3:
-        raise StudyLoadError(f"colour image has shape {rgb.shape}, expected rows x columns x 3", path=path,
-                             hint=DAMAGED_HINT)
-    grey = (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) / float(2 ** bits - 1)
+        raise StudyLoadError(
+            f"colour image has shape {rgb.shape}, expected rows x columns x 3", path=path, hint=DAMAGED_HINT
+        )
+    grey = (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) / float(2**bits - 1)
     warnings.append("colour DICOM image (secondary capture): converted to grey, values are not HU")
     modality = field_value(dataset, "Modality", path, str, default="")
-    return RawImage(array=grey[None], affine=canonical_affine(), source_format="dicom", intensity=INTENSITY_DISPLAY,
-                    meta={"modality": modality}, warnings=warnings)
+    return RawImage(
+        array=grey[None],
+        affine=canonical_affine(),
+        source_format="dicom",
+        intensity=INTENSITY_DISPLAY,
+        meta={"modality": modality},
+        warnings=warnings,
+    )

@@ -86,13 +86,17 @@ def field_value(dataset, keyword: str, path: Path, kind: type = str, *, count: i
     except MemoryError:
         raise
     except Exception as error:  # pydicom converts lazily: a damaged element fails on first access
-        raise StudyLoadError(f"header field {keyword} cannot be read ({describe_error(error)})", path=path,
-                             hint=FIELD_HINT) from error
+        raise StudyLoadError(
+            f"header field {keyword} cannot be read ({describe_error(error)})", path=path, hint=FIELD_HINT
+        ) from error
     if not values:
         return default
     if count and len(values) != count:
-        raise StudyLoadError(f"header field {keyword} has {len(values)} values ({_shown(values)}), expected {count}",
-                             path=path, hint=FIELD_HINT)
+        raise StudyLoadError(
+            f"header field {keyword} has {len(values)} values ({_shown(values)}), expected {count}",
+            path=path,
+            hint=FIELD_HINT,
+        )
     converted = tuple(_convert(value, kind, keyword, path) for value in values)
     return converted[0] if count == 1 else converted
 
@@ -132,11 +136,13 @@ def _convert(value, kind: type, keyword: str, path: Path):
     try:
         number = float(value) if kind is float else _whole_number(value)
     except (TypeError, ValueError, OverflowError):
-        raise StudyLoadError(f"header field {keyword} is {_shown([value])}, not a number", path=path,
-                             hint=FIELD_HINT) from None
+        raise StudyLoadError(
+            f"header field {keyword} is {_shown([value])}, not a number", path=path, hint=FIELD_HINT
+        ) from None
     if kind is float and not math.isfinite(number):
-        raise StudyLoadError(f"header field {keyword} is {_shown([value])}, not a finite number", path=path,
-                             hint=FIELD_HINT)
+        raise StudyLoadError(
+            f"header field {keyword} is {_shown([value])}, not a finite number", path=path, hint=FIELD_HINT
+        )
     return number
 
 

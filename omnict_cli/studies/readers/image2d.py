@@ -35,15 +35,27 @@ def read_picture(path: Path, options: LoadOptions) -> RawImage:
     except (PermissionError, FileNotFoundError):
         raise  # OSErrors, but not damage: the loader reports it as "permission denied"
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise StudyLoadError(f"picture is over Pillow's decompression-bomb limit ({' '.join(str(error).split())})",
-                             path=path, hint="A CT slice is about 512x512 pixels; downscale the picture, or save "
-                                             "it as .npy or NIfTI if it really holds this many") from error
+        raise StudyLoadError(
+            f"picture is over Pillow's decompression-bomb limit ({' '.join(str(error).split())})",
+            path=path,
+            hint="A CT slice is about 512x512 pixels; downscale the picture, or save "
+            "it as .npy or NIfTI if it really holds this many",
+        ) from error
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise StudyLoadError(f"cannot read image ({type(error).__name__}: {error})", path=path,
-                             hint="The file is damaged or not a picture; re-export it") from error
+        raise StudyLoadError(
+            f"cannot read image ({type(error).__name__}: {error})",
+            path=path,
+            hint="The file is damaged or not a picture; re-export it",
+        ) from error
     warnings.append("2D picture: assumed an axial slice in radiological view, pixel size unknown (1 mm recorded)")
-    return RawImage(array=pixels[None], affine=canonical_affine(), source_format=_format(path),
-                    intensity=intensity, meta={"mode": picture.mode}, warnings=warnings)
+    return RawImage(
+        array=pixels[None],
+        affine=canonical_affine(),
+        source_format=_format(path),
+        intensity=intensity,
+        meta={"mode": picture.mode},
+        warnings=warnings,
+    )
 
 
 @contextlib.contextmanager

@@ -39,8 +39,11 @@ def read_itk(path: Path, options: LoadOptions) -> RawImage:
         check_voxel_count(reader.GetSize(), path, options)
         image = reader.Execute()
     except RuntimeError as error:
-        raise StudyLoadError(f"cannot read image ({_itk_reason(error)})", path=path,
-                             hint="The file or its data file is damaged or missing; re-export it") from error
+        raise StudyLoadError(
+            f"cannot read image ({_itk_reason(error)})",
+            path=path,
+            hint="The file or its data file is damaged or missing; re-export it",
+        ) from error
     warnings = []
     if image.GetDimension() == 4:
         image = image[:, :, :, 0]
@@ -52,8 +55,13 @@ def read_itk(path: Path, options: LoadOptions) -> RawImage:
     affine = _affine_lps(image)
     if image.GetDimension() == 2:
         array = array[None]
-    return RawImage(array=array, affine=lps_to_ras(affine), source_format=FORMAT_BY_SUFFIX[_suffix(path)],
-                    meta={"stored_dtype": str(array.dtype)}, warnings=warnings)
+    return RawImage(
+        array=array,
+        affine=lps_to_ras(affine),
+        source_format=FORMAT_BY_SUFFIX[_suffix(path)],
+        meta={"stored_dtype": str(array.dtype)},
+        warnings=warnings,
+    )
 
 
 def _itk_reason(error: RuntimeError) -> str:

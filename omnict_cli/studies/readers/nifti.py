@@ -68,17 +68,24 @@ def _image_class(header_bytes: bytes, path: Path):
     here; nibabel would fail on it with an internal ``WrapStructError``.
     """
     if len(header_bytes) < 4:
-        raise StudyLoadError("file is shorter than a NIfTI header", path=path,
-                             hint="Re-export the scan; the file is truncated")
+        raise StudyLoadError(
+            "file is shorter than a NIfTI header", path=path, hint="Re-export the scan; the file is truncated"
+        )
     for order in ("<", ">"):
         size = int(np.frombuffer(header_bytes[:4], dtype=f"{order}i4")[0])
         if size in _HEADER_CLASSES:
             if len(header_bytes) < size:
-                raise StudyLoadError(f"file ends inside its NIfTI header ({len(header_bytes)} of {size} bytes)",
-                                     path=path, hint="Re-export or re-download it; the file is truncated")
+                raise StudyLoadError(
+                    f"file ends inside its NIfTI header ({len(header_bytes)} of {size} bytes)",
+                    path=path,
+                    hint="Re-export or re-download it; the file is truncated",
+                )
             return _HEADER_CLASSES[size]
-    raise StudyLoadError("not a NIfTI file (header size field is neither 348 nor 540)", path=path,
-                         hint="Check the file is really NIfTI; rename it if it is another format")
+    raise StudyLoadError(
+        "not a NIfTI file (header size field is neither 348 nor 540)",
+        path=path,
+        hint="Check the file is really NIfTI; rename it if it is another format",
+    )
 
 
 def read_nifti(path: Path, options: LoadOptions, on_planes=None) -> RawImage:
@@ -104,8 +111,11 @@ def read_nifti(path: Path, options: LoadOptions, on_planes=None) -> RawImage:
     except (StudyLoadError, PermissionError, FileNotFoundError):
         raise  # OSErrors, but not damage; the loader names them
     except _DECODE_ERRORS as error:
-        raise StudyLoadError(f"cannot read NIfTI data ({type(error).__name__}: {error})", path=path,
-                             hint="The file is damaged or truncated; re-export or re-download it") from error
+        raise StudyLoadError(
+            f"cannot read NIfTI data ({type(error).__name__}: {error})",
+            path=path,
+            hint="The file is damaged or truncated; re-export or re-download it",
+        ) from error
     affine = nifti_affine(header, path, warnings)
     array = _apply_scaling(stored, header, path)
     meta = {"nifti_version": 2 if image_class is nib.Nifti2Image else 1, "stored_dtype": str(stored.dtype)}
@@ -154,8 +164,10 @@ def nifti_affine(header, path, warnings: list[str]) -> np.ndarray:
         problem = affine_problem(sform)
         if problem is None:
             if not pixdim_ok:
-                warnings.append(f"pixdim {_numbers(pixdim[:spatial])} is not a voxel size: used the sform's "
-                                f"{_spacing_text(sform)} mm")
+                warnings.append(
+                    f"pixdim {_numbers(pixdim[:spatial])} is not a voxel size: used the sform's "
+                    f"{_spacing_text(sform)} mm"
+                )
             return sform
         problems.append(f"the sform {problem}")
     if qform_code > 0 or sform_code == 0:
@@ -172,8 +184,11 @@ def nifti_affine(header, path, warnings: list[str]) -> np.ndarray:
                 warnings.append("NIfTI header has no orientation (qform and sform codes are 0): assumed RAS")
             return form
         problems.append(f"the {name} {problem}")
-    raise StudyLoadError(f"no usable voxel geometry: {'; '.join(problems)}", path=path,
-                         hint="The NIfTI header is damaged; re-export the scan")
+    raise StudyLoadError(
+        f"no usable voxel geometry: {'; '.join(problems)}",
+        path=path,
+        hint="The NIfTI header is damaged; re-export the scan",
+    )
 
 
 def _size_from_sform_rows(form, sform, pixdim, spatial, name, warnings) -> np.ndarray:
@@ -184,11 +199,15 @@ def _size_from_sform_rows(form, sform, pixdim, spatial, name, warnings) -> np.nd
         sizes = np.linalg.norm(sform[:3, :3], axis=0)
         form = form.copy()
         form[:3, :3] = form[:3, :3] / np.linalg.norm(form[:3, :3], axis=0) * sizes
-        warnings.append(f"pixdim {shown} is not a voxel size: the {name} took the voxel size "
-                        f"{_spacing_text(form)} mm from the sform rows")
+        warnings.append(
+            f"pixdim {shown} is not a voxel size: the {name} took the voxel size "
+            f"{_spacing_text(form)} mm from the sform rows"
+        )
         return form
-    warnings.append(f"pixdim {shown} is not a voxel size and no sform gives one: assumed 1 mm, so distances "
-                    "and volumes may be wrong")
+    warnings.append(
+        f"pixdim {shown} is not a voxel size and no sform gives one: assumed 1 mm, so distances "
+        "and volumes may be wrong"
+    )
     return form
 
 
@@ -209,8 +228,7 @@ def _checked_header(image_class, header_bytes: bytes, warnings: list[str]):
     is kept, so :func:`nifti_affine` can tell a real voxel size from a
     repaired one. Problems nibabel cannot fix still raise HeaderDataError.
     """
-    header = image_class.header_class.from_fileobj(io.BytesIO(header_bytes[: _header_size(image_class)]),
-                                                   check=False)
+    header = image_class.header_class.from_fileobj(io.BytesIO(header_bytes[: _header_size(image_class)]), check=False)
     pixdim = header["pixdim"].copy()
     header.check_fix(logger=_FixReport(warnings))
     header["pixdim"] = pixdim
@@ -244,10 +262,13 @@ def _read_voxel_block(stream, shape, dtype, path, on_planes) -> np.ndarray:
     planes_total = shape[2] if len(shape) > 2 else 1
     view, done = memoryview(buffer), 0
     while done < buffer.size:
-        count = stream.readinto(view[done: done + _PIECE_BYTES])
+        count = stream.readinto(view[done : done + _PIECE_BYTES])
         if not count:
-            raise StudyLoadError(f"voxel data ends early ({done:,} of {buffer.size:,} bytes)", path=path,
-                                 hint="The file is truncated; re-export or re-download it")
+            raise StudyLoadError(
+                f"voxel data ends early ({done:,} of {buffer.size:,} bytes)",
+                path=path,
+                hint="The file is truncated; re-export or re-download it",
+            )
         done += count
         if on_planes is not None:
             on_planes(array, min(planes_total, done // max(plane_bytes, 1)))
@@ -266,18 +287,24 @@ def _apply_scaling(stored: np.ndarray, header, path) -> np.ndarray:
     slope = 1.0 if slope is None else float(slope)
     inter = 0.0 if inter is None else float(inter)
     if not (np.isfinite(slope) and np.isfinite(inter)):
-        raise StudyLoadError(f"scl_slope/scl_inter are {slope:g}/{inter:g}, not finite numbers", path=path,
-                             hint="The NIfTI header is damaged; re-export the scan")
+        raise StudyLoadError(
+            f"scl_slope/scl_inter are {slope:g}/{inter:g}, not finite numbers",
+            path=path,
+            hint="The NIfTI header is damaged; re-export the scan",
+        )
     if slope == 1.0 and inter == 0.0:
         return stored
     if stored.dtype.kind in "iu" and slope.is_integer() and inter.is_integer() and stored.size:
         low, high = int(stored.min()), int(stored.max())
         ends = (low * int(slope) + int(inter), high * int(slope) + int(inter))
-        if -2**31 <= min(ends) and max(ends) < 2**31:  # a damaged header can ask for more than int32 holds
+        if -(2**31) <= min(ends) and max(ends) < 2**31:  # a damaged header can ask for more than int32 holds
             return stored.astype(np.int32) * int(slope) + int(inter)
     with np.errstate(over="ignore", invalid="ignore"):
         scaled = stored.astype(np.float32) * np.float32(slope) + np.float32(inter)
     if not np.isfinite(scaled).all() and (stored.dtype.kind in "iu" or np.isfinite(stored).all()):
-        raise StudyLoadError(f"scl_slope {slope:g} and scl_inter {inter:g} take the values beyond float32",
-                             path=path, hint="The NIfTI header is damaged; re-export the scan")
+        raise StudyLoadError(
+            f"scl_slope {slope:g} and scl_inter {inter:g} take the values beyond float32",
+            path=path,
+            hint="The NIfTI header is damaged; re-export the scan",
+        )
     return scaled

@@ -27,14 +27,21 @@ def read_npy(path: Path, options: LoadOptions) -> RawImage:
     except (PermissionError, FileNotFoundError):
         raise  # OSErrors, but not damage: the loader reports it as "permission denied"
     except ValueError as error:
-        raise StudyLoadError(f"cannot read .npy ({error})", path=path,
-                             hint="Save a plain numeric array with numpy.save (object arrays are refused)") from error
+        raise StudyLoadError(
+            f"cannot read .npy ({error})",
+            path=path,
+            hint="Save a plain numeric array with numpy.save (object arrays are refused)",
+        ) from error
     except (OSError, EOFError) as error:
-        raise StudyLoadError(f"cannot read .npy ({type(error).__name__}: {error})", path=path,
-                             hint="The file is damaged or truncated") from error
+        raise StudyLoadError(
+            f"cannot read .npy ({type(error).__name__}: {error})", path=path, hint="The file is damaged or truncated"
+        ) from error
     if array.dtype.kind not in "iuf" or array.ndim not in (2, 3, 4):
-        raise StudyLoadError(f"expected a 2D/3D numeric array, got {array.ndim}D {array.dtype}", path=path,
-                             hint="Save the volume as [z, y, x] in HU")
+        raise StudyLoadError(
+            f"expected a 2D/3D numeric array, got {array.ndim}D {array.dtype}",
+            path=path,
+            hint="Save the volume as [z, y, x] in HU",
+        )
     if array.ndim == 2:
         array = array[None]
     warnings = ["npy: assumed canonical [z, y, x] layout, HU values and 1 mm voxels"]
