@@ -14,13 +14,19 @@
 The environment is read at call time, not when ``huggingface_hub`` was
 imported, so ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` set by a
 caller (or a test) after import are honoured.
+
+``resolve_model`` goes one step further for ``--model``: the directory must
+be an omnict model, or a checkpoint in the authors' release layout, which is
+imported on first use into omnict's cache (``import_cache``). Its weights
+files are checked from their headers, so a garbage file is one line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omnict_cli.errors import OmnictError
@@ -110,6 +116,50 @@ def resolve_pretrained(value: str | Path) -> ResolvedSource:
         path=given,
         hint="Give a model directory, or a Hugging Face hub id such as Alibaba-DAMO-Academy/OmniCT-3B[@revision]",
     )
+
+
+def resolve_model(value: str | Path, *, echo=print) -> ResolvedSource:
+    """An omnict model directory for ``value``: as it is, or the cached import of a release checkpoint.
+
+    The returned source keeps where it came from (hub id and commit, or the path
+    as given) while ``path`` is the directory to load. ``echo`` receives one line
+    when a first-use import starts.
+    """
+    from omnict_cli.model.weights_files import check_weights_dir
+
+    source = resolve_pretrained(value)
+    if not is_omnict_model_dir(source.path):
+        if not _is_release_layout(source.path):
+            raise ModelSourceError(
+                "neither an omnict model directory (config.json with model_type 'omnict') "
+                "nor a checkpoint in the OmniCT authors' release layout",
+                path=source.description,
+                hint="Build one with `omnict build-model` or `omnict import-weights`, or see docs/weights.md",
+            )
+        from omnict_cli.model.import_cache import cached_import
+
+        source = replace(source, path=cached_import(source, echo=echo))
+    if not check_weights_dir(source.path):
+        raise ModelSourceError("no *.safetensors weights; omnict loads safetensors only", path=source.path)
+    return source
+
+
+def is_omnict_model_dir(folder: Path) -> bool:
+    """True when ``folder/config.json`` says ``model_type: omnict``; a config that is not JSON is one line."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        raise ModelSourceError(f"config.json is not a JSON object ({error})", path=config) from error
+    return model_type == "omnict"
+
+
+def _is_release_layout(folder: Path) -> bool:
+    from omnict_cli.model.release_import import is_release_layout
+
+    return is_release_layout(folder)
 
 
 def _from_hub(repo_id: str, revision: str | None, given: str) -> ResolvedSource:

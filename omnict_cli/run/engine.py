@@ -3,9 +3,13 @@
 Model resolution: ``--model`` > ``$OMNICT_MODEL`` > the bundled demo model
 (``models/omnict-demo`` beside the package in a source checkout or the
 Docker image, or ``<prefix>/share/omnict/models/omnict-demo`` from a wheel).
+A given value may be a directory, a hub id or a release checkpoint
+(``omnict_cli.model.sources.resolve_model``).
 
-Every record carries the model's identity, ``{"name", "revision"}``, so a
-resumed run can refuse to mix two models in one file. The revision hashes
+Every record carries the model's identity, ``{"name", "revision", "source"}``
+(``source``: the hub id and commit, or the path as given), so a resumed run
+can refuse to mix two models in one file; only the revision decides that,
+so the same weights reached two ways may share a file. The revision hashes
 the weights' index (the safetensors headers: tensor names, shapes, dtypes)
 and 64 KiB samples spread evenly through every weights file, so two
 checkpoints of the same architecture get different revisions without
@@ -19,8 +23,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omnict_cli.errors import OmnictError
+
+if TYPE_CHECKING:  # importing omnict_cli.model loads transformers: at call time only
+    from omnict_cli.model.sources import ResolvedSource
 
 MODEL_ENV = "OMNICT_MODEL"
 DEMO_MODEL_NAME = "omnict-demo"
@@ -41,30 +49,41 @@ def bundled_model_dirs() -> list[Path]:
     ]
 
 
-def resolve_model_dir(model: str | Path | None) -> Path:
-    """The model directory to use (see the module notes); raises ModelError saying both ways to give one."""
+def resolve_model(model: str | Path | None, echo=print) -> ResolvedSource:
+    """The model to use (see the module notes); raises ModelError saying where the bad value came from.
+
+    ``--model`` and ``$OMNICT_MODEL`` take an omnict model directory, a hub id
+    ``org/name[@revision]`` or a checkpoint in the authors' release layout
+    (imported on first use into omnict's cache; ``echo`` says so).
+    """
     if model:
-        return _checked_model_dir(Path(model).expanduser(), "--model")
+        return _checked_source(str(model), "--model", echo)
     if os.environ.get(MODEL_ENV):
-        return _checked_model_dir(Path(os.environ[MODEL_ENV]).expanduser(), f"${MODEL_ENV}")
+        return _checked_source(os.environ[MODEL_ENV], f"${MODEL_ENV}", echo)
     for candidate in bundled_model_dirs():
         if (candidate / "config.json").is_file():
-            return candidate
+            from omnict_cli.model.sources import ResolvedSource
+
+            return ResolvedSource(path=candidate, given=str(candidate))
     raise ModelError(
         "no model to run: none was given and the bundled demo model is not installed",
-        hint=f"pass --model DIR or set {MODEL_ENV}=DIR (a directory from `omnict train`, "
-        "`omnict train-demo` or `omnict build-model`)",
+        hint=f"pass --model or set {MODEL_ENV} to a model directory (from `omnict train`, `omnict train-demo` "
+        "or `omnict build-model`), a hub id such as Alibaba-DAMO-Academy/OmniCT-3B, or a release checkpoint",
     )
 
 
-def _checked_model_dir(path: Path, source: str) -> Path:
-    if not path.is_dir():
-        raise ModelError(f"model directory not found (from {source})", path=path)
-    if not (path / "config.json").is_file():
-        raise ModelError(f"not a model directory: no config.json (from {source})", path=path)
-    if not _weight_files(path):
-        raise ModelError(f"no *.safetensors weights (from {source}); omnict loads safetensors only", path=path)
-    return path
+def resolve_model_dir(model: str | Path | None) -> Path:
+    """The local directory of ``resolve_model(model)``."""
+    return resolve_model(model).path
+
+
+def _checked_source(value: str, where: str, echo) -> ResolvedSource:
+    from omnict_cli.model.sources import resolve_model as resolve_model_source
+
+    try:
+        return resolve_model_source(value, echo=echo)
+    except OmnictError as error:
+        raise ModelError(f"{error.message} (from {where})", path=error.path, hint=error.hint) from error
 
 
 def _weight_files(model_dir: Path) -> list[Path]:
@@ -100,18 +119,29 @@ def _hash_safetensors_file(digest, path: Path) -> None:
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """What records say about the model: ``name`` (its directory's name) and ``revision``."""
+    """What records say about the model: ``name``, ``revision`` and, when known, ``source`` (where it came from)."""
 
     name: str
     revision: str
+    source: dict | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "revision": self.revision}
+        identity = {"name": self.name, "revision": self.revision}
+        if self.source is not None:
+            identity["source"] = dict(self.source)
+        return identity
 
 
-def model_identity(model_dir: str | Path) -> ModelIdentity:
+def model_identity(model_dir: str | Path, source: ResolvedSource | None = None) -> ModelIdentity:
+    """Name from the hub repo or the directory as given (not the cache folder an import lives in)."""
     model_dir = Path(model_dir).resolve()
-    return ModelIdentity(name=model_dir.name, revision=weights_revision(model_dir))
+    if source is None:
+        return ModelIdentity(name=model_dir.name, revision=weights_revision(model_dir))
+    if source.hub_id:
+        name = source.hub_id.rsplit("/", 1)[-1]
+    else:
+        name = Path(source.given or source.path).expanduser().resolve().name
+    return ModelIdentity(name=name, revision=weights_revision(model_dir), source=source.to_dict())
 
 
 def pick_device(device: str) -> str:
@@ -156,8 +186,13 @@ class Engine:
         self._sentence_ends = None
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "auto", dtype: str = "auto") -> Engine:
-        """Load from a local directory (safetensors only, no remote code); raises ModelError when it cannot."""
+    def load(
+        cls, model_dir: str | Path, device: str = "auto", dtype: str = "auto", source: ResolvedSource | None = None
+    ) -> Engine:
+        """Load from a local directory (safetensors only, no remote code); raises ModelError when it cannot.
+
+        ``source`` (from ``resolve_model``) is where the directory came from, for the records.
+        """
         from transformers.utils import logging as transformers_logging
 
         from omnict_cli.model import OmniCTForConditionalGeneration, OmniCTProcessor
@@ -183,7 +218,7 @@ class Engine:
                 path=model_dir,
                 hint="Pass --device cpu, or a device this machine has (cuda, cuda:1, ...)",
             ) from error
-        return cls(model, processor, model_identity(model_dir), device)
+        return cls(model, processor, model_identity(model_dir, source), device)
 
     @property
     def preprocess_config(self):
