@@ -12,15 +12,15 @@ from omnict_cli.cli.main import main
     "--vision",
     "vision_dir",
     required=True,
-    type=click.Path(file_okay=False),
-    help="Local SigLIP checkpoint, e.g. a copy of google/siglip-so400m-patch14-384.",
+    metavar="DIR|ORG/NAME[@REV]",
+    help="SigLIP checkpoint: a directory or a hub id, e.g. google/siglip-so400m-patch14-384.",
 )
 @click.option(
     "--llm",
     "llm_dir",
     required=True,
-    type=click.Path(file_okay=False),
-    help="Local causal-LM checkpoint with its tokenizer, e.g. Qwen/Qwen2.5-3B-Instruct.",
+    metavar="DIR|ORG/NAME[@REV]",
+    help="Causal-LM checkpoint with its tokenizer: a directory or a hub id, e.g. Qwen/Qwen2.5-3B-Instruct.",
 )
 @click.option(
     "--out",
@@ -45,27 +45,33 @@ from omnict_cli.cli.main import main
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def build_model(vision_dir, llm_dir, out_dir, dtype, volume_unshuffle, overwrite):
-    """Compose an untrained OmniCT from a SigLIP encoder and an LLM, both local.
+    """Compose an untrained OmniCT from a SigLIP encoder and an LLM.
 
     Adds the prompt's special tokens to the LLM's tokenizer, grows its
     embeddings if needed, initialises the hybrid projector and writes a
     model directory every other command loads. Weights are read from
-    safetensors only; nothing is downloaded.
+    safetensors only. A hub id is fetched into the Hugging Face cache
+    (config, tokenizer and safetensors files only); with HF_HUB_OFFLINE=1
+    it is read from the cache alone.
 
     \b
-    Example:
+    Examples:
+      omnict build-model --vision google/siglip-so400m-patch14-384 \\
+          --llm Qwen/Qwen2.5-3B-Instruct --out ./omnict-3b-untrained
       omnict build-model --vision ./siglip-so400m-patch14-384 \\
           --llm ./Qwen2.5-3B-Instruct --out ./omnict-3b-untrained
     """
     from omnict_cli.errors import OmnictError
     from omnict_cli.model.build import build_model_dir
+    from omnict_cli.model.sources import resolve_pretrained
     from omnict_cli.ui import stderr_console
 
     console = stderr_console()
     with console.status("building OmniCT from its components"):
         try:
+            vision, llm = resolve_pretrained(vision_dir), resolve_pretrained(llm_dir)
             summary = build_model_dir(
-                vision_dir, llm_dir, out_dir, dtype=dtype, overwrite=overwrite, volume_unshuffle=volume_unshuffle
+                vision.path, llm.path, out_dir, dtype=dtype, overwrite=overwrite, volume_unshuffle=volume_unshuffle
             )
         except OmnictError as error:
             raise click.ClickException(error.one_line()) from error

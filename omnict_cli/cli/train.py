@@ -31,9 +31,10 @@ SEGMENTERS = ("builtin", "auto", "totalsegmentator", "none")
 @click.option(
     "--model",
     "model_dir",
-    type=click.Path(exists=True, file_okay=False),
+    metavar="DIR|ORG/NAME[@REV]",
     required=True,
-    help="OmniCT model directory to start from (build-model output or a stage-1 result).",
+    help="Model to start from: an OmniCT directory (build-model output or a stage-1 result), a Hugging Face "
+    "hub id, or a release checkpoint directory (imported on first use; see docs/weights.md).",
 )
 @click.option(
     "--out",
@@ -156,12 +157,18 @@ def train(model_dir, out_dir, mask_cache_dir, quiet, **options):
     from pathlib import Path
 
     from omnict_cli.errors import OmnictError
+    from omnict_cli.run.engine import resolve_model
     from omnict_cli.training.config import TrainConfig, TrainConfigError
     from omnict_cli.training.trainer import train as run_training
     from omnict_cli.ui import stderr_console
 
+    console = stderr_console()
     try:
-        config = TrainConfig(model=Path(model_dir), out=Path(out_dir), mask_cache_dir=mask_cache_dir, **options)
+        source = resolve_model(model_dir, echo=lambda text: console.print(text, highlight=False, markup=False))
+    except OmnictError as error:
+        raise click.ClickException(error.one_line()) from error
+    try:
+        config = TrainConfig(model=source.path, out=Path(out_dir), mask_cache_dir=mask_cache_dir, **options)
     except TrainConfigError as error:
         raise click.BadParameter(str(error)) from error
     try:
@@ -172,7 +179,7 @@ def train(model_dir, out_dir, mask_cache_dir, quiet, **options):
         return
     loss = "-" if result.final_loss is None else f"{result.final_loss:.4f}"
     left_out = f"; {len(result.problems)} rows or studies left out" if result.problems else ""
-    stderr_console().print(
+    console.print(
         f"trained {result.steps} steps ({result.epochs:g} epochs) on {result.rows} rows, "
         f"final loss {loss}{left_out}; model in {result.out_dir}",
         highlight=False,

@@ -112,7 +112,7 @@ def resolve_pretrained(value: str | Path) -> ResolvedSource:
     if path.exists():
         raise ModelSourceError("is a file, not a model directory", path=given)
     raise ModelSourceError(
-        "no such directory, and not a hub id",
+        "directory not found, and not a hub id (org/name[@revision])",
         path=given,
         hint="Give a model directory, or a Hugging Face hub id such as Alibaba-DAMO-Academy/OmniCT-3B[@revision]",
     )
