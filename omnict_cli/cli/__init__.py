@@ -10,6 +10,7 @@ imported below. Command modules import only click at the top so
 # (one import per line; keep them sorted)
 from omnict_cli.cli import (
     demo_model,  # noqa: F401,E402
+    import_weights,  # noqa: F401,E402
     labels,  # noqa: F401,E402
     model,  # noqa: F401,E402
     report,  # noqa: F401,E402
