@@ -247,9 +247,9 @@ class _RunContext:
             raise _UsageFailure(error.one_line()) from error
 
     def check_output(self, out) -> None:
-        from omnict_cli.run.records import check_writable
+        from omnict_cli.run.findings_file import check_out_path
 
-        self.call(check_writable, out)
+        self.call(check_out_path, out)
 
     def pipeline(self, add_labels: bool, on_record=None):
         """Resolve and load the model (one line on stderr), choose the segmenter, build the pipeline."""
@@ -311,7 +311,7 @@ class _RunContext:
         from omnict_cli.run.records import OutputError
         from omnict_cli.run.sharding import distributed_shard, parse_shard
 
-        shard = self.call(parse_shard, shard_text) if shard_text else distributed_shard()
+        shard = self.call(parse_shard, shard_text) if shard_text is not None else distributed_shard()
         display = _RunDisplay(self.console, what, disabled=self.quiet)
         pipeline = self.pipeline(add_labels, on_record=display.update)
         try:

@@ -12,9 +12,10 @@ of a batch is retried one study at a time so one bad study cannot take
 its neighbours down. Only an output that cannot be written stops the run
 (:class:`~omnict_cli.errors.OutputError`), with no partial record.
 
-Resume: :func:`open_findings` reads what an earlier run wrote, cuts a torn
-last line, refuses a file written by another model, and returns the ids
-already done; the run skips them, so a rerun of the same command finishes
+Resume: :func:`open_findings` reads what an earlier run wrote, refuses a
+file that is not provably omnict's or was written by another model
+(:mod:`omnict_cli.run.findings_file`), cuts a torn last record, and returns
+the ids already done; the run skips them, so a rerun of the same command finishes
 the folder with exactly one record per job.
 """
 
@@ -35,10 +36,8 @@ from omnict_cli.run.records import (
     STATUS_ERROR,
     STATUS_OK,
     STATUS_SKIPPED,
-    OutputError,
     RecordWriter,
     error_info,
-    read_records,
     record_id,
     rewrite_records,
 )
@@ -114,30 +113,23 @@ class EarlierRecords:
 
 
 def open_findings(out: Path, identity, overwrite: bool = False, retry_errors: bool = False) -> EarlierRecords:
-    """Prepare ``out`` for a run; returns what it keeps of an earlier run.
+    """Prepare ``out`` for a run (its lock already held); returns what it keeps of an earlier run.
 
-    Raises OutputError when the file holds records of another model (unless
-    ``overwrite``) or lines omnict did not write.
+    Raises OutputError, the file untouched, when it is not provably omnict's
+    or holds records of another model (unless ``overwrite``); see
+    :mod:`omnict_cli.run.findings_file`. Only then is a torn last record cut.
     """
+    from omnict_cli.run.findings_file import cut_torn_record, read_own_records, refuse_other_models
+
     earlier = EarlierRecords()
+    existing = read_own_records(out)
     if overwrite:
         rewrite_records(out, [])
         return earlier
-    existing = read_records(out)
+    refuse_other_models(out, existing, identity)
     if existing.cut_bytes:
+        cut_torn_record(out, existing)
         earlier.notes.append(f"{out}: cut a torn last line ({existing.cut_bytes} bytes) left by an interrupted run")
-    others = {
-        _model_text(r["model"])
-        for r in existing.records
-        if isinstance(r.get("model"), dict) and r["model"].get("revision") != identity.revision
-    }
-    if others:
-        raise OutputError(
-            f"holds records made by another model ({', '.join(sorted(others))}), not "
-            f"{identity.name} {identity.revision[:19]}",
-            path=out,
-            hint="Pass --overwrite to start the file over, or write to another --out",
-        )
     records = existing.records
     if retry_errors:
         kept = [r for r in records if r.get("status") != STATUS_ERROR]
@@ -149,10 +141,6 @@ def open_findings(out: Path, identity, overwrite: bool = False, retry_errors: bo
     earlier.records = len(records)
     earlier.errors = sum(r.get("status") == STATUS_ERROR for r in records)
     return earlier
-
-
-def _model_text(model: dict) -> str:
-    return f"{model.get('name')} {str(model.get('revision'))[:19]}"
 
 
 class Pipeline:
@@ -428,27 +416,31 @@ def run_to_file(
     write in progress).
     """
     from omnict_cli.run import sharding
+    from omnict_cli.run.findings_file import FindingsLock, check_out_path, read_own_records, refuse_other_models
     from omnict_cli.run.interrupts import deferred_interrupts
-    from omnict_cli.run.records import check_writable
 
     out = Path(out)
     target = out if shard is None else shard.path(out)
-    check_writable(out)
-    check_writable(target)
+    check_out_path(out)
+    check_out_path(target)
+    identity = pipeline.engine.identity
     if shard is not None:
         jobs = [job for job in jobs if shard.owns(job.study.study_id)]
         extra_records = [r for r in extra_records if shard.owns(r["study_id"])]
-    earlier = open_findings(target, pipeline.engine.identity, overwrite, retry_errors)
-    with deferred_interrupts(), _GuardedWriter(target) as writer:
-        for record in extra_records:
-            if record_id(record) not in earlier.done:
-                pipeline._write(writer, _stamped(record, pipeline))
-        counts = pipeline.run(jobs, writer, earlier.done)
-    result = RunResult(counts, out, target, earlier.notes, errors_in_file=earlier.errors + counts.failed)
+        refuse_other_models(out, read_own_records(out), identity)  # the merge will write it: ours, or no work
+    with FindingsLock(target) as lock:
+        earlier = open_findings(target, identity, overwrite, retry_errors)
+        with deferred_interrupts(), _GuardedWriter(target) as writer:
+            for record in extra_records:
+                if record_id(record) not in earlier.done:
+                    pipeline._write(writer, _stamped(record, pipeline))
+            counts = pipeline.run(jobs, writer, earlier.done)
+    notes = lock.notes + earlier.notes
+    result = RunResult(counts, out, target, notes, errors_in_file=earlier.errors + counts.failed)
     if shard is not None:
         sharding.mark_done(shard, out, earlier.records + counts.processed)
         if _ready_to_merge(shard, out):
-            result.merged = sharding.merge_shards(shard.count, out)
+            result.merged = sharding.merge_shards(shard.count, out, identity)
     return result
 
 

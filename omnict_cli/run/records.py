@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,6 +128,7 @@ def read_records(path: str | Path, repair: bool = True) -> ExistingRecords:
     :class:`OutputError` naming the line, and nothing is changed.
     """
     path = Path(path)
+    check_regular_or_absent(path)
     if not path.exists():
         return ExistingRecords()
     try:
@@ -136,13 +138,36 @@ def read_records(path: str | Path, repair: bool = True) -> ExistingRecords:
         raise OutputError(f"cannot read the earlier records ({error.strerror})", path=path) from error
     complete = data.rfind(b"\n") + 1
     torn = len(data) - complete
-    records = _parse_lines(path, data[:complete])
+    records = parse_lines(path, data[:complete])
     if torn and repair:
         _truncate(path, complete)
     return ExistingRecords(records=records, cut_bytes=torn)
 
 
-def _parse_lines(path: Path, data: bytes) -> list[dict]:
+def check_regular_or_absent(path: str | Path) -> None:
+    """Raise OutputError unless ``path`` is a regular file (or a link to one) or does not exist.
+
+    Checked with ``stat`` before anything opens it: ``/dev/zero`` reads
+    forever, a FIFO blocks until someone writes, ``/dev/full`` takes nothing.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise OutputError(f"cannot be looked at ({error.strerror})", path=path) from error
+    if stat.S_ISREG(mode):
+        return
+    kind = "a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "a device or socket"
+    raise OutputError(
+        f"is {kind}, not a regular file",
+        path=path,
+        hint="A findings file must be a regular file or not exist yet; give a file name",
+    )
+
+
+def parse_lines(path: Path, data: bytes, hint: str = "") -> list[dict]:
+    """The JSON objects of whole lines ``data``; OutputError naming the first line that is not one."""
     records = []
     reader = jsonlines.Reader(io.BytesIO(data))
     try:
@@ -152,7 +177,7 @@ def _parse_lines(path: Path, data: bytes) -> list[dict]:
         raise OutputError(
             f"line {error.lineno} is not a JSON record ({error})",
             path=path,
-            hint="This file was not written by omnict or was edited; move it away or pass --overwrite",
+            hint=hint or "This file was not written by omnict or was edited; move it away",
         ) from error
     return records
 
@@ -172,16 +197,6 @@ def rewrite_records(path: str | Path, records: list[dict]) -> None:
         write_bytes_atomically(path, b"".join(encode_record(record) for record in records))
     except OSError as error:
         raise OutputError(f"cannot rewrite the findings file ({error.strerror})", path=path) from error
-
-
-def check_writable(path: str | Path) -> None:
-    """Fail before any work when ``path`` cannot be created or appended to (missing folders are made later)."""
-    from omnict_cli.atomic import check_destination
-
-    path = Path(path)
-    check_destination(path)
-    if path.exists() and not os.access(path, os.W_OK):
-        raise OutputError("is not writable", path=path, hint="Choose another --out or fix its permissions")
 
 
 def error_info(error: BaseException) -> dict:

@@ -8,6 +8,8 @@ on its own) and, when finished, a ``.done`` marker. Whoever finishes last
 (rank 0 under ``accelerate launch``, after a barrier; any job of a SLURM
 array, when it sees every marker) merges the shards into ``--out``,
 sorted by study id then question id: the order a single process writes.
+The merge rewrites ``--out`` only under the rules of
+:mod:`omnict_cli.run.findings_file` (provably omnict's, same model, locked).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnict_cli.errors import OmnictError
-from omnict_cli.run.records import encode_record, read_records
+from omnict_cli.run.records import encode_record, record_id
 
 
 @dataclass(frozen=True)
@@ -75,15 +77,27 @@ def all_done(count: int, out: Path) -> bool:
     return all(Shard(i, count).marker(out).is_file() for i in range(count))
 
 
-def merge_shards(count: int, out: Path) -> int:
-    """Write every shard's records into ``out`` (atomically), in single-process order; returns the count."""
-    from omnict_cli.atomic import write_bytes_atomically
+def merge_shards(count: int, out: Path, identity) -> int:
+    """Write every shard's records into ``out`` (atomically), in single-process order; returns the count.
 
-    records = []
-    for index in range(count):
-        records.extend(read_records(Shard(index, count).path(out), repair=False).records)
-    records.sort(key=_order_key)
-    write_bytes_atomically(out, b"".join(encode_record(record) for record in records))
+    ``out`` is rewritten only when it is provably omnict's and of the same model
+    (:mod:`omnict_cli.run.findings_file`), under its lock (waiting for a run that
+    holds it); records it already holds are kept unless a shard has a newer one.
+    """
+    from omnict_cli.atomic import write_bytes_atomically
+    from omnict_cli.run.findings_file import FindingsLock, read_own_records, refuse_other_models
+
+    with FindingsLock(out, wait=True):
+        existing = read_own_records(out)
+        refuse_other_models(out, existing, identity)
+        merged = {record_id(record): record for record in existing.records}
+        for index in range(count):
+            shard_path = Shard(index, count).path(out)
+            shard_records = read_own_records(shard_path)
+            refuse_other_models(shard_path, shard_records, identity)
+            merged.update((record_id(record), record) for record in shard_records.records)
+        records = sorted(merged.values(), key=_order_key)
+        write_bytes_atomically(out, b"".join(encode_record(record) for record in records))
     return len(records)
 
 

@@ -1,0 +1,205 @@
+"""Hostile inputs and outputs (issue 25): the findings file, injection into pages and CSVs, pickles, reads, questions.
+
+Each test is a case that once lost data, injected markup, unpickled a file,
+read outside the run or held a batch for minutes: it reproduces the case
+through the command a user runs and checks what the user would see (the exit
+code, one line, the bytes on disk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from omnict_cli.cli import main
+from omnict_cli.phantom.generate import PhantomConfig
+from omnict_cli.phantom.writer import write_phantom_set
+from omnict_cli.run.records import encode_record
+from tests.tiny_model import make_tiny_model_dir
+
+TINY_PHANTOMS = PhantomConfig(size=(16, 64, 64), spacing=(16.0, 4.5, 4.5))
+OTHER_MODEL = {"name": "someone-elses-model", "revision": "sha256:" + "ab" * 32}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_tiny_model_dir(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def one_study(tmp_path_factory):
+    """A folder with one small phantom volume."""
+    root = tmp_path_factory.mktemp("phantoms")
+    write_phantom_set(root, 1, 11, TINY_PHANTOMS)
+    return root / "volumes"
+
+
+def run_cli(args, model_dir, cache_dir, **kwargs):
+    base = ["--model", str(model_dir), "--segmenter", "builtin", "--cache-dir", str(cache_dir)]
+    base += ["--max-new-tokens", "4", "--workers", "0"]
+    return CliRunner().invoke(main, [*args[:1], *base, *args[1:]], catch_exceptions=False, **kwargs)
+
+
+def other_model_record(study_id: str) -> dict:
+    return {"study_id": study_id, "task": "report", "findings": "x", "model": OTHER_MODEL, "status": "ok"}
+
+
+def one_error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.lower().startswith("error")]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output
+    return lines[0]
+
+
+# ---- the findings file is rewritten only when it is provably omnict's ------------------------
+
+
+def test_a_notes_file_without_a_line_end_is_refused_untouched(model_dir, one_study, tmp_path):
+    notes = tmp_path / "n.txt"
+    notes.write_bytes(b"notes")
+    result = run_cli(["report", str(one_study), "--out", str(notes)], model_dir, tmp_path / "c")
+    assert result.exit_code == 2, result.output
+    assert "not a findings file omnict wrote" in one_error_line(result.output)
+    assert notes.read_bytes() == b"notes"
+
+
+@pytest.mark.parametrize("extra", [[], ["--shard", "0/1"], ["--retry-errors"], ["--overwrite"]])
+def test_a_file_of_json_lines_that_are_not_records_is_refused_by_every_mode(model_dir, one_study, tmp_path, extra):
+    out = tmp_path / "data.jsonl"
+    content = b'{"patient": 1}\n{"patient": 2}\n'
+    out.write_bytes(content)
+    result = run_cli(["report", str(one_study), "--out", str(out), *extra], model_dir, tmp_path / "c")
+    assert result.exit_code == 2, result.output
+    assert "record 1 is not an omnict record" in one_error_line(result.output)
+    assert out.read_bytes() == content
+
+
+@pytest.mark.parametrize("extra", [[], ["--shard", "0/1"], ["--retry-errors"]])
+def test_another_models_records_are_refused_untouched_even_with_a_torn_last_record(
+    model_dir, one_study, tmp_path, extra
+):
+    """Issue 25 items 1 and 3: --shard skipped the check and merged over the file; the refusal cut a line first."""
+    out = tmp_path / "theirs.jsonl"
+    content = encode_record(other_model_record("a")) + encode_record(other_model_record("b"))[:-1]
+    out.write_bytes(content)
+    result = run_cli(["report", str(one_study), "--out", str(out), *extra], model_dir, tmp_path / "c")
+    assert result.exit_code == 2, result.output
+    assert "another model (someone-elses-model" in one_error_line(result.output)
+    assert out.read_bytes() == content
+    assert not list(tmp_path.glob("theirs.shard*"))  # no shard ran: nothing of the run exists
+
+
+def test_records_without_a_model_identity_are_refused_not_taken_as_done(model_dir, one_study, tmp_path):
+    out = tmp_path / "findings.jsonl"
+    record = {"study_id": "case_0001.nii.gz", "status": "ok", "findings": "made up"}
+    out.write_bytes(encode_record(record))
+    result = run_cli(["report", str(one_study), "--out", str(out)], model_dir, tmp_path / "c")
+    assert result.exit_code == 2, result.output
+    assert "has no model identity" in one_error_line(result.output)
+    assert out.read_bytes() == encode_record(record)
+
+
+def test_a_torn_omnict_record_is_still_cut_on_resume(model_dir, one_study, tmp_path):
+    out = tmp_path / "findings.jsonl"
+    args = ["report", str(one_study), "--out", str(out)]
+    assert run_cli(args, model_dir, tmp_path / "c").exit_code == 0
+    whole = out.read_bytes()
+    out.write_bytes(whole[:20])  # the kill came inside the first write
+    result = run_cli(args, model_dir, tmp_path / "c")
+    assert result.exit_code == 0 and "torn last line (20 bytes)" in result.output
+    assert json.loads(out.read_bytes())["study_id"] == json.loads(whole)["study_id"]
+
+
+def test_a_shard_merge_keeps_the_records_already_in_out(model_dir, one_study, tmp_path):
+    out = tmp_path / "findings.jsonl"
+    assert run_cli(["report", str(one_study), "--out", str(out)], model_dir, tmp_path / "c").exit_code == 0
+    mine = json.loads(out.read_bytes())
+    earlier = dict(mine, study_id="from_an_earlier_run.nii.gz")
+    out.write_bytes(encode_record(earlier) + encode_record(mine))
+    result = run_cli(["report", str(one_study), "--out", str(out), "--shard", "0/1"], model_dir, tmp_path / "c")
+    assert result.exit_code == 0, result.output
+    ids = [json.loads(line)["study_id"] for line in out.read_bytes().splitlines()]
+    assert ids == [mine["study_id"], "from_an_earlier_run.nii.gz"]
+
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sys, time
+    from omnict_cli.run.findings_file import FindingsLock
+    with FindingsLock(sys.argv[1]):
+        print("locked", flush=True)
+        time.sleep(120)
+    """
+)
+
+
+def test_a_second_run_on_the_same_out_refuses_naming_the_holder(model_dir, one_study, tmp_path):
+    out = tmp_path / "findings.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = run_cli(["report", str(one_study), "--out", str(out)], model_dir, tmp_path / "c")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result.output)
+    assert f"another omnict run (pid {holder.pid} on host {socket.gethostname()})" in line
+    assert not out.exists()
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(model_dir, one_study, tmp_path):
+    out = tmp_path / "findings.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.kill()  # SIGKILL: the lock file stays, the kernel drops the lock
+    holder.wait()
+    assert (tmp_path / "findings.jsonl.lock").exists()
+    result = run_cli(["report", str(one_study), "--out", str(out)], model_dir, tmp_path / "c")
+    assert result.exit_code == 0, result.output
+    assert f"took over a lock left by a run that is gone (pid {holder.pid}" in result.output
+    assert len(out.read_bytes().splitlines()) == 1
+    assert not (tmp_path / "findings.jsonl.lock").exists()
+
+
+KINDS = {"/dev/zero": "device or socket", "/dev/full": "device or socket", "fifo": "named pipe"}
+HINT = "A findings file must be a regular file or not exist yet; give a file name"
+
+
+def _special_outs(tmp_path: Path) -> dict[str, Path]:
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.jsonl"
+    folder.mkdir()
+    return {"/dev/zero": Path("/dev/zero"), "/dev/full": Path("/dev/full"), "fifo": fifo, "folder": folder}
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "/dev/full", "fifo", "folder"])
+def test_an_out_that_is_not_a_regular_file_is_refused_at_once(model_dir, one_study, tmp_path, kind):
+    """Issue 25 item 11: /dev/zero was read until the OOM killer came; a FIFO hung."""
+    out = _special_outs(tmp_path)[kind]
+    command = [sys.executable, "-m", "omnict_cli", "report", str(one_study), "--out", str(out)]
+    command += ["--model", str(model_dir), "--segmenter", "none", "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    if kind == "folder":  # click's own check of --out, with its usage lines
+        assert "is a directory" in result.stderr
+    else:
+        assert result.stderr.strip().splitlines() == [f"Error: {out}: is a {KINDS[kind]}, not a regular file. " + HINT]
+
+
+def test_an_empty_shard_option_is_a_usage_error(model_dir, one_study, tmp_path):
+    out = tmp_path / "findings.jsonl"
+    result = run_cli(["report", str(one_study), "--out", str(out), "--shard", ""], model_dir, tmp_path / "c")
+    assert result.exit_code == 2, result.output
+    assert "--shard '' is not I/N" in one_error_line(result.output)
+    assert not out.exists()
