@@ -72,7 +72,7 @@ def text_config(release: dict, shapes: dict[str, tuple]) -> tuple[Qwen2Config | 
     if key_rows is not None:
         from_tensors["num_key_value_heads"] = key_rows // head_dim
     for key, value in from_tensors.items():
-        if value is None:
+        if not value:  # no such tensors: the parameters they would fill are reported as unfilled
             continue
         if key in given and given[key] != value:
             reasons.append(f"config.json says {key} {given[key]} but the tensors say {value}")

@@ -202,7 +202,7 @@ def _plan(source_dir: Path, vision, key_map) -> _Plan:
     reasons += projector_reasons
     if projector is None:
         raise ImportRefused(reasons, path=source_dir, hint=KEY_MAP_HINT)
-    reasons += [f"{name} {list(files.entries[name].shape)} has no place" for name in projector.unplaced]
+    no_place = [f"{name} {list(files.entries[name].shape)} has no place" for name in projector.unplaced]
     plan = _Plan(
         config=None,
         tokenizer=None,
@@ -219,9 +219,7 @@ def _plan(source_dir: Path, vision, key_map) -> _Plan:
     plan.targets.update({VISION_TARGET + name: (vision_files, e.name) for name, e in vision_tensors.items()})
     plan.targets.update({PROJECTOR_TARGET + name: (files, src) for name, src in projector.sources.items()})
     reasons += _configure(plan, release, projector)
-    if reasons:
-        raise ImportRefused(reasons, path=source_dir, hint=KEY_MAP_HINT)
-    reasons = _check_targets(plan)
+    reasons += _check_targets(plan, no_place) if plan.config is not None else _capped(no_place)
     if reasons:
         raise ImportRefused(reasons, path=source_dir, hint=KEY_MAP_HINT)
     plan.rows = _rows(plan, files, found, vision_files, vision_found)
@@ -336,7 +334,14 @@ def _tokenizer(plan: _Plan) -> tuple[dict, list[str]]:
     return token_ids, []
 
 
-def _check_targets(plan: _Plan) -> list[str]:
+def _capped(lines: list[str]) -> list[str]:
+    """At most ``LISTED`` lines of one kind; a wrong prefix would otherwise name every tensor of a 3B model."""
+    if len(lines) <= release_keys.LISTED:
+        return lines
+    return lines[: release_keys.LISTED] + [f"... and {len(lines) - release_keys.LISTED} more like these"]
+
+
+def _check_targets(plan: _Plan, no_place: list[str]) -> list[str]:
     """Every omnict parameter filled once with the right shape, and nothing placed where omnict has no parameter."""
     import torch
 
@@ -348,17 +353,17 @@ def _check_targets(plan: _Plan) -> list[str]:
         }
     if plan.text_config.tie_word_embeddings:
         expected.pop(LLM_TARGET + "lm_head.weight", None)
-    reasons = []
+    misplaced, unfilled = list(no_place), []
     for target, (files, source) in plan.targets.items():
         shape = files.entries[source].shape
         if target not in expected:
-            reasons.append(f"{source} {list(shape)} has no place (omnict has no {target})")
+            misplaced.append(f"{source} {list(shape)} has no place (omnict has no {target})")
         elif expected[target] != shape:
-            reasons.append(f"{source} is {list(shape)} but {target} needs {list(expected[target])}")
+            misplaced.append(f"{source} is {list(shape)} but {target} needs {list(expected[target])}")
     for target in expected:
         if target not in plan.targets:
-            reasons.append(f"{target} {list(expected[target])} stays unfilled: no source tensor for it")
-    return reasons
+            unfilled.append(f"{target} {list(expected[target])} stays unfilled: no source tensor for it")
+    return _capped(misplaced) + _capped(unfilled)
 
 
 def _rows(plan: _Plan, files, found, vision_files, vision_found) -> list[PlacementRow]:

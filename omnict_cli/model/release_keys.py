@@ -41,6 +41,7 @@ _VISION = re.compile(
 SIGLIP_TEXT_TOWER = re.compile(r"^(text_model\.|logit_scale$|logit_bias$)")
 
 PROJECTOR_ROLES = ("slice_expert", "volume_expert", "shared")
+LISTED = 20  # tensors named one by one in a refusal; the rest are counted
 ROLE_TITLES = {"slice_expert": "W_s (slice expert)", "volume_expert": "W_v (volume expert)", "shared": "W_share"}
 
 
@@ -162,16 +163,20 @@ def match_projector(shapes: dict[str, tuple], llm_width: int, vision_width: int)
     exactly one must fit. Biases follow their weight's name (``X.weight`` -> ``X.bias``).
     """
     weights = [name for name, shape in shapes.items() if len(shape) == 2]
-    fits = [
-        roles
-        for roles in itertools.permutations(weights, 3)
-        if _fits_eq4(*(shapes[name] for name in roles), llm_width, vision_width)
-    ]
+    fits = []
+    for shared in (name for name in weights if shapes[name][0] == llm_width):
+        experts = [name for name in weights if name != shared and shapes[name][0] == shapes[shared][1]]
+        fits += [
+            (slice_name, volume_name, shared)
+            for slice_name, volume_name in itertools.permutations(experts, 2)
+            if _expert_widths_fit(shapes[slice_name][1], shapes[volume_name][1], vision_width)
+        ]
     if not fits:
-        found = ", ".join(f"{name} {list(shapes[name])}" for name in weights) or "no 2-D tensors"
+        found = ", ".join(f"{name} {list(shapes[name])}" for name in weights[:LISTED]) or "no 2-D tensors"
+        more = f" and {len(weights) - LISTED} more" if len(weights) > LISTED else ""
         return None, [
             f"no three tensors fit the projector of Eq. 4 (W_share [{llm_width}, h], W_s [h, d_in], "
-            f"W_v [h, d_in*m^2] with d_in > the vision width {vision_width}); candidates: {found}"
+            f"W_v [h, d_in*m^2] with d_in > the vision width {vision_width}); candidates: {found}{more}"
         ]
     if len(fits) > 1:
         return None, _ambiguities(fits, shapes)
@@ -187,11 +192,8 @@ def match_projector(shapes: dict[str, tuple], llm_width: int, vision_width: int)
     return ProjectorMatch(sources, hidden, slice_input, volume_unshuffle, unplaced), []
 
 
-def _fits_eq4(slice_shape, volume_shape, shared_shape, llm_width: int, vision_width: int) -> bool:
-    hidden = shared_shape[1]
-    if shared_shape[0] != llm_width or slice_shape[0] != hidden or volume_shape[0] != hidden:
-        return False
-    slice_input, volume_input = slice_shape[1], volume_shape[1]
+def _expert_widths_fit(slice_input: int, volume_input: int, vision_width: int) -> bool:
+    """W_s reads d_v + d_pos > d_v features, W_v m^2 times as many (m >= 2)."""
     if slice_input <= vision_width or volume_input % slice_input:
         return False
     ratio = volume_input // slice_input
