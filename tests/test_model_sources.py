@@ -264,6 +264,54 @@ def test_the_models_cache_follows_omnict_cache_dir_then_xdg(monkeypatch, tmp_pat
     assert import_cache.default_models_root() == tmp_path / "xdg" / "omnict" / "models"
 
 
+@pytest.fixture
+def release_setup(offline_hub, tmp_path) -> Path:
+    """A tiny release checkpoint without a vision tower; the stock SigLIP id it needs sits in the offline cache."""
+    from omnict_cli.model.release_import import DEFAULT_VISION
+    from tests.release_checkpoints import write_release_checkpoint, write_siglip_dir
+
+    fill_hub_cache(offline_hub, DEFAULT_VISION, OLD_COMMIT, write_siglip_dir(tmp_path / "siglip"))
+    return write_release_checkpoint(tmp_path / "OmniCT-3B", style="projector")
+
+
+def test_a_release_directory_is_imported_on_first_use_and_reused_after(release_setup, tmp_path):
+    runner = CliRunner()
+    ask = ["ask", str(SLICE), "Is there a nodule?", "--model", str(release_setup), "--json", "--device", "cpu"]
+    first = runner.invoke(main, [*ask, "--segmenter", "none"])
+    assert first.exit_code == 0, first.output
+    assert f"importing {release_setup} into {tmp_path / 'omnict-cache' / 'models'}" in first.stderr
+    (imported,) = [path for path in (tmp_path / "omnict-cache" / "models").glob("OmniCT-3B-*") if path.is_dir()]
+    stamp = (imported / IMPORT_RECORD).stat().st_mtime_ns
+    second = runner.invoke(main, [*ask, "--segmenter", "none"])
+    assert second.exit_code == 0, second.output
+    assert "importing" not in second.stderr and (imported / IMPORT_RECORD).stat().st_mtime_ns == stamp
+    record = json.loads(second.stdout[second.stdout.index("{") :])
+    assert record["status"] == "ok"
+    assert record["model"]["name"] == "OmniCT-3B" and record["model"]["source"] == {"path": str(release_setup)}
+
+
+def test_a_hub_id_of_a_release_checkpoint_is_imported_once_keyed_by_its_commit(release_setup, offline_hub):
+    from omnict_cli.model.sources import resolve_model
+
+    fill_hub_cache(offline_hub, "Alibaba-DAMO-Academy/OmniCT-3B", COMMIT, release_setup)
+    lines = []
+    source = resolve_model("Alibaba-DAMO-Academy/OmniCT-3B", echo=lines.append)
+    assert source.path.name == f"Alibaba-DAMO-Academy--OmniCT-3B-{COMMIT[:16]}"
+    assert (source.hub_id, source.commit) == ("Alibaba-DAMO-Academy/OmniCT-3B", COMMIT)
+    assert json.loads((source.path / "config.json").read_text())["model_type"] == "omnict"
+    assert any(line.startswith("importing Alibaba-DAMO-Academy/OmniCT-3B@") for line in lines)
+    lines.clear()
+    assert resolve_model("Alibaba-DAMO-Academy/OmniCT-3B", echo=lines.append) == source and lines == []
+
+
+def test_a_directory_that_is_neither_kind_is_one_line(tmp_path):
+    from omnict_cli.model.sources import resolve_model
+
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ModelSourceError, match="neither an omnict model directory .* nor a checkpoint in the OmniCT"):
+        resolve_model(str(tmp_path))
+
+
 # ---- weights files that are not safetensors ------------------------------------------------------------------
 
 
