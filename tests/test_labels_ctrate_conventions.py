@@ -37,7 +37,8 @@ CASES = [
     ("Numerous lymph nodes are seen in both axillae.", {LAP: 1}),
     ("An 8 mm lymph node is seen in the lower paratracheal station.", {LAP: 1}),
     ("No lymph node of pathological size was seen in the mediastinum.", {LAP: 0}),
-    ("Lymph nodes below 1 cm in short axis are seen in the mediastinum.", {LAP: 0}),
+    # affirmed nodes count whatever their size (issue 24; the clinical reading: tests/test_labels_lymph_convention.py)
+    ("Lymph nodes below 1 cm in short axis are seen in the mediastinum.", {LAP: 1}),
     # cardiomegaly: CTO (cardiothoracic ratio) increased in favour of the heart; heart larger than normal
     ("CTO is increased in favor of the heart.", {CM: 1}),
     ("The heart looks larger than normal.", {CM: 1}),

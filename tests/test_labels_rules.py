@@ -207,7 +207,8 @@ def _states(text: str) -> dict[str, str]:
         ("The consolidation seen on the previous examination has resolved.", {"Consolidation": "negative"}),
         ("Subcutaneous emphysema in the left chest wall.", {}),
         ("A 9 mm nodule in the left thyroid lobe.", {}),
-        ("Prominent but non-enlarged hilar lymph nodes.", {"Lymphadenopathy": "negative"}),
+        # CT-RATE's convention: affirmed nodes count whatever their size (the clinical reading says negative)
+        ("Prominent but non-enlarged hilar lymph nodes.", {"Lymphadenopathy": "positive"}),
     ],
 )
 def test_negation_scope_and_hedges(text, expected):
@@ -476,19 +477,21 @@ def test_binary_and_missing_files_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "sentence, expected",
+    "sentence, ctrate, clinical",
     [
-        ("Lymph nodes with a short axis of 15 mm are observed in the subcarinal region.", 1),
-        ("A lymph node measuring 1.2 cm is seen in the right hilum.", 1),
-        ("Mediastinal lymph nodes measuring up to 14 mm were observed.", 1),
-        ("Lymph nodes smaller than 10 mm are observed in the mediastinum.", 0),
-        ("A few lymph nodes with a short axis not exceeding 1 cm were observed.", 0),
-        ("Lymph nodes up to 8 mm.", 0),  # no station: a small size alone states nothing
-        ("Lymph nodes up to 8 mm in the prevascular area.", 1),  # CT-RATE: a size at a station is positive
+        ("Lymph nodes with a short axis of 15 mm are observed in the subcarinal region.", 1, 1),
+        ("A lymph node measuring 1.2 cm is seen in the right hilum.", 1, 1),
+        ("Mediastinal lymph nodes measuring up to 14 mm were observed.", 1, 1),
+        # CT-RATE counts affirmed nodes whatever their size; the clinical reading wants 10 mm or more
+        ("Lymph nodes smaller than 10 mm are observed in the mediastinum.", 1, 0),
+        ("A few lymph nodes with a short axis not exceeding 1 cm were observed.", 1, 0),
+        ("Lymph nodes up to 8 mm.", 1, 0),
+        ("Lymph nodes up to 8 mm in the prevascular area.", 1, 0),
     ],
 )
-def test_a_stated_node_size_of_ten_millimetres_or_more_is_lymphadenopathy(sentence, expected):
-    assert label_report(sentence).vector()["Lymphadenopathy"] == expected
+def test_a_stated_node_size_of_ten_millimetres_or_more_is_lymphadenopathy(sentence, ctrate, clinical):
+    assert label_report(sentence).vector()["Lymphadenopathy"] == ctrate
+    assert label_report(sentence, convention="clinical").vector()["Lymphadenopathy"] == clinical
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ from omnict_cli.cli.main import main
 
 METHOD_CHOICES = ("classifier", "rules")
 """Same as ``omnict_cli.labels.labeler.METHODS`` (not imported: it pulls in numpy)."""
+CONVENTION_CHOICES = ("ctrate", "clinical")
+"""Same as ``omnict_cli.labels.rules.CONVENTIONS``."""
 
 
 @main.group()
@@ -167,9 +169,17 @@ def _joined_training_set(reports_path, labels_path, console):
     help="classifier = calibrated TF-IDF + rules model; rules = the transparent rule labeler alone.",
 )
 @click.option(
+    "--convention",
+    type=click.Choice(CONVENTION_CHOICES),
+    default="ctrate",
+    show_default=True,
+    help="How Lymphadenopathy is read: ctrate = any affirmed lymph node (CT-RATE's labels); "
+    "clinical = enlarged or pathological nodes only.",
+)
+@click.option(
     "--explain", "show_explanation", is_flag=True, help="Print every positive with the sentence and rule behind it."
 )
-def predict(reports_path, out_path, model_path, method, show_explanation):
+def predict(reports_path, out_path, model_path, method, convention, show_explanation):
     """Label the reports in FILE: a CT-RATE reports CSV, or JSONL with
     study_id + findings/impression (or one 'report' text) per line, such as
     'omnict report' writes. Records with status "error" are skipped and counted.
@@ -195,7 +205,7 @@ def predict(reports_path, out_path, model_path, method, show_explanation):
         reports = read_reports(reports_path)
         failed = read_generated_reports(reports_path).failed
         texts = [report_text(report) for report in reports]
-        label_matrix = label_reports(texts, method, model=model_path)
+        label_matrix = label_reports(texts, method, model=model_path, convention=convention)
         _saved(
             lambda: write_labels(
                 out_path,
@@ -206,7 +216,7 @@ def predict(reports_path, out_path, model_path, method, show_explanation):
             ),
             out_path,
         )
-        explanations = explain(texts, method, model=model_path) if show_explanation else []
+        explanations = explain(texts, method, model=model_path, convention=convention) if show_explanation else []
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error
     for report, positives in zip(reports, explanations):

@@ -8,6 +8,13 @@ rule that support it (and, with the classifier, its probability).
 Texts are whole reports as :func:`omnict_cli.labels.ctrate_io.report_text`
 writes them (``"Findings: ...\\nImpression: ..."``); a text without headers
 is read as findings.
+
+Lymph nodes: ``convention`` (:data:`~omnict_cli.labels.rules.CONVENTIONS`)
+says how Lymphadenopathy is read, "ctrate" (CT-RATE's labels: any affirmed
+node, the default) or "clinical" (enlarged or pathological nodes only). The
+rules decide that one class under either method: the bundled classifier
+learnt Lymphadenopathy from a corpus with one fixed reading, so its own
+column could not follow the user's choice.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import numpy as np
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
 
 METHODS = ("classifier", "rules")
+LYMPH_NODE_COLUMN = CTRATE_ABNORMALITIES.index("Lymphadenopathy")
 
 
 def _classifier(model):
@@ -38,7 +46,9 @@ def _check_method(method: str) -> None:
         raise ValueError(f"unknown labelling method {method!r}; use one of {', '.join(METHODS)}")
 
 
-def label_reports(texts: list[str], method: str = "classifier", *, model=None, threshold: float = 0.5) -> np.ndarray:
+def label_reports(
+    texts: list[str], method: str = "classifier", *, model=None, threshold: float = 0.5, convention: str = "ctrate"
+) -> np.ndarray:
     """0/1 labels [len(texts), 18] in CT-RATE column order.
 
     Args:
@@ -46,16 +56,23 @@ def label_reports(texts: list[str], method: str = "classifier", *, model=None, t
         method: "classifier" (calibrated probability >= ``threshold``) or "rules"
             (a class stated positive; hedged mentions count as 0).
         model: a ReportClassifier, a path to a saved one, or None for the bundled one.
+        convention: how lymph nodes are read, "ctrate" or "clinical" (module docstring).
     """
+    from omnict_cli.labels.rules import check_convention, label_report
+
     _check_method(method)
+    check_convention(convention)
     texts = [str(text) for text in texts]
     if not texts:
         return np.zeros((0, len(CTRATE_ABNORMALITIES)), dtype=np.int64)
-    if method == "classifier":
-        return _classifier(model).predict(texts, threshold=threshold)
-    from omnict_cli.labels.rules import label_report
-
-    return np.array([list(label_report(text).vector().values()) for text in texts], dtype=np.int64)
+    rules = np.array(
+        [list(label_report(text, convention=convention).vector().values()) for text in texts], dtype=np.int64
+    )
+    if method == "rules":
+        return rules
+    labels = _classifier(model).predict(texts, threshold=threshold)
+    labels[:, LYMPH_NODE_COLUMN] = rules[:, LYMPH_NODE_COLUMN]
+    return labels
 
 
 @dataclass(frozen=True)
@@ -91,22 +108,27 @@ def _evidence_by_label(rules) -> dict[str, tuple[str, ...]]:
 
 
 def explain(
-    texts: list[str], method: str = "classifier", *, model=None, threshold: float = 0.5
+    texts: list[str], method: str = "classifier", *, model=None, threshold: float = 0.5, convention: str = "ctrate"
 ) -> list[list[PositiveLabel]]:
-    """For each report, its positive classes with their evidence (see :class:`PositiveLabel`)."""
-    from omnict_cli.labels.rules import label_report
+    """For each report, its positive classes with their evidence (see :class:`PositiveLabel`).
+
+    Lymphadenopathy is explained by the rules' sentence under ``convention``
+    with either method, as :func:`label_reports` decides it.
+    """
+    from omnict_cli.labels.rules import check_convention, label_report
 
     _check_method(method)
+    check_convention(convention)
     texts = [str(text) for text in texts]
     probabilities = _classifier(model).predict_proba(texts) if method == "classifier" and texts else None
     explained = []
     for row, text in enumerate(texts):
-        rules = label_report(text)
+        rules = label_report(text, convention=convention)
         evidence_by_label = _evidence_by_label(rules)
         positives = []
         for column, label in enumerate(CTRATE_ABNORMALITIES):
             evidence = evidence_by_label.get(label, ())
-            if probabilities is not None:
+            if probabilities is not None and column != LYMPH_NODE_COLUMN:
                 if probabilities[row, column] >= threshold:
                     positives.append(PositiveLabel(label, float(probabilities[row, column]), evidence))
             elif rules.state(label) == "positive":

@@ -286,6 +286,24 @@ or a count ("multiple lymph nodes in the prevascular and subcarinal stations") a
 small; a size bounded from above ("smaller than 10 mm", "not exceeding 1 cm") states no size, and a
 negated or normal statement ("no lymph node in pathological size") stays negative."""
 
+CONVENTIONS = ("ctrate", "clinical")
+"""How Lymphadenopathy is read. "ctrate" (the default, CT-RATE's labels): lymph nodes the report affirms
+are positive whatever their size ("millimetric lymph nodes", "lymph nodes not reaching pathological size");
+only their absence ("no lymph node", "no pathological LAP", "no lymphadenopathy") is negative.
+"clinical": only enlarged or pathological nodes (the :data:`FINDING_TERMS` of Lymphadenopathy) count."""
+
+DEFAULT_CONVENTION = "ctrate"
+
+AFFIRMED_NODE_TERMS = (r"lymph nodes?\b",)
+"""CT-RATE convention only: a lymph node the report affirms, of any size, is lymphadenopathy."""
+
+AFFIRMED_NODE_RULE = "CT-RATE convention: a lymph node the report affirms counts whatever its size"
+"""The rule ``--explain`` names for a positive read by :data:`AFFIRMED_NODE_TERMS`."""
+
+_SIZE_ONLY_NEGATION = re.compile(r"\b(?:enlarged|thickened|dilated|increased)\b")
+"""Negations that deny a node's size, not its presence ("lymph nodes were not enlarged"): under CT-RATE's
+convention such nodes are still affirmed."""
+
 CONTEXT_EXCLUSIONS = {
     "Lung nodule": (
         r"thyroid|goit|adrenal|liver|hepatic|kidney|renal|breast|spleen|splenic|pancrea|"
@@ -470,18 +488,43 @@ class _Term:
     trigger: re.Pattern
     requires: re.Pattern | None = None
     """Counts only in a clause where this also matches (the station of a node size or count)."""
+    convention: str | None = None
+    """The one convention (:data:`CONVENTIONS`) this term belongs to; None for every convention."""
+    affirmed_node: bool = False
+    """An :data:`AFFIRMED_NODE_TERMS` term: only absence negates it, not a denied size."""
 
 
-_TERMS = tuple(
-    _Term(label, is_subject, _whole_words(pattern), _trigger(pattern))
-    for lexicon, is_subject in ((FINDING_TERMS, False), (NORMAL_SUBJECTS, True))
-    for label, patterns in lexicon.items()
-    for pattern in patterns
-) + tuple(
-    _Term("Lymphadenopathy", False, _whole_words(pattern), _trigger(pattern), re.compile(NODE_STATIONS))
-    for pattern in STATION_NODE_TERMS
+_TERMS = (
+    tuple(
+        _Term(label, is_subject, _whole_words(pattern), _trigger(pattern))
+        for lexicon, is_subject in ((FINDING_TERMS, False), (NORMAL_SUBJECTS, True))
+        for label, patterns in lexicon.items()
+        for pattern in patterns
+    )
+    + tuple(
+        _Term("Lymphadenopathy", False, _whole_words(pattern), _trigger(pattern), re.compile(NODE_STATIONS), "ctrate")
+        for pattern in STATION_NODE_TERMS
+    )
+    + tuple(
+        _Term("Lymphadenopathy", False, _whole_words(pattern), _trigger(pattern), None, "ctrate", affirmed_node=True)
+        for pattern in AFFIRMED_NODE_TERMS
+    )
 )
 """Every term and subject pattern, in the order their mentions are listed."""
+
+
+def check_convention(convention: str) -> str:
+    """``convention`` if it is one of :data:`CONVENTIONS`, else a ValueError naming the choices."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown labelling convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
+    return convention
+
+
+@functools.lru_cache(maxsize=len(CONVENTIONS))
+def _term_indices(convention: str) -> frozenset[int]:
+    """Indices into :data:`_TERMS` of the terms a convention reads."""
+    return frozenset(index for index, term in enumerate(_TERMS) if term.convention in (None, convention))
+
 
 _SENTENCE_SEPARATOR = ".;"
 """Joins sentences for the trigger pass: no lexicon pattern matches across "." followed by ";"."""
@@ -585,7 +628,8 @@ class Mention:
         sentence: the sentence it was read from (as written).
         section: "findings" or "impression".
         term: the matched lexicon phrase, as written in the sentence.
-        cue: the negation/uncertainty/normality trigger that set the state, None for a plain positive.
+        cue: the negation/uncertainty/normality trigger that set the state, None for a plain positive
+            (for a node read by CT-RATE's convention, :data:`AFFIRMED_NODE_RULE`).
     """
 
     label: str
@@ -748,6 +792,23 @@ def _state_of(start: int, end: int, cues: _ClauseCues, is_subject: bool):
     return "uncertain" if best.kind == "uncertain" else "negative", best.text
 
 
+def _affirmed_node_state(start: int, end: int, cues: _ClauseCues) -> tuple[str, str | None]:
+    """(state, cue) of a lymph node under CT-RATE's convention: present unless absent, normal or hedged.
+
+    A hedge leaves it uncertain; a negation of its presence ("no lymph node"),
+    a resolution or a normality statement ("lymph nodes are within normal
+    limits", read as for any normal subject) makes it negative; a negation
+    that only denies its size ("lymph nodes were not enlarged") does not.
+    """
+    as_finding = _state_of(start, end, cues, is_subject=False)
+    if as_finding[0] == "uncertain":
+        return as_finding
+    for state, cue in (_state_of(start, end, cues, is_subject=True), as_finding):
+        if state == "negative" and not _SIZE_ONLY_NEGATION.search(cue):
+            return state, cue
+    return "positive", AFFIRMED_NODE_RULE
+
+
 _NOT_THIS_CLASS = {
     "Atelectasis": re.compile(r"fibro[\s-]?\w*atelecta\w*$"),
     "Lung nodule": re.compile(r"(?:reticul(?:o|ar)|acino|acinar)[\s-]?\w*nodul\w*$"),
@@ -889,7 +950,10 @@ def _clause_findings(clause: str, candidates: tuple[int, ...]) -> list[_Finding]
             ):
                 continue
             cues = cues or _ClauseCues(lowered)
-            state, cue = _state_of(match.start(), match.end(), cues, term.is_subject)
+            if term.affirmed_node:
+                state, cue = _affirmed_node_state(match.start(), match.end(), cues)
+            else:
+                state, cue = _state_of(match.start(), match.end(), cues, term.is_subject)
             if state is not None:
                 findings.append((term.label, state, clause[match.start() : match.end()], cue))
     return findings
@@ -913,7 +977,11 @@ def _sentence_findings(sentence: str, candidates: tuple[int, ...]) -> tuple[_Fin
     return _cached_read_sentence(sentence, candidates)
 
 
-def _sentence_mentions(sentence: str, section: str, candidates: tuple[int, ...]) -> list[Mention]:
+def _sentence_mentions(
+    sentence: str, section: str, candidates: tuple[int, ...], convention: str = DEFAULT_CONVENTION
+) -> list[Mention]:
+    read = _term_indices(convention)
+    candidates = tuple(index for index in candidates if index in read)
     if not candidates:
         return []
     return [
@@ -922,9 +990,9 @@ def _sentence_mentions(sentence: str, section: str, candidates: tuple[int, ...])
     ]
 
 
-def sentence_mentions(sentence: str, section: str = "findings") -> list[Mention]:
+def sentence_mentions(sentence: str, section: str = "findings", convention: str = DEFAULT_CONVENTION) -> list[Mention]:
     """Every class mention in one sentence (see the module docstring for the rules)."""
-    return _sentence_mentions(sentence, section, _candidate_terms([sentence])[0])
+    return _sentence_mentions(sentence, section, _candidate_terms([sentence])[0], check_convention(convention))
 
 
 # --------------------------------------------------------------------------
@@ -980,18 +1048,17 @@ class RuleResult:
                 if at >= 0
                 else mention.sentence
             )
-            lines.append(
-                f"{mention.label} [{mention.section}]: {marked} "
-                f"(term '{mention.term}'; no negation or uncertainty cue in reach)"
-            )
+            rule = mention.cue or "no negation or uncertainty cue in reach"
+            lines.append(f"{mention.label} [{mention.section}]: {marked} (term '{mention.term}'; {rule})")
         return lines
 
 
-def label_report(findings: str, impression: str = "") -> RuleResult:
+def label_report(findings: str, impression: str = "", convention: str = DEFAULT_CONVENTION) -> RuleResult:
     """Read the 18 CT-RATE classes from a report's findings and impression text.
 
     Either text may itself carry section headers (a whole report passed as
     ``findings``): they are split out with :func:`split_sections`.
+    ``convention`` says how lymph nodes are read (:data:`CONVENTIONS`).
     A text longer than :data:`~omnict_cli.labels.report_size.MAX_REPORT_CHARS`
     is read up to that limit, with a warning.
     """
@@ -1002,7 +1069,7 @@ def label_report(findings: str, impression: str = "") -> RuleResult:
     for section, text in sections:
         sentences = split_sentences(text)
         for sentence, candidates in zip(sentences, _candidate_terms(sentences)):
-            mentions += _sentence_mentions(sentence, section, candidates)
+            mentions += _sentence_mentions(sentence, section, candidates, check_convention(convention))
     return RuleResult(mentions)
 
 
@@ -1024,7 +1091,7 @@ def _join(first: str, second: str) -> str:
     return " ".join(part for part in (first.strip(), second.strip()) if part)
 
 
-def rule_feature_matrix(texts: list[str]) -> np.ndarray:
+def rule_feature_matrix(texts: list[str], convention: str = DEFAULT_CONVENTION) -> np.ndarray:
     """float32 ``[n, 54]`` rule features of whole report texts (``report_text`` strings).
 
     For each class in CT-RATE order, three columns: one-hot of the positive,
@@ -1033,7 +1100,7 @@ def rule_feature_matrix(texts: list[str]) -> np.ndarray:
     """
     features = np.zeros((len(texts), 3 * len(CTRATE_ABNORMALITIES)), dtype=np.float32)
     for row, text in enumerate(texts):
-        result = label_report(text)
+        result = label_report(text, convention=convention)
         for i, label in enumerate(CTRATE_ABNORMALITIES):
             state = result.state(label)
             if state in FEATURE_STATES:
@@ -1044,6 +1111,9 @@ def rule_feature_matrix(texts: list[str]) -> np.ndarray:
 __all__ = [
     "STATES",
     "FEATURE_STATES",
+    "CONVENTIONS",
+    "DEFAULT_CONVENTION",
+    "check_convention",
     "Mention",
     "RuleResult",
     "label_report",
