@@ -203,3 +203,105 @@ def test_an_empty_shard_option_is_a_usage_error(model_dir, one_study, tmp_path):
     assert result.exit_code == 2, result.output
     assert "--shard '' is not I/N" in one_error_line(result.output)
     assert not out.exists()
+
+
+# ---- output is data, never markup or formulas ---------------------------------------------------
+
+ATTACK = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'"
+FORMULAS = ["=cmd|' -C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+
+def hostile_record(study_id: str) -> dict:
+    """A record with an attack in every field, and fields of the wrong type."""
+    return {
+        "study_id": study_id,
+        "record_id": ATTACK,
+        "input": ATTACK,
+        "kind": ATTACK,
+        "format": ATTACK,
+        "shape": [ATTACK, 1, 1],
+        "spacing": [ATTACK, "1", 2],
+        "task": ATTACK,
+        "prompt": ATTACK,
+        "organs": [ATTACK],
+        "organ_reason": ATTACK,
+        "segmenter": ATTACK,
+        "findings": ATTACK,
+        "impression": ATTACK,
+        "labels": {ATTACK: ATTACK},
+        "model": {"name": ATTACK, "revision": ATTACK},
+        "timing_s": {ATTACK: ATTACK, "load": "12"},
+        "warnings": {ATTACK: ATTACK},
+        "note": ATTACK,
+        "error": ATTACK,
+        "status": ATTACK,
+    }
+
+
+def test_a_hostile_record_shows_as_text_in_the_review_page(tmp_path):
+    findings = tmp_path / "findings.jsonl"
+    records = [hostile_record(ATTACK), dict(hostile_record("b"), status="ok"), dict(hostile_record("c"), status="error")]
+    records.append({"study_id": "d", "status": "ok", "shape": "1x2", "timing_s": ["1"], "warnings": "one", "error": 3})
+    findings.write_bytes(b"".join(encode_record(record) for record in records))
+    page = tmp_path / "review.html"
+    result = CliRunner().invoke(main, ["review", str(findings), "--out", str(page), "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    html = page.read_text(encoding="utf-8")
+    assert "<script>alert" not in html and "<img src=x" not in html and "onerror=alert(2)>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "record field &#x27;shape&#x27; is not a list of whole numbers; not shown" in html
+    assert "record field &#x27;timing_s&#x27; is not a map of stage to seconds; not shown" in html
+    assert html.count("<script>") == 1  # the page's own filter script, nothing else
+
+
+def test_non_utf8_names_in_records_and_file_names_make_a_page_not_a_traceback(tmp_path):
+    folder = tmp_path / os.fsdecode(b"run-\xff")
+    folder.mkdir()
+    findings = folder / os.fsdecode(b"findings-\xfe.jsonl")
+    record = {"study_id": os.fsdecode(b"case-\xff.nii.gz"), "status": "error", "error": {"message": "x"}}
+    findings.write_bytes(encode_record(record))
+    page = folder / os.fsdecode(b"review-\xfd.html")
+    result = CliRunner().invoke(main, ["review", str(findings), "--out", str(page), "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "case-\ufffd.nii.gz" in page.read_text(encoding="utf-8")
+
+
+def test_every_csv_cell_omnict_writes_is_data_not_a_formula(tmp_path):
+    from omnict_cli.csv_safe import csv_text
+    from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
+    from omnict_cli.labels.ctrate_io import LabelledReport, read_labels, read_reports, write_labels, write_reports
+
+    reports = [LabelledReport(name, name + " findings", name + " impression") for name in FORMULAS]
+    write_reports(tmp_path / "reports.csv", reports)
+    write_labels(tmp_path / "labels.csv", {name: dict.fromkeys(CTRATE_ABNORMALITIES, 1) for name in FORMULAS})
+    for name in ("reports.csv", "labels.csv"):
+        import csv
+
+        with open(tmp_path / name, newline="", encoding="utf-8") as stream:
+            cells = [cell for row in csv.reader(stream) for cell in row]
+        assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")], name
+    # omnict reads its own files back as they were meant
+    assert [report.volume_name for report in read_reports(tmp_path / "reports.csv")] == FORMULAS
+    assert list(read_labels(tmp_path / "labels.csv")) == FORMULAS
+    # numbers stay numbers; lone surrogates never fail a write
+    assert csv_text([[-0.5, 3, "-0.5", os.fsdecode(b"\xff")]]) == "-0.5,3,'-0.5,\ufffd\n"
+
+
+def test_labels_predict_writes_a_study_named_like_a_formula_as_text(tmp_path):
+    findings = tmp_path / "findings.jsonl"
+    record = {"study_id": "=cmd|' -C calc'!A0.nii.gz", "status": "ok", "findings": "Cardiomegaly.", "impression": ""}
+    findings.write_bytes(encode_record(record))
+    out = tmp_path / "labels.csv"
+    result = CliRunner().invoke(main, ["labels", "predict", str(findings), "--out", str(out), "--method", "rules"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").splitlines()[1].startswith("'=cmd|' -C calc'!A0.nii.gz,0,0,1,")
+
+
+def test_labels_predict_on_non_utf8_study_names_writes_the_csv(tmp_path):
+    findings = tmp_path / "findings.jsonl"
+    record = {"study_id": os.fsdecode(b"case-\xff.nii.gz"), "status": "ok", "findings": "Normal.", "impression": ""}
+    findings.write_bytes(encode_record(record))
+    out = tmp_path / "labels.csv"
+    result = CliRunner().invoke(main, ["labels", "predict", str(findings), "--out", str(out), "--method", "rules"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").splitlines()[1].startswith("case-\ufffd.nii.gz,")

@@ -34,6 +34,7 @@ from pathlib import Path
 import jsonlines
 
 from omnict_cli.atomic import write_text_atomically
+from omnict_cli.csv_safe import csv_text, plain_cell
 from omnict_cli.errors import OmnictError
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
 
@@ -202,11 +203,11 @@ def _reports_from_csv(path: Path, text: str) -> list[tuple[int, LabelledReport]]
     has_impression = IMPRESSION_COLUMN in header
     reports = []
     for line, row in rows:
-        name = row[NAME_COLUMN].strip()
+        name = plain_cell(row[NAME_COLUMN].strip())
         if not name:
             raise CtrateFileError(f"line {line}, column '{NAME_COLUMN}': empty study name", path=path)
-        impression = row[IMPRESSION_COLUMN] if has_impression else ""
-        reports.append((line, LabelledReport(name, _tidy(row[FINDINGS_COLUMN]), _tidy(impression))))
+        impression = plain_cell(row[IMPRESSION_COLUMN]) if has_impression else ""
+        reports.append((line, LabelledReport(name, _tidy(plain_cell(row[FINDINGS_COLUMN])), _tidy(impression))))
     return reports
 
 
@@ -365,7 +366,7 @@ def read_labels(path: str | Path) -> dict[str, dict[str, int]]:
     labels: dict[str, dict[str, int]] = {}
     first_line: dict[str, int] = {}
     for line, row in rows:
-        name = row[NAME_COLUMN].strip()
+        name = plain_cell(row[NAME_COLUMN].strip())
         if not name:
             raise CtrateFileError(f"line {line}, column '{NAME_COLUMN}': empty study name", path=path)
         if name in labels:
@@ -395,10 +396,8 @@ def _binary_cell(path: Path, line: int, header: list[str], column: str, cell: st
 
 
 def _write_atomically(path: Path, rows: list[list[str]]) -> None:
-    """Write CSV rows to ``path`` in one step (see :mod:`omnict_cli.atomic`)."""
-    buffer = io.StringIO(newline="")
-    csv.writer(buffer).writerows(rows)
-    write_text_atomically(path, buffer.getvalue())
+    """Write CSV rows to ``path`` in one step (see :mod:`omnict_cli.atomic`), formula cells neutralised."""
+    write_text_atomically(path, csv_text(rows, line_end="\r\n"))
 
 
 def write_labels(path: str | Path, rows: dict[str, dict[str, int]]) -> None:

@@ -23,7 +23,6 @@ interrupted run never leaves a half-written file under its final name.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -38,6 +37,7 @@ from isal import igzip
 from PIL import Image
 
 from omnict_cli.atomic import apply_umask, write_bytes_atomically
+from omnict_cli.csv_safe import csv_text
 from omnict_cli.labels import CTRATE_ABNORMALITIES
 from omnict_cli.phantom.dicom_writer import write_dicom_series
 from omnict_cli.phantom.findings import label_vector
@@ -160,11 +160,7 @@ def _write_nifti(path: Path, canonical: np.ndarray, spacing) -> None:
 
 
 def _write_csv(path: Path, columns, rows) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_text(path, text.getvalue())
+    _write_text(path, csv_text([columns, *([row.get(column, "") for column in columns] for row in rows)]))
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -1,7 +1,8 @@
 """HTML of the parts of a review page: one block per study, and the run summary.
 
-Everything a record brings is escaped (``html.escape``); images are PNG
-data URIs. Each study block carries what the filters need as data
+Every value goes in through :mod:`.html_values` (strings escaped, numbers
+formatted), after :mod:`.record_fields` has checked the record's types;
+images are PNG data URIs. Each study block carries what the filters need as data
 attributes: ``data-status``, and the indices (0-17, CT-RATE order) of the
 positive generated labels (``data-gen``), reference labels (``data-ref``)
 and disagreeing labels (``data-dis``). Study ids only: no patient identifier
@@ -11,11 +12,11 @@ is ever in a record, and nothing else about the patient is shown.
 from __future__ import annotations
 
 import math
-from html import escape
 
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
 from omnict_cli.metrics.score_files import study_key
 from omnict_cli.review.charts import class_scores_svg
+from omnict_cli.review.html_values import number, text
 from omnict_cli.review.study_images import StudyImages
 from omnict_cli.review.summary import RunSummary
 
@@ -39,7 +40,7 @@ def labels_table(generated: dict[str, int] | None, reference: dict[str, int] | N
             cells.append(_label_cell(reference, name))
             disagree = None not in (generated, reference) and bool(generated.get(name)) != bool(reference.get(name))
         row_class = ' class="disagree"' if disagree else ""
-        rows.append(f"<tr{row_class}><td>{escape(name)}</td>{''.join(cells)}</tr>")
+        rows.append(f"<tr{row_class}><td>{text(name)}</td>{''.join(cells)}</tr>")
     return f'<table class="labels">{"".join(rows)}</table>'
 
 
@@ -52,10 +53,10 @@ def _label_cell(labels: dict[str, int] | None, name: str) -> str:
 def _views_html(images: StudyImages) -> str:
     figures = []
     for view in images.views:
-        caption = f"{view.plane} &middot; {escape(view.window)}"
+        caption = f"{text(view.plane)} &middot; {text(view.window)}"
         figures.append(
-            f'<figure><img class="view" src="{view.data_uri()}" width="{view.width}" '
-            f'height="{view.height}" alt="{view.plane}, {escape(view.window)} window">'
+            f'<figure><img class="view" src="{text(view.data_uri())}" width="{number(view.width)}" '
+            f'height="{number(view.height)}" alt="{text(view.plane)}, {text(view.window)} window">'
             f"<figcaption>{caption}</figcaption></figure>"
         )
     return f'<div class="views">{"".join(figures)}</div>' if figures else ""
@@ -66,24 +67,24 @@ def _text_html(record: dict) -> str:
         pairs = (("Question", record.get("question")), ("Answer", record.get("answer")))
     else:
         pairs = (("Findings", record.get("findings")), ("Impression", record.get("impression")))
-    return "".join(f"<h3>{title}</h3><p>{escape(str(text or ''))}</p>" for title, text in pairs)
+    return "".join(f"<h3>{title}</h3><p>{text(value or '')}</p>" for title, value in pairs)
 
 
 def _facts_html(record: dict) -> str:
     """One line of what the run recorded: input kind, shape, spacing, organs pooled, segmenter, timing."""
-    facts = [f"{escape(str(record.get(key)))}" for key in ("kind", "format") if record.get(key)]
+    facts = [text(record.get(key)) for key in ("kind", "format") if record.get(key)]
     if record.get("shape"):
-        facts.append("shape " + "x".join(str(n) for n in record["shape"]))
+        facts.append("shape " + "x".join(number(n) for n in record["shape"]))
     if record.get("spacing"):
-        facts.append("spacing " + "x".join(f"{s:g}" for s in record["spacing"]) + " mm")
+        facts.append("spacing " + "x".join(number(s) for s in record["spacing"]) + " mm")
     if "organs" in record:
         organs = ", ".join(record.get("organs") or []) or "whole image"
-        facts.append(f"organs pooled: {escape(organs)} ({escape(str(record.get('organ_reason', '')))})")
+        facts.append(f"organs pooled: {text(organs)} ({text(record.get('organ_reason', ''))})")
     if record.get("segmenter"):
-        facts.append(f"segmenter {escape(str(record['segmenter']))}")
+        facts.append(f"segmenter {text(record['segmenter'])}")
     timing = record.get("timing_s") or {}
     if timing:
-        facts.append("seconds " + ", ".join(f"{escape(str(k))} {v}" for k, v in timing.items()))
+        facts.append("seconds " + ", ".join(f"{text(k)} {number(v)}" for k, v in timing.items()))
     return f'<p class="facts">{" &middot; ".join(facts)}</p>'
 
 
@@ -100,21 +101,21 @@ def study_block(
     gen, ref = _indices(generated), _indices(reference)
     disagree = sorted(set(gen) ^ set(ref)) if reference is not None and generated is not None else []
     attributes = (
-        f'id="study-{index}" data-status="{escape(status)}" data-gen="{" ".join(map(str, gen))}" '
-        f'data-ref="{" ".join(map(str, ref))}" data-dis="{" ".join(map(str, disagree))}"'
+        f'id="study-{number(index)}" data-status="{text(status)}" data-gen="{" ".join(map(number, gen))}" '
+        f'data-ref="{" ".join(map(number, ref))}" data-dis="{" ".join(map(number, disagree))}"'
     )
     parts = [
         f'<article class="study" {attributes}>',
-        f'<h2>{escape(str(record.get("study_id", "?")))} <span class="status {escape(status)}">'
-        f"{escape(status)}</span>"
-        + (f' <span class="badge">{len(disagree)} disagreements</span>' if disagree else "")
+        f'<h2>{text(record.get("study_id", "?"))} <span class="status {text(status)}">'
+        f"{text(status)}</span>"
+        + (f' <span class="badge">{number(len(disagree))} disagreements</span>' if disagree else "")
         + "</h2>",
     ]
     if status == "error":
         message = (record.get("error") or {}).get("message", "no message")
-        parts.append(f'<p class="message">{escape(str(message))}</p>')
+        parts.append(f'<p class="message">{text(message)}</p>')
     elif status == "skipped":
-        parts.append(f'<p class="message">{escape(str(record.get("note", "skipped")))}</p>')
+        parts.append(f'<p class="message">{text(record.get("note", "skipped"))}</p>')
     else:
         if images is not None:
             parts.append(_views_html(images))
@@ -122,7 +123,7 @@ def study_block(
         parts.append(f'<div class="body"><div class="report">{_text_html(record)}</div>{table}</div>')
     warnings = list(record.get("warnings") or []) + (images.warnings if images is not None else [])
     if warnings:
-        parts.append('<ul class="warnings">' + "".join(f"<li>{escape(str(w))}</li>" for w in warnings) + "</ul>")
+        parts.append('<ul class="warnings">' + "".join(f"<li>{text(w)}</li>" for w in warnings) + "</ul>")
     parts.append(_facts_html(record))
     parts.append("</article>")
     return "\n".join(parts)
@@ -135,7 +136,7 @@ def labels_for(record: dict, labels) -> tuple[dict | None, dict | None]:
 
 
 def _percent(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}"
+    return "n/a" if value is None or math.isnan(value) else number(100 * value, ".1f")
 
 
 def _scores_html(scores) -> str:
@@ -144,8 +145,8 @@ def _scores_html(scores) -> str:
     low, high = scores.macro_f1_ci
     interval = "n/a" if math.isnan(low) or math.isnan(high) else f"{_percent(low)}-{_percent(high)}"
     rows = "".join(
-        f"<tr><td>{escape(s.label)}</td><td>{_percent(s.precision)}</td><td>{_percent(s.recall)}</td>"
-        f"<td>{_percent(s.f1)}</td><td>{s.support}</td><td>{s.tp}</td><td>{s.fp}</td><td>{s.fn}</td></tr>"
+        f"<tr><td>{text(s.label)}</td><td>{_percent(s.precision)}</td><td>{_percent(s.recall)}</td>"
+        f"<td>{_percent(s.f1)}</td><td>{number(s.support)}</td><td>{number(s.tp)}</td><td>{number(s.fp)}</td><td>{number(s.fn)}</td></tr>"
         for s in report.per_class
     )
     averages = "".join(
@@ -156,29 +157,31 @@ def _scores_html(scores) -> str:
             ("micro", report.micro_precision, report.micro_recall, report.micro_f1),
         )
     )
-    text = ", ".join(f"{escape(name)} {_percent(value)}" for name, value in scores.text_scores.items())
+    text_scores = ", ".join(f"{text(name)} {_percent(value)}" for name, value in scores.text_scores.items())
     return (
-        f"<h2>CT-RATE abnormality labels ({scores.n_scored} studies, {escape(scores.method)}; references: "
-        f"{escape(scores.reference_labels_source)})</h2>"
+        f"<h2>CT-RATE abnormality labels ({number(scores.n_scored)} studies, {text(scores.method)}; references: "
+        f"{text(scores.reference_labels_source)})</h2>"
         f'<div class="scores">{class_scores_svg(report.per_class)}'
         '<table class="metrics"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th>'
         f"<th>support</th><th>TP</th><th>FP</th><th>FN</th></tr>{rows}{averages}</table></div>"
-        f"<p>macro F1 {_percent(report.macro_f1)} (95% bootstrap CI {interval}, {scores.bootstrap} resamples)"
-        f"; failed predictions scored as empty: {len(scores.failed)}; empty: {len(scores.empty)}</p>"
-        f"<p>Text scores (x100): {text}</p>"
+        f"<p>macro F1 {_percent(report.macro_f1)} (95% bootstrap CI {interval}, {number(scores.bootstrap)} resamples)"
+        f"; failed predictions scored as empty: {number(len(scores.failed))}; empty: {number(len(scores.empty))}</p>"
+        f"<p>Text scores (x100): {text_scores}</p>"
     )
 
 
 def summary_html(summary: RunSummary, findings_name: str) -> str:
     """Counts, timing, model identity, scores (when any) and run-level warnings."""
     counts = " &middot; ".join(
-        f'<span class="status {escape(k)}">{escape(k)}</span> {v}' for k, v in summary.counts.items()
+        f'<span class="status {text(k)}">{text(k)}</span> {number(v)}' for k, v in summary.counts.items()
     )
-    timing = ", ".join(f"{escape(stage)} {seconds:.1f} s" for stage, seconds in summary.timing_s.items()) or "none"
-    models = "; ".join(escape(model) for model in summary.models) or "not recorded"
+    timing = (
+        ", ".join(f"{text(stage)} {number(seconds, '.1f')} s" for stage, seconds in summary.timing_s.items()) or "none"
+    )
+    models = "; ".join(text(model) for model in summary.models) or "not recorded"
     parts = [
-        f'<section class="summary"><h1>omnict review: {escape(findings_name)}</h1>',
-        f"<p>{summary.total} studies: {counts}</p>",
+        f'<section class="summary"><h1>omnict review: {text(findings_name)}</h1>',
+        f"<p>{number(summary.total)} studies: {counts}</p>",
         f"<p>Time summed over studies: {timing}</p>",
         f"<p>Model: {models}</p>",
     ]
@@ -187,6 +190,6 @@ def summary_html(summary: RunSummary, findings_name: str) -> str:
     if summary.scores is not None:
         parts.append(_scores_html(summary.scores))
     if summary.warnings:
-        parts.append('<ul class="warnings">' + "".join(f"<li>{escape(w)}</li>" for w in summary.warnings) + "</ul>")
+        parts.append('<ul class="warnings">' + "".join(f"<li>{text(w)}</li>" for w in summary.warnings) + "</ul>")
     parts.append("</section>")
     return "\n".join(parts)

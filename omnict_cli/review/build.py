@@ -53,11 +53,15 @@ class ReviewResult:
 def read_findings(path: str | Path) -> tuple[list[dict], list[str]]:
     """The records of a findings file, the last one per study (a retried study's new record wins), and warnings.
 
+    Each record's fields are checked against the schema (:func:`~omnict_cli.review.record_fields.shown_record`):
+    a field of the wrong type is left out with a warning on its study's block.
+
     A torn last line (a run still writing, or killed, or not a findings file
     at all) is left out with a warning, and the file is not changed; any other
     bad line is an OmnictError naming it.
     """
     from omnict_cli.errors import OmnictError
+    from omnict_cli.review.record_fields import shown_record
     from omnict_cli.run.records import read_records
 
     try:
@@ -72,7 +76,7 @@ def read_findings(path: str | Path) -> tuple[list[dict], list[str]]:
             f"{path}: the last {existing.cut_bytes} bytes are not a complete line (a run still "
             "writing, a cut file, or not a findings file) and were left out"
         )
-    return list(existing.by_id().values()), warnings
+    return [shown_record(record) for record in existing.by_id().values()], warnings
 
 
 def study_roots(findings: Path, studies: str | Path | None) -> tuple[Path, ...]:

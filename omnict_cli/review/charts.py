@@ -10,7 +10,8 @@ positive)" once instead of three labels on top of each other.
 from __future__ import annotations
 
 import math
-from html import escape
+
+from omnict_cli.review.html_values import text
 
 METRICS = (("precision", "#4e79a7"), ("recall", "#f28e2b"), ("f1", "#59a14f"))
 LABEL_WIDTH = 250
@@ -23,7 +24,7 @@ TOP = 28
 def _bar_row(y: float, scores) -> list[str]:
     """The three bars of one class, or "n/a" when its scores are not defined."""
     parts = [
-        f'<text x="{LABEL_WIDTH - 6}" y="{y + ROW_HEIGHT / 2 + 2:.1f}" text-anchor="end">{escape(scores.label)}</text>'
+        f'<text x="{LABEL_WIDTH - 6}" y="{y + ROW_HEIGHT / 2 + 2:.1f}" text-anchor="end">{text(scores.label)}</text>'
     ]
     values = [getattr(scores, name) for name, _ in METRICS]
     if all(math.isnan(value) for value in values):
@@ -40,7 +41,7 @@ def _bar_row(y: float, scores) -> list[str]:
         shown = "n/a" if math.isnan(value) else f"{100 * value:.1f}"
         parts.append(
             f'<rect x="{LABEL_WIDTH}" y="{top:.1f}" width="{width:.1f}" height="{BAR_HEIGHT - 1}" '
-            f'fill="{colour}"><title>{escape(scores.label)} {name} {shown}</title></rect>'
+            f'fill="{colour}"><title>{text(scores.label)} {name} {shown}</title></rect>'
         )
         parts.append(f'<text x="{LABEL_WIDTH + width + 3:.1f}" y="{top + BAR_HEIGHT - 1:.1f}" class="v">{shown}</text>')
     return parts

@@ -10,10 +10,10 @@ the studies go to ``OUT-001.html``, ``OUT-002.html``, ... beside it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
+from omnict_cli.review.html_values import text
 
 STYLE = """
 /* no page colour has red over equal green and blue, the organ outline's signature (tests look for it) */
@@ -73,7 +73,7 @@ def filters_html() -> str:
         f'<label><input type="checkbox" name="status" value="{s}" checked> {s}</label>'
         for s in ("ok", "error", "skipped")
     )
-    options = "".join(f'<option value="{i}">{escape(name)}</option>' for i, name in enumerate(CTRATE_ABNORMALITIES))
+    options = "".join(f'<option value="{i}">{text(name)}</option>' for i, name in enumerate(CTRATE_ABNORMALITIES))
     return (
         '<form class="filters" onsubmit="return false">'
         + statuses
@@ -93,7 +93,7 @@ def document(title: str, body_parts: list[str], with_studies: bool) -> str:
     head = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<title>{text(title)}</title><style>{STYLE}</style></head><body>"
     )
     parts = [head]
     if with_studies:
@@ -145,8 +145,8 @@ class PageSet:
         number = len(self.pages) + 1
         path = self.page_path(number)
         header = (
-            f'<p class="nav"><a href="{escape(self.out.name)}">index and run summary</a> &middot; '
-            f"page {number} &middot; studies {escape(self._ids[0])} to {escape(self._ids[-1])}</p>"
+            f'<p class="nav"><a href="{text(self.out.name)}">index and run summary</a> &middot; '
+            f"page {number} &middot; studies {text(self._ids[0])} to {text(self._ids[-1])}</p>"
         )
         self._write(path, document(f"{self.title} (page {number})", [header, *self._blocks], True), len(self._blocks))
         self._blocks, self._ids = [], []
@@ -168,8 +168,8 @@ class PageSet:
             return self.pages
         self._flush()
         rows = "".join(
-            f'<tr><td><a href="{escape(page.path.name)}">page {n}</a></td><td>{page.studies}</td>'
-            f"<td>{escape(page.first_id)}</td><td>{escape(page.last_id)}</td></tr>"
+            f'<tr><td><a href="{text(page.path.name)}">page {n}</a></td><td>{page.studies}</td>'
+            f"<td>{text(page.first_id)}</td><td>{text(page.last_id)}</td></tr>"
             for n, page in enumerate(self.pages, 1)
         )
         table = (

@@ -169,7 +169,8 @@ def check_regular_or_absent(path: str | Path) -> None:
 def parse_lines(path: Path, data: bytes, hint: str = "") -> list[dict]:
     """The JSON objects of whole lines ``data``; OutputError naming the first line that is not one."""
     records = []
-    reader = jsonlines.Reader(io.BytesIO(data))
+    # json.loads, not jsonlines' default: it reads back the \\udcxx escapes written for non-UTF-8 file names
+    reader = jsonlines.Reader(io.BytesIO(data), loads=json.loads)
     try:
         for record in reader.iter(type=dict, skip_empty=True):
             records.append(record)
