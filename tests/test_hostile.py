@@ -240,7 +240,11 @@ def hostile_record(study_id: str) -> dict:
 
 def test_a_hostile_record_shows_as_text_in_the_review_page(tmp_path):
     findings = tmp_path / "findings.jsonl"
-    records = [hostile_record(ATTACK), dict(hostile_record("b"), status="ok"), dict(hostile_record("c"), status="error")]
+    records = [
+        hostile_record(ATTACK),
+        dict(hostile_record("b"), status="ok"),
+        dict(hostile_record("c"), status="error"),
+    ]
     records.append({"study_id": "d", "status": "ok", "shape": "1x2", "timing_s": ["1"], "warnings": "one", "error": 3})
     findings.write_bytes(b"".join(encode_record(record) for record in records))
     page = tmp_path / "review.html"
@@ -305,3 +309,67 @@ def test_labels_predict_on_non_utf8_study_names_writes_the_csv(tmp_path):
     result = CliRunner().invoke(main, ["labels", "predict", str(findings), "--out", str(out), "--method", "rules"])
     assert result.exit_code == 0, result.output
     assert out.read_text(encoding="utf-8").splitlines()[1].startswith("case-\ufffd.nii.gz,")
+
+
+# ---- nothing is ever unpickled ------------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this creates the file named: proof that a pickle was loaded."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def pickled_model_dir(model_dir: Path, root: Path) -> tuple[Path, Path]:
+    """A copy of the tiny model whose weights are only a pytorch_model.bin that touches a marker when unpickled."""
+    import pickle
+    import shutil
+
+    folder = root / "pickled-model"
+    shutil.copytree(model_dir, folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    marker = root / "unpickled"
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
+    return folder, marker
+
+
+@pytest.mark.parametrize("command", ["train", "report", "build-model"])
+def test_pickled_weights_are_refused_with_how_to_convert_them(model_dir, one_study, tmp_path, command):
+    folder, marker = pickled_model_dir(model_dir, tmp_path)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"image": "x.nii.gz", "question": "q"}\n')
+    args = {
+        "train": [
+            "train",
+            "--stage",
+            "pretrain",
+            "--data",
+            str(rows),
+            "--model",
+            str(folder),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        "report": ["report", str(one_study), "--out", str(tmp_path / "f.jsonl"), "--model", str(folder)],
+        "build-model": ["build-model", "--vision", str(folder), "--llm", str(folder), "--out", str(tmp_path / "m")],
+    }[command]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "pytorch_model.bin" in result.output and "safetensors" in result.output
+    assert not marker.exists()
+
+
+def test_loading_a_pickled_model_from_python_is_refused_too(model_dir, tmp_path):
+    from omnict_cli.model import OmniCTForConditionalGeneration
+    from omnict_cli.model.safetensors_only import PickledWeightsError
+
+    folder, marker = pickled_model_dir(model_dir, tmp_path)
+    with pytest.raises(PickledWeightsError, match="save_file"):
+        OmniCTForConditionalGeneration.from_pretrained(folder)
+    assert not marker.exists()

@@ -167,13 +167,10 @@ def _load_config(directory, what: str):
 
 def _load_component(auto_class, directory, what: str, **kwargs):
     """``auto_class.from_pretrained`` restricted to local safetensors, with errors naming the directory."""
+    from omnict_cli.model.safetensors_only import require_safetensors
+
     _check_dir(directory, what)
-    if not any(Path(directory).glob("*.safetensors")):
-        raise ComponentError(
-            f"no *.safetensors weights for the {what}",
-            path=directory,
-            hint="omnict loads safetensors only; convert .bin/.pt checkpoints first",
-        )
+    require_safetensors(directory, what)
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the library's key table; what matters is checked below
     try:

@@ -257,7 +257,14 @@ class OmniCTForConditionalGeneration(OmniCTPreTrainedModel, GenerationMixin):
 
         Loading replaces parameters with fresh ones that require gradients; without
         this a loaded model would train (and keep activations of) its encoder.
+        Weights come from safetensors only, whoever calls: a folder of pickled
+        weights is refused (:mod:`omnict_cli.model.safetensors_only`).
         """
+        from omnict_cli.model.safetensors_only import require_safetensors
+
+        if args:
+            require_safetensors(args[0], "OmniCT model")
+        kwargs["use_safetensors"] = True
         model = super().from_pretrained(*args, **kwargs)
         if isinstance(model, tuple):  # output_loading_info=True
             model[0].spatial_encoder.apply_freeze()

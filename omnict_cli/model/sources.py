@@ -125,6 +125,7 @@ def resolve_model(value: str | Path, *, echo=print) -> ResolvedSource:
     as given) while ``path`` is the directory to load. ``echo`` receives one line
     when a first-use import starts.
     """
+    from omnict_cli.model.safetensors_only import require_safetensors
     from omnict_cli.model.weights_files import check_weights_dir
 
     source = resolve_pretrained(value)
@@ -139,6 +140,7 @@ def resolve_model(value: str | Path, *, echo=print) -> ResolvedSource:
         from omnict_cli.model.import_cache import cached_import
 
         source = replace(source, path=cached_import(source, echo=echo))
+    require_safetensors(source.path)  # pickled weights: one line saying how to convert them
     if not check_weights_dir(source.path):
         raise ModelSourceError("no *.safetensors weights; omnict loads safetensors only", path=source.path)
     return source
