@@ -13,6 +13,14 @@ repository root:
 
     python benchmarks/gpu_check.py [--json results.json]
     python benchmarks/gpu_check.py --small   # a tiny model on the CPU, to check the script itself
+    python benchmarks/gpu_check.py --model Alibaba-DAMO-Academy/OmniCT-3B --skip-train
+
+``--model`` times a real model instead of the random 3B one: an omnict
+directory, a hub id, or a release checkpoint (imported on first use into
+omnict's cache, as ``omnict report --model`` does). The inputs stay
+synthetic (random pixels and text, exactly ``--new-tokens`` generated), so
+the numbers compare with the random model's; the training step always uses
+the synthetic 3B shapes.
 
 Then (unless ``--skip-pipeline``) the whole ``report`` engine runs over 64
 phantoms at 32x384x384 with this model at each batch size (studies/s, GPU idle
@@ -48,6 +56,11 @@ def main() -> None:
     parser.add_argument("--pipeline-studies", type=int, default=64)
     parser.add_argument("--skip-train", action="store_true", help="skip the stage-2 training step")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--model",
+        metavar="DIR|ORG/NAME[@REV]",
+        help="time this model (omnict directory, hub id or release checkpoint) instead of random weights",
+    )
     args = parser.parse_args()
     device = "cpu" if args.small else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
@@ -57,8 +70,13 @@ def main() -> None:
     print(json.dumps(results["environment"]))
 
     start = time.perf_counter()
-    config = small_config() if args.small else full_size_config()
-    model = random_model(config, device, dtype)
+    processor = None  # random weights: the pipeline check makes a word tokenizer
+    if args.model:
+        model, processor, results["model"] = load_model(args.model, device, dtype)
+        config = model.config
+    else:
+        config = small_config() if args.small else full_size_config()
+        model = random_model(config, device, dtype)
     results["build_s"] = round(time.perf_counter() - start, 1)
     results["parameters_b"] = round(sum(p.numel() for p in model.parameters()) / 1e9, 3)
     results["attention"] = model.language_model.config._attn_implementation
@@ -76,7 +94,14 @@ def main() -> None:
         size = (32, 378, 378) if args.small else (32, 384, 384)  # the model's own grid
         studies = min(args.pipeline_studies, 8) if args.small else args.pipeline_studies
         results["pipeline"] = run_pipeline_check(
-            model, config, device, batches=args.batches, studies=studies, new_tokens=args.new_tokens, size=size
+            model,
+            config,
+            device,
+            batches=args.batches,
+            studies=studies,
+            new_tokens=args.new_tokens,
+            size=size,
+            processor=processor,
         )
     if not args.skip_train:
         del model
@@ -89,6 +114,25 @@ def main() -> None:
     print(f"total {results['total_s']} s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def load_model(value: str, device: str, dtype):
+    """The model and processor ``omnict report --model VALUE`` would run, on ``device`` in ``dtype``, and where
+    they came from; exits in one line when there is no such model."""
+    from omnict_cli.errors import OmnictError
+    from omnict_cli.model import OmniCTForConditionalGeneration, OmniCTProcessor
+    from omnict_cli.run.engine import resolve_model
+
+    try:
+        source = resolve_model(value)
+    except OmnictError as error:
+        sys.exit(error.one_line())
+    model = OmniCTForConditionalGeneration.from_pretrained(
+        source.path, dtype=dtype, local_files_only=True, use_safetensors=True
+    )
+    model.generation_config.eos_token_id = None  # every study generates exactly --new-tokens
+    processor = OmniCTProcessor.from_pretrained(source.path)
+    return model.to(device).eval(), processor, {"source": source.to_dict(), "path": str(source.path)}
 
 
 def environment(device: str) -> dict:

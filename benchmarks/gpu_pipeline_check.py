@@ -63,11 +63,15 @@ def run_pipeline_check(
     new_tokens: int = 256,
     size=(32, 384, 384),
     workers: int | None = None,
+    processor=None,
 ) -> dict:
-    """Run ``report``'s engine over ``studies`` phantoms at each batch size; returns rates and idle fractions."""
+    """Run ``report``'s engine over ``studies`` phantoms at each batch size; returns rates and idle fractions.
+
+    ``processor`` is the model's own (a real model's tokenizer); by default a word tokenizer for random weights.
+    """
     workers = workers if workers is not None else max(1, min(8, (os.cpu_count() or 2) - 2))
-    tokenizer = word_tokenizer(_first_prompt_id(config))
-    processor = OmniCTProcessor(tokenizer, config)
+    processor = processor or OmniCTProcessor(word_tokenizer(_first_prompt_id(config)), config)
+    tokenizer = processor.tokenizer
     model.generation_config.eos_token_id = None  # random weights: every study gets exactly new_tokens
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     engine = TimedEngine(model, processor, ModelIdentity("random-weights", "sha256:none"), device)

@@ -119,7 +119,9 @@ def synthetic_batch(
     All rows have the same length (no padding), as in a batch of same-kind studies.
     """
     generator = torch.Generator().manual_seed(seed)
-    ids = prompt_token_ids(_first_prompt_id(config))
+    # Placeholders from the config itself: an imported model's tokenizer may hold them in another order.
+    placeholders = {token: getattr(config, field) for token, field in PLACEHOLDER_ID_FIELDS.items()}
+    ids = {**prompt_token_ids(_first_prompt_id(config)), **placeholders}
     units = config.units_per_volume if kind == "volume" else 1
     image, organ = ("<|image3d|>", "<|mask3d|>") if kind == "volume" else ("<|image2d|>", "<|mask2d|>")
     start, end = (

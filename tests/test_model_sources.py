@@ -347,3 +347,15 @@ def test_garbage_weights_under_model_or_the_environment_are_one_line(kind, tmp_p
         assert "Traceback" not in result.output and not isinstance(result.exception, MemoryError)
         (line,) = [line for line in result.output.splitlines() if "model.safetensors" in line]
         assert line.startswith(f"Error: {bad / 'model.safetensors'}: ") and line.endswith(f"(from {where})")
+
+
+def test_gpu_check_times_a_model_given_by_hub_id(offline_hub, tmp_path):
+    """``benchmarks/gpu_check.py --model`` on the CPU (``--small``): the same resolution as ``report``."""
+    results = tmp_path / "gpu_check.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--small", "--model", "org/omnict-demo"]
+    options = ["--batches", "1", "--new-tokens", "3", "--skip-device-map", "--skip-pipeline", "--skip-train"]
+    done = subprocess.run([*command, *options, "--json", str(results)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(results.read_text())
+    assert measured["model"]["source"] == {"hub_id": "org/omnict-demo", "commit": COMMIT}
+    assert [row["batch"] for row in measured["batches"]] == [1] and measured["batches"][0]["generate_s"] > 0
