@@ -53,6 +53,38 @@ def test_builtin_labels_use_the_coarse_stand_ins(labels):
     assert np.array_equal(heart.mask, coarse == 204)
 
 
+def _builtin_like(labels):
+    """The phantom's label map as the built-in segmenter would draw it: lungs, mediastinum, no abdominal classes."""
+    coarse = np.zeros_like(labels)
+    coarse[np.isin(labels, [10, 11])] = 201
+    coarse[np.isin(labels, [12, 13, 14])] = 202
+    coarse[labels == 51] = 204
+    return coarse
+
+
+def test_an_organ_the_builtin_segmenter_has_no_class_for_pools_the_whole_volume_and_says_why(labels):
+    selection = select_organs(_builtin_like(labels), BUILTIN, "ask", "Is there ascites?", segmenter="builtin 2")
+    assert selection.mask is None and selection.groups == () and selection.fallback  # not the lungs
+    expected = "the built-in segmenter has no liver, spleen, kidneys, pancreas, stomach, bowel classes; "
+    expected += "install TotalSegmentator for abdominal organs; using the whole volume"
+    assert selection.warning == expected
+    assert expected in selection.reason and "scan shows none" not in selection.reason
+
+
+def test_a_question_naming_a_segmented_and_an_unsegmented_organ_keeps_the_one_it_has(labels):
+    selection = select_organs(
+        _builtin_like(labels), BUILTIN, "ask", "Is the liver or the heart enlarged?", segmenter="builtin 2"
+    )
+    assert selection.groups == ("heart",) and selection.mask is not None and selection.mask.any()
+    assert selection.warning.startswith("the built-in segmenter has no liver class;")
+    assert selection.warning.endswith("using heart")
+
+
+def test_totalsegmentator_labels_route_ascites_to_the_abdomen_without_a_warning(labels):
+    selection = select_organs(labels, TOTALSEG_TOTAL_CLASSES, "ask", "Is there ascites?", segmenter="totalsegmentator")
+    assert "liver" in selection.groups and selection.warning is None
+
+
 def test_an_organ_not_in_the_label_map_gives_an_empty_mask_and_says_so(labels):
     selection = select_organs(labels, TOTALSEG_TOTAL_CLASSES, "ask", "Is the prostate enlarged?", override="prostate")
     assert selection.is_empty

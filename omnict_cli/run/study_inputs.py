@@ -165,4 +165,6 @@ def organ_selection_for(prepared: PreparedStudy, task: str, question: str | None
         return OrganSelection(
             (), (), None, "no organ label map for this study: the whole image is pooled", fallback=True
         )
-    return select_organs(label_map, prepared.vocabulary, task, question=question, override=override)
+    return select_organs(
+        label_map, prepared.vocabulary, task, question=question, override=override, segmenter=prepared.segmenter
+    )

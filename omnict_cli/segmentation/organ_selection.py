@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 from omnict_cli.segmentation.organs import coverage, organ_label_ids
-from omnict_cli.segmentation.routing import organs_for_task
+from omnict_cli.segmentation.routing import SegmenterScope, organs_for_task
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class OrganSelection:
         mask: bool array on the label map's grid, or None for "no organ: whole image".
         reason: one line for records and logs.
         fallback: True when a default replaced what the question asked for.
+        warning: set when the segmenter has no class for an organ the question names (the record's
+            warnings carry it: the answer then rests on the whole volume, not on that organ).
     """
 
     groups: tuple[str, ...]
@@ -44,6 +47,7 @@ class OrganSelection:
     mask: np.ndarray | None
     reason: str
     fallback: bool
+    warning: str | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -57,6 +61,7 @@ def select_organs(
     task: str,
     question: str | None = None,
     override: str | Sequence[str] | None = None,
+    segmenter: str = "",
 ) -> OrganSelection:
     """Choose the organs for ``task`` ("report" or "ask") and build their mask on ``label_map``'s grid.
 
@@ -66,15 +71,30 @@ def select_organs(
         task: "report" (the scan's default organs) or "ask" (route ``question``).
         question: the question, for "ask".
         override: the user's ``--organ`` choice, which wins over routing.
+        segmenter: the segmenter's ``describe()`` ("builtin 2", ...), for messages about missing classes.
     """
     label_map = np.asarray(label_map)
     shown = coverage(label_map, vocabulary)
-    route = organs_for_task(task, question=question, override=override, available=shown)
+    scope = segmenter_scope(vocabulary, segmenter)
+    route = organs_for_task(task, question=question, override=override, available=shown, scope=scope)
+    warning = f"{scope.lacking(route.unsegmentable)}; {_used(route)}" if route.unsegmentable else None
     if not route.groups:
-        return OrganSelection((), (), None, route.reason, route.fallback)
+        return OrganSelection((), (), None, route.reason, route.fallback, warning)
     ids = tuple(organ_label_ids(route.groups, vocabulary))
     mask = np.isin(label_map, ids) if ids else np.zeros(label_map.shape, dtype=bool)
     reason = route.reason
     if not mask.any():
         reason += f"; no voxel of {', '.join(route.groups)} in the label map: the whole image is pooled"
-    return OrganSelection(route.groups, ids, mask, reason, route.fallback)
+    return OrganSelection(route.groups, ids, mask, reason, route.fallback, warning)
+
+
+def segmenter_scope(vocabulary: Mapping[int, str], segmenter: str = "") -> SegmenterScope:
+    """The organ groups ``vocabulary`` has classes for, and how to name the segmenter in messages."""
+    groups = frozenset(group for group in ORGAN_GROUPS if organ_label_ids([group], vocabulary))
+    if segmenter.startswith("builtin"):
+        return SegmenterScope(groups, "the built-in segmenter", "install TotalSegmentator for abdominal organs")
+    return SegmenterScope(groups, f"the segmenter ({segmenter})" if segmenter else "the segmenter")
+
+
+def _used(route) -> str:
+    return f"using {', '.join(route.groups)}" if route.groups else "using the whole volume"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from omnict_cli.segmentation.organ_groups import ORGAN_GROUPS
 from omnict_cli.segmentation.organs import parse_organ_option, scan_regions
@@ -56,6 +56,28 @@ class Route:
     groups: tuple[str, ...]
     reason: str
     fallback: bool
+    unsegmentable: tuple[str, ...] = ()
+    """Groups the question names that the segmenter has no class for (see :class:`SegmenterScope`)."""
+
+
+@dataclass(frozen=True)
+class SegmenterScope:
+    """The organ groups the segmenter in use has classes for, and how messages name it.
+
+    Why: a question about an organ the segmenter cannot segment ("ascites" with the
+    built-in segmenter, which has no abdominal classes) must say so, not blame the scan.
+    """
+
+    groups: frozenset[str]
+    name: str = "the segmenter"
+    hint: str = ""
+    """What to do to get the missing classes (e.g. install TotalSegmentator)."""
+
+    def lacking(self, groups: Iterable[str]) -> str:
+        """'the built-in segmenter has no liver, spleen classes; install ...' for the groups it cannot segment."""
+        groups = list(groups)
+        noun = "classes" if len(groups) > 1 else "class"
+        return f"{self.name} has no {', '.join(groups)} {noun}" + (f"; {self.hint}" if self.hint else "")
 
 
 @dataclass(frozen=True)
@@ -212,7 +234,11 @@ def _split_options(question: str) -> tuple[str, str]:
     return " ".join(stem), " ".join(options)
 
 
-def route_question(question: str, available: Mapping[str, int] | Iterable[str] | None = None) -> Route:
+def route_question(
+    question: str,
+    available: Mapping[str, int] | Iterable[str] | None = None,
+    scope: SegmenterScope | None = None,
+) -> Route:
     """Organ groups a question is about.
 
     Args:
@@ -220,9 +246,12 @@ def route_question(question: str, available: Mapping[str, int] | Iterable[str] |
             lettered options only when the stem names nothing (the answer is one of them).
         available: the groups the scan covers (``set(coverage(...))``, or the coverage dict
             itself, which also lets the default tell a chest from an abdominal CT); None = unknown.
+        scope: what the segmenter can segment; None = anything.
 
     Returns:
-        A :class:`Route`. Groups the scan does not cover are dropped; when nothing is left, or
+        A :class:`Route`. Groups the segmenter has no class for are dropped, and when that leaves
+        nothing the route is the whole volume (``()``, ``fallback=True``), saying which classes
+        are missing. Groups the scan does not cover are dropped; when nothing is left, or
         nothing matched, the route falls back to :func:`default_report_organs` (``()`` = whole
         image when the coverage is unknown) with ``fallback=True`` and says why.
     """
@@ -235,15 +264,24 @@ def route_question(question: str, available: Mapping[str, int] | Iterable[str] |
     if not groups:
         return _fallback("the question names no organ or finding", available)
     matched = f"{where}: {'; '.join(notes)}"
+    unsegmentable = tuple(group for group in groups if scope is not None and group not in scope.groups)
+    if unsegmentable:
+        groups = tuple(group for group in groups if group not in unsegmentable)
+        matched = f"{matched}; {scope.lacking(unsegmentable)}"
+        if not groups:
+            return Route((), f"{matched}; using the whole volume", True, unsegmentable)
     if available is None:
-        return Route(groups, matched, False)
+        return Route(groups, matched, False, unsegmentable)
     shown = set(available)
     kept = tuple(group for group in groups if group in shown)
     if not kept:
-        return _fallback(f"{matched}; but the scan shows none of {', '.join(groups)}", available)
+        return replace(
+            _fallback(f"{matched}; but the scan shows none of {', '.join(groups)}", available),
+            unsegmentable=unsegmentable,
+        )
     dropped = [group for group in groups if group not in kept]
     note = f"; not in the scan: {', '.join(dropped)}" if dropped else ""
-    return Route(kept, matched + note, False)
+    return Route(kept, matched + note, False, unsegmentable)
 
 
 def _fallback(why: str, available) -> Route:
@@ -277,6 +315,7 @@ def organs_for_task(
     question: str | None = None,
     override: str | Sequence[str] | None = None,
     available: Mapping[str, int] | Iterable[str] | None = None,
+    scope: SegmenterScope | None = None,
 ) -> Route:
     """The organs for one study: ``--organ`` beats question routing, which beats the default.
 
@@ -287,6 +326,7 @@ def organs_for_task(
             as given, even for organs the scan lacks (their masks then come back empty and the
             pooling falls back to the whole image, which the reason warns about).
         available: what the scan covers, as for :func:`route_question`.
+        scope: what the segmenter can segment, as for :func:`route_question`.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -302,7 +342,7 @@ def organs_for_task(
     if task == "ask":
         if not question or not question.strip():
             raise ValueError("task 'ask' needs a question")
-        return route_question(question, available)
+        return route_question(question, available, scope)
     groups = default_report_organs(available) if available is not None else ()
     if not groups:
         return Route((), "report: the scan covers no chest or abdominal organ group; using the whole image", True)
