@@ -373,3 +373,66 @@ def test_loading_a_pickled_model_from_python_is_refused_too(model_dir, tmp_path)
     with pytest.raises(PickledWeightsError, match="save_file"):
         OmniCTForConditionalGeneration.from_pretrained(folder)
     assert not marker.exists()
+
+
+# ---- reads stay inside what the user named ------------------------------------------------------
+
+
+def _ok_record(study_id: str, input_path: str) -> dict:
+    return {"study_id": study_id, "input": input_path, "status": "ok", "findings": "", "organs": [], "warnings": []}
+
+
+def test_review_opens_only_inputs_inside_the_runs_folder(one_study, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    scan = next(one_study.glob("*.nii.gz"))
+    (run / "inside.nii.gz").write_bytes(scan.read_bytes())
+    outside = tmp_path / "elsewhere.nii.gz"  # a readable scan the review must not show
+    outside.write_bytes(scan.read_bytes())
+    (run / "link.nii.gz").symlink_to(outside)
+    records = [
+        _ok_record("a", "inside.nii.gz"),
+        _ok_record("b", str(outside)),
+        _ok_record("c", "../elsewhere.nii.gz"),
+        _ok_record("d", "link.nii.gz"),
+    ]
+    findings = run / "findings.jsonl"
+    findings.write_bytes(b"".join(encode_record(record) for record in records))
+    page = tmp_path / "review.html"
+    result = CliRunner().invoke(main, ["review", str(findings), "--out", str(page), "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    blocks = page.read_text(encoding="utf-8").split('<article class="study"')[1:]
+    assert '<img class="view"' in blocks[0]  # the scan inside the folder is shown
+    assert all('<img class="view"' not in block for block in blocks[1:])
+    assert "absolute or with &#x27;..&#x27;); not opened" in blocks[1] and "not opened" in blocks[2]
+    assert f"a symlink leading outside {run}; not opened" in blocks[3]
+
+
+def test_the_walk_does_not_follow_a_link_to_its_own_parent(tmp_path):
+    from omnict_cli.studies.discover import discover_studies
+
+    parent = tmp_path / "parent"
+    (parent / "studies").mkdir(parents=True)
+    (parent / "private.nii.gz").write_bytes(b"not to be found")
+    (parent / "studies" / "up").symlink_to("..")
+    (parent / "studies" / "sub").mkdir()
+    (parent / "studies" / "sub" / "loop").symlink_to("../..")
+    studies = discover_studies(parent / "studies")
+    assert [(s.study_id, s.problem.split(" (")[0]) for s in studies] == [
+        ("sub/loop", "symlink to a folder that contains it"),
+        ("up", "symlink to a folder that contains it"),
+    ]
+
+
+def test_review_finds_inputs_under_the_records_root_unless_studies_is_named(one_study, tmp_path):
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    run.mkdir()
+    elsewhere.mkdir()
+    (run / "inside.nii.gz").write_bytes(next(one_study.glob("*.nii.gz")).read_bytes())
+    findings = elsewhere / "findings.jsonl"
+    findings.write_bytes(encode_record(dict(_ok_record("a", "inside.nii.gz"), root=str(run))))
+    page = tmp_path / "review.html"
+    for extra, shown in (([], True), (["--studies", str(elsewhere)], False)):
+        args = ["review", str(findings), "--out", str(page), "--workers", "0", "--quiet", *extra]
+        assert CliRunner().invoke(main, args).exit_code == 0
+        assert ('<img class="view"' in page.read_text(encoding="utf-8")) is shown

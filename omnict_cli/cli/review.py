@@ -32,8 +32,8 @@ def _default_workers() -> int:
     "--studies",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="The folder the run was given (record 'input' paths are relative to it); default: the "
-    "working folder, then the findings file's folder.",
+    help="The folder the run was given (record 'input' paths are relative to it; nothing outside it is "
+    "opened); default: each record's 'root', then the findings file's folder.",
 )
 @click.option(
     "--cache-dir",

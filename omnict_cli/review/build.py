@@ -10,7 +10,6 @@ blocks into pages (:mod:`.blocks`, :mod:`.page`).
 
 from __future__ import annotations
 
-import os
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ class ReviewOptions:
     references: str | Path | None = None
     reference_labels: str | Path | None = None
     studies: str | Path | None = None
-    """Folder the record ``input`` paths are relative to; None tries the working folder, then the findings'."""
+    """Folder the record ``input`` paths are relative to; None: each record's ``root``, then the findings' folder."""
     cache_dir: str | Path | None = None
     page_size: int | None = None
     workers: int = 0
@@ -80,9 +79,10 @@ def read_findings(path: str | Path) -> tuple[list[dict], list[str]]:
 
 
 def study_roots(findings: Path, studies: str | Path | None) -> tuple[Path, ...]:
+    """Where inputs are looked up: the folder the user named, else the findings file's folder (never elsewhere)."""
     if studies is not None:
         return (Path(studies),)
-    return tuple(dict.fromkeys((Path(os.getcwd()), findings.resolve().parent)))
+    return (findings.resolve().parent,)
 
 
 def _summary_and_labels(records: list[dict], findings: Path, options: ReviewOptions):
@@ -128,6 +128,7 @@ def build_review(
         study_roots(findings, options.studies),
         None if options.cache_dir is None else Path(options.cache_dir),
         options.max_pixels,
+        record_roots=options.studies is None,
     )
     pages = PageSet(out, f"omnict review: {findings.name}", summary_html(summary, findings.name), options.page_size)
     result = ReviewResult(studies=len(records), warnings=list(summary.warnings))

@@ -1,7 +1,7 @@
 """One findings record -> its views: re-read the scan, find its organ mask in the cache, render the thumbnails.
 
 The record says where the scan was (``input``, relative to the folder the
-run was given), which segmenter made the masks (``segmenter``, its
+run was given, ``root``; only paths inside that folder are opened), which segmenter made the masks (``segmenter``, its
 ``describe()`` line) and which organs the model pooled (``organs``). The
 label map is looked up in the mask cache under the same key the run used
 (voxels + spacing + segmenter name, version and options), so the outline is
@@ -16,6 +16,7 @@ bad study, so one odd record cannot stop a page.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,10 +40,12 @@ class ImageSettings:
     """Where scans and masks are, and how large views are; sent once to each worker process."""
 
     study_roots: tuple[Path, ...]
-    """Folders a record's ``input`` is relative to, tried in order."""
+    """Folders a record's ``input`` is relative to, tried in order (after the record's own ``root``, if used)."""
     cache_dir: Path | None = None
     """Mask cache root (None: the default cache, ``$OMNICT_CACHE_DIR`` or ``~/.cache/omnict/masks``)."""
     max_pixels: int = DEFAULT_MAX_PIXELS
+    record_roots: bool = True
+    """Try a record's ``root`` (the folder its run was given) first; False when the user named ``--studies``."""
 
 
 @dataclass
@@ -103,14 +106,36 @@ def recorded_segmenter(description: str) -> RecordedSegmenter | None:
     return segmenter if segmenter.describe() == " ".join(parts) else None
 
 
+class OutsideTheRun(Exception):
+    """A record's ``input`` that leads outside the folder of its run: refused, never opened."""
+
+
+def roots_of(record: dict, settings: ImageSettings) -> tuple[Path, ...]:
+    """The folders ``record``'s ``input`` may be under: its run's ``root`` (unless ``--studies``), then the settings'."""
+    root = record.get("root")
+    if settings.record_roots and isinstance(root, str) and Path(root).is_absolute():
+        return (Path(root), *settings.study_roots)
+    return settings.study_roots
+
+
 def find_scan(record: dict, roots: tuple[Path, ...]) -> Path | None:
-    """The first ``root / input`` that exists, or None."""
+    """The first ``root / input`` that exists, or None; raises :class:`OutsideTheRun` for a path leading out.
+
+    Reads stay inside the folder the run was given: an absolute ``input``, a
+    ``..`` step or a symlink resolving outside the root is refused before
+    anything is opened (a findings file may come from someone else).
+    """
     relative = str(record.get("input") or "")
     if not relative:
         return None
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        raise OutsideTheRun(f"{relative}: not a path inside the run's folder (absolute or with '..'); not opened")
     for root in roots:
         candidate = Path(root) / relative
         if candidate.exists():
+            inside = Path(os.path.realpath(root))
+            if not Path(os.path.realpath(candidate)).is_relative_to(inside):
+                raise OutsideTheRun(f"{relative}: a symlink leading outside {root}; not opened")
             return candidate
     return None
 
@@ -168,9 +193,13 @@ def study_images(record: dict, settings: ImageSettings) -> StudyImages:
     from omnict_cli.studies.load import LoadOptions, load_study
 
     result = StudyImages()
-    scan = find_scan(record, settings.study_roots)
+    try:
+        scan = find_scan(record, roots_of(record, settings))
+    except OutsideTheRun as refused:
+        result.warnings.append(str(refused))
+        return result
     if scan is None:
-        roots = ", ".join(str(root) for root in settings.study_roots)
+        roots = ", ".join(str(root) for root in roots_of(record, settings))
         result.warnings.append(
             f"{record.get('input')}: scan not found under {roots} (give --studies, the "
             "folder the run was given); no images"

@@ -185,7 +185,8 @@ def _walk(root: Path):
             subfolders[:] = []
             continue
         seen.add(identity)
-        subfolders.sort()
+        followed = [name for name in subfolders if not _links_to_ancestor(folder_path / name, root, problems)]
+        subfolders[:] = sorted(followed)
         for name in sorted(names):
             path = folder_path / name
             if name.startswith("._") or name in IGNORED_NAMES:
@@ -208,6 +209,30 @@ def _walk(root: Path):
                 continue
             files.append(path)
     return files, problems
+
+
+def _links_to_ancestor(subfolder: Path, root: Path, problems: list) -> bool:
+    """True (with a problem study) for a symlinked folder whose target contains it: following it walks back up.
+
+    ``up -> ..`` at the top of the walk would otherwise lead into the parent
+    tree, outside the folder the user named, before the loop check saw it.
+    """
+    if not subfolder.is_symlink():
+        return False
+    target, here = os.path.realpath(subfolder), os.path.realpath(subfolder.parent)
+    if here != target and not here.startswith(target.rstrip(os.sep) + os.sep):
+        return False
+    problems.append(
+        Study(
+            _relative(subfolder, root),
+            "unknown",
+            (subfolder,),
+            root,
+            problem="symlink to a folder that contains it (a loop or an ancestor), not followed",
+            hint="Nothing under the named folder is lost; remove the link if it should not be there",
+        )
+    )
+    return True
 
 
 _SPECIAL_FILE_KINDS = (
