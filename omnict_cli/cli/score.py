@@ -17,6 +17,10 @@ from omnict_cli.cli.main import main
 
 METHOD_CHOICES = ("classifier", "rules")
 """Same as ``omnict_cli.labels.labeler.METHODS`` (not imported: it pulls in numpy)."""
+PROTOCOL_CHOICES = ("omnict", "vlm3d")
+"""Same as ``omnict_cli.metrics.score_files.PROTOCOLS``."""
+CONVENTION_CHOICES = ("ctrate", "clinical")
+"""Same as ``omnict_cli.labels.rules.CONVENTIONS`` (a test checks both pairs agree)."""
 NOT_DEFINED = "n/a"
 """How a score that is not defined (NaN) prints."""
 
@@ -51,6 +55,39 @@ NOT_DEFINED = "n/a"
     help="Classifier file for --method classifier (default: the bundled one).",
 )
 @click.option(
+    "--protocol",
+    type=click.Choice(PROTOCOL_CHOICES),
+    default="omnict",
+    show_default=True,
+    help="omnict = omnict's own scores; vlm3d = the VLM3D challenge's (pycocoevalcap text scores, "
+    "18-label P/R/F1/accuracy, CRG). See docs/metrics.md.",
+)
+@click.option(
+    "--convention",
+    type=click.Choice(CONVENTION_CHOICES),
+    default="ctrate",
+    show_default=True,
+    help="How Lymphadenopathy is read: ctrate = any affirmed lymph node (CT-RATE's labels); "
+    "clinical = enlarged or pathological nodes only.",
+)
+@click.option(
+    "--per-study",
+    "per_study_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write one CSV row per scored study: its 18 labels on both sides, disagreements, text scores.",
+)
+@click.option(
+    "--export-challenge",
+    "challenge_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the scored generated reports in the VLM3D challenge's JSON layout.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace a --per-study or --export-challenge file that omnict did not write."
+)
+@click.option(
     "--bertscore-model",
     type=click.Path(file_okay=False),
     default=None,
@@ -79,6 +116,11 @@ def score(
     reference_labels,
     method,
     model_path,
+    protocol,
+    convention,
+    per_study_path,
+    challenge_path,
+    overwrite,
     bertscore_model,
     n_resamples,
     seed,
@@ -95,9 +137,17 @@ def score(
     Missing studies on either side are listed, never dropped silently;
     failed or empty predictions are scored as empty reports.
 
+    With --protocol vlm3d the figures are the VLM3D challenge's: BLEU-1..4,
+    their mean, ROUGE-L, CIDEr and METEOR by pycocoevalcap (METEOR needs
+    Java), per-class precision / recall / F1 / accuracy with macro over all
+    18 classes, and CRG, each with a bootstrap 95% interval. FINDINGS may
+    also be a challenge submission JSON ({"generated_reports": [...]}).
+
     \b
     Examples:
       omnict score generated.jsonl --references valid_reports.csv --reference-labels valid_labels.csv
+      omnict score submission.json --references valid_reports.csv --reference-labels valid_labels.csv --protocol vlm3d
+      omnict score generated.jsonl --references valid_reports.csv --per-study studies.csv
       omnict score answers.jsonl --references qa.jsonl --json scores.json
     """
     from omnict_cli.atomic import check_destination
@@ -110,6 +160,8 @@ def score(
         method=method,
         model=model_path,
         reference_labels=reference_labels,
+        convention=convention,
+        protocol=protocol,
         bertscore_model=bertscore_model,
         bootstrap=n_resamples,
         seed=seed,
@@ -117,17 +169,72 @@ def score(
     try:
         if json_path:
             check_destination(json_path)
+        _check_extra_outputs(per_study_path, challenge_path, overwrite)
         result = run_scoring(predictions_path, references_path, options)
         if json_path:
             _write_json(json_path, result.to_dict())
+        written = _write_extra_outputs(result, predictions_path, per_study_path, challenge_path)
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error
     _print_result(result)
     console = stderr_console()
-    for line in _missing_lines(result, predictions_path, references_path):
+    for line in _missing_lines(result, predictions_path, references_path) + getattr(result, "notes", []):
         console.print("[yellow]warning[/yellow] " + _escape(line), highlight=False, soft_wrap=True)
-    if json_path:
-        console.print(f"wrote {_escape(str(json_path))}", highlight=False)
+    for path in ([json_path] if json_path else []) + written:
+        console.print(f"wrote {_escape(str(path))}", highlight=False)
+
+
+def _check_extra_outputs(per_study_path, challenge_path, overwrite: bool) -> None:
+    """Refuse, before any work, a --per-study or --export-challenge file omnict may not replace."""
+    from omnict_cli.atomic import check_destination
+    from omnict_cli.errors import OutputError
+
+    if per_study_path:
+        from omnict_cli.metrics.per_study import check_per_study_destination
+
+        check_per_study_destination(per_study_path, overwrite)
+    if challenge_path:
+        from pathlib import Path
+
+        from omnict_cli.labels.challenge_json import is_our_challenge_file
+
+        check_destination(challenge_path)
+        if Path(challenge_path).exists() and not overwrite and not is_our_challenge_file(challenge_path):
+            raise OutputError(
+                "exists and is not a challenge reports file omnict wrote; not replaced",
+                path=challenge_path,
+                hint="Choose another file name, or pass --overwrite to replace it",
+            )
+
+
+def _write_extra_outputs(result, predictions_path, per_study_path, challenge_path) -> list[str]:
+    """Write the --per-study table and the --export-challenge JSON of a reports result; returns the paths written."""
+    from omnict_cli.errors import OmnictError
+
+    if (per_study_path or challenge_path) and getattr(result, "pairs", None) is None:
+        raise OmnictError("--per-study and --export-challenge need generated reports, not VQA answers")
+    written = []
+    if per_study_path:
+        from omnict_cli.metrics.per_study import omnict_per_study_text, per_study_rows, write_per_study
+
+        pairs = result.pairs
+        if result.protocol == "vlm3d":
+            text = result.per_study_text
+        else:
+            text = omnict_per_study_text(pairs.hypotheses, pairs.reference_texts)
+        write_per_study(per_study_path, per_study_rows(pairs, text))
+        written.append(per_study_path)
+    if challenge_path:
+        from omnict_cli.atomic import output_error
+        from omnict_cli.labels.challenge_json import write_challenge_json
+        from omnict_cli.metrics.vlm3d import submission_reports
+
+        try:
+            write_challenge_json(challenge_path, submission_reports(predictions_path, result.pairs))
+        except OSError as error:
+            raise output_error(challenge_path, error) from error
+        written.append(challenge_path)
+    return written
 
 
 def _escape(text: str) -> str:
@@ -183,6 +290,10 @@ def _console():
 def _print_result(result) -> None:
     if hasattr(result, "scores"):
         _print_vqa(result)
+    elif result.protocol == "vlm3d":
+        from omnict_cli.cli.score_vlm3d import print_vlm3d
+
+        print_vlm3d(result, _console())
     else:
         _print_reports(result)
 

@@ -4,8 +4,9 @@ Scoring a report generator the CT-RATE way needs two kinds of file:
 
 * a *reports* file: CT-RATE's reports CSV (``VolumeName, Findings_EN,
   Impressions_EN``; ``ClinicalInformation_EN`` and ``Technique_EN`` are
-  accepted and ignored, ``Impressions_EN`` may be missing), or a JSONL file
-  with one study per line (omnict's own ``report`` output, see below);
+  accepted and ignored, ``Impressions_EN`` may be missing), a JSONL file
+  with one study per line (omnict's own ``report`` output, see below), or
+  the VLM3D challenge's JSON (:mod:`omnict_cli.labels.challenge_json`);
 * a *labels* file: CT-RATE's label CSV (``VolumeName`` then the 18
   abnormality columns in :data:`CTRATE_ABNORMALITIES` order, values 0/1).
 
@@ -193,9 +194,21 @@ def read_reports(path: str | Path) -> list[LabelledReport]:
     """
     path = Path(path)
     text = _read_text(path, "reports")
-    reports = _reports_from_jsonl(path, text) if _is_jsonl(path, text) else _reports_from_csv(path, text)
+    reports = _reports_from_challenge_json(path, text)
+    if reports is None:
+        reports = _reports_from_jsonl(path, text) if _is_jsonl(path, text) else _reports_from_csv(path, text)
     _check_unique_names(path, reports)
     return [report for _, report in reports]
+
+
+def _reports_from_challenge_json(path: Path, text: str) -> list[tuple[int, LabelledReport]] | None:
+    """Reports of a file in the VLM3D challenge's layout (entry number as the line), or None for another layout."""
+    from omnict_cli.labels.challenge_json import challenge_entries
+
+    entries = challenge_entries(text, path)
+    if entries is None:
+        return None
+    return [(number, LabelledReport(name, *split_sections(report))) for number, name, report in entries]
 
 
 def _reports_from_csv(path: Path, text: str) -> list[tuple[int, LabelledReport]]:

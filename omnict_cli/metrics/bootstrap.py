@@ -71,7 +71,7 @@ def resample_indices(n: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarr
     return np.vstack(list(resample_blocks(n, n_resamples, seed)))
 
 
-def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     """The central ``confidence`` interval of the resampled values, undefined (NaN) resamples dropped."""
     if not 0.0 < confidence < 1.0:
         raise OmnictError(f"confidence must be between 0 and 1, got {confidence}")
@@ -96,10 +96,10 @@ def bootstrap_ci(
     values = np.array(
         [statistic(row) for block in resample_blocks(n, n_resamples, seed) for row in block], dtype=np.float64
     )
-    return _percentile_interval(values, confidence)
+    return percentile_interval(values, confidence)
 
 
-def _resample_counts(n: int, n_resamples: int, seed: int):
+def resample_counts(n: int, n_resamples: int, seed: int):
     """Yield [rows, n] blocks: how often each study is drawn, from the same indices as :func:`resample_blocks`."""
     for indices in resample_blocks(n, n_resamples, seed):
         rows = indices.shape[0]
@@ -125,10 +125,10 @@ def macro_f1_ci(
         (truth & ~predicted).astype(np.float64),
     ]
     macro = []
-    for counts in _resample_counts(truth.shape[0], n_resamples, seed):
+    for counts in resample_counts(truth.shape[0], n_resamples, seed):
         _, _, f1 = precision_recall_f1(*(counts @ indicator for indicator in indicators))
         macro.append(mean_over_defined(f1, axis=1))
-    return _percentile_interval(np.concatenate(macro), confidence)
+    return percentile_interval(np.concatenate(macro), confidence)
 
 
 def accuracy_ci(correct, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -136,5 +136,5 @@ def accuracy_ci(correct, n_resamples: int = 1000, confidence: float = 0.95, seed
     values = np.asarray(correct, dtype=np.float64)
     if values.ndim != 1:
         raise OmnictError(f"per-question outcomes must be a 1-D array, got shape {values.shape}")
-    means = [counts @ values / values.shape[0] for counts in _resample_counts(values.shape[0], n_resamples, seed)]
-    return _percentile_interval(np.concatenate(means), confidence)
+    means = [counts @ values / values.shape[0] for counts in resample_counts(values.shape[0], n_resamples, seed)]
+    return percentile_interval(np.concatenate(means), confidence)

@@ -58,6 +58,8 @@ from omnict_cli.errors import OmnictError
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", ".npy", ".npz", ".png", ".jpg", ".jpeg")
+PROTOCOLS = ("omnict", "vlm3d")
+"""Report scoring protocols: omnict's own (this module) and the VLM3D challenge's."""
 NAMES_SHOWN = 5
 """How many missing names a summary line lists before saying "and N more"."""
 
@@ -165,8 +167,15 @@ def _jsonl_records(path: Path) -> list[tuple[int, dict]]:
 
 
 def is_jsonl(path: str | Path) -> bool:
-    """Whether a predictions/references file is JSONL (by extension, else by its first character)."""
+    """Whether a predictions/references file is JSONL (by extension, else by its first character).
+
+    A file in the VLM3D challenge's layout (one JSON object) is not.
+    """
+    from omnict_cli.labels.challenge_json import is_challenge_file
+
     path = Path(path)
+    if is_challenge_file(path):
+        return False
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         return True
     if path.suffix.lower() == ".csv":
@@ -250,6 +259,10 @@ class ScoreOptions:
     """Labeler for the report texts: "classifier" or "rules"."""
     model: str | Path | None = None
     """Classifier file; None uses the bundled one."""
+    convention: str = "ctrate"
+    """How Lymphadenopathy is read from text: "ctrate" (any affirmed node) or "clinical" (enlarged nodes only)."""
+    protocol: str = "omnict"
+    """How reports are scored: "omnict" (this module) or "vlm3d" (:mod:`omnict_cli.metrics.vlm3d`)."""
     reference_labels: str | Path | None = None
     """CT-RATE label CSV for the references; None labels the reference texts like the predictions."""
     bertscore_model: str | Path | None = None
@@ -277,6 +290,11 @@ class ReportScores:
     macro_f1_ci: tuple[float, float]
     text_scores: dict[str, float]
     bootstrap: int
+    notes: list[str] = field(default_factory=list)
+    """One line per score left out, and why (CIDEr-D without pycocoevalcap)."""
+    pairs: object = None
+    """The :class:`~omnict_cli.metrics.report_pairs.ReportPairs` scored (for ``--per-study``)."""
+    protocol = "omnict"
 
     @property
     def n_scored(self) -> int:
@@ -310,11 +328,12 @@ class ReportScores:
             "macro_f1_ci95": list(self.macro_f1_ci),
             "bootstrap_resamples": self.bootstrap,
             "text": self.text_scores,
+            "notes": self.notes,
         }
         return nan_to_none(data)
 
 
-def _reference_label_matrix(path: Path, reference_names: list[str]) -> np.ndarray:
+def reference_label_matrix(path: Path, reference_names: list[str]) -> np.ndarray:
     """Rows of a CT-RATE label CSV for the given references (joined by study key); missing rows are an error."""
     from omnict_cli.labels.ctrate_io import read_labels
 
@@ -333,7 +352,7 @@ def _reference_label_matrix(path: Path, reference_names: list[str]) -> np.ndarra
     )
 
 
-def label_texts(texts: list[str], method: str, model=None) -> np.ndarray:
+def label_texts(texts: list[str], method: str, model=None, *, convention: str = "ctrate") -> np.ndarray:
     """``[N, 18]`` 0/1 labels of report texts; an empty text (failed or empty prediction) is all negative.
 
     The one way reports are labelled for scoring: ``omnict score`` and the
@@ -344,17 +363,31 @@ def label_texts(texts: list[str], method: str, model=None) -> np.ndarray:
     matrix = np.zeros((len(texts), len(CTRATE_ABNORMALITIES)), dtype=np.int64)
     present = [i for i, text in enumerate(texts) if text.strip()]
     if present:
-        matrix[present] = label_reports([texts[i] for i in present], method, model=model)
+        matrix[present] = label_reports([texts[i] for i in present], method, model=model, convention=convention)
     return matrix
 
 
-def text_scores(hypotheses: list[str], references: list[str], bertscore_model: str | Path | None) -> dict:
-    """BLEU-1..4 (corpus), mean ROUGE-L F1, mean METEOR and, with an encoder, mean BERTScore F1."""
+def text_scores(
+    hypotheses: list[str], references: list[str], bertscore_model: str | Path | None, notes: list[str] | None = None
+) -> dict:
+    """BLEU-1..4 (corpus), mean ROUGE-L F1, mean METEOR, CIDEr-D and, with an encoder, mean BERTScore F1.
+
+    CIDEr-D is pycocoevalcap's, on omnict's tokens; without pycocoevalcap it is
+    left out and a line saying so is appended to ``notes``.
+    """
     from omnict_cli.metrics import bleu, meteor_corpus, rouge_l_corpus
+    from omnict_cli.metrics.coco_text import INSTALL_HINT, cider_d, coco_available
+    from omnict_cli.metrics.text import tokenize
 
     scores = dict(bleu(hypotheses, references))
     scores["rouge_l"] = rouge_l_corpus(hypotheses, references)
     scores["meteor"] = meteor_corpus(hypotheses, references)
+    if coco_available():
+        scores["cider_d"] = cider_d(
+            [" ".join(tokenize(text)) for text in hypotheses], [" ".join(tokenize(text)) for text in references]
+        )[0]
+    elif notes is not None:
+        notes.append(f"CIDEr-D left out: pycocoevalcap is not installed ({INSTALL_HINT})")
     if bertscore_model is not None:
         from omnict_cli.metrics import bertscore
 
@@ -369,46 +402,25 @@ def score_reports(
     predictions_path: str | Path, references_path: str | Path, options: ScoreOptions = ScoreOptions()
 ) -> ReportScores:
     """Label, join and score generated reports against reference reports (module docstring has the rules)."""
-    from omnict_cli.labels.ctrate_io import read_reports, report_text
     from omnict_cli.metrics import classification_report, macro_f1_ci
+    from omnict_cli.metrics.report_pairs import pair_reports
 
-    generated = read_generated_reports(predictions_path)
-    references = {report.volume_name: report_text(report) for report in read_reports(references_path)}
-    join = join_studies(
-        [*generated.texts, *generated.failed],
-        list(references),
-        prediction_source=predictions_path,
-        reference_source=references_path,
-    )
-    if not join.matched:
-        raise ScoringError(
-            "no study is in both files, nothing to score",
-            path=predictions_path,
-            hint=" ".join(join.summary_lines(str(predictions_path), str(references_path))),
-        )
-    hypotheses = [generated.texts.get(predicted, "") for predicted, _ in join.matched]
-    reference_texts = [references[reference] for _, reference in join.matched]
-    reference_names = [reference for _, reference in join.matched]
-    if options.reference_labels is not None:
-        truth = _reference_label_matrix(Path(options.reference_labels), reference_names)
-        truth_source = str(options.reference_labels)
-    else:
-        truth = label_texts(reference_texts, options.method, options.model)
-        truth_source = f"{options.method} labels of the reference texts"
-    predicted = label_texts(hypotheses, options.method, options.model)
-    failed = set(generated.failed)
+    pairs = pair_reports(predictions_path, references_path, options)
+    notes: list[str] = []
     return ReportScores(
         predictions=str(predictions_path),
         references=str(references_path),
         method=options.method,
-        reference_labels_source=truth_source,
-        join=join,
-        failed=[name for name, _ in join.matched if name in failed],
-        empty=[name for (name, _), text in zip(join.matched, hypotheses) if not text.strip() and name not in failed],
-        classification=classification_report(truth, predicted, list(CTRATE_ABNORMALITIES)),
-        macro_f1_ci=macro_f1_ci(truth, predicted, n_resamples=options.bootstrap, seed=options.seed),
-        text_scores=text_scores(hypotheses, reference_texts, options.bertscore_model),
+        reference_labels_source=pairs.truth_source,
+        join=pairs.join,
+        failed=pairs.failed,
+        empty=pairs.empty,
+        classification=classification_report(pairs.truth, pairs.predicted, list(CTRATE_ABNORMALITIES)),
+        macro_f1_ci=macro_f1_ci(pairs.truth, pairs.predicted, n_resamples=options.bootstrap, seed=options.seed),
+        text_scores=text_scores(pairs.hypotheses, pairs.reference_texts, options.bertscore_model, notes),
         bootstrap=options.bootstrap,
+        notes=notes,
+        pairs=pairs,
     )
 
 
@@ -622,9 +634,21 @@ def score_answers(
 
 
 def score(predictions_path: str | Path, references_path: str | Path, options: ScoreOptions = ScoreOptions()):
-    """Score a predictions file in the mode its records call for: VQA answers or reports."""
+    """Score a predictions file in the mode its records call for: VQA answers or reports (by ``options.protocol``)."""
+    if options.protocol not in PROTOCOLS:
+        raise ScoringError(f"unknown scoring protocol {options.protocol!r}", hint=f"Use one of {', '.join(PROTOCOLS)}.")
     if is_answer_file(predictions_path):
+        if options.protocol != "omnict":
+            raise ScoringError(
+                f"the {options.protocol} protocol scores generated reports, and this file holds VQA answers",
+                path=predictions_path,
+                hint="Score answers without --protocol (omnict's VQA scores).",
+            )
         return score_answers(predictions_path, references_path, options)
+    if options.protocol == "vlm3d":
+        from omnict_cli.metrics.vlm3d import score_vlm3d
+
+        return score_vlm3d(predictions_path, references_path, options)
     return score_reports(predictions_path, references_path, options)
 
 
