@@ -305,11 +305,26 @@ def test_a_hub_id_of_a_release_checkpoint_is_imported_once_keyed_by_its_commit(r
 
 
 def test_a_directory_that_is_neither_kind_is_one_line(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
     from omnict_cli.model.sources import resolve_model
 
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    save_file({"classifier.weight": torch.zeros(2, 3)}, tmp_path / "model.safetensors")
     with pytest.raises(ModelSourceError, match="neither an omnict model directory .* nor a checkpoint in the OmniCT"):
         resolve_model(str(tmp_path))
+
+
+def test_a_directory_of_pickled_weights_is_refused_without_unpickling(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: pytest.fail("torch.load was called"))
+    (tmp_path / "config.json").write_text('{"model_type": "llava_qwen"}')
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
+    result = CliRunner().invoke(main, ["ask", str(SLICE), "Is there a nodule?", "--model", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{tmp_path}: holds only pickled weights (pytorch_model.bin); omnict loads safetensors only" in result.output
 
 
 # ---- weights files that are not safetensors ------------------------------------------------------------------

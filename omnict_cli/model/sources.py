@@ -39,6 +39,7 @@ HUB_FILE_PATTERNS = [
     "*.tiktoken",
     "*.jinja",  # chat templates kept beside the tokenizer
 ]
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 # A hub repo id: one "/" between two names of letters, digits, "-", "_", "."; an optional "@revision".
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
 _TRUE = {"1", "on", "yes", "true"}
@@ -129,6 +130,7 @@ def resolve_model(value: str | Path, *, echo=print) -> ResolvedSource:
     from omnict_cli.model.weights_files import check_weights_dir
 
     source = resolve_pretrained(value)
+    _check_has_safetensors(source)
     if not is_omnict_model_dir(source.path):
         if not _is_release_layout(source.path):
             raise ModelSourceError(
@@ -141,9 +143,23 @@ def resolve_model(value: str | Path, *, echo=print) -> ResolvedSource:
 
         source = replace(source, path=cached_import(source, echo=echo))
     require_safetensors(source.path)  # pickled weights: one line saying how to convert them
-    if not check_weights_dir(source.path):
-        raise ModelSourceError("no *.safetensors weights; omnict loads safetensors only", path=source.path)
+    check_weights_dir(source.path)
     return source
+
+
+def _check_has_safetensors(source: ResolvedSource) -> None:
+    """A folder without ``*.safetensors`` is refused here, naming the pickles it holds instead, if any."""
+    if any(source.path.glob("*.safetensors")):
+        return
+    pickles = sorted(path.name for pattern in PICKLE_PATTERNS for path in source.path.glob(pattern))
+    if pickles:
+        raise ModelSourceError(
+            f"holds only pickled weights ({', '.join(pickles[:3])}); omnict loads safetensors only and never unpickles",
+            path=source.description,
+            hint="Convert them to safetensors in an environment you trust, or use a repository that has them",
+        )
+    fetched = " (a hub id fetches *.safetensors only)" if source.hub_id else ""
+    raise ModelSourceError(f"no *.safetensors weights{fetched}", path=source.description)
 
 
 def is_omnict_model_dir(folder: Path) -> bool:
