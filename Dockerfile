@@ -1,5 +1,6 @@
 # omnict on a CUDA GPU: `docker build -t omnict .` then see README "Docker".
-# The install is the README's (`pip install torch==2.13.0 ".[seg]"`); on this base PyPI's torch is the CUDA build.
+# The install is the README's (`pip install torch==2.13.0 ".[seg]"`) plus the [eval] extra (pycocoevalcap, for
+# `omnict score --protocol vlm3d`); on this base PyPI's torch is the CUDA build.
 FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -9,10 +10,11 @@ ENV DEBIAN_FRONTEND=noninteractive \
     TOTALSEG_HOME_DIR=/models/totalsegmentator \
     HF_HUB_OFFLINE=1
 
-# Ubuntu's python3 follows the base image's security updates; pinning an exact build would break rebuilds.
+# Ubuntu's python3 (and Java, which METEOR's scorer runs on) follow the base image's security updates; pinning an
+# exact build would break rebuilds.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
+    && apt-get install -y --no-install-recommends python3 python3-pip python3-venv default-jre-headless \
     && rm -rf /var/lib/apt/lists/*
 
 RUN python3 -m venv /opt/venv
@@ -22,9 +24,9 @@ WORKDIR /opt/omnict
 COPY setup.cfg pyproject.toml README.md ./
 COPY omnict_cli ./omnict_cli
 COPY models ./models
-# torch is pinned; ".[seg]" is this source tree, whose own pins are in setup.cfg.
+# torch is pinned; ".[seg,eval]" is this source tree, whose own pins are in setup.cfg.
 # hadolint ignore=DL3013
-RUN pip install torch==2.13.0 ".[seg]" \
+RUN pip install torch==2.13.0 ".[seg,eval]" \
     && omnict --version
 
 RUN useradd --create-home --uid 1000 omnict \

@@ -27,7 +27,8 @@ def test_dockerfile_installs_the_readme_way_and_runs_omnict():
     dockerfile = (REPO / "Dockerfile").read_text()
     readme = (REPO / "README.md").read_text()
     torch_pin = re.search(r"pip install (torch==[\d.]+)", readme).group(1)
-    assert f'pip install {torch_pin} ".[seg]"' in dockerfile
+    assert f'pip install {torch_pin} ".[seg,eval]"' in dockerfile
+    assert "default-jre-headless" in dockerfile  # METEOR (omnict score --protocol vlm3d) runs on Java
     assert 'ENTRYPOINT ["omnict"]' in dockerfile
     assert "TOTALSEG_HOME_DIR=" in dockerfile and "OMNICT_CACHE_DIR=" in dockerfile
     assert 'VOLUME ["/data", "/cache", "/models"]' in dockerfile
