@@ -116,3 +116,44 @@ def test_a_killed_run_resumes_at_the_same_step_with_the_same_next_batch(tmp_path
         assert mine["lr"] == pytest.approx(theirs["lr"])
     final, expected = load_file(values["out"] / "model.safetensors"), load_file(reference.out_dir / "model.safetensors")
     assert all(torch.allclose(final[name], expected[name], atol=1e-5) for name in expected)
+
+
+def test_ctrl_c_finishes_the_step_saves_a_checkpoint_prints_the_resume_command_and_exits_130(
+    tmp_path, tiny_model, rows
+):
+    import shlex
+
+    values = dict(settings(rows, tiny_model, tmp_path / "stopped", tmp_path / "caches"), save_every_steps=100)
+    environment = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    process = subprocess.Popen(
+        command(values, resume=False), cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        metrics_file = values["out"] / "metrics.jsonl"
+        while process.poll() is None and time.monotonic() < deadline:
+            if metrics_file.is_file() and len(metrics_file.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=120)[1].decode()
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    done = metrics(values["out"])[-1]["step"]
+    assert 2 <= done < STEPS  # the step under way was finished, the run stopped before the end
+    assert list_checkpoints(values["out"])[-1][0] == done  # no periodic checkpoint was due: this one is Ctrl-C's
+    assert f"interrupted after step {done} of {STEPS}" in stderr and "Traceback" not in stderr
+    resume_line = stderr.strip().splitlines()[-1].split()
+    assert resume_line[0] == "omnict" and resume_line[-1] == "--resume"
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "omnict_cli", *shlex.split(" ".join(resume_line))[1:]],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert [r["step"] for r in metrics(values["out"])] == list(range(1, STEPS + 1))  # no step twice, none missing

@@ -6,9 +6,13 @@ accelerate) is imported inside each command so ``omnict --help`` stays instant.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from omnict_cli.cli.main import main
+
+EXIT_INTERRUPTED = 130
 
 STAGES = ("pretrain", "sft")
 SEGMENTERS = ("builtin", "auto", "totalsegmentator", "none")
@@ -159,6 +163,7 @@ def train(model_dir, out_dir, mask_cache_dir, quiet, **options):
     from omnict_cli.errors import OmnictError
     from omnict_cli.run.engine import resolve_model
     from omnict_cli.training.config import TrainConfig, TrainConfigError
+    from omnict_cli.training.trainer import TrainInterrupted
     from omnict_cli.training.trainer import train as run_training
     from omnict_cli.ui import stderr_console
 
@@ -175,6 +180,12 @@ def train(model_dir, out_dir, mask_cache_dir, quiet, **options):
         result = run_training(config, progress=not quiet)
     except OmnictError as error:
         raise click.ClickException(error.one_line()) from error
+    except TrainInterrupted as stopped:
+        _say_interrupted(console, stopped)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:  # while the data was prepared: the tensor cache keeps what was done
+        console.print("interrupted before the first step; run the same command again to start", highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
     if not result.main_process:
         return
     loss = "-" if result.final_loss is None else f"{result.final_loss:.4f}"
@@ -186,6 +197,21 @@ def train(model_dir, out_dir, mask_cache_dir, quiet, **options):
         markup=False,
         soft_wrap=True,
     )
+
+
+def _say_interrupted(console, stopped) -> None:
+    """Where the run stopped and the command that continues it (this command with --resume)."""
+    import shlex
+
+    saved = f"checkpoint {stopped.checkpoint}" if stopped.checkpoint else "no step finished, nothing saved"
+    arguments = sys.argv[1:] + ([] if "--resume" in sys.argv[1:] else ["--resume"])
+    console.print(
+        f"interrupted after step {stopped.step} of {stopped.total_steps}; {saved}. Resume with:",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(f"  omnict {shlex.join(arguments)}", highlight=False, markup=False, soft_wrap=True)
 
 
 @main.command("train-rows")

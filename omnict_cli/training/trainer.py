@@ -30,6 +30,7 @@ import torch
 
 from omnict_cli.atomic import write_text_atomically
 from omnict_cli.errors import OmnictError
+from omnict_cli.run.interrupts import critical, deferred_interrupts
 from omnict_cli.training import checkpoint as checkpoints
 from omnict_cli.training.config import TrainConfig, resume_mismatches
 from omnict_cli.training.dataset import (
@@ -53,6 +54,19 @@ MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "num_units", 
 
 class TrainError(OmnictError):
     """A run that cannot start or continue: bad model folder, no usable rows, an incompatible checkpoint."""
+
+
+class TrainInterrupted(Exception):
+    """Ctrl-C stopped training between two steps; the steps done are in ``checkpoint`` (None before the first).
+
+    Not an OmnictError: the command turns it into the resume line and exit code 130, as ``report`` does.
+    """
+
+    def __init__(self, step: int, total_steps: int, checkpoint: Path | None):
+        super().__init__(f"interrupted after step {step} of {total_steps}")
+        self.step = step
+        self.total_steps = total_steps
+        self.checkpoint = checkpoint
 
 
 @dataclass
@@ -248,19 +262,23 @@ class _Run:
         self.started = time.perf_counter()
         dataset = StudyDataset(self.examples, self.cache)
         collator = BatchCollator(self.processor, config.max_length)
-        with TrainProgress(plan.total_steps, self.done, enabled=self.show_progress) as bar:
+        with TrainProgress(plan.total_steps, self.done, enabled=self.show_progress) as bar, deferred_interrupts():
             self.bar = bar
-            while self.done < plan.total_steps:
-                epoch, first = divmod(self.done, plan.steps_per_epoch)
-                last = min(plan.steps_per_epoch, plan.total_steps - epoch * plan.steps_per_epoch)
-                sampler = PlannedBatches(plan, epoch, first, last, self.accelerator.process_index)
-                loader = torch.utils.data.DataLoader(
-                    dataset, batch_sampler=sampler, collate_fn=collator, num_workers=config.num_workers
-                )
-                self._epoch(iter(loader), epoch, first, last)
-                saved_just_now = bool(config.save_every_steps) and self.done % config.save_every_steps == 0
-                if last == plan.steps_per_epoch and not saved_just_now:
-                    self._checkpoint()  # every epoch ends with a checkpoint
+            try:
+                while self.done < plan.total_steps:
+                    epoch, first = divmod(self.done, plan.steps_per_epoch)
+                    last = min(plan.steps_per_epoch, plan.total_steps - epoch * plan.steps_per_epoch)
+                    sampler = PlannedBatches(plan, epoch, first, last, self.accelerator.process_index)
+                    loader = torch.utils.data.DataLoader(
+                        dataset, batch_sampler=sampler, collate_fn=collator, num_workers=config.num_workers
+                    )
+                    self._epoch(iter(loader), epoch, first, last)
+                    saved_just_now = bool(config.save_every_steps) and self.done % config.save_every_steps == 0
+                    if last == plan.steps_per_epoch and not saved_just_now:
+                        with critical():
+                            self._checkpoint()  # every epoch ends with a checkpoint
+            except KeyboardInterrupt:
+                raise self._interrupted() from None
         self._save_final()
         return self._result()
 
@@ -269,15 +287,16 @@ class _Run:
         for _ in range(first, last):
             step_started = time.perf_counter()
             passes = [next(batches) for _ in range(config.gradient_accumulation)]
-            loss, tokens = self._step(passes)
-            self.done += 1
-            self.last_loss = loss
-            seconds = time.perf_counter() - step_started
-            self.bar.update(self.done, loss, tokens / seconds)
-            if self.done % config.log_every_steps == 0 or self.done == self.plan.total_steps:
-                self._log(epoch, loss, tokens, seconds)
-            if config.save_every_steps and self.done % config.save_every_steps == 0:
-                self._checkpoint()
+            with critical():  # Ctrl-C waits for the step, its metrics line and its checkpoint
+                loss, tokens = self._step(passes)
+                self.done += 1
+                self.last_loss = loss
+                seconds = time.perf_counter() - step_started
+                self.bar.update(self.done, loss, tokens / seconds)
+                if self.done % config.log_every_steps == 0 or self.done == self.plan.total_steps:
+                    self._log(epoch, loss, tokens, seconds)
+                if config.save_every_steps and self.done % config.save_every_steps == 0:
+                    self._checkpoint()
 
     def _step(self, passes: list) -> tuple[float, int]:
         """One optimizer step over ``passes`` (this process's share of the global batch): ``(loss, tokens)``."""
@@ -352,7 +371,15 @@ class _Run:
             "config": self.config.to_dict(),
         }
 
-    def _checkpoint(self) -> None:
+    def _interrupted(self) -> TrainInterrupted:
+        """After Ctrl-C: a checkpoint of the steps done (unless one holds them already), for the resume."""
+        latest = checkpoints.latest_checkpoint(self.config.out)
+        if self.done and (latest is None or checkpoints.read_state(latest).get("step") != self.done):
+            with critical():  # a second Ctrl-C waits for the checkpoint too
+                latest = self._checkpoint()
+        return TrainInterrupted(self.done, self.plan.total_steps, latest if self.done else None)
+
+    def _checkpoint(self) -> Path:
         folder = checkpoints.save_checkpoint(
             self.config.out,
             self.done,
@@ -367,6 +394,7 @@ class _Run:
         )
         if self.show_progress:
             self.bar.note(f"checkpoint {folder}")
+        return folder
 
     def _save_final(self) -> None:
         checkpoints.save_model_dir(self.config.out, self.accelerator, self.model, self.processor, self.model_dtype)
