@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import math
 
-from transformers import PretrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING, AutoConfig
+from omnict_cli.model.dependencies import check_torchvision
+
+check_torchvision()  # before transformers, which fails on a broken torchvision without naming it
+
+from transformers import PretrainedConfig  # noqa: E402
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING, AutoConfig  # noqa: E402
 
 KINDS = ("slice", "volume")
 
@@ -247,3 +251,6 @@ def _check_units(num_units: int) -> int:
     if num_units < 1:
         raise ValueError(f"num_units must be >= 1, got {num_units}")
     return num_units
+
+
+AutoConfig.register(OmniCTConfig.model_type, OmniCTConfig, exist_ok=True)

@@ -184,6 +184,7 @@ class Engine:
         self.identity = identity
         self.device = device
         self._sentence_ends = None
+        self._phrase_ends = None
 
     @classmethod
     def load(
@@ -237,30 +238,71 @@ class Engine:
         model_inputs: list,
         organ_masks: list,
         settings: GenerationSettings = GenerationSettings(),
+        first_phrase_only: bool = False,
     ) -> list[str]:
         """One generated text per study (greedy or beam search); studies may mix slices and volumes.
 
-        A row stops early once it has completed one sentence three times (a loop, :mod:`omnict_cli.run.repeats`).
+        A row stops early once it has completed one sentence three times (a loop, :mod:`omnict_cli.run.repeats`)
+        and, with ``first_phrase_only`` (open questions, :mod:`omnict_cli.run.answers`), at its first phrase end.
         """
         import torch
 
         batch = self.processor(questions, model_inputs, organ_masks=organ_masks)
         prompt_length = batch["input_ids"].shape[1]
+        stops = [self._repeat_stop(prompt_length)]
+        if first_phrase_only:
+            stops.append(self._phrase_stop(prompt_length))
+        with torch.inference_mode():
+            output = self.model.generate(
+                **self._on_device(batch),
+                max_new_tokens=settings.max_new_tokens,
+                num_beams=settings.num_beams,
+                do_sample=False,
+                stopping_criteria=stops,
+            )
+        return [text.strip() for text in self.processor.decode(output[:, prompt_length:])]
+
+    @property
+    def answers_yes_no(self) -> bool:
+        """Whether :meth:`answer_yes_no` can work: the tokenizer has distinct first tokens for "Yes" and "No"."""
+        from omnict_cli.run.answers import yes_no_token_ids
+
+        if not hasattr(self, "_yes_no_ids"):
+            self._yes_no_ids = yes_no_token_ids(self.processor.tokenizer)
+        return self._yes_no_ids is not None
+
+    def answer_yes_no(self, questions: list[str], model_inputs: list, organ_masks: list) -> list:
+        """Per study, a :class:`~omnict_cli.run.answers.YesNoAnswer`: P("Yes") and P("No") as the answer's first token.
+
+        One forward pass over the prompts, no generation. The prompts are left padded, so the last
+        position of every row is where the answer starts; positions count from each row's first real
+        token, as in ``generate()``.
+        """
+        import torch
+
+        from omnict_cli.run.answers import YesNoAnswer
+
+        if not self.answers_yes_no:
+            raise ValueError("this model's tokenizer does not tell 'Yes' from 'No' by their first token")
+        yes, no = self._yes_no_ids
+        inputs = self._on_device(self.processor(questions, model_inputs, organ_masks=organ_masks))
+        positions = (inputs["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = self.model(**inputs, position_ids=positions, use_cache=False, logits_to_keep=1).logits[:, -1]
+        probabilities = logits.float().softmax(dim=-1)
+        return [YesNoAnswer(float(row[yes]), float(row[no])) for row in probabilities]
+
+    def _on_device(self, batch) -> dict:
+        """The processor's batch on the model's device, pixels in the model's dtype."""
+        import torch
+
         inputs = {
             key: value.to(self.device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()
         }
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         if inputs.get("organ_masks") is not None:
             inputs["organ_masks"] = [None if m is None else m.to(self.device) for m in inputs["organ_masks"]]
-        with torch.inference_mode():
-            output = self.model.generate(
-                **inputs,
-                max_new_tokens=settings.max_new_tokens,
-                num_beams=settings.num_beams,
-                do_sample=False,
-                stopping_criteria=[self._repeat_stop(prompt_length)],
-            )
-        return [text.strip() for text in self.processor.decode(output[:, prompt_length:])]
+        return inputs
 
     def _repeat_stop(self, prompt_length: int):
         """Stops a row that loops on one sentence (:mod:`omnict_cli.run.repeats`); the vocabulary is scanned once."""
@@ -269,6 +311,14 @@ class Engine:
         if self._sentence_ends is None:
             self._sentence_ends = sentence_end_ids(self.processor.tokenizer)
         return RepeatedSentenceStop(self.processor.tokenizer, self._sentence_ends, prompt_length)
+
+    def _phrase_stop(self, prompt_length: int):
+        """Stops a row at its first phrase end (:mod:`omnict_cli.run.answers`); the vocabulary is scanned once."""
+        from omnict_cli.run.answers import PhraseEndStop, phrase_end_ids
+
+        if self._phrase_ends is None:
+            self._phrase_ends = phrase_end_ids(self.processor.tokenizer)
+        return PhraseEndStop(self.processor.tokenizer, self._phrase_ends, prompt_length)
 
 
 def _count(n: int) -> str:

@@ -49,8 +49,19 @@ def make_segmenter(
         message += f" With TotalSegmentator installed, set {HOME_ENV} to a folder holding its weights."
     if name == "totalsegmentator":
         raise SegmenterUnavailable(message)
-    (notify or log.warning)(f"using the built-in segmenter (coarse organ masks): {message}")
+    (notify or log.warning)(fallback_notice(message))
     return _builtin()
+
+
+def fallback_notice(message: str) -> str:
+    """The one line ``auto`` says when it falls back: why (the first sentence of ``message``) and where to read on."""
+    from omnict_cli.segmentation.totalseg import HOME_ENV
+
+    reason = message.split(". ")[0].rstrip(".")
+    return (
+        f"using the built-in segmenter (coarse organ masks, no abdominal organs): {reason}; TotalSegmentator: "
+        f'pip install -e ".[seg]", weights in ${HOME_ENV} (docs/segmentation-totalseg.md)'
+    )
 
 
 def _builtin() -> Segmenter:
