@@ -30,13 +30,24 @@ def _load_options(function):
         default=None,
         help="Refuse studies with more voxels (default 1024^3, about 2 GiB as int16).",
     )(function)
+    function = click.option(
+        "--max-bytes",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Refuse studies whose voxels, decoded plus a float32 working copy, would take more "
+        "bytes (default 6 GiB: 1024^3 int16 voxels). Checked from the header, before reading.",
+    )(function)
     return function
 
 
-def _make_load_options(allow_non_ct: bool, max_voxels: int | None):
-    from omnict_cli.studies.readers.base import DEFAULT_MAX_VOXELS, LoadOptions
+def _make_load_options(allow_non_ct: bool, max_voxels: int | None, max_bytes: int | None = None):
+    from omnict_cli.studies.readers.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_VOXELS, LoadOptions
 
-    return LoadOptions(allow_non_ct=allow_non_ct, max_voxels=max_voxels or DEFAULT_MAX_VOXELS)
+    return LoadOptions(
+        allow_non_ct=allow_non_ct,
+        max_voxels=max_voxels or DEFAULT_MAX_VOXELS,
+        max_bytes=max_bytes or DEFAULT_MAX_BYTES,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,7 +65,7 @@ def main():
 @click.argument("path", type=click.Path(exists=True, file_okay=True, dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list for scripts instead of a table.")
 @_load_options
-def inspect(path, as_json, allow_non_ct, max_voxels):
+def inspect(path, as_json, allow_non_ct, max_voxels, max_bytes):
     """List the studies found under PATH: kind, format, shape, spacing,
     orientation found in the file, HU range, and any warning or error.
 
@@ -72,7 +83,7 @@ def inspect(path, as_json, allow_non_ct, max_voxels):
     from omnict_cli.studies.inspection import summarize_study
     from omnict_cli.ui import progress, stderr_console, studies_table
 
-    options = _make_load_options(allow_non_ct, max_voxels)
+    options = _make_load_options(allow_non_ct, max_voxels, max_bytes)
     try:
         studies = discover_studies(path)
     except OmnictError as error:

@@ -2,8 +2,8 @@
 
 Exit codes (both commands): 0 every study ok (or skipped), 1 some studies
 failed (their records say why), 2 usage error, no model, or an output that
-cannot be written, 130 interrupted with Ctrl-C (the records written so far
-are whole; rerun the same command to resume).
+cannot be written, 130 interrupted with Ctrl-C, 143 stopped by SIGTERM (the
+records written so far are whole; rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from omnict_cli.cli.main import _load_options, _make_load_options, main
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+"""128 + SIGTERM (15), what a shell reports for a process SIGTERM ended; a scheduler can tell it from a failure."""
 SEGMENTER_CHOICES = ("auto", "totalsegmentator", "builtin", "none")
 
 
@@ -328,13 +330,17 @@ class _RunContext:
         except OutputError as error:
             self.console.print(f"[red]error[/red] {_escape(error.one_line())}", highlight=False, soft_wrap=True)
             sys.exit(EXIT_USAGE)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            from omnict_cli.run.interrupts import Terminated
+
+            terminated = isinstance(stop, Terminated)
             self.console.print(
-                f"interrupted: {pipeline.counts.processed} {what} written this run, every record "
-                "whole; run the same command again to resume",
+                f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: {pipeline.counts.processed} {what} "
+                "written this run, every record whole; run the same command again to resume",
                 highlight=False,
+                soft_wrap=True,  # one line, whatever the terminal's width: scripts and logs grep it
             )
-            sys.exit(EXIT_INTERRUPTED)
+            sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
         for note in result.notes:
             self.console.print(note, highlight=False, markup=False)
         failed = _print_summary(self.console, result, what, self.quiet)

@@ -56,7 +56,7 @@ def _check_device(context, parameter, value: str) -> str:
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help=_CACHE_DIR_HELP)
 @_load_options
-def segment(path, segmenter_name, fast, device, out_dir, cache_dir, allow_non_ct, max_voxels):
+def segment(path, segmenter_name, fast, device, out_dir, cache_dir, allow_non_ct, max_voxels, max_bytes):
     """Make organ label maps for every study under PATH and keep them in the
     mask cache, so later runs (on this or another machine sharing the cache)
     skip segmentation. Studies already in the cache are not segmented again.
@@ -104,7 +104,7 @@ def segment(path, segmenter_name, fast, device, out_dir, cache_dir, allow_non_ct
                 segmenter,
                 cache,
                 out_dir,
-                _make_load_options(allow_non_ct, max_voxels),
+                _make_load_options(allow_non_ct, max_voxels, max_bytes),
                 on_study=lambda _: bar.advance(task),
             )
         except OmnictError as error:  # labels.json could not be written: nothing else would be either

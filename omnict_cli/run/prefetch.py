@@ -7,17 +7,23 @@ folder uses the memory of ``depth`` studies, and yields results in the
 order the studies were given (resume and shard merges rely on that order).
 
 Workers are started with ``spawn`` (forking a process that has loaded torch
-and started its thread pools can deadlock) and ignore Ctrl-C, so the main
-process decides how to stop. A worker that dies (out of memory, a crash in
-a native reader) breaks the pool: the pool is restarted, the unfinished
-studies are resubmitted, and a study that breaks a fresh pool a second time
-becomes an error of its own.
+and started its thread pools can deadlock) and ignore Ctrl-C and SIGTERM, so
+the main process decides how to stop (it finishes the record it is writing).
+Workers end themselves when the main process is gone, even by SIGKILL:
+otherwise they would block forever writing a result nobody reads, holding
+memory (and GPU memory, with TotalSegmentator in them). A worker that dies
+(out of memory, a crash in a native reader) breaks the pool: the pool is
+restarted, the unfinished studies are resubmitted, and a study that breaks a
+fresh pool a second time becomes an error of its own.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,13 +37,41 @@ class WorkerDied(RuntimeError):
     """The worker process preparing a study ended abruptly, twice."""
 
 
-def _init_worker(setup: PrepareSetup) -> None:
+PARENT_CHECK_SECONDS = 0.5
+"""How often a worker checks that the process that started it is still alive."""
+
+EXIT_PARENT_GONE = 1
+
+
+def _init_worker(setup: PrepareSetup, parent_pid: int) -> None:
     global _WORKER_SETUP
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _exit_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(1)  # workers are many; the model process keeps the cores it was given
     _WORKER_SETUP = setup
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this worker within ``PARENT_CHECK_SECONDS`` of its parent's death, whatever it is doing.
+
+    When the parent dies the worker is re-parented, so ``os.getppid()``
+    changes; a daemon thread watches for that and calls ``os._exit`` (no
+    cleanup: the queues it would flush have no reader). ``os._exit`` also
+    ends a worker blocked in a queue write, which nothing else could.
+    Linux's ``PR_SET_PDEATHSIG`` is not used: it fires when the *thread*
+    that started the worker ends, not the process, which would kill healthy
+    workers of a pool started from a short-lived thread.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(EXIT_PARENT_GONE)
+
+    threading.Thread(target=watch, name="omnict-parent-watch", daemon=True).start()
 
 
 def _prepare_in_worker(study) -> PreparedStudy:
@@ -116,7 +150,7 @@ class StudyPrefetcher:
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(self.setup,),
+                initargs=(self.setup, os.getpid()),
             )
         return self._pool.submit(_prepare_in_worker, study)
 

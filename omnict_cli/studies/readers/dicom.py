@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom.datadict
 
 from omnict_cli.errors import NotCTError, StudyLoadError
-from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_study_size
 from omnict_cli.studies.readers.dicom_fields import (
     DAMAGED_HINT,
     FIELD_HINT,
@@ -106,6 +107,12 @@ def read_header(path: Path) -> DicomHeader:
     or a value discovery needs are damaged.
     """
     dataset = read_dataset(path, header_only=True, force=path.suffix.lower() == ".dcm")
+    if not _has_dicom_fields(dataset):
+        raise StudyLoadError(
+            "not a DICOM file: no DICOM preamble and no DICOM field in it",
+            path=path,
+            hint="It is named .dcm but holds something else (a picture, text, random bytes); rename or remove it",
+        )
     orientation = field_value(dataset, "ImageOrientationPatient", path, float, count=0)
     image_type = field_value(dataset, "ImageType", path, str, count=0, default=())
     sop_class = field_value(dataset, "SOPClassUID", path, str, default="")
@@ -122,6 +129,20 @@ def read_header(path: Path) -> DicomHeader:
         is_localizer="LOCALIZER" in [value.upper() for value in image_type],
         sop_class=uid_name(sop_class),
     )
+
+
+def _has_dicom_fields(dataset) -> bool:
+    """True when the parsed bytes hold at least one field DICOM defines (or file meta information).
+
+    pydicom's ``force`` parses any bytes as *some* dataset: random bytes, a
+    picture or text named ``.dcm`` come out as one or two elements with
+    tags no dictionary knows. Those are not DICOM files at all, and saying
+    "no pixel data" about them would send the user looking for the wrong
+    problem. Tags are looked up without converting any value.
+    """
+    if getattr(dataset, "file_meta", None):
+        return True
+    return any(pydicom.datadict.keyword_for_tag(tag) for tag in dataset.keys())
 
 
 @dataclass
@@ -154,7 +175,7 @@ def read_dicom(paths: list[Path], options: LoadOptions) -> RawImage:
         return _read_colour_capture(datasets[0], warnings)
     rows = field_value(first, "Rows", first_path, int, default=0)
     columns = field_value(first, "Columns", first_path, int, default=0)
-    check_voxel_count((len(datasets), rows, columns), first_path, options)
+    check_study_size((len(datasets), rows, columns), _stored_dtype(first, first_path), first_path, options)
     modality = field_value(first, "Modality", first_path, str, default="").upper()
     if modality and modality != "CT":
         warnings.append(
@@ -185,25 +206,40 @@ def read_dicom(paths: list[Path], options: LoadOptions) -> RawImage:
 def _check_before_pixels(paths, options):
     """Refuse a non-CT or too-large series from the first file's header alone.
 
-    Reading a series loads every file's pixel bytes, so the modality and
-    the voxel count (files x rows x columns, an upper bound) are checked
-    first: an oversized series must not be read into memory only to be
-    refused. A first file that cannot be read is left to the full read,
-    which reports it (or leaves it out of a longer series).
+    Reading a series loads every file's pixel bytes, so the modality, the
+    voxel count (files x frames x rows x columns, an upper bound) and the
+    bytes those voxels take in their stored type are checked first: an
+    oversized series must not be read into memory only to be refused. A
+    first file that cannot be read is left to the full read, which reports
+    it (or leaves it out of a longer series).
     """
     try:
         header = read_dataset(paths[0], header_only=True)
+        frames = max(1, field_value(header, "NumberOfFrames", paths[0], int, default=1))
         shape = (
-            len(paths),
+            len(paths) * frames,
             field_value(header, "Rows", paths[0], int, default=0),
             field_value(header, "Columns", paths[0], int, default=0),
         )
-        frames = field_value(header, "NumberOfFrames", paths[0], int, default=1)
+        stored = _stored_dtype(header, paths[0])
     except StudyLoadError:
         return
     _check_modality(header, paths[0], options)
-    if frames == 1:
-        check_voxel_count(shape, paths[0], options)
+    check_study_size(shape, stored, paths[0], options)
+
+
+def _stored_dtype(dataset, path) -> np.dtype:
+    """The type of one pixel as stored (BitsAllocated, PixelRepresentation, SamplesPerPixel), for the size check.
+
+    Bit depths numpy has no type for (1, 12, ...) are counted as the next
+    whole byte size, so the estimate stays an upper bound.
+    """
+    bits = field_value(dataset, "BitsAllocated", path, int, default=16)
+    signed = field_value(dataset, "PixelRepresentation", path, int, default=0) == 1
+    samples = max(1, field_value(dataset, "SamplesPerPixel", path, int, default=1))
+    size = next((n for n in (1, 2, 4, 8) if 8 * n >= bits), 8)
+    base = np.dtype(f"{'i' if signed else 'u'}{size}")
+    return base if samples == 1 else np.dtype((base, (samples,)))
 
 
 def _read_datasets(paths):

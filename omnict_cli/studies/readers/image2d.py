@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_study_size
 from omnict_cli.studies.volume import INTENSITY_DISPLAY, INTENSITY_HU, canonical_affine
 
 
@@ -27,7 +27,7 @@ def read_picture(path: Path, options: LoadOptions) -> RawImage:
     warnings = []
     try:
         with _bomb_warnings_as_errors(), Image.open(path) as picture:
-            check_voxel_count((1, picture.height, picture.width), path, options)
+            check_study_size((1, picture.height, picture.width), _decoded_dtype(picture), path, options)
             if getattr(picture, "n_frames", 1) > 1:
                 warnings.append(f"{picture.n_frames} pages/frames: used the first")
             picture.load()
@@ -60,11 +60,18 @@ def read_picture(path: Path, options: LoadOptions) -> RawImage:
 
 @contextlib.contextmanager
 def _bomb_warnings_as_errors():
-    """Pillow warns (and only over twice its limit refuses) for pictures of more than about
-    179 million pixels; both are refused here, with one message, as no CT slice is that big."""
+    """Pillow warns for pictures of more than ``Image.MAX_IMAGE_PIXELS`` (about 89 million pixels)
+    and refuses them only over twice that; both are refused here, with one message, as no CT slice
+    is that big. So the limit is about 89 million pixels (9459 x 9459)."""
     with warnings_module.catch_warnings():
         warnings_module.simplefilter("error", Image.DecompressionBombWarning)
         yield
+
+
+def _decoded_dtype(picture) -> np.dtype:
+    """Pixels are converted to float32 per band before they become grey: the size check counts that."""
+    bands = len(picture.getbands())
+    return np.dtype(np.float32) if bands == 1 else np.dtype((np.float32, (bands,)))
 
 
 def _grey_pixels(picture, warnings):

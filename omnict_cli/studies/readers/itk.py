@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_study_size
 from omnict_cli.studies.volume import lps_to_ras
 
 FORMAT_BY_SUFFIX = {".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mhd"}
@@ -36,7 +36,7 @@ def read_itk(path: Path, options: LoadOptions) -> RawImage:
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
-        check_voxel_count(reader.GetSize(), path, options)
+        check_study_size(reader.GetSize(), _header_dtype(reader), path, options)
         image = reader.Execute()
     except RuntimeError as error:
         raise StudyLoadError(
@@ -62,6 +62,41 @@ def read_itk(path: Path, options: LoadOptions) -> RawImage:
         meta={"stored_dtype": str(array.dtype)},
         warnings=warnings,
     )
+
+
+_PIXEL_TYPES = {
+    **{
+        getattr(sitk, f"sitk{prefix}{name}"): numpy
+        for prefix in ("", "Vector")
+        for name, numpy in (
+            ("Int8", np.int8),
+            ("UInt8", np.uint8),
+            ("Int16", np.int16),
+            ("UInt16", np.uint16),
+            ("Int32", np.int32),
+            ("UInt32", np.uint32),
+            ("Int64", np.int64),
+            ("UInt64", np.uint64),
+            ("Float32", np.float32),
+            ("Float64", np.float64),
+        )
+    },
+    sitk.sitkComplexFloat32: np.complex64,
+    sitk.sitkComplexFloat64: np.complex128,
+}
+"""SimpleITK pixel ids (scalar and vector) -> the numpy type of one component."""
+
+
+def _header_dtype(reader) -> np.dtype:
+    """The pixel type the header declares, as numpy sees it, for the size check before ``Execute``.
+
+    Vector pixels count every component (``(float32, 3)``); complex types map
+    to numpy's complex, which the size check refuses by type. A type this
+    table does not know (a label map type) is taken as float64, the widest.
+    """
+    base = _PIXEL_TYPES.get(reader.GetPixelID(), np.float64)
+    components = max(1, int(reader.GetNumberOfComponents()))
+    return np.dtype(base) if components == 1 else np.dtype((base, (components,)))
 
 
 def _itk_reason(error: RuntimeError) -> str:

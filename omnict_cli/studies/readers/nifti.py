@@ -22,7 +22,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_study_size
 from omnict_cli.studies.volume import affine_problem
 
 try:  # python-isal: same format as gzip, faster decoder
@@ -100,13 +100,15 @@ def read_nifti(path: Path, options: LoadOptions, on_planes=None) -> RawImage:
     warnings = []
     try:
         with _open(path, warnings) as stream:
-            header_bytes = stream.read(max(_HEADER_CLASSES))
+            header_bytes = stream.read(max(_HEADER_CLASSES) + _EXTENSION_FLAG_BYTES)
             image_class = _image_class(header_bytes, path)
             header = _checked_header(image_class, header_bytes, warnings)
             shape = header.get_data_shape()
-            check_voxel_count(shape, path, options)
-            stream.seek(int(header.get_data_offset()))
-            report = None if on_planes is None else partial(_report_progress, on_planes, header)
+            check_study_size(shape, header.get_data_dtype(), path, options)
+            slope, inter = _slope_inter(header, path, warnings)
+            stream.seek(_voxel_offset(header, header_bytes[_header_size(image_class) :], path, warnings))
+            scaled = (slope, inter) != (1.0, 0.0)
+            report = None if on_planes is None else partial(_report_progress, on_planes, header, scaled)
             stored = _read_voxel_block(stream, shape, header.get_data_dtype(), path, report)
     except (StudyLoadError, PermissionError, FileNotFoundError):
         raise  # OSErrors, but not damage; the loader names them
@@ -117,7 +119,7 @@ def read_nifti(path: Path, options: LoadOptions, on_planes=None) -> RawImage:
             hint="The file is damaged or truncated; re-export or re-download it",
         ) from error
     affine = nifti_affine(header, path, warnings)
-    array = _apply_scaling(stored, header, path)
+    array = _apply_scaling(stored, slope, inter, path)
     meta = {"nifti_version": 2 if image_class is nib.Nifti2Image else 1, "stored_dtype": str(stored.dtype)}
     return RawImage(array=array, affine=affine, source_format="nifti", meta=meta, warnings=warnings)
 
@@ -137,17 +139,17 @@ class VoxelProgress:
     scaled: bool
 
 
-def _report_progress(on_planes, header, array, planes):
-    slope, inter = header.get_slope_inter()
-    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
+def _report_progress(on_planes, header, scaled, array, planes):
     on_planes(VoxelProgress(array=array, affine=nifti_affine(header, "", []), planes=planes, scaled=scaled))
 
 
 def nifti_affine(header, path, warnings: list[str]) -> np.ndarray:
     """The voxel-to-RAS affine of a NIfTI header, checked; what was assumed goes into ``warnings``.
 
-    Order as in nibabel: the sform when its code is set, else the qform,
-    else a plain RAS grid of ``pixdim`` (warned: no orientation). A form
+    The sform when its code is set (compared with a coded qform, warned when
+    they disagree), else the qform, else NIfTI's method 1, a plain RAS grid
+    of ``pixdim`` (warned: no orientation; see :func:`_method1_affine` for
+    why this is not nibabel's choice). A form
     with NaN/Inf entries or a singular matrix is not used; with nothing
     usable left the file is refused. ``pixdim`` holds the qform's voxel
     size; when it is 0, negative or not a number the qform has no size,
@@ -168,12 +170,14 @@ def nifti_affine(header, path, warnings: list[str]) -> np.ndarray:
                     f"pixdim {_numbers(pixdim[:spatial])} is not a voxel size: used the sform's "
                     f"{_spacing_text(sform)} mm"
                 )
+            elif qform_code > 0:
+                warnings.extend(_forms_disagree(sform, header.get_qform(), spatial))
             return sform
         problems.append(f"the sform {problem}")
     if qform_code > 0 or sform_code == 0:
         unit_header = header.copy()  # the qform's rotation and origin, with a usable voxel size in pixdim
         unit_header["pixdim"][1:4] = np.where(np.isfinite(pixdim) & (pixdim > 0), pixdim, 1.0)
-        form = unit_header.get_qform() if qform_code > 0 else unit_header.get_base_affine()
+        form = unit_header.get_qform() if qform_code > 0 else _method1_affine(unit_header)
         name = "qform" if qform_code > 0 else "pixdim grid"
         if not pixdim_ok:
             form = _size_from_sform_rows(form, sform, pixdim[:spatial], spatial, name, warnings)
@@ -181,7 +185,10 @@ def nifti_affine(header, path, warnings: list[str]) -> np.ndarray:
         if problem is None:
             warnings.extend(f"{text}: used the {name}" for text in problems)
             if qform_code == 0 and sform_code == 0:
-                warnings.append("NIfTI header has no orientation (qform and sform codes are 0): assumed RAS")
+                warnings.append(
+                    "NIfTI header has no orientation (qform and sform codes are 0): assumed RAS, voxel axes "
+                    "pointing right, anterior and superior (NIfTI's rule for code 0)"
+                )
             return form
         problems.append(f"the {name} {problem}")
     raise StudyLoadError(
@@ -189,6 +196,52 @@ def nifti_affine(header, path, warnings: list[str]) -> np.ndarray:
         path=path,
         hint="The NIfTI header is damaged; re-export the scan",
     )
+
+
+def _method1_affine(header) -> np.ndarray:
+    """NIfTI's "method 1" for qform and sform codes 0: voxel axes along +x, +y, +z (RAS) scaled by ``pixdim``.
+
+    The standard's rule for a header without orientation. nibabel's
+    ``get_base_affine`` (used by ``get_best_affine`` for this case) follows
+    the older Analyze convention instead and flips x, which would mirror
+    left and right; omnict follows the NIfTI standard, and its warning says so.
+    """
+    return np.diag([*np.asarray(header["pixdim"][1:4], dtype=float), 1.0])
+
+
+QFORM_SFORM_SIZE_TOLERANCE = 0.01
+"""Largest relative difference between the qform's and the sform's voxel sizes taken as agreement (1%)."""
+
+QFORM_SFORM_ANGLE_TOLERANCE_DEGREES = 1.0
+"""Largest angle between the qform's and the sform's direction of one voxel axis taken as agreement."""
+
+
+def _forms_disagree(sform, qform, spatial) -> list[str]:
+    """A warning naming both forms when their voxel sizes or axis directions differ beyond the tolerances.
+
+    The sform is used (NIfTI prefers it when its code is set, and so does
+    every common reader); the warning says so, because a file whose two
+    geometries disagree is likely mislabelled in one of them. Origins are
+    not compared: omnict's voxels do not depend on them.
+    """
+    sform_axes, qform_axes = np.asarray(sform, float)[:3, :spatial], np.asarray(qform, float)[:3, :spatial]
+    sform_sizes, qform_sizes = np.linalg.norm(sform_axes, axis=0), np.linalg.norm(qform_axes, axis=0)
+    if not (np.isfinite(qform_sizes).all() and (qform_sizes > 0).all()):
+        return []  # an unusable qform is simply not used
+    size_ratio = np.abs(sform_sizes / qform_sizes - 1.0)
+    cosines = np.clip(np.sum(sform_axes * qform_axes, axis=0) / (sform_sizes * qform_sizes), -1.0, 1.0)
+    angles = np.degrees(np.arccos(cosines))
+    if size_ratio.max() <= QFORM_SFORM_SIZE_TOLERANCE and angles.max() <= QFORM_SFORM_ANGLE_TOLERANCE_DEGREES:
+        return []
+    return [
+        f"qform and sform disagree (sform: {_spacing_text(sform)} mm, axes {_axcodes(sform)}; qform: "
+        f"{_spacing_text(qform)} mm, axes {_axcodes(qform)}; axes up to {angles.max():.0f} degrees apart): "
+        "used the sform, as NIfTI prefers it; check which geometry is right"
+    ]
+
+
+def _axcodes(affine) -> str:
+    return "".join(nib.aff2axcodes(np.asarray(affine, dtype=float)))
 
 
 def _size_from_sform_rows(form, sform, pixdim, spatial, name, warnings) -> np.ndarray:
@@ -277,21 +330,74 @@ def _read_voxel_block(stream, shape, dtype, path, on_planes) -> np.ndarray:
     return array
 
 
-def _apply_scaling(stored: np.ndarray, header, path) -> np.ndarray:
-    """Apply ``scl_slope``/``scl_inter`` once, keeping integers integral.
+def _slope_inter(header, path, warnings: list[str]) -> tuple[float, float]:
+    """``scl_slope``/``scl_inter`` as the NIfTI standard defines them, checked before any voxel is read.
 
-    A slope of 0 means "no scaling" in NIfTI (nibabel reads it as None); an
-    infinite or NaN slope or intercept with a non-zero slope is an error.
+    A slope of 0 means "no scaling" (the standard), and so does NaN
+    (nibabel writes NaN for "unset"); the intercept is then not applied,
+    and a non-zero intercept beside it is warned as ignored, since its
+    writer probably meant it. An infinite slope, or a real slope with an
+    intercept that is not a finite number, is an error: HU would be
+    silently wrong. (nibabel's ``get_slope_inter`` would drop an infinite
+    slope silently and raise on a NaN intercept; the fields are read here.)
     """
-    slope, inter = header.get_slope_inter()
-    slope = 1.0 if slope is None else float(slope)
-    inter = 0.0 if inter is None else float(inter)
+    slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
+    if slope == 0.0 or np.isnan(slope):
+        if np.isfinite(inter) and inter != 0.0:
+            warnings.append(
+                f"scl_slope is {slope:g}, which means no scaling in NIfTI, so scl_inter {inter:g} was not "
+                f"applied: values may be off by {inter:g}"
+            )
+        return 1.0, 0.0
     if not (np.isfinite(slope) and np.isfinite(inter)):
         raise StudyLoadError(
             f"scl_slope/scl_inter are {slope:g}/{inter:g}, not finite numbers",
             path=path,
             hint="The NIfTI header is damaged; re-export the scan",
         )
+    return slope, inter
+
+
+_EXTENSION_FLAG_BYTES = 4
+"""A single-file NIfTI has 4 bytes after its header: byte 0 non-zero means header extensions follow."""
+
+
+def _voxel_offset(header, after_header: bytes, path, warnings: list[str]) -> int:
+    """Where the voxels start; a ``vox_offset`` inside the header is "unset" when that can be told safely.
+
+    In a single-file NIfTI the voxels cannot start inside the header (348
+    + 4 bytes for NIfTI-1, 540 + 4 for NIfTI-2). Writers that leave
+    ``vox_offset`` 0 (nibabel's "unset") put the voxels right after the
+    header when it has no extensions, so they are read from there, warned.
+    With extensions nothing marks where they end: that is an error, never
+    a guess (nibabel itself would read the header bytes as voxels).
+    """
+    offset = float(header["vox_offset"])
+    header_end = int(header.sizeof_hdr) + _EXTENSION_FLAG_BYTES
+    if not np.isfinite(offset) or offset < 0:
+        raise StudyLoadError(
+            f"vox_offset is {offset:g}, not a position in the file",
+            path=path,
+            hint="The NIfTI header is damaged; re-export the scan",
+        )
+    if offset >= header_end:
+        return int(offset)
+    if after_header[:1] not in (b"", b"\x00"):
+        raise StudyLoadError(
+            f"vox_offset {offset:g} points inside the header, and header extensions follow it, so where "
+            "the voxels start is unknown",
+            path=path,
+            hint="The NIfTI header is damaged; re-export the scan",
+        )
+    warnings.append(
+        f"vox_offset {offset:g} points inside the header: read the voxels from byte {header_end}, right after "
+        "the header, where writers put them when vox_offset is left unset"
+    )
+    return header_end
+
+
+def _apply_scaling(stored: np.ndarray, slope: float, inter: float, path) -> np.ndarray:
+    """Apply the checked ``scl_slope``/``scl_inter`` (:func:`_slope_inter`) once, keeping integers integral."""
     if slope == 1.0 and inter == 0.0:
         return stored
     if stored.dtype.kind in "iu" and slope.is_integer() and inter.is_integer() and stored.size:

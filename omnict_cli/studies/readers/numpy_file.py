@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from omnict_cli.errors import StudyLoadError
-from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_voxel_count
+from omnict_cli.studies.readers.base import LoadOptions, RawImage, check_study_size
 from omnict_cli.studies.volume import canonical_affine
 
 
@@ -22,7 +22,7 @@ def read_npy(path: Path, options: LoadOptions) -> RawImage:
     """Read a ``.npy`` array under the module's documented assumption."""
     try:
         lazy = np.load(path, mmap_mode="r", allow_pickle=False)
-        check_voxel_count(lazy.shape, path, options)
+        check_study_size(lazy.shape, lazy.dtype, path, options)
         array = np.array(lazy)
     except (PermissionError, FileNotFoundError):
         raise  # OSErrors, but not damage: the loader reports it as "permission denied"
