@@ -267,3 +267,19 @@ def test_an_import_killed_midway_leaves_no_model_and_the_next_one_cleans_up(tmp_
     import_release(source, out, vision=siglip, verify=False, echo=quiet)
     assert (out / "model.safetensors").is_file()
     assert not partial.exists()
+
+
+def test_a_bias_free_projector_gets_zero_biases(tmp_path, siglip):
+    source = write_release_checkpoint(tmp_path / "release", "projector")
+    rewrite_weights(
+        source, lambda t: [t.pop(name) for name in list(t) if name.startswith("projector.") and name.endswith(".bias")]
+    )
+
+    report = import_release(source, tmp_path / "m", vision=siglip, echo=quiet)
+    projector = load_imported(tmp_path / "m").spatial_encoder.multi_modal_projector
+    assert torch.equal(projector.shared.bias, torch.zeros(32))
+    assert torch.equal(projector.slice_expert.weight, release_projector("projector")["projector.slice_expert.weight"])
+    zero_rows = [row.target for row in report.rows if row.source == "(none)"]
+    assert zero_rows == [
+        f"spatial_encoder.multi_modal_projector.{layer}.bias" for layer in ("slice_expert", "volume_expert", "shared")
+    ]

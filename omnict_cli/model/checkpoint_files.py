@@ -14,6 +14,7 @@ directory that holds only ``pytorch_model.bin`` / ``.pt`` / ``.pth`` /
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,17 +84,40 @@ class CheckpointFiles:
             return handle.get_tensor(name)
 
     def copy_bytes(self, name: str, stream) -> None:
-        """Write the raw bytes of ``name`` to ``stream`` in chunks: memory stays at one chunk, not one tensor."""
+        """Write the raw bytes of ``name`` to ``stream``: in the kernel where it can, else in bounded chunks.
+
+        ``os.copy_file_range`` moves the bytes file to file without passing them through this
+        process; where the file systems do not allow it, chunks of ``COPY_CHUNK_BYTES`` do.
+        """
         entry = self.entries[name]
         with open(entry.file, "rb") as source:
-            source.seek(entry.start)
-            left = entry.nbytes
+            done = _copy_in_kernel(source, stream, entry.start, entry.nbytes)
+            source.seek(entry.start + done)
+            left = entry.nbytes - done
             while left:
                 chunk = source.read(min(left, COPY_CHUNK_BYTES))
                 if not chunk:
                     raise CheckpointError(f"tensor {name!r} ends early (truncated file)", path=entry.file)
                 stream.write(chunk)
                 left -= len(chunk)
+
+
+def _copy_in_kernel(source, stream, start: int, nbytes: int) -> int:
+    """Bytes copied with ``os.copy_file_range`` (0 where the platform or file systems refuse it)."""
+    if not hasattr(os, "copy_file_range"):
+        return 0
+    stream.flush()
+    done = 0
+    try:
+        while done < nbytes:
+            copied = os.copy_file_range(source.fileno(), stream.fileno(), nbytes - done, start + done)
+            if copied == 0:
+                break
+            done += copied
+    except OSError:  # another file system, an old kernel: the chunked copy takes over from here
+        pass
+    stream.seek(0, os.SEEK_END)  # the buffered writer learns where the descriptor now is
+    return done
 
 
 def weight_files(folder: Path) -> list[Path]:

@@ -240,9 +240,9 @@ class OmniCTForConditionalGeneration(OmniCTPreTrainedModel, GenerationMixin):
     ``config.text_config``, Qwen2 by default).
 
     Loading and saving are ``PreTrainedModel``'s own ``from_pretrained`` / ``save_pretrained``
-    (safetensors, no remote code) and nothing else reads weights: a key map for the authors'
-    released checkpoints belongs in this class, as transformers' ``_checkpoint_conversion_mapping``
-    does for LLaVA, and nowhere else.
+    (safetensors, no remote code). The authors' released checkpoints are not loaded through a
+    key map here: their projector's names are unknown and it can only be placed by shape, so
+    :mod:`omnict_cli.model.release_import` converts a release once into an omnict directory.
     """
 
     def __init__(self, config: OmniCTConfig):

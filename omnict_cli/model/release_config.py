@@ -93,10 +93,14 @@ def vision_config(given: dict | None, shapes: dict[str, tuple]) -> tuple[SiglipV
     if patch is None or positions is None:
         return None, {}, ["no SigLIP patch or position embedding among the vision tensors"]
     side = math.isqrt(positions[0])
+    if values["image_size"] // patch[2] == side:  # 384 // 14 = 27 patches: image sizes are not multiples of patches
+        side_pixels = values["image_size"]
+    else:
+        side_pixels = side * patch[2]
     from_tensors = {
         "hidden_size": patch[0],
         "patch_size": patch[2],
-        "image_size": side * patch[2],
+        "image_size": side_pixels,
         "num_hidden_layers": 1 + max(int(n.split(".")[2]) for n in shapes if n.startswith("encoder.layers.")),
         "intermediate_size": shapes.get("encoder.layers.0.mlp.fc1.weight", (values["intermediate_size"],))[0],
     }

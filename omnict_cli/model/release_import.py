@@ -18,6 +18,7 @@ folder is removed by the next import.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -168,6 +169,7 @@ class _Plan:
     vision_feature_layer: int
     targets: dict  # omnict parameter -> (CheckpointFiles, source name)
     source_dir: Path
+    zero_biases: dict = field(default_factory=dict)  # projector bias -> shape, for bias-free release layers
     rows: list[PlacementRow] = field(default_factory=list)
     inferred: dict = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
@@ -361,9 +363,17 @@ def _check_targets(plan: _Plan, no_place: list[str]) -> list[str]:
         elif expected[target] != shape:
             misplaced.append(f"{source} is {list(shape)} but {target} needs {list(expected[target])}")
     for target in expected:
-        if target not in plan.targets:
+        if _bias_free(plan, target):
+            plan.zero_biases[target] = expected[target]
+        elif target not in plan.targets:
             unfilled.append(f"{target} {list(expected[target])} stays unfilled: no source tensor for it")
     return _capped(misplaced) + _capped(unfilled)
+
+
+def _bias_free(plan: _Plan, target: str) -> bool:
+    """A projector layer placed without a bias: a zero bias computes exactly what the bias-free layer did."""
+    weight = target.removesuffix(".bias") + ".weight"
+    return target not in plan.targets and target.startswith(PROJECTOR_TARGET) and weight in plan.targets
 
 
 def _rows(plan: _Plan, files, found, vision_files, vision_found) -> list[PlacementRow]:
@@ -376,6 +386,8 @@ def _rows(plan: _Plan, files, found, vision_files, vision_found) -> list[Placeme
         notes += [f"from {owner.folder}"] if owner is not files else []
         notes += [f"cast to {dtype}"] if entry.dtype_name != dtype else []
         rows.append(PlacementRow(source, target, entry.shape, entry.dtype_name, "; ".join(notes)))
+    for target, shape in plan.zero_biases.items():
+        rows.append(PlacementRow("(none)", target, shape, dtype, "the release's layer has no bias: zeros, exactly"))
     sorted_sources = [(files, found)] + ([(vision_files, vision_found)] if vision_found is not found else [])
     for owner, names in sorted_sources:
         for source, why in names.dropped.items():
@@ -397,6 +409,9 @@ def _write(plan: _Plan, staging: Path) -> None:
         write = _copier(files, source) if entry.dtype == code else _caster(files, source, plan.dtype)
         nbytes = entry.nbytes // _element_size(entry.dtype) * _element_size(code)
         tensors.append(TensorToWrite(target, code, entry.shape, nbytes, write))
+    for target, shape in plan.zero_biases.items():
+        nbytes = math.prod(shape) * _element_size(code)
+        tensors.append(TensorToWrite(target, code, shape, nbytes, _zeros(nbytes)))
     write_model_files(staging, tensors)
     plan.config.dtype = str(plan.dtype).removeprefix("torch.")
     plan.config.save_pretrained(staging)
@@ -408,6 +423,10 @@ def _write(plan: _Plan, staging: Path) -> None:
 
 def _copier(files: CheckpointFiles, source: str):
     return lambda stream: files.copy_bytes(source, stream)
+
+
+def _zeros(nbytes: int):
+    return lambda stream: stream.write(bytes(nbytes))
 
 
 def _caster(files: CheckpointFiles, source: str, dtype):
