@@ -35,6 +35,8 @@ CASES = [
     ("Pathologically enlarged lymph nodes fill the right hilum.", 1, 1),
     ("Mediastinal lymphadenopathy is present.", 1, 1),
     ("Bulky axillary nodes are noted on the left.", 1, 1),
+    ("A 15 mm subcarinal node appears enlarged.", 1, 1),  # "node" without "lymph", at a station
+    ("A 6 mm prevascular node is seen.", 1, 0),
     # absence: negative in both readings
     ("No lymph node was seen in the mediastinum.", 0, 0),
     ("No pathological LAP in the mediastinal or hilar stations.", 0, 0),

@@ -286,6 +286,17 @@ or a count ("multiple lymph nodes in the prevascular and subcarinal stations") a
 small; a size bounded from above ("smaller than 10 mm", "not exceeding 1 cm") states no size, and a
 negated or normal statement ("no lymph node in pathological size") stays negative."""
 
+_AT_LEAST_TEN_MM = r"(?:[1-9]\d(?:[.,]\d+)?\s*mm|[1-9](?:[.,]\d+)?\s*cm)\b"
+"""A size of 10 mm or more (short axis, the usual cut-off for an enlarged node)."""
+
+ENLARGED_STATION_NODE_TERMS = (
+    _NODE + _gap(30, commas=False) + r"\benlarged",
+    _NODE + _gap(60) + _NOT_AN_UPPER_BOUND + _AT_LEAST_TEN_MM,
+    _AT_LEAST_TEN_MM + r"(?:\s+[\w-]+){0,3}?\s+" + _NODE,
+)
+"""Enlarged nodes written without "lymph" ("a 13 mm precarinal node is mildly enlarged"): lymphadenopathy
+in every convention, counted only in a clause that names a thoracic station (:data:`NODE_STATIONS`)."""
+
 CONVENTIONS = ("ctrate", "clinical")
 """How Lymphadenopathy is read. "ctrate" (the default, CT-RATE's labels): lymph nodes the report affirms
 are positive whatever their size ("millimetric lymph nodes", "lymph nodes not reaching pathological size");
@@ -500,6 +511,10 @@ _TERMS = (
         for lexicon, is_subject in ((FINDING_TERMS, False), (NORMAL_SUBJECTS, True))
         for label, patterns in lexicon.items()
         for pattern in patterns
+    )
+    + tuple(
+        _Term("Lymphadenopathy", False, _whole_words(pattern), _trigger(pattern), re.compile(NODE_STATIONS))
+        for pattern in ENLARGED_STATION_NODE_TERMS
     )
     + tuple(
         _Term("Lymphadenopathy", False, _whole_words(pattern), _trigger(pattern), re.compile(NODE_STATIONS), "ctrate")
