@@ -256,6 +256,19 @@ def test_an_import_killed_midway_is_not_used_by_the_next_run(tmp_path):
     assert [path.name for path in root.iterdir() if path.name.startswith(".importing")] == []
 
 
+def test_a_refused_import_leaves_nothing_in_the_cache(tmp_path):
+    from omnict_cli.errors import OmnictError
+
+    def refusing_importer(source_dir, out, echo=print):
+        out.mkdir(parents=True)
+        raise OmnictError("tensor 'x.weight' has no place", path=source_dir)
+
+    source, root = _release_dir(tmp_path), tmp_path / "models"
+    with pytest.raises(OmnictError, match="tensor 'x.weight' has no place"):
+        cached_import(source, root=root, importer=refusing_importer, echo=lambda text: None)
+    assert [path.name for path in root.iterdir() if not path.name.endswith(".lock")] == []
+
+
 def test_the_models_cache_follows_omnict_cache_dir_then_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("OMNICT_CACHE_DIR", str(tmp_path / "a"))
     assert import_cache.default_models_root() == tmp_path / "a" / "models"

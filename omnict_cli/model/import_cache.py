@@ -87,11 +87,13 @@ def cached_import(source: ResolvedSource, *, root: Path | None = None, echo=prin
             from omnict_cli.model.release_import import import_release as importer
         staging = out.parent / f"{_STAGING_PREFIX}{out.name}-{os.getpid()}"
         echo(f"importing {source.description} into {out} (first use; later runs start at once)")
-        importer(source.path, staging / "model", echo=echo)
-        record = {"source": source.to_dict(), "revision": source_revision(source)}
-        (staging / "model" / IMPORT_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        os.replace(staging / "model", out)
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            importer(source.path, staging / "model", echo=echo)
+            record = {"source": source.to_dict(), "revision": source_revision(source)}
+            (staging / "model" / IMPORT_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+            os.replace(staging / "model", out)
+        finally:  # a refused import leaves nothing behind either
+            shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
