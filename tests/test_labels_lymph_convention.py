@@ -114,3 +114,17 @@ def test_labels_predict_takes_the_convention_and_explains_the_sentence(tmp_path)
     assert AFFIRMED_NODE_RULE in explained
     clinical, explained = predict("--convention", "clinical", "--explain")
     assert clinical == "0" and LAP not in explained
+
+
+def test_report_label_convention_reaches_the_labels_of_each_record():
+    from omnict_cli.run.pipeline import Pipeline, RunSettings
+
+    text = "Findings: Millimetric lymph nodes are noted in the prevascular space."
+    for convention, expected in (("ctrate", 1), ("clinical", 0)):
+        settings = RunSettings(add_labels=True, label_convention=convention)
+        (labels,) = Pipeline(engine=None, setup=None, settings=settings)._labels([text])
+        assert labels[LAP] == expected, convention
+    help_text = subprocess.run(
+        [sys.executable, "-m", "omnict_cli", "report", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--label-convention [ctrate|clinical]" in help_text

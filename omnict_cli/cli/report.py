@@ -138,6 +138,13 @@ def _file_options(function):
     is_flag=True,
     help="Add the 18 CT-RATE abnormality labels of each generated report (bundled labeler).",
 )
+@click.option(
+    "--label-convention",
+    type=click.Choice(("ctrate", "clinical")),
+    default="ctrate",
+    show_default=True,
+    help="How --label reads lymph nodes: ctrate = any affirmed node (CT-RATE's labels); clinical = enlarged only.",
+)
 @_file_options
 @_run_options
 def report(studies, out, prompt, add_labels, resume, retry_errors, shard, **run_options):
@@ -270,6 +277,7 @@ class _RunContext:
             load_options=_make_load_options(opts["allow_non_ct"], opts["max_voxels"]),
         )
         settings = RunSettings(
+            label_convention=opts.get("label_convention", "ctrate"),
             batch_size=opts["batch_size"],
             workers=opts["workers"],
             add_labels=add_labels,

@@ -76,6 +76,8 @@ class RunSettings:
     workers: int = 1
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     add_labels: bool = False
+    label_convention: str = "ctrate"
+    """How the labels read lymph nodes (``omnict_cli.labels.rules.CONVENTIONS``)."""
 
 
 @dataclass
@@ -249,7 +251,7 @@ class Pipeline:
 
         if self._labeler is None:
             self._labeler = default_classifier()
-        matrix = label_reports(texts, model=self._labeler)
+        matrix = label_reports(texts, model=self._labeler, convention=self.settings.label_convention)
         return [{name: int(value) for name, value in zip(CTRATE_ABNORMALITIES, row)} for row in matrix]
 
     # ---- records ---------------------------------------------------------------------------
