@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from omnict_cli.cli.main import main
+from omnict_cli.errors import OmnictError
 from omnict_cli.model import import_cache
 from omnict_cli.model.import_cache import IMPORT_RECORD, cached_import, imported_model_dir
 from omnict_cli.model.sources import ModelSourceError, ResolvedSource, resolve_pretrained
@@ -101,6 +102,40 @@ def test_a_hub_id_missing_from_the_offline_cache_is_one_line(offline_hub):
     result = CliRunner().invoke(main, ["ask", str(SLICE), "Is there a nodule?", "--model", "org/not-cached"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "hub id org/not-cached not in the local cache" in result.output and "(from --model)" in result.output
+
+
+def test_omnict_model_may_hold_a_hub_id_too(offline_hub, monkeypatch):
+    from omnict_cli.run.engine import resolve_model
+
+    monkeypatch.setenv("OMNICT_MODEL", "org/omnict-demo")
+    assert resolve_model(None).to_dict() == {"hub_id": "org/omnict-demo", "commit": COMMIT}
+    monkeypatch.setenv("OMNICT_MODEL", "org/not-cached")
+    with pytest.raises(OmnictError, match=r"hub id org/not-cached not in the local cache .*\(from \$OMNICT_MODEL\)"):
+        resolve_model(None)
+
+
+def test_build_model_takes_its_components_by_hub_id(offline_hub, tmp_path):
+    from tests.test_model_build import save_llm, save_siglip
+
+    fill_hub_cache(offline_hub, "google/siglip-tiny", COMMIT, save_siglip(tmp_path / "siglip"))
+    fill_hub_cache(offline_hub, "Qwen/Qwen2.5-tiny", COMMIT, save_llm(tmp_path / "qwen"))
+    out = tmp_path / "built"
+    args = ["build-model", "--vision", "google/siglip-tiny", "--llm", "Qwen/Qwen2.5-tiny", "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--dtype", "float32"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["model_type"] == "omnict"
+    missing = CliRunner().invoke(main, [*args[:4], "Qwen/not-cached", "--out", str(tmp_path / "other")])
+    assert missing.exit_code == 1 and "hub id Qwen/not-cached not in the local cache" in missing.output
+    assert not (tmp_path / "other").exists()
+
+
+def test_train_refuses_a_hub_id_it_cannot_find_in_one_line(offline_hub, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("{}\n")
+    args = ["train", "--stage", "sft", "--data", str(rows), "--model", "org/not-cached", "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error: hub id org/not-cached not in the local cache" in result.output
 
 
 def test_an_existing_directory_wins_over_a_hub_id_of_the_same_spelling(offline_hub, tmp_path):
@@ -257,8 +292,6 @@ def test_an_import_killed_midway_is_not_used_by_the_next_run(tmp_path):
 
 
 def test_a_refused_import_leaves_nothing_in_the_cache(tmp_path):
-    from omnict_cli.errors import OmnictError
-
     def refusing_importer(source_dir, out, echo=print):
         out.mkdir(parents=True)
         raise OmnictError("tensor 'x.weight' has no place", path=source_dir)
