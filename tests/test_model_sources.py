@@ -410,13 +410,18 @@ def test_garbage_weights_under_model_or_the_environment_are_one_line(kind, tmp_p
         assert line.startswith(f"Error: {bad / 'model.safetensors'}: ") and line.endswith(f"(from {where})")
 
 
-def test_gpu_check_times_a_model_given_by_hub_id(offline_hub, tmp_path):
+def test_gpu_check_times_a_model_given_by_hub_id(offline_hub, tmp_path, monkeypatch):
     """``benchmarks/gpu_check.py --model`` on the CPU (``--small``): the same resolution as ``report``."""
+    from benchmarks import gpu_check
+
     results = tmp_path / "gpu_check.json"
-    command = [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--small", "--model", "org/omnict-demo"]
-    options = ["--batches", "1", "--new-tokens", "3", "--skip-device-map", "--skip-pipeline", "--skip-train"]
-    done = subprocess.run([*command, *options, "--json", str(results)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    arguments = ["--small", "--model", "org/omnict-demo", "--batches", "1", "--new-tokens", "3"]
+    skips = ["--skip-device-map", "--skip-pipeline", "--skip-train"]
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", *arguments, *skips, "--json", str(results)])
+    gpu_check.main()
     measured = json.loads(results.read_text())
     assert measured["model"]["source"] == {"hub_id": "org/omnict-demo", "commit": COMMIT}
     assert [row["batch"] for row in measured["batches"]] == [1] and measured["batches"][0]["generate_s"] > 0
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--small", "--model", "org/not-cached", *skips])
+    with pytest.raises(SystemExit, match="hub id org/not-cached not in the local cache"):
+        gpu_check.main()
