@@ -10,7 +10,9 @@ the shape of an answer is decided here, from the question, for any model:
   probabilities (:class:`YesNoAnswer`).
 - **open** question: the answer is generated and cut at the end of its
   first phrase (:func:`first_phrase`); generation stops there too
-  (:class:`PhraseEndStop`).
+  (:class:`PhraseEndStop`), and the first token may not be "Yes" or "No"
+  (a model trained mostly on yes/no questions otherwise says "Yes" to
+  "Where is ...?").
 - **request** ("Can you describe the CT image?"): the generated text, whole,
   as a report is.
 
@@ -94,9 +96,14 @@ _PHRASE_END = re.compile(r"\n|(?<![0-9])(?<!\b[A-Za-z])[.?!;](?=\s|$)")
 "2." in a list) nor after a lone letter ("C. Pulmonary ..." is an answer option)."""
 
 
+_SECTION_HEADER = re.compile(r"^(?:findings|impression)\s*:\s*", re.IGNORECASE)
+"""A report's section header, which a model trained on reports may begin an answer with."""
+
+
 def first_phrase(text: str) -> str:
-    """``text`` up to its first phrase end (kept: "Moderate.", "56 mm"); the whole text when none."""
-    text = text.strip()
+    """``text`` up to its first phrase end (kept: "Moderate.", "56 mm"), without a leading "Findings:"
+    or "Impression:" header; the whole text when it has no phrase end."""
+    text = _SECTION_HEADER.sub("", text.strip())
     found = _PHRASE_END.search(text)
     if found is None:
         return text

@@ -238,20 +238,24 @@ class Engine:
         model_inputs: list,
         organ_masks: list,
         settings: GenerationSettings = GenerationSettings(),
-        first_phrase_only: bool = False,
+        open_answer: bool = False,
     ) -> list[str]:
         """One generated text per study (greedy or beam search); studies may mix slices and volumes.
 
-        A row stops early once it has completed one sentence three times (a loop, :mod:`omnict_cli.run.repeats`)
-        and, with ``first_phrase_only`` (open questions, :mod:`omnict_cli.run.answers`), at its first phrase end.
+        A row stops early once it has completed one sentence three times (a loop, :mod:`omnict_cli.run.repeats`).
+        ``open_answer`` (open questions, :mod:`omnict_cli.run.answers`): the answer may not begin with
+        "Yes" or "No", and a row stops at its first phrase end.
         """
         import torch
 
         batch = self.processor(questions, model_inputs, organ_masks=organ_masks)
         prompt_length = batch["input_ids"].shape[1]
         stops = [self._repeat_stop(prompt_length)]
-        if first_phrase_only:
+        options = {}
+        if open_answer:
             stops.append(self._phrase_stop(prompt_length))
+            if self.answers_yes_no:
+                options["begin_suppress_tokens"] = list(self._yes_no_ids)
         with torch.inference_mode():
             output = self.model.generate(
                 **self._on_device(batch),
@@ -259,6 +263,7 @@ class Engine:
                 num_beams=settings.num_beams,
                 do_sample=False,
                 stopping_criteria=stops,
+                **options,
             )
         return [text.strip() for text in self.processor.decode(output[:, prompt_length:])]
 
