@@ -50,25 +50,25 @@ EXPECTED_IDS = {
     "dicom_gantry_tilt",
     "dicom_missing_slice",
     "dicom_mr",
-    "dicom_no_pixels/structures",
+    "dicom_no_pixels/structures.dcm",
     "dicom_two_series#series1",
     "dicom_two_series#series2",
     "dicom_uneven",
     "dicom_valid",
-    "dicom_zero_byte/empty",
-    "four_d",
-    "loop/inside",
+    "dicom_zero_byte/empty.dcm",
+    "four_d.nii.gz",
+    "loop/inside.nii.gz",
     "loop/parent",
-    "nan_inf",
-    "one_slice",
-    "random_bytes",
-    "scaled_0_1",
-    "too_large",
-    "truncated",
-    "truncated_header",
-    "unreadable",
-    "valid_control",
-    "zero_byte",
+    "nan_inf.nii.gz",
+    "one_slice.nii.gz",
+    "random_bytes.nii.gz",
+    "scaled_0_1.nii.gz",
+    "too_large.nii.gz",
+    "truncated.nii.gz",
+    "truncated_header.nii.gz",
+    "unreadable.nii.gz",
+    "valid_control.nii.gz",
+    "zero_byte.nii.gz",
 }
 """One entry per study: each case once, two per mixed-series folder, the loop reported once."""
 
@@ -117,11 +117,11 @@ def test_one_study_per_case_and_the_walk_finishes(studies):
 
 
 def test_valid_nifti_control_loads_cleanly(summaries, studies):
-    summary = summaries["valid_control"]
+    summary = summaries["valid_control.nii.gz"]
     assert summary.status == "ok" and summary.warnings == [] and summary.error is None
     assert summary.kind == "volume"
     assert summary.spacing == [NIFTI_SPACING[2], NIFTI_SPACING[1], NIFTI_SPACING[0]]
-    volume = load_study(studies["valid_control"])
+    volume = load_study(studies["valid_control.nii.gz"])
     np.testing.assert_array_equal(volume.voxels, phantom_hu())
 
 
@@ -140,19 +140,24 @@ def test_valid_dicom_control_loads_exactly(summaries, studies):
 @pytest.mark.parametrize(
     "case, study_id, what, todo",
     [
-        ("zero_byte", "zero_byte", "empty file (0 bytes)", "Re-export it or remove it"),
-        ("zero_byte_dicom", "dicom_zero_byte/empty", "empty file (0 bytes)", "Re-export it or remove it"),
-        ("truncated", "truncated", "cannot read NIfTI data", "truncated; re-export or re-download"),
+        ("zero_byte", "zero_byte.nii.gz", "empty file (0 bytes)", "Re-export it or remove it"),
+        ("zero_byte_dicom", "dicom_zero_byte/empty.dcm", "empty file (0 bytes)", "Re-export it or remove it"),
+        ("truncated", "truncated.nii.gz", "cannot read NIfTI data", "truncated; re-export or re-download"),
         (
             "truncated_header",
-            "truncated_header",
+            "truncated_header.nii.gz",
             "file ends inside its NIfTI header (200 of 348 bytes)",
             "the file is truncated",
         ),
-        ("random_bytes", "random_bytes", "not a NIfTI file", "Check the file is really NIfTI"),
-        ("no_pixels", "dicom_no_pixels/structures", "no pixel data (RT Structure Set Storage)", "It is not an image"),
+        ("random_bytes", "random_bytes.nii.gz", "not a NIfTI file", "Check the file is really NIfTI"),
+        (
+            "no_pixels",
+            "dicom_no_pixels/structures.dcm",
+            "no pixel data (RT Structure Set Storage)",
+            "It is not an image",
+        ),
         ("mr", "dicom_mr", "modality is MR, not CT", "pass --allow-non-ct"),
-        ("too_large", "too_large", "over the limit", "Pass --max-voxels"),
+        ("too_large", "too_large.nii.gz", "over the limit", "Pass --max-voxels"),
     ],
 )
 def test_unreadable_study_gives_one_clear_line(corpus, summaries, case, study_id, what, todo):
@@ -165,12 +170,12 @@ def test_unreadable_study_gives_one_clear_line(corpus, summaries, case, study_id
 
 
 def test_truncated_gzip_names_the_cut(summaries):
-    assert "EOFError" in _error(summaries, "truncated")
+    assert "EOFError" in _error(summaries, "truncated.nii.gz")
 
 
 def test_random_bytes_named_nii_gz_is_not_a_gzip_error(summaries):
     # The name says gzip, the bytes do not: the line says it is not NIfTI.
-    assert "Gzip" not in _error(summaries, "random_bytes")
+    assert "Gzip" not in _error(summaries, "random_bytes.nii.gz")
 
 
 def test_plain_nifti_misnamed_gz_still_loads(tmp_path):
@@ -185,15 +190,15 @@ def test_plain_nifti_misnamed_gz_still_loads(tmp_path):
 
 
 def test_4d_nifti_uses_the_first_volume(summaries, studies):
-    _warning(summaries, "four_d", "first volume")
-    volume = load_study(studies["four_d"])
+    _warning(summaries, "four_d.nii.gz", "first volume")
+    volume = load_study(studies["four_d.nii.gz"])
     np.testing.assert_array_equal(volume.voxels, phantom_hu())  # volumes 2 and 3 are +/-100 HU
 
 
 def test_nan_and_inf_voxels_are_repaired_and_counted(summaries, studies):
-    summary = _warning(summaries, "nan_inf", "NaN")
+    summary = _warning(summaries, "nan_inf.nii.gz", "NaN")
     assert summary.warnings[0].startswith("4 NaN/infinite voxels replaced")
-    volume = load_study(studies["nan_inf"])
+    volume = load_study(studies["nan_inf.nii.gz"])
     assert np.isfinite(volume.voxels).all()
     phantom = phantom_hu()
     assert volume.voxels[3, 5, 6] == volume.voxels[4, 7, 8] == -1000.0  # NaN -> air
@@ -206,14 +211,14 @@ def test_nan_and_inf_voxels_are_repaired_and_counted(summaries, studies):
 
 
 def test_image_scaled_to_0_1_is_flagged_not_ct_hu(summaries):
-    summary = _warning(summaries, "scaled_0_1", "not CT HU")
+    summary = _warning(summaries, "scaled_0_1.nii.gz", "not CT HU")
     assert 0.0 <= summary.hu_range[0] and summary.hu_range[1] <= 1.0
 
 
 def test_one_slice_volume_is_a_slice(summaries, studies):
-    summary = _warning(summaries, "one_slice", "1-slice volume")
+    summary = _warning(summaries, "one_slice.nii.gz", "1-slice volume")
     assert summary.kind == "slice" and summary.shape == [1, 32, 32]
-    np.testing.assert_array_equal(load_study(studies["one_slice"]).voxels, phantom_hu()[7:8])
+    np.testing.assert_array_equal(load_study(studies["one_slice.nii.gz"]).voxels, phantom_hu()[7:8])
 
 
 def test_missing_dicom_slice_is_interpolated_on_the_true_grid(summaries, studies):
@@ -317,7 +322,7 @@ def test_default_limit_refuses_a_huge_header_without_reading_data(corpus):
     assert "cannot read" not in summary.error  # the size, not a decode error
 
 
-@pytest.mark.parametrize("study_id, voxels", [("valid_control", 16 * 32 * 32), ("dicom_valid", 12 * 16 * 16)])
+@pytest.mark.parametrize("study_id, voxels", [("valid_control.nii.gz", 16 * 32 * 32), ("dicom_valid", 12 * 16 * 16)])
 def test_a_smaller_limit_refuses_with_the_option_to_raise_it(studies, study_id, voxels):
     summary = summarize_study(studies[study_id], LoadOptions(max_voxels=voxels - 1))
     assert summary.status == "error"
@@ -355,9 +360,9 @@ def test_unreadable_file_and_folder_with_real_permissions(tmp_path):
     finally:
         os.chmod(folder, 0o755)
         os.chmod(locked, 0o644)
-    assert found["fine"].status == "ok"
-    assert found["locked"].error.startswith(f"{locked}: permission denied")
-    assert "chmod" in found["locked"].error
+    assert found["fine.nii.gz"].status == "ok"
+    assert found["locked.nii.gz"].error.startswith(f"{locked}: permission denied")
+    assert "chmod" in found["locked.nii.gz"].error
     assert found["locked_folder"].error.startswith(f"{folder}: cannot list folder")
 
 
@@ -368,7 +373,7 @@ def test_permission_denied_nifti_says_so(corpus, studies, monkeypatch):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(nifti_reader, "_open", denied)
-    summary = summarize_study(studies["valid_control"])
+    summary = summarize_study(studies["valid_control.nii.gz"])
     assert summary.status == "error"
     assert summary.error == (
         f"{corpus['valid_nifti']}: permission denied: cannot read the file. Make the file "
@@ -391,9 +396,9 @@ def test_permission_denied_dicom_slice_is_named_and_the_series_still_loads(tmp_p
 
     monkeypatch.setattr(dicom_reader.pydicom, "dcmread", dcmread)
     found = {s.study_id: summarize_study(s) for s in discover_studies(tmp_path)}
-    assert set(found) == {"series", "series/slice0004"}
-    assert found["series/slice0004"].error.startswith(f"{locked}: permission denied")
-    assert "damaged" not in found["series/slice0004"].error
+    assert set(found) == {"series", "series/slice0004.dcm"}
+    assert found["series/slice0004.dcm"].error.startswith(f"{locked}: permission denied")
+    assert "damaged" not in found["series/slice0004.dcm"].error
     assert found["series"].shape == list(volume.shape)
     assert any("missing slice" in w for w in found["series"].warnings)
 
@@ -454,7 +459,7 @@ def test_permission_denied_is_named_for_every_format(tmp_path, monkeypatch, fmt)
 
 
 def test_corpus_unreadable_file(corpus, summaries):
-    summary = summaries["unreadable"]
+    summary = summaries["unreadable.nii.gz"]
     if AS_ROOT:  # mode 000 does not stop root: it loads like the control
         assert summary.status == "ok"
     else:
@@ -488,7 +493,7 @@ def test_symlink_loop_is_reported_once_and_real_studies_found(tmp_path, start):
     assert summary.status == "error" and "symlink loop" in summary.error
     loaded = sorted(s.study_id for s in found if not s.problem)
     # From the top both scans are found once; from inside, the link leads up to the top once.
-    assert loaded == (["other", "studies/scan"] if start == "top" else ["scan", "up/other"])
+    assert loaded == (["other.nii.gz", "studies/scan.nii.gz"] if start == "top" else ["scan.nii.gz", "up/other.nii.gz"])
     for study in found:
         if not study.problem:
             assert summarize_study(study).status == "ok"
@@ -498,7 +503,7 @@ def test_link_to_itself_terminates(tmp_path):
     write_nifti(tmp_path / "scan.nii.gz", canonical_to_nifti(phantom_hu()))
     (tmp_path / "self").symlink_to(".", target_is_directory=True)
     found = _discover_with_deadline(tmp_path)
-    assert sorted(s.study_id for s in found) == ["scan", "self"]
+    assert sorted(s.study_id for s in found) == ["scan.nii.gz", "self"]
     assert "symlink loop" in next(s for s in found if s.study_id == "self").problem
 
 
@@ -510,7 +515,7 @@ def _check_inspect_json(records, corpus):
     by_id = {r["study_id"]: r for r in records}
     assert len(records) == len(by_id) == len(EXPECTED_IDS)
     assert set(by_id) == EXPECTED_IDS
-    assert by_id["valid_control"]["status"] == "ok"
+    assert by_id["valid_control.nii.gz"]["status"] == "ok"
     assert by_id["dicom_valid"]["status"] == "ok"
     for record in records:
         assert record["status"] in ("ok", "warning", "error")
@@ -591,7 +596,7 @@ def _unknown_vr(paths):
 def test_a_damaged_slice_is_its_own_error_line_and_the_series_loads_without_it(tmp_path, damage, problem):
     """The issue's reproductions: each crashed inspect with a traceback before."""
     found, paths = _series_with(tmp_path, damage)
-    broken = found.pop("series/slice0002")
+    broken = found.pop("series/slice0002.dcm")
     assert broken.status == "error" and broken.error.startswith(f"{paths[2]}: {problem}"), broken.error
     assert "re-export the series, or remove the file" in broken.error
     assert list(found) == ["series"]

@@ -47,9 +47,9 @@ def test_inspect_examples_as_json():
     result = CliRunner().invoke(main, ["inspect", str(EXAMPLES), "--json"])
     assert result.exit_code == 0, result.output
     rows = {row["study_id"]: row for row in json.loads(result.output)}
-    # the NIfTI and the NRRD would both be "ct_chest_small": both keep their suffix instead
-    real = {"ct_chest_small.nii.gz", "ct_chest_small.nrrd", "ct_chest_small_axial15"}
-    phantoms = {f"phantoms/{folder}/case_000{i}" for folder in ("volumes", "labels") for i in range(1, 5)}
+    # study ids are relative paths, suffix kept: the NIfTI and the NRRD of one scan are two ids
+    real = {"ct_chest_small.nii.gz", "ct_chest_small.nrrd", "ct_chest_small_axial15.png"}
+    phantoms = {f"phantoms/{folder}/case_000{i}.nii.gz" for folder in ("volumes", "labels") for i in range(1, 5)}
     assert real | phantoms <= set(rows)
     slices = set(rows) - real - phantoms
     assert len(slices) == 8 and all(s.startswith("phantoms/slices/case_000") for s in slices)
@@ -61,9 +61,9 @@ def test_inspect_examples_as_json():
     assert nifti["shape"] == [30, 101, 122] and nifti["spacing"] == [3.0, 3.0, 3.0]
     assert nifti["orientation"] == "RAS"
     assert nifti["hu_range"][0] < -1000 < 1000 < nifti["hu_range"][1]
-    png = rows["ct_chest_small_axial15"]
+    png = rows["ct_chest_small_axial15.png"]
     assert png["kind"] == "slice" and png["intensity"] == "display" and png["shape"] == [1, 101, 122]
-    phantom = rows["phantoms/volumes/case_0001"]
+    phantom = rows["phantoms/volumes/case_0001.nii.gz"]
     assert phantom["status"] == "ok" and phantom["shape"] == [32, 128, 128]
 
 

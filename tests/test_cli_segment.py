@@ -22,6 +22,7 @@ from omnict_cli.segmentation.cache import MaskCache
 from omnict_cli.segmentation.run import RunTotals, segment_studies
 from omnict_cli.studies.discover import discover_studies
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = PhantomConfig(size=(24, 96, 96), spacing=(8.0, 3.0, 3.0))
 
 
@@ -111,7 +112,7 @@ def test_library_run_reports_per_study_results(studies_dir, tmp_path):
     studies = discover_studies(studies_dir)
     first = segment_studies(studies, segmenter, cache)
     second = segment_studies(studies, segmenter, cache)
-    assert [r.study_id for r in first] == ["case_0001", "case_0002", "case_0003"]
+    assert [r.study_id for r in first] == ["case_0001.nii.gz", "case_0002.nii.gz", "case_0003.nii.gz"]
     assert [(r.status, r.cached) for r in first] == [("ok", False)] * 3
     assert [(r.status, r.cached) for r in second] == [("ok", True)] * 3
     assert segmenter.calls == 3
@@ -150,8 +151,9 @@ def test_out_label_maps_overlay_inputs_in_their_own_orientation(phantom_volumes,
     out = tmp_path / "out"
     result = run_segment(str(studies), "--out", str(out), "--cache-dir", str(tmp_path / "cache"))
     assert result.exit_code == 0, result.output
-    _assert_overlays(out / "chest" / "lps.nii.gz", lps)  # study id "chest/lps" -> a subfolder
+    _assert_overlays(out / "chest" / "lps.nii.gz", lps)  # study id "chest/lps.nii.gz" -> a subfolder
     _assert_overlays(out / "asr.nii.gz", asr)
+    assert not list(out.rglob("*.nii.gz.nii.gz"))
     assert json.loads((out / "labels.json").read_text()) == {
         "segmenter": "double 1",
         "labels": {"0": "background", "1": "body", "2": "bone"},
@@ -165,6 +167,18 @@ def test_out_overlays_a_real_ct_stored_as_asr(testdata, tmp_path, double):
     result = run_segment(str(studies), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"))
     assert result.exit_code == 0, result.output
     _assert_overlays(tmp_path / "out" / "real_asr.nii.gz", asr)
+
+
+def test_out_names_a_nrrd_beside_its_nifti_copy_apart(tmp_path, double):
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    shutil.copy(REPO / "examples" / "ct_chest_small.nii.gz", studies / "ct.nii.gz")
+    shutil.copy(REPO / "examples" / "ct_chest_small.nrrd", studies / "ct.nrrd")
+    out = tmp_path / "out"
+    result = run_segment(str(studies), "--out", str(out), "--cache-dir", str(tmp_path / "cache"))
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in out.iterdir()) == ["ct.nii.gz", "ct.nrrd.nii.gz", "labels.json"]
+    _assert_overlays(out / "ct.nii.gz", studies / "ct.nii.gz")
 
 
 def test_a_bad_file_gets_one_error_line_and_the_others_are_done(studies_dir, tmp_path, double):

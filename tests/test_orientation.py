@@ -107,14 +107,14 @@ def _load_pair(folder, ct_name, labels_name):
 
 def test_label_maps_are_flagged_as_not_ct(testdata):
     studies = {s.study_id: s for s in discover_studies(testdata)}
-    assert any("label map" in w for w in load_study(studies["ct_chest_small_totalseg"]).warnings)
-    assert any("label map" in w for w in load_study(studies["dicom_series_totalseg"]).warnings)
-    assert load_study(studies["ct_chest_small"]).warnings == []
+    assert any("label map" in w for w in load_study(studies["ct_chest_small_totalseg.nii.gz"]).warnings)
+    assert any("label map" in w for w in load_study(studies["dicom_series_totalseg.nii.gz"]).warnings)
+    assert load_study(studies["ct_chest_small.nii.gz"]).warnings == []
     assert load_study(studies["dicom_series"]).warnings == []
 
 
 def test_lung_lobes_sit_on_air_filled_lung(testdata):
-    hu, labels = _load_pair(testdata, "ct_chest_small", "ct_chest_small_totalseg")
+    hu, labels = _load_pair(testdata, "ct_chest_small.nii.gz", "ct_chest_small_totalseg.nii.gz")
     lungs = np.isin(labels, LUNG_LOBES)
     assert lungs.sum() > 1000
     assert np.median(hu[lungs]) < -500
@@ -124,7 +124,7 @@ def test_lung_lobes_sit_on_air_filled_lung(testdata):
 
 
 def test_dicom_aorta_and_liver_sit_on_their_tissue(testdata):
-    hu, labels = _load_pair(testdata, "dicom_series", "dicom_series_totalseg")
+    hu, labels = _load_pair(testdata, "dicom_series", "dicom_series_totalseg.nii.gz")
     assert np.median(hu[labels == AORTA]) > 120
     assert 80 < np.median(hu[labels == LIVER]) < 110
 
@@ -143,7 +143,7 @@ def test_negative_control_a_flipped_axis_breaks_the_overlay(testdata, axis):
 
     (The series is only 40 mm tall, so a z flip keeps aorta and liver on
     themselves; the anatomy test below catches z flips.)"""
-    hu, labels = _load_pair(testdata, "dicom_series", "dicom_series_totalseg")
+    hu, labels = _load_pair(testdata, "dicom_series", "dicom_series_totalseg.nii.gz")
     flipped = np.flip(labels, axis=axis)
     aorta_ok = np.median(hu[flipped == AORTA]) > 120
     liver_ok = 80 < np.median(hu[flipped == LIVER]) < 110
@@ -154,7 +154,7 @@ def _centroid(labels, ids):
     return np.argwhere(np.isin(labels, ids)).mean(axis=0)  # (z, y, x)
 
 
-@pytest.mark.parametrize("name", ["ct_chest_small_totalseg", "dicom_series_totalseg"])
+@pytest.mark.parametrize("name", ["ct_chest_small_totalseg.nii.gz", "dicom_series_totalseg.nii.gz"])
 def test_canonical_axes_point_the_right_anatomical_way(testdata, name):
     """z grows to superior, y to posterior, x to the patient's left, in real anatomy."""
     studies = {s.study_id: s for s in discover_studies(testdata)}
@@ -324,8 +324,8 @@ def test_itk_image_with_a_singular_or_nan_geometry_is_a_clear_error(tmp_path):
     for name, directions in damaged.items():
         (tmp_path / f"{name}.nrrd").write_bytes(text.replace(b"space directions: (1,0,0) (0,1,0) (0,0,1)", directions))
     summaries = {study.study_id: summarize_study(study) for study in discover_studies(tmp_path)}
-    assert set(summaries) == set(damaged)
+    assert set(summaries) == {f"{name}.nrrd" for name in damaged}
     for name, summary in summaries.items():
         assert summary.status == "error", (name, summary)
-        assert summary.error.startswith(str(tmp_path / f"{name}.nrrd")) and "unexpected" not in summary.error
-    assert "Bad direction, determinant is 0" in summaries["flat"].error  # ITK's reason, not a matrix row
+        assert summary.error.startswith(str(tmp_path / name)) and "unexpected" not in summary.error
+    assert "Bad direction, determinant is 0" in summaries["flat.nrrd"].error  # ITK's reason, not a matrix row

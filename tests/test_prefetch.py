@@ -73,5 +73,5 @@ def test_a_study_that_kills_its_worker_fails_alone(studies, tmp_path):
         results = list(prefetch.prepared(mixed))
     assert [s.study_id for s, _ in results] == [s.study_id for s in mixed]
     outcome = dict((s.study_id, r) for s, r in results)
-    assert isinstance(outcome["deep"], WorkerDied) and "died" in str(outcome["deep"])
-    assert all(not isinstance(r, Exception) for s, r in results if s.study_id != "deep")
+    assert isinstance(outcome["deep.nii.gz"], WorkerDied) and "died" in str(outcome["deep.nii.gz"])
+    assert all(not isinstance(r, Exception) for s, r in results if s.study_id != "deep.nii.gz")

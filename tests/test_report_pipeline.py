@@ -82,17 +82,17 @@ def test_a_folder_of_phantoms_and_bad_files_gives_one_valid_record_per_study(mod
     ids = [r["study_id"] for r in records]
     assert len(ids) == len(set(ids))
     by_id = {r["study_id"]: r for r in records}
-    for case in ("phantoms/case_0001", "phantoms/case_0002", "phantoms/case_0003"):
+    for case in ("phantoms/case_0001.nii.gz", "phantoms/case_0002.nii.gz", "phantoms/case_0003.nii.gz"):
         record = by_id[case]
         assert record["status"] == "ok" and record["kind"] == "volume" and record["shape"] == [16, 64, 64]
         assert isinstance(record["findings"], str) and record["model"]["name"] == "tiny-omnict"
         assert "lungs" in record["organs"] and record["segmenter"].startswith("builtin")
-    assert by_id["bad/truncated"]["status"] == "error"
-    assert "truncated" in by_id["bad/truncated"]["error"]["message"]
-    assert by_id["bad/zero_byte"]["status"] == "error"
-    four_d = by_id["bad/four_d"]
+    assert by_id["bad/truncated.nii.gz"]["status"] == "error"
+    assert "truncated" in by_id["bad/truncated.nii.gz"]["error"]["message"]
+    assert by_id["bad/zero_byte.nii.gz"]["status"] == "error"
+    four_d = by_id["bad/four_d.nii.gz"]
     assert four_d["status"] == "ok" and any("4D" in w for w in four_d["warnings"])
-    nan = by_id["bad/nan_inf"]
+    nan = by_id["bad/nan_inf.nii.gz"]
     assert nan["status"] == "ok" and any("NaN" in w for w in nan["warnings"])
     assert by_id["bad/dicom_uneven"]["status"] == "ok" and by_id["bad/dicom_uneven"]["warnings"]
     assert sum(r["status"] == "error" for r in records) >= 5
@@ -121,7 +121,7 @@ def test_rerunning_skips_finished_studies_and_retry_errors_redoes_only_failures(
     result = run_cli([*args, "--retry-errors"], model_dir, tmp_path / "c")
     assert result.exit_code == 0, result.output
     after = records_of(out)
-    assert sorted(r["study_id"] for r in after) == ["case_0001", "case_0002", "case_0003"]
+    assert sorted(r["study_id"] for r in after) == ["case_0001.nii.gz", "case_0002.nii.gz", "case_0003.nii.gz"]
     assert all(r["status"] == "ok" for r in after)
     assert after[:2] == first[:2]
 
@@ -326,8 +326,9 @@ def test_oom_on_a_batch_retries_in_halves_then_records_the_study(model_dir, phan
     result = run_cli(["report", str(studies), "--out", str(out), "--batch-size", "4"], model_dir, tmp_path / "c")
     assert sizes == [4, 2, 1, 1, 2, 1, 1]
     by_id = {r["study_id"]: r for r in records_of(out)}
-    assert [by_id[f"case_000{i}"]["status"] for i in (1, 2, 3)] == ["ok", "ok", "ok"]
-    assert by_id["slice"]["status"] == "error" and "out of GPU memory even alone" in by_id["slice"]["error"]["message"]
+    assert [by_id[f"case_000{i}.nii.gz"]["status"] for i in (1, 2, 3)] == ["ok", "ok", "ok"]
+    slice_record = by_id["slice.png"]
+    assert slice_record["status"] == "error" and "out of GPU memory even alone" in slice_record["error"]["message"]
     assert result.exit_code == 1
 
 
@@ -413,7 +414,7 @@ def test_sigkill_mid_run_then_rerun_gives_every_study_exactly_once(model_dir, ma
     )
     assert finished.returncode == 0, finished.stderr.decode()
     records = records_of(out)
-    assert sorted(r["study_id"] for r in records) == sorted(p.name[:-7] for p in many_studies.iterdir())
+    assert sorted(r["study_id"] for r in records) == sorted(p.name for p in many_studies.iterdir())
     assert records[: len(interrupted)] == interrupted
 
 

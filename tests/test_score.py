@@ -97,10 +97,45 @@ def test_join_lists_unmatched_names_on_both_sides():
     assert any("1 predicted studies have no reference in r.csv" in line and "x/extra" in line for line in lines)
 
 
-def test_two_names_with_one_key_are_an_error():
+def test_two_references_with_one_key_are_an_error():
     with pytest.raises(ScoringError, match="same study") as caught:
-        join_studies(["a/case_1", "b/case_1.nii.gz"], ["case_1"], prediction_source="p.jsonl", reference_source="r.csv")
-    assert "p.jsonl" in str(caught.value)
+        join_studies(["a/case_1"], ["case_1", "x/case_1.nii.gz"], prediction_source="p.jsonl", reference_source="r.csv")
+    assert "r.csv" in str(caught.value)
+
+
+def test_predictions_sharing_a_key_without_a_reference_are_only_left_out():
+    # the README's own run: the real CT as .nii.gz and .nrrd, phantoms with references
+    join = join_studies(
+        ["ct_chest_small.nii.gz", "ct_chest_small.nrrd", "phantoms/volumes/case_0002.nii.gz"],
+        ["case_0002"],
+        prediction_source="p.jsonl",
+        reference_source="r.csv",
+    )
+    assert join.matched == [("phantoms/volumes/case_0002.nii.gz", "case_0002")]
+    assert join.no_reference == ["ct_chest_small.nii.gz", "ct_chest_small.nrrd"] and join.ambiguous == []
+
+
+def test_a_reference_several_predictions_share_takes_the_one_with_its_full_name():
+    join = join_studies(
+        ["volumes/case_1.nii.gz", "slices/case_1.png"],
+        ["case_1.nii.gz"],
+        prediction_source="p.jsonl",
+        reference_source="r.csv",
+    )
+    assert join.matched == [("volumes/case_1.nii.gz", "case_1.nii.gz")] and join.ambiguous == []
+
+
+def test_a_reference_no_prediction_names_fully_is_left_out_as_ambiguous_alone():
+    join = join_studies(
+        ["a/case_1.nii.gz", "b/case_1.nrrd", "case_2.nii.gz"],
+        ["case_1", "case_2"],
+        prediction_source="p.jsonl",
+        reference_source="r.csv",
+    )
+    assert join.matched == [("case_2.nii.gz", "case_2")]
+    assert join.ambiguous == ["case_1 (a/case_1.nii.gz / b/case_1.nrrd)"] and join.no_prediction == []
+    line = next(line for line in join.summary_lines("p.jsonl", "r.csv") if "several" in line)
+    assert line.startswith("1 reference studies match several predictions in p.jsonl") and "b/case_1.nrrd" in line
 
 
 # --------------------------------------------------------------------------

@@ -32,11 +32,11 @@ def mixed_folder(tmp_path, testdata):
 
 def test_each_kind_of_input_becomes_one_study_with_a_stable_id(mixed_folder):
     studies = {s.study_id: s for s in discover_studies(mixed_folder)}
-    assert set(studies) == {"chest/case_001", "pacs/patient_x/ct", "slice", "array"}
-    assert studies["chest/case_001"].format == "nifti"
+    assert set(studies) == {"chest/case_001.nii.gz", "pacs/patient_x/ct", "slice.png", "array.npy"}
+    assert studies["chest/case_001.nii.gz"].format == "nifti"
     assert studies["pacs/patient_x/ct"].format == "dicom" and len(studies["pacs/patient_x/ct"].paths) == 20
     assert studies["pacs/patient_x/ct"].input == "pacs/patient_x/ct"
-    assert studies["slice"].format == "png" and studies["array"].format == "npy"
+    assert studies["slice.png"].format == "png" and studies["array.npy"].format == "npy"
     # the same folder discovered again gives the same ids in the same order
     assert [s.study_id for s in discover_studies(mixed_folder)] == sorted(studies)
 
@@ -65,7 +65,7 @@ def test_two_series_in_one_folder_are_split_by_series_uid(tmp_path, testdata):
 
 def test_a_single_file_path_is_one_study(testdata):
     (study,) = discover_studies(testdata / "ct_chest_small.nii.gz")
-    assert study.study_id == "ct_chest_small" and study.format == "nifti"
+    assert study.study_id == "ct_chest_small.nii.gz" and study.format == "nifti"
 
 
 def test_single_dicom_file_is_a_slice_in_hu(testdata):
@@ -92,7 +92,7 @@ def test_single_frame_dicoms_in_one_folder_are_named_by_file(tmp_path, testdata)
         dataset.SeriesInstanceUID = f"1.2.826.0.1.3680043.8.498.{index + 10}"
         dataset.ImagePositionPatient = [0, 0, 0]  # each file alone: a slice, not a series
         dataset.save_as(tmp_path / f"slice_{index}.dcm")
-    assert [s.study_id for s in discover_studies(tmp_path)] == ["slice_0", "slice_1"]
+    assert [s.study_id for s in discover_studies(tmp_path)] == ["slice_0.dcm", "slice_1.dcm"]
 
 
 # --------------------------------------------------------------------------- special files, links, copies (issue 12)
@@ -154,11 +154,25 @@ def test_a_pseudonymous_symlink_keeps_its_own_name_as_the_study_id(tmp_path):
     (exposed / "pseudo_017").symlink_to(real, target_is_directory=True)
     (exposed / "pseudo_018.npy").symlink_to(tmp_path / "archive" / "MRN654321.npy")
     assert [s.study_id for s in discover_studies(exposed / "pseudo_017")] == ["pseudo_017"]
-    assert [s.study_id for s in discover_studies(exposed / "pseudo_018.npy")] == ["pseudo_018"]
+    assert [s.study_id for s in discover_studies(exposed / "pseudo_018.npy")] == ["pseudo_018.npy"]
     found = discover_studies(exposed)
-    assert [s.study_id for s in found] == ["pseudo_017", "pseudo_018"]
+    assert [s.study_id for s in found] == ["pseudo_017", "pseudo_018.npy"]
     assert "MRN" not in " ".join(s.input for s in found)
     assert load_study(discover_studies(exposed / "pseudo_017")[0]).shape == (4, 16, 16)
+
+
+def test_adding_a_file_with_the_same_stem_renames_no_existing_study(tmp_path):
+    import nibabel
+
+    image = nibabel.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4))
+    nibabel.save(image, tmp_path / "case.nii.gz")
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "scan.png")
+    before = {s.study_id: s.input for s in discover_studies(tmp_path)}
+    nibabel.save(image, tmp_path / "case.nii")
+    np.save(tmp_path / "scan.npy", np.zeros((4, 5, 6), np.int16))
+    after = {s.study_id: s.input for s in discover_studies(tmp_path)}
+    assert before == {"case.nii.gz": "case.nii.gz", "scan.png": "scan.png"}
+    assert after == {**before, "case.nii": "case.nii", "scan.npy": "scan.npy"}
 
 
 def test_copies_of_one_series_in_two_folders_are_two_studies(tmp_path):

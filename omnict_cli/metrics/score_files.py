@@ -18,16 +18,22 @@ metrics. Two modes, chosen from the predictions file:
   multiple-choice accuracy with bootstrap intervals, open-answer token F1,
   BLEU and ROUGE-L.
 
-**Join rule.** A study name is compared by its *study key*: the part after
-the last ``/`` (or ``\\``) with an image extension (``.nii.gz``, ``.nii``,
-``.nrrd``, ``.mha``, ``.mhd``, ``.dcm``, ``.npy``, ``.npz``, ``.png``,
-``.jpg``, ``.jpeg``) removed, case kept. So ``case_0001``,
-``case_0001.nii.gz`` and ``chest/volumes/case_0001.nii.gz`` are one study.
-Two names with the same key in one file are an error (the join would be
-ambiguous). VQA rows are joined by (study key, question text without image /
-organ tokens, lower-cased, spaces collapsed, and the k-th time that question
-is asked of that study), so a question asked twice of one study pairs up in
-file order.
+**Join rule.** A study name is compared by its *join key*
+(:func:`omnict_cli.study_ids.join_key`, the rule ``report`` names studies
+by): the part after the last ``/`` (or ``\\``) with an image suffix
+(``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``, ``.dcm``, ``.png``, ...)
+removed, case kept. So ``case_0001``, ``case_0001.nii.gz`` and
+``chest/volumes/case_0001.nii.gz`` are one study. The scored set is the
+studies that have a reference. Several predictions may share a key (the
+same scan as ``ct.nii.gz`` and ``ct.nrrd``): that only matters when a
+reference has that key, and then the prediction whose name *is* the
+reference's (equal, or ending in ``/`` + the reference name) is taken; if
+none or several are, that one reference is left out of the scores and
+listed as ambiguous, naming the candidates. Two reference names with one key
+are an error (the references file itself is ambiguous). VQA rows are joined
+by (join key, question text without image / organ tokens, lower-cased,
+spaces collapsed, and the k-th time that question is asked of that study),
+so a question asked twice of one study pairs up in file order.
 
 **Missing studies are never dropped silently.** References without any
 prediction and predictions without a reference are counted and listed (the
@@ -56,8 +62,8 @@ import numpy as np
 
 from omnict_cli.errors import OmnictError
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
+from omnict_cli.study_ids import join_key
 
-IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", ".npy", ".npz", ".png", ".jpg", ".jpeg")
 PROTOCOLS = ("omnict", "vlm3d")
 """Report scoring protocols: omnict's own (this module) and the VLM3D challenge's."""
 NAMES_SHOWN = 5
@@ -74,12 +80,8 @@ class ScoringError(OmnictError):
 
 
 def study_key(name: str) -> str:
-    """The name a study is joined by: last path part without its image extension (see module docstring)."""
-    base = str(name).strip().replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    for extension in IMAGE_EXTENSIONS:
-        if base.lower().endswith(extension) and len(base) > len(extension):
-            return base[: -len(extension)]
-    return base
+    """The name a study is joined by: :func:`omnict_cli.study_ids.join_key` (see the module docstring)."""
+    return join_key(name)
 
 
 @dataclass
@@ -92,6 +94,8 @@ class StudyJoin:
     """Reference names with no prediction record at all."""
     no_reference: list[str]
     """Prediction names with no reference."""
+    ambiguous: list[str] = field(default_factory=list)
+    """References left out because several predictions share their key: "reference (candidate / candidate)"."""
     unit: str = "studies"
     """What the names are, for messages: "studies" or "questions"."""
 
@@ -107,6 +111,11 @@ class StudyJoin:
             lines.append(
                 f"{len(self.no_reference)} predicted {self.unit} have no reference in "
                 f"{reference_source} (not scored): {first_names(self.no_reference)}"
+            )
+        if self.ambiguous:
+            lines.append(
+                f"{len(self.ambiguous)} reference {self.unit} match several predictions in {prediction_source} "
+                f"and none by its full name (not scored): {first_names(self.ambiguous)}"
             )
         return lines
 
@@ -134,15 +143,35 @@ def _names_by_key(names: list[str], source: str | Path) -> dict[str, str]:
 def join_studies(
     predicted: list[str], references: list[str], *, prediction_source: str | Path, reference_source: str | Path
 ) -> StudyJoin:
-    """Pair prediction names with reference names by :func:`study_key`; unmatched names on both sides are kept."""
-    predicted_by_key = _names_by_key(predicted, prediction_source)
+    """Pair prediction names with reference names by :func:`study_key` (module docstring: the join rule).
+
+    Unmatched names on both sides are kept for the summary; a reference whose
+    key several predictions share is matched by full name or listed as ambiguous.
+    """
     reference_by_key = _names_by_key(references, reference_source)
-    matched = [(predicted_by_key[key], name) for key, name in reference_by_key.items() if key in predicted_by_key]
+    candidates: dict[str, list[str]] = {}
+    for name in predicted:
+        candidates.setdefault(study_key(name), []).append(name)
+    matched, ambiguous = [], []
+    for key, reference in reference_by_key.items():
+        names = candidates.get(key, [])
+        chosen = names if len(names) == 1 else [name for name in names if _names_the_same(name, reference)]
+        if len(chosen) == 1:
+            matched.append((chosen[0], reference))
+        elif names:
+            ambiguous.append(f"{reference} ({' / '.join(names)})")
     return StudyJoin(
         matched=matched,
-        no_prediction=[name for key, name in reference_by_key.items() if key not in predicted_by_key],
-        no_reference=[name for key, name in predicted_by_key.items() if key not in reference_by_key],
+        no_prediction=[name for key, name in reference_by_key.items() if key not in candidates],
+        no_reference=[name for name in dict.fromkeys(predicted) if study_key(name) not in reference_by_key],
+        ambiguous=ambiguous,
     )
+
+
+def _names_the_same(predicted: str, reference: str) -> bool:
+    """Whether a prediction's name is the reference's own (equal, or the reference is its trailing path)."""
+    predicted, reference = predicted.replace("\\", "/"), reference.strip().replace("\\", "/")
+    return predicted == reference or predicted.endswith("/" + reference)
 
 
 # --------------------------------------------------------------------------
@@ -322,6 +351,8 @@ class ReportScores:
             "no_prediction": self.join.no_prediction,
             "n_no_reference": len(self.join.no_reference),
             "no_reference": self.join.no_reference,
+            "n_ambiguous": len(self.join.ambiguous),
+            "ambiguous": self.join.ambiguous,
             "per_class": [asdict(scores) for scores in report.per_class],
             "macro": {"precision": report.macro_precision, "recall": report.macro_recall, "f1": report.macro_f1},
             "micro": {"precision": report.micro_precision, "recall": report.micro_recall, "f1": report.micro_f1},

@@ -41,6 +41,7 @@ from omnict_cli.run.records import (
     record_id,
     rewrite_records,
 )
+    study_location,
 from omnict_cli.run.repeats import drop_repeated_sentences, repeat_warning
 from omnict_cli.run.study_inputs import PreparedStudy, PrepareSetup, organ_selection_for
 
@@ -274,7 +275,7 @@ class Pipeline:
         if job.task == "ask":
             record["record_id"] = job.record_id
             record["question_id"] = job.question_id
-        record["input"] = job.study.input
+        record["root"], record["input"] = study_location(job.study)
         if prepared is not None:
             record.update(
                 kind=prepared.kind, format=prepared.format, shape=list(prepared.shape), spacing=list(prepared.spacing)

@@ -120,7 +120,12 @@ def _question_of(row: dict) -> str:
 
 
 def study_for_image(folder: Path, image: str):
-    """The one study at ``image`` (a file or a DICOM series folder), named by the path as the row gives it."""
+    """The one study at ``image`` (a file or a DICOM series folder), named by the path as the row gives it.
+
+    That is the study-id rule of :mod:`omnict_cli.study_ids` with the rows
+    file's folder as the root, so ``volumes/case_1.nii.gz`` in a row is the
+    id ``report`` gives the same file when run on that folder.
+    """
     from omnict_cli.studies.discover import single_study
 
     target = Path(image).expanduser()
@@ -128,5 +133,5 @@ def study_for_image(folder: Path, image: str):
     name = Path(image)
     if name.is_absolute() or ".." in name.parts or name.parent == Path("."):
         return study
-    # named by the path the row gives (slices/case_1.png -> slices/case_1), read from the same file
+    # named by the path the row gives (slices/case_1.png), read from the same file
     return replace(study, study_id=f"{name.parent.as_posix()}/{study.study_id}", root=folder)

@@ -1,6 +1,7 @@
 """The JSONL findings file: one record per study (``report``) or per question (``ask``), written so a crash never costs one.
 
-Schema (``shared/DESIGN.md``): ``study_id``, ``input``, ``kind``, ``format``,
+Schema (``shared/DESIGN.md``): ``study_id``, ``root`` + ``input`` (see
+:func:`study_location`), ``kind``, ``format``,
 ``shape``, ``spacing``, ``task``, ``prompt``, ``organs``, ``organ_reason``,
 ``segmenter``, ``findings`` + ``impression`` (report) or ``question`` +
 ``answer`` (ask), optional ``labels`` (18 CT-RATE classes), ``model``
@@ -198,6 +199,22 @@ def rewrite_records(path: str | Path, records: list[dict]) -> None:
         write_bytes_atomically(path, b"".join(encode_record(record) for record in records))
     except OSError as error:
         raise OutputError(f"cannot rewrite the findings file ({error.strerror})", path=path) from error
+
+
+def study_location(study) -> tuple[str, str]:
+    """``(root, input)`` of a study's record, so ``omnict review`` finds the scan from any directory.
+
+    ``root`` is the folder the run was given, made absolute but with symlinks
+    kept as named (a pseudonymous link keeps its name); ``input`` is the file,
+    or the DICOM series' folder, relative to it in POSIX form. A run given one
+    file, or one series folder, records that path's parent as ``root``.
+    """
+    root = os.path.abspath(study.root)
+    series_folder = study.format == "dicom" and len(study.paths) > 1
+    target = os.path.abspath(study.paths[0].parent if series_folder else study.paths[0])
+    if target == root:
+        root = os.path.dirname(root)
+    return root, Path(os.path.relpath(target, root)).as_posix()
 
 
 def error_info(error: BaseException) -> dict:

@@ -142,8 +142,11 @@ def segment_study(
 
 
 def output_path(out_dir: Path, study: Study) -> Path:
-    """``<out_dir>/<study_id>.nii.gz``; ids with '/' become subfolders, but never a path outside ``out_dir``."""
-    path = out_dir / f"{study.study_id}.nii.gz"
+    """``<out_dir>/<study_id>.nii.gz`` with no doubled suffix (:func:`omnict_cli.study_ids.mask_file_name`);
+    ids with '/' become subfolders, but never a path outside ``out_dir``."""
+    from omnict_cli.study_ids import mask_file_name
+
+    path = out_dir / mask_file_name(study.study_id)
     if not path.resolve().is_relative_to(out_dir.resolve()):
         raise OmnictError(
             f"study id {study.study_id!r} would write outside the output folder {out_dir}",

@@ -5,12 +5,13 @@ reported, not followed forever), and never stops on a bad file: problems
 found while walking become studies with a ``problem`` so that every
 command can report them as one line and carry on.
 
-Study ids are stable: the path relative to the root without its image
-suffix (``chest/case_001.nii.gz`` -> ``chest/case_001``); a DICOM series is
-named by its folder, with ``#series<N>`` (or a short hash of its series
-key) added when one folder holds several series; a one-file DICOM series
-(a single-frame slice) is named like any single file. Paths are taken as
-given, symlinks unresolved, so a pseudonymous link keeps its own name.
+Study ids follow :mod:`omnict_cli.study_ids`: the path relative to the
+root, suffix kept (``chest/case_001.nii.gz``), so adding a file never
+renames another study; a DICOM series is named by its folder, with
+``#series<N>`` (or a short hash of its series key) added when one folder
+holds several series; a one-file DICOM series (a single-frame slice) is
+named like any single file. Paths are taken as given, symlinks unresolved,
+so a pseudonymous link keeps its own name.
 Pixel data is not read here; DICOM headers are (to group files into
 series, by folder and SeriesInstanceUID: two copies of a series in two
 folders are two studies). A file whose header is damaged is its own
@@ -20,7 +21,6 @@ are reported without being opened.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import stat
@@ -107,9 +107,9 @@ def discover_studies(root: str | Path) -> list[Study]:
         if kind in ("dicom", "unknown"):
             dicom_candidates.append((path, kind == "dicom"))
             continue
-        studies.append(Study(_strip_suffix(_relative(path, root)), kind, (path,), root))
+        studies.append(Study(_relative(path, root), kind, (path,), root))
     studies.extend(_dicom_studies(dicom_candidates, root))
-    return _unique_ids(sorted(studies, key=lambda s: s.study_id))
+    return sorted(studies, key=lambda s: s.study_id)
 
 
 def _single_file_studies(path: Path) -> list[Study]:
@@ -143,7 +143,7 @@ def _single_file_studies(path: Path) -> list[Study]:
                 problem="not a supported image format (NIfTI, DICOM, NRRD/MHA, PNG/JPEG/BMP/TIFF, .npy)",
             )
         ]
-    return [Study(_strip_suffix(path.name), kind, (path,), path.parent)]
+    return [Study(path.name, kind, (path,), path.parent)]
 
 
 def _walk(root: Path):
@@ -297,7 +297,7 @@ def _dicom_studies(candidates, root: Path) -> list[Study]:
     groups: dict[tuple, list] = defaultdict(list)
     studies, skipped = [], defaultdict(list)
     for path, named_dicom in candidates:
-        study_id = _strip_suffix(_relative(path, root))
+        study_id = _relative(path, root)
         try:
             if not named_dicom and not has_dicom_preamble(path):
                 continue
@@ -353,7 +353,7 @@ def _name_series(groups, root: Path, skipped) -> list[Study]:
         headers = sorted(headers, key=lambda h: h.path.name)
         if len(headers) == 1:
             path = headers[0].path
-            studies.append(Study(_strip_suffix(_relative(path, root)), "dicom", (path,), root))
+            studies.append(Study(_relative(path, root), "dicom", (path,), root))
             continue
         folder = Path(os.path.commonpath([str(h.path.parent) for h in headers]))
         by_folder[folder].append((key, headers))
@@ -375,19 +375,6 @@ def _name_series(groups, root: Path, skipped) -> list[Study]:
     return studies
 
 
-def _unique_ids(studies: list[Study]) -> list[Study]:
-    """Two files that strip to one id (``a.nii`` and ``a.nii.gz``) keep their full names."""
-    counts = defaultdict(int)
-    for study in studies:
-        counts[study.study_id] += 1
-    unique = []
-    for study in studies:
-        if counts[study.study_id] > 1 and len(study.paths) == 1:
-            study = dataclasses.replace(study, study_id=_relative(study.paths[0], study.root))
-        unique.append(study)
-    return unique
-
-
 def _relative(path: Path, root: Path) -> str:
     try:
         relative = path.relative_to(root)
@@ -401,14 +388,6 @@ def _root_name(root: Path) -> str:
     """The name the user gave the root, not its target's: a pseudonymous symlink
     (``pseudo_017 -> /archive/MRN123456``) keeps its own name as the study id."""
     return Path(os.path.abspath(root)).name or str(root)
-
-
-def _strip_suffix(relative: str) -> str:
-    lower = relative.lower()
-    for suffix in NIFTI_SUFFIXES + ITK_SUFFIXES + PICTURE_SUFFIXES + NUMPY_SUFFIXES + DICOM_SUFFIXES:
-        if lower.endswith(suffix):
-            return relative[: -len(suffix)]
-    return relative
 
 
 def single_study(path: str | Path) -> Study:
