@@ -128,6 +128,15 @@ def child_import(release: Path, siglip: Path, out: Path) -> None:
     import_release(release, out, vision=siglip, verify=False, echo=lambda line: None)
 
 
+def child_import_verified(release: Path, siglip: Path, out: Path) -> None:
+    """The import with its stock-model comparisons (``omnict import-weights`` without the example ask)."""
+    from omnict_cli.model.release_import import import_release
+
+    report = import_release(release, out, vision=siglip, verify=True, echo=lambda line: None)
+    for check in report.checks:
+        print(f"  {check.name}: {'ok' if check.passed else 'FAILED'}, {check.detail}")
+
+
 def child_baseline(release: Path, siglip: Path, out: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
@@ -162,6 +171,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/omnict-import-bench"))
     parser.add_argument("--runs", type=int, default=1, help="runs of each method, taking turns")
     parser.add_argument("--layers", type=int, default=36, help="LLM layers (36 is Qwen2.5-3B; fewer for a quick try)")
+    parser.add_argument("--verify", action="store_true", help="also time one import with its verification (info)")
     parser.add_argument("--keep", action="store_true", help="keep the synthetic checkpoints for another run")
     parser.add_argument("--child", nargs=4, metavar=("METHOD", "RELEASE", "SIGLIP", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -171,7 +181,8 @@ def main() -> None:
             write_release(Path(paths[0]), int(paths[2]))
             write_siglip(Path(paths[1]))
         else:
-            {"import": child_import, "baseline": child_baseline}[method](*map(Path, paths))
+            children = {"import": child_import, "baseline": child_baseline, "import-verified": child_import_verified}
+            children[method](*map(Path, paths))
         return
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -180,6 +191,9 @@ def main() -> None:
         raise SystemExit(f"{work}: {free / 1e9:.1f} GB free, the benchmark needs {NEEDED_BYTES / 1e9:.0f} GB")
     try:
         _measure(work, args.runs, args.layers)
+        if args.verify:
+            seconds, peak = run_child("import-verified", work / "release", work / "siglip", work / "out-verified")
+            print(f"import with verification (info): {seconds:.1f} s, peak RSS {peak / 1e9:.2f} GB")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
