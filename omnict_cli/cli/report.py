@@ -34,8 +34,9 @@ def _run_options(function):
             "--model",
             "model_dir",
             default=None,
-            metavar="DIR",
-            help="OmniCT model directory (default: $OMNICT_MODEL, else the bundled demo model).",
+            metavar="DIR|ORG/NAME[@REV]",
+            help="OmniCT model directory, Hugging Face hub id, or a release checkpoint directory (imported on "
+            "first use into omnict's cache; see docs/weights.md). Default: $OMNICT_MODEL, else the bundled demo model.",
         ),
         click.option(
             "--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: a GPU if any)."
@@ -262,14 +263,18 @@ class _RunContext:
 
     def pipeline(self, add_labels: bool, on_record=None):
         """Resolve and load the model (one line on stderr), choose the segmenter, build the pipeline."""
-        from omnict_cli.run.engine import Engine, GenerationSettings, resolve_model_dir
+        from omnict_cli.run.engine import Engine, GenerationSettings, resolve_model
         from omnict_cli.run.pipeline import Pipeline, RunSettings
         from omnict_cli.run.study_inputs import PrepareSetup
 
         opts = self.options
-        model_dir = self.call(resolve_model_dir, opts["model_dir"])
-        engine = self.call(Engine.load, model_dir, opts["device"], opts["dtype"])
-        self.console.print(f"{engine.describe()} ({model_dir})", highlight=False, markup=False)
+
+        def say(text: str) -> None:
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+        source = self.call(resolve_model, opts["model_dir"], say)  # a directory, hub id or release checkpoint
+        engine = self.call(Engine.load, source.path, opts["device"], opts["dtype"], source)
+        say(f"{engine.describe()} ({source.description})")
         setup = PrepareSetup(
             preprocess=engine.preprocess_config,
             segmenter=self._segmenter(),
