@@ -83,6 +83,13 @@ def _run_options(function):
             help="1 = greedy decoding; more = beam search.",
         ),
         click.option(
+            "--max-question-chars",
+            type=click.IntRange(min=1),
+            default=2000,
+            show_default=True,
+            help="A longer question or --prompt is an error record naming the limit (chat tokens are removed first).",
+        ),
+        click.option(
             "--segmenter",
             "segmenter_name",
             type=click.Choice(SEGMENTER_CHOICES),
@@ -286,6 +293,7 @@ class _RunContext:
             batch_size=opts["batch_size"],
             workers=opts["workers"],
             add_labels=add_labels,
+            max_question_chars=opts["max_question_chars"],
             generation=GenerationSettings(opts["max_new_tokens"], opts["num_beams"]),
         )
         return Pipeline(engine, setup, settings, on_record=on_record)

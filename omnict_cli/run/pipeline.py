@@ -62,6 +62,8 @@ class Job:
     question: str
     organ: str | None = None
     question_id: str | None = None
+    notes: tuple[str, ...] = ()
+    """Warnings about the question itself (chat tokens removed), put in front of the record's warnings."""
 
 
 def report_jobs(studies, prompt: str | None = None, organ: str | None = None) -> list[Job]:
@@ -77,6 +79,8 @@ class RunSettings:
     workers: int = 1
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     add_labels: bool = False
+    max_question_chars: int = 2000
+    """Longer questions and prompts are error records (:mod:`omnict_cli.run.question_rules`)."""
     label_convention: str = "ctrate"
     """How the labels read lymph nodes (``omnict_cli.labels.rules.CONVENTIONS``)."""
 
@@ -168,6 +172,7 @@ class Pipeline:
         started = self.counts.started = time.perf_counter()
         todo = [job for job in jobs if job.record_id not in done]
         self.counts.total, self.counts.already_done = len(jobs), len(jobs) - len(todo)
+        todo = self._askable(todo, writer)
         by_study: dict[str, list[Job]] = {}
         for job in todo:
             by_study.setdefault(job.study.study_id, []).append(job)
@@ -191,6 +196,26 @@ class Pipeline:
         finally:
             self.counts.seconds = time.perf_counter() - started
         return self.counts
+
+    def _askable(self, jobs: list[Job], writer: RecordWriter) -> list[Job]:
+        """``jobs`` with their questions cleaned by the one rule; a question over the limit is an error record here."""
+        from dataclasses import replace
+
+        from omnict_cli.run.question_rules import clean_question, length_problem, shown_question
+
+        limit = self.settings.max_question_chars
+        usable = []
+        for job in jobs:
+            question, notes = clean_question(job.question)
+            job = replace(job, question=question, notes=(*job.notes, *notes))
+            problem = length_problem(question, limit)
+            if problem is None:
+                usable.append(job)
+            else:
+                self._write(
+                    writer, self._error_record(replace(job, question=shown_question(question, limit)), None, problem)
+                )
+        return usable
 
     # ---- generation ------------------------------------------------------------------------
 
@@ -284,6 +309,8 @@ class Pipeline:
             record["format"] = job.study.format
         record["task"] = job.task
         record["question" if job.task == "ask" else "prompt"] = job.question
+        if job.notes:
+            record["warnings"] = list(job.notes)  # _finish puts them in front of the study's warnings
         return record
 
     def _ok_record(
@@ -328,6 +355,7 @@ class Pipeline:
         return self._finish(record, prepared, STATUS_SKIPPED, 0.0)
 
     def _finish(self, record: dict, prepared: PreparedStudy | None, status: str, model_seconds: float) -> dict:
+        question_notes = record.pop("warnings", [])
         timing = dict(prepared.timing_s) if prepared is not None else {}
         timing["model"] = round(model_seconds, 3)
         record.update(
@@ -337,6 +365,7 @@ class Pipeline:
             warnings=list(prepared.warnings) if prepared is not None else [],
             status=status,
         )
+        record["warnings"][:0] = question_notes
         return record
 
 

@@ -18,12 +18,14 @@ those problems beside the jobs.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omnict_cli.errors import OmnictError
 from omnict_cli.metrics.score_files import question_text  # the same question text scoring joins answers by
 from omnict_cli.run.pipeline import Job
+from omnict_cli.run.question_rules import DEFAULT_MAX_QUESTION_CHARS, clean_question, shown_question
 
 
 class QuestionRowsError(OmnictError):
@@ -47,7 +49,7 @@ class RowProblem:
             "record_id": self.record_id,
             "question_id": self.question_id,
             "task": "ask",
-            "question": self.question,
+            "question": shown_question(clean_question(self.question)[0], DEFAULT_MAX_QUESTION_CHARS),
             "error": {"type": "QuestionRowsError", "message": self.message},
             "warnings": [],
             "status": "error",
@@ -56,20 +58,30 @@ class RowProblem:
 
 def read_question_rows(path: str | Path, organ: str | None = None) -> tuple[list[Job], list[RowProblem]]:
     """Jobs for every usable row (sorted by study, then row), and the rows that are not usable."""
-    import jsonlines
-
     path = Path(path)
     jobs, problems = [], []
     try:
-        with jsonlines.open(path) as reader:
-            for line, row in enumerate(reader.iter(skip_empty=True), start=1):
-                _add_row(path, line, row, organ, jobs, problems)
+        data = path.read_bytes()
     except OSError as error:
         raise QuestionRowsError(f"cannot read ({error.strerror})", path=path) from error
-    except jsonlines.InvalidLineError as error:
-        raise QuestionRowsError(
-            f"line {error.lineno} is not valid JSON ({error})", path=path, hint="Each line must be one JSON object"
-        ) from error
+    for line, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        if line == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # a BOM some editors write
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:  # one bad row is that row's error record, as any unusable row
+            message = f"{path} line {line}: is not UTF-8 text (byte {error.start + 1} of the line)"
+            problems.append(RowProblem(f"line {line}::{line}", f"line {line}", str(line), message))
+            continue
+        try:
+            row = json.loads(text)
+        except ValueError as error:
+            raise QuestionRowsError(
+                f"line {line} is not valid JSON ({error})", path=path, hint="Each line must be one JSON object"
+            ) from error
+        _add_row(path, line, row, organ, jobs, problems)
     jobs.sort(key=lambda job: (job.study.study_id, _number(job.question_id)))
     return jobs, problems
 
@@ -110,13 +122,12 @@ def _question_of(row: dict) -> str:
         ]
         if not users:
             raise QuestionRowsError("has no user message")
-        question = question_text(users[0])
+        question = users[0]
     else:
-        question = row.get("question")
-        question = question_text(question) if isinstance(question, str) else ""
-    if not question:
+        question = row.get("question") if isinstance(row.get("question"), str) else ""
+    if not question_text(question):
         raise QuestionRowsError('has no question (a user message or a "question" key)')
-    return question
+    return question  # as written: the run removes chat tokens and checks the length (run.question_rules)
 
 
 def study_for_image(folder: Path, image: str):
