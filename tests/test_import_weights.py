@@ -65,6 +65,7 @@ def test_release_styles_import_with_the_stock_models_outputs(tmp_path, siglip, s
     report = import_release(source, tmp_path / "omnict", vision=siglip, echo=quiet)
 
     assert [check.passed for check in report.checks] == [True, True, True]
+    assert any("is not used" in warning for warning in report.warnings) == with_vision  # its own tower wins
     model = load_imported(tmp_path / "omnict", dtype)
     with torch.inference_mode():
         imported = model.language_model(input_ids=PROMPT_IDS).logits

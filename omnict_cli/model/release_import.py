@@ -177,55 +177,65 @@ class _Plan:
 
 
 def _plan(source_dir: Path, vision, key_map) -> _Plan:
+    """Place every tensor and infer every size, or raise ImportRefused with all the reasons found."""
     release, warnings = release_config.read_json_config(source_dir)
     if release.get("model_type") == "omnict":
         raise ImportRefused(["already an omnict model directory"], path=source_dir, hint="Pass it to --model as it is")
     files = _read(source_dir)
-    try:
-        renames = release_keys.load_key_map(key_map)
-    except OmnictError as error:
-        raise ImportRefused([error.message], path=error.path, hint=error.hint) from error
-    found = release_keys.sort_names(files.entries, renames)
-    reasons, inferred = [], {}
+    found = release_keys.sort_names(files.entries, _key_map(key_map))
+    reasons = []
     llm = _claims(found.llm, files, reasons)
-    vision_files, vision_found, vision_given = _vision_source(files, found, release, vision, reasons)
+    vision_files, vision_found, vision_given = _vision_source(files, found, release, vision, reasons, warnings)
     vision_tensors = _claims(vision_found.vision, vision_files, reasons)
-    shapes = {name: entry.shape for name, entry in llm.items()}
-    text, text_inferred, text_reasons = release_config.text_config(release, shapes)
-    visual, visual_inferred, visual_reasons = release_config.vision_config(
-        vision_given, {name: entry.shape for name, entry in vision_tensors.items()}
-    )
-    reasons += text_reasons + visual_reasons
-    inferred.update(text_inferred, **visual_inferred)
-    if text is None or visual is None:
-        raise ImportRefused(reasons, path=source_dir, hint=KEY_MAP_HINT)
+    plan = _sized_plan(source_dir, release, llm, vision_tensors, vision_given, reasons)
     projector_shapes = {name: files.entries[name].shape for name in found.others}
-    projector, projector_reasons = release_keys.match_projector(projector_shapes, text.hidden_size, visual.hidden_size)
-    reasons += projector_reasons
-    if projector is None:
-        raise ImportRefused(reasons, path=source_dir, hint=KEY_MAP_HINT)
-    no_place = [f"{name} {list(files.entries[name].shape)} has no place" for name in projector.unplaced]
-    plan = _Plan(
-        config=None,
-        tokenizer=None,
-        dtype=_torch_dtype(files.entries[llm["model.embed_tokens.weight"].name].dtype),
-        text_config=text,
-        vision_config=visual,
-        vision_feature_layer=int(release.get("mm_vision_select_layer", -2)),
-        targets={},
-        source_dir=source_dir,
-        inferred=inferred,
-        warnings=warnings,
+    projector, projector_reasons = release_keys.match_projector(
+        projector_shapes, plan.text_config.hidden_size, plan.vision_config.hidden_size
     )
+    if projector is None:
+        raise ImportRefused(reasons + projector_reasons, path=source_dir, hint=KEY_MAP_HINT)
+    plan.warnings = warnings
     plan.targets.update({LLM_TARGET + name: (files, entry.name) for name, entry in llm.items()})
     plan.targets.update({VISION_TARGET + name: (vision_files, e.name) for name, e in vision_tensors.items()})
     plan.targets.update({PROJECTOR_TARGET + name: (files, src) for name, src in projector.sources.items()})
+    no_place = [f"{name} {list(files.entries[name].shape)} has no place" for name in projector.unplaced]
     reasons += _configure(plan, release, projector)
     reasons += _check_targets(plan, no_place) if plan.config is not None else _capped(no_place)
     if reasons:
         raise ImportRefused(reasons, path=source_dir, hint=KEY_MAP_HINT)
     plan.rows = _rows(plan, files, found, vision_files, vision_found)
     return plan
+
+
+def _sized_plan(source_dir: Path, release: dict, llm: dict, vision_tensors: dict, vision_given, reasons) -> _Plan:
+    """A plan with the LLM and vision configs; refused here when their sizes cannot be found."""
+    text, text_inferred, text_reasons = release_config.text_config(
+        release, {name: entry.shape for name, entry in llm.items()}
+    )
+    visual, visual_inferred, visual_reasons = release_config.vision_config(
+        vision_given, {name: entry.shape for name, entry in vision_tensors.items()}
+    )
+    reasons += text_reasons + visual_reasons
+    if text is None or visual is None:
+        raise ImportRefused(reasons, path=source_dir, hint=KEY_MAP_HINT)
+    return _Plan(
+        config=None,
+        tokenizer=None,
+        dtype=_torch_dtype(llm["model.embed_tokens.weight"].dtype),
+        text_config=text,
+        vision_config=visual,
+        vision_feature_layer=int(release.get("mm_vision_select_layer", -2)),
+        targets={},
+        source_dir=source_dir,
+        inferred={**text_inferred, **visual_inferred},
+    )
+
+
+def _key_map(path) -> list:
+    try:
+        return release_keys.load_key_map(path)
+    except OmnictError as error:
+        raise ImportRefused([error.message], path=error.path, hint=error.hint) from error
 
 
 def _read(folder: Path) -> CheckpointFiles:
@@ -245,10 +255,12 @@ def _claims(claims: dict[str, list[str]], files: CheckpointFiles, reasons: list[
     return placed
 
 
-def _vision_source(files, found, release: dict, vision, reasons: list[str]):
+def _vision_source(files, found, release: dict, vision, reasons: list[str], warnings: list[str]):
     """``(files, sorted names, vision config dict or None)``: the source's vision tower, else ``--vision``'s."""
     given = release.get("vision_config") if isinstance(release.get("vision_config"), dict) else None
     if found.vision and (given is not None or vision is None):
+        if vision is not None:
+            warnings.append(f"the source has its own vision tower and config; --vision {vision} is not used")
         return files, found, given
     vision_dir = _local_dir(vision or DEFAULT_VISION, "--vision")
     vision_config, _ = release_config.read_json_config(vision_dir)
