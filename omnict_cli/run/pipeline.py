@@ -40,8 +40,8 @@ from omnict_cli.run.records import (
     error_info,
     record_id,
     rewrite_records,
-)
     study_location,
+)
 from omnict_cli.run.repeats import drop_repeated_sentences, repeat_warning
 from omnict_cli.run.study_inputs import PreparedStudy, PrepareSetup, organ_selection_for
 
