@@ -284,3 +284,16 @@ def test_a_bias_free_projector_gets_zero_biases(tmp_path, siglip):
     assert zero_rows == [
         f"spatial_encoder.multi_modal_projector.{layer}.bias" for layer in ("slice_expert", "volume_expert", "shared")
     ]
+
+
+def test_a_config_without_the_head_count_is_refused_not_guessed(tmp_path, siglip):
+    """Heads change the attention, not any tensor's shape: guessing them would give a model that talks nonsense."""
+    source = write_release_checkpoint(tmp_path / "release", "mm_projector")
+    config = json.loads((source / "config.json").read_text())
+    del config["num_attention_heads"]
+    (source / "config.json").write_text(json.dumps(config))
+
+    assert refused_lines(tmp_path, source, "--vision", str(siglip)) == [
+        f"refused: {source}: config.json gives neither num_attention_heads nor head_dim, and no tensor shape tells "
+        "them; add the LLM's num_attention_heads to config.json (Qwen2.5-3B: 16, Qwen2.5-7B: 28)"
+    ]

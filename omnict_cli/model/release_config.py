@@ -21,7 +21,6 @@ from transformers import Qwen2Config, SiglipVisionConfig
 from omnict_cli.model.configuration_omnict import SO400M_VISION_DEFAULTS
 
 CODE_KEYS = ("auto_map", "trust_remote_code")
-QWEN_HEAD_DIM = 128  # every Qwen2.5 size; used only when config.json gives no head count
 _NOT_CONFIG = {
     "architectures",
     "auto_map",
@@ -65,8 +64,13 @@ def text_config(release: dict, shapes: dict[str, tuple]) -> tuple[Qwen2Config | 
     from_tensors["intermediate_size"] = gate[0]
     inferred, reasons = {}, []
     if "num_attention_heads" not in given:
-        given["num_attention_heads"] = max(embed[1] // QWEN_HEAD_DIM, 1)
-        inferred["num_attention_heads"] = f"{given['num_attention_heads']} (head width {QWEN_HEAD_DIM}, as Qwen2.5)"
+        if not given.get("head_dim"):  # no tensor shows how the width splits into heads
+            return None, {}, [
+                "config.json gives neither num_attention_heads nor head_dim, and no tensor shape tells them; "
+                "add the LLM's num_attention_heads to config.json (Qwen2.5-3B: 16, Qwen2.5-7B: 28)"
+            ]
+        given["num_attention_heads"] = embed[1] // given["head_dim"]
+        inferred["num_attention_heads"] = f"{given['num_attention_heads']} (width / head_dim)"
     head_dim = given.get("head_dim") or embed[1] // given["num_attention_heads"]
     key_rows = shapes.get("model.layers.0.self_attn.k_proj.weight", (None,))[0]
     if key_rows is not None:
