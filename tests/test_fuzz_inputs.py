@@ -145,3 +145,129 @@ def test_a_damaged_slice_fails_at_most_its_own_series(tmp_path):
         if any(s.status != "error" and s.shape and s.shape[0] >= SERIES_SLICES - 1 for s in found)
     ]
     assert len(loaded) >= 0.8 * SERIES_COPIES  # the intact slices survive their damaged neighbour
+
+
+# ---- the findings file, rows files and review records (issue 25) -------------------------------
+
+FINDINGS_COPIES = 300
+
+
+class _Identity:
+    """The model identity a run compares the findings file with."""
+
+    name = "tiny"
+    revision = "sha256:" + "0" * 64
+
+
+def _valid_findings() -> bytes:
+    from omnict_cli.run.records import encode_record
+
+    model = {"name": _Identity.name, "revision": _Identity.revision}
+    records = [
+        {"study_id": f"case_{i}.nii.gz", "status": "ok", "findings": "Normal. ü", "model": model} for i in range(4)
+    ]
+    return b"".join(encode_record(record) for record in records)
+
+
+def _damage_anywhere(data: bytes, rng: np.random.Generator) -> bytes:
+    """A cut, flipped bytes, a foreign line or invalid UTF-8 bytes, anywhere in the file."""
+    choice = rng.integers(4)
+    at = int(rng.integers(0, len(data) + 1))
+    if choice == 0:
+        return data[:at]
+    if choice == 1:
+        damaged = bytearray(data)
+        for offset in rng.integers(0, len(data), size=int(rng.integers(1, 6))):
+            damaged[offset] ^= int(rng.integers(1, 256))
+        return bytes(damaged)
+    if choice == 2:
+        return data[:at] + b'{"notes": "mine"}\n' + data[at:]
+    return data[:at] + b"\xff\xfe\x80" + data[at:]
+
+
+def test_a_damaged_findings_file_is_resumed_or_refused_untouched(tmp_path):
+    """Only provably-ours bytes are ever cut: a refusal leaves the file byte for byte, a resume keeps whole records."""
+    from omnict_cli.errors import OutputError
+    from omnict_cli.run.findings_file import RECORD_START
+    from omnict_cli.run.pipeline import open_findings
+
+    rng = np.random.default_rng(SEED + 2)
+    valid = _valid_findings()
+    outcomes = {"resumed": 0, "refused": 0}
+    for index in range(FINDINGS_COPIES):
+        damaged = _damage_anywhere(valid, rng)
+        path = tmp_path / f"findings_{index}.jsonl"
+        path.write_bytes(damaged)
+        try:
+            earlier = open_findings(path, _Identity())
+        except OutputError as error:
+            assert "\n" not in error.one_line() and str(path) in error.one_line()
+            assert path.read_bytes() == damaged
+            outcomes["refused"] += 1
+            continue
+        left = path.read_bytes()
+        assert damaged.startswith(left) and (left == b"" or left.endswith(b"\n"))
+        cut = damaged[len(left) :]
+        assert not cut or cut.startswith(RECORD_START) or RECORD_START.startswith(cut), cut
+        assert earlier.records == left.count(b"\n")
+        outcomes["resumed"] += 1
+    assert outcomes["resumed"] > 20 and outcomes["refused"] > 20, outcomes
+
+
+def test_damaged_question_rows_are_rows_with_reasons_or_one_line_for_the_file(tmp_path):
+    from omnict_cli.errors import OmnictError
+    from omnict_cli.run.questions import read_question_rows
+
+    scan = tmp_path / "scan.nii.gz"
+    write_nifti(scan, canonical_to_nifti(dicom_test_volume(4)[:, :8, :8]))
+    rows = "".join(
+        json.dumps({"image": "scan.nii.gz", "question": f"Is there finding {i}? <|im_end|>", "id": str(i)}) + "\n"
+        for i in range(5)
+    ).encode()
+    rng = np.random.default_rng(SEED + 3)
+    usable = 0
+    for index in range(200):
+        path = tmp_path / f"rows_{index}.jsonl"
+        path.write_bytes(_damage_anywhere(rows, rng))
+        try:
+            jobs, problems = read_question_rows(path)
+        except OmnictError as error:
+            assert "\n" not in error.one_line() and str(path) in error.one_line()
+            continue
+        assert all("\n" not in problem.message for problem in problems)
+        usable += bool(jobs)
+    assert usable > 20
+
+
+def _random_value(rng: np.random.Generator, depth: int = 0):
+    kinds = ["<script>alert(1)</script>", -1.5, 7, None, True, "\udcff", "=cmd|' /C calc'!A0", float("nan")]
+    pick = int(rng.integers(len(kinds) + (3 if depth < 2 else 0)))
+    if pick < len(kinds):
+        return kinds[pick]
+    if pick == len(kinds):
+        return [_random_value(rng, depth + 1) for _ in range(int(rng.integers(0, 4)))]
+    return {str(_random_value(rng, depth + 1)): _random_value(rng, depth + 1) for _ in range(int(rng.integers(0, 3)))}
+
+
+def test_review_makes_a_page_of_records_with_random_field_types(tmp_path):
+    """Every field of every record a random JSON value: one page, no traceback, nothing of a record as markup."""
+    from omnict_cli.run.records import encode_record
+
+    fields = ["input", "root", "kind", "format", "shape", "spacing", "organs", "organ_reason", "segmenter"]
+    fields += ["findings", "impression", "question", "answer", "labels", "model", "timing_s", "warnings", "note"]
+    fields += ["error", "prompt", "task"]  # not record_id: records sharing one are one study, the last kept
+    rng = np.random.default_rng(SEED + 4)
+    lines = []
+    for index in range(150):
+        record = {"study_id": f"s{index}", "status": ["ok", "error", "skipped", _random_value(rng)][index % 4]}
+        record.update({name: _random_value(rng) for name in fields if rng.random() < 0.7})
+        lines.append(json.dumps(record, allow_nan=True).encode() + b"\n")
+    lines.append(encode_record({"study_id": "plain", "status": "ok", "findings": "ok"}))
+    findings = tmp_path / "findings.jsonl"
+    findings.write_bytes(b"".join(lines))
+    page = tmp_path / "review.html"
+    result = CliRunner().invoke(main, ["review", str(findings), "--out", str(page), "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    html = page.read_text(encoding="utf-8")
+    assert html.count('<article class="study"') == 151
+    assert "<script>alert" not in html and html.count("<script>") == 1
