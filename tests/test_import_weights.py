@@ -297,3 +297,14 @@ def test_a_config_without_the_head_count_is_refused_not_guessed(tmp_path, siglip
         f"refused: {source}: config.json gives neither num_attention_heads nor head_dim, and no tensor shape tells "
         "them; add the LLM's num_attention_heads to config.json (Qwen2.5-3B: 16, Qwen2.5-7B: 28)"
     ]
+
+
+def test_a_vision_tower_without_its_config_needs_vision_for_the_config(tmp_path, siglip):
+    source = write_release_checkpoint(tmp_path / "release", "mm_projector", with_vision=True)  # flat config.json
+
+    assert refused_lines(tmp_path, source) == [
+        f"refused: {source}: the vision tensors are 24 wide, not SigLIP-so400m's 1152, and config.json has no "
+        "vision_config; give --vision DIR whose config.json describes this tower"
+    ]
+    report = import_release(source, tmp_path / "m", vision=siglip, verify=False, echo=quiet)
+    assert not any(row.note.startswith("from ") for row in report.rows)  # the tensors are the source's own

@@ -115,9 +115,10 @@ def vision_config(given: dict | None, shapes: dict[str, tuple]) -> tuple[SiglipV
         elif given is None or key not in given:
             inferred[f"vision {key}"] = value
         values[key] = value
-    if values["hidden_size"] % values["num_attention_heads"]:
-        reasons.append(
-            f"vision width {values['hidden_size']} does not split into {values['num_attention_heads']} heads; "
+    if given is None and values["hidden_size"] != SO400M_VISION_DEFAULTS["hidden_size"]:
+        reasons.append(  # so400m's head count would be a guess, and verification would share it
+            f"the vision tensors are {values['hidden_size']} wide, not SigLIP-so400m's "
+            f"{SO400M_VISION_DEFAULTS['hidden_size']}, and config.json has no vision_config; "
             "give --vision DIR whose config.json describes this tower"
         )
     values["vision_use_head"] = False
