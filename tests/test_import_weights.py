@@ -308,3 +308,24 @@ def test_a_vision_tower_without_its_config_needs_vision_for_the_config(tmp_path,
     ]
     report = import_release(source, tmp_path / "m", vision=siglip, verify=False, echo=quiet)
     assert not any(row.note.startswith("from ") for row in report.rows)  # the tensors are the source's own
+
+
+def test_source_and_vision_may_be_hub_ids_from_an_offline_cache(tmp_path, siglip, monkeypatch):
+    from tests.test_model_sources import fill_hub_cache
+
+    cache = tmp_path / "hf-cache"
+    release = write_release_checkpoint(tmp_path / "release", "projector")
+    fill_hub_cache(cache, "Alibaba-DAMO-Academy/OmniCT-3B", "a" * 40, release)
+    fill_hub_cache(cache, "google/siglip-so400m-patch14-384", "b" * 40, siglip)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    args = ["import-weights", "Alibaba-DAMO-Academy/OmniCT-3B", "--out", str(tmp_path / "m"), "--no-verify"]
+    result = CliRunner().invoke(main, args)  # no --vision: the default hub id, from the cache
+    assert result.exit_code == 0, result.output
+    assert f"from {cache}/models--google--siglip-so400m-patch14-384/snapshots/{'b' * 40}" in result.stdout
+    model = load_imported(tmp_path / "m")
+    with torch.inference_mode():
+        assert torch.equal(
+            model.language_model(input_ids=PROMPT_IDS).logits, release_llm("projector")(input_ids=PROMPT_IDS).logits
+        )
