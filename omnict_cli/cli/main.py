@@ -75,7 +75,7 @@ def inspect(path, as_json, allow_non_ct, max_voxels, max_bytes):
 
     \b
     Examples:
-      omnict inspect ../shared/testdata
+      omnict inspect examples
       omnict inspect ./studies --json > studies.json
     """
     from omnict_cli.errors import OmnictError

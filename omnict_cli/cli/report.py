@@ -212,8 +212,8 @@ def ask(scan, question, rows_path, out, as_json, resume, retry_errors, shard, **
     Examples:
       omnict ask scan.nii.gz "Is there a pleural effusion?"
       omnict ask scan.nii.gz "Is the heart enlarged?" --json
-      omnict ask --batch phantoms/qa.jsonl --out answers.jsonl
-      omnict score answers.jsonl --references phantoms/qa.jsonl
+      omnict ask --batch examples/phantoms/qa.jsonl --out answers.jsonl
+      omnict score answers.jsonl --references examples/phantoms/qa.jsonl
     """
     run = _RunContext(run_options, quiet=run_options["quiet"] or not rows_path)
     if rows_path:
