@@ -410,6 +410,15 @@ def test_garbage_weights_under_model_or_the_environment_are_one_line(kind, tmp_p
         assert line.startswith(f"Error: {bad / 'model.safetensors'}: ") and line.endswith(f"(from {where})")
 
 
+def test_a_garbage_shard_in_a_release_directory_is_named_before_any_import(tmp_path):
+    from omnict_cli.model.sources import resolve_model
+
+    release = _release_dir(tmp_path)
+    (release.path / "model-00002-of-00002.safetensors").write_bytes(GARBAGE_WEIGHTS["huge shape"])
+    with pytest.raises(OmnictError, match="model-00002-of-00002.safetensors: tensor 'w': shape"):
+        resolve_model(str(release.path), echo=lambda text: pytest.fail(f"an import started: {text}"))
+
+
 def test_gpu_check_times_a_model_given_by_hub_id(offline_hub, tmp_path, monkeypatch):
     """``benchmarks/gpu_check.py --model`` on the CPU (``--small``): the same resolution as ``report``."""
     from benchmarks import gpu_check

@@ -131,6 +131,7 @@ def resolve_model(value: str | Path, *, echo=print) -> ResolvedSource:
 
     source = resolve_pretrained(value)
     _check_has_safetensors(source)
+    check_weights_dir(source.path)  # a garbage file is named before anything reads it as a model or a release
     if not is_omnict_model_dir(source.path):
         if not _is_release_layout(source.path):
             raise ModelSourceError(
@@ -143,7 +144,6 @@ def resolve_model(value: str | Path, *, echo=print) -> ResolvedSource:
 
         source = replace(source, path=cached_import(source, echo=echo))
     require_safetensors(source.path)  # pickled weights: one line saying how to convert them
-    check_weights_dir(source.path)
     return source
 
 
