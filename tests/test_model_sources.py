@@ -90,6 +90,56 @@ def test_a_revision_after_at_picks_that_snapshot_by_commit_or_by_ref(offline_hub
     assert resolve_pretrained("org/omnict-demo@main").commit == COMMIT
 
 
+RELEASE_REPO_FILES = [
+    "config.json",
+    "generation_config.json",
+    "model-00001-of-00002.safetensors",
+    "model-00002-of-00002.safetensors",
+    "model.safetensors.index.json",
+    "projection-weights/model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "pytorch_model.bin",
+    "training_args.bin",
+    "optimizer.pt",
+    "rng_state.pth",
+    "modeling_omnict.py",
+    "README.md",
+]
+
+
+def test_online_a_hub_id_fetches_configs_tokenizer_and_safetensors_only(tmp_path, monkeypatch):
+    """What snapshot_download is asked for, applied the way the hub applies it to a release's file list."""
+    import huggingface_hub
+    from huggingface_hub.utils import filter_repo_objects
+
+    asked = {}
+
+    def fake_snapshot_download(repo_id, revision=None, cache_dir=None, local_files_only=False, allow_patterns=None):
+        asked.update(repo_id=repo_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+        asked["files"] = sorted(filter_repo_objects(RELEASE_REPO_FILES, allow_patterns=allow_patterns))
+        folder = tmp_path / "snapshots" / COMMIT
+        folder.mkdir(parents=True)
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    source = resolve_pretrained("Alibaba-DAMO-Academy/OmniCT-3B@v1.0")
+    assert (source.commit, asked["revision"], asked["local_files_only"]) == (COMMIT, "v1.0", False)
+    assert Path(asked["cache_dir"]) == tmp_path / "hf-home" / "hub"
+    assert not [name for name in asked["files"] if name.endswith((".bin", ".pt", ".pth", ".py", ".md"))]
+    assert {"config.json", "model.safetensors.index.json", "tokenizer.json", "merges.txt"} <= set(asked["files"])
+    assert {"model-00001-of-00002.safetensors", "chat_template.jinja"} <= set(asked["files"])
+
+
 def test_a_hub_id_missing_from_the_offline_cache_is_one_line(offline_hub):
     with pytest.raises(ModelSourceError) as missing:
         resolve_pretrained("org/not-cached")
