@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from click.testing import CliRunner
 
@@ -244,3 +247,42 @@ def test_same_seed_writes_byte_identical_volumes_and_tables(tmp_path):
         write_phantom_set(tmp_path / name, 2, SEED, SMALL, "nifti")
     for relative in ("volumes/case_0001.nii.gz", "labels/case_0002.nii.gz", "labels.csv", "references.csv", "qa.jsonl"):
         assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes(), relative
+
+
+@pytest.mark.parametrize("fmt", ["nifti", "dicom"])
+def test_demo_data_writes_the_same_bytes_for_the_same_seed_every_file(tmp_path, fmt):
+    """DICOM UIDs included: they are derived from the seed and the case, not drawn at random."""
+    runner = CliRunner()
+    for name in ("a", "b"):
+        args = ["demo-data", str(tmp_path / name), "--n", "2", "--seed", "5", "--format", fmt]
+        result = runner.invoke(main, [*args, "--size", "24", "96", "96", "--spacing", "12", "3.6", "3.6"])
+        assert result.exit_code == 0, result.output
+
+    def files(root):
+        return {path.relative_to(root).as_posix(): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+    first, second = files(tmp_path / "a"), files(tmp_path / "b")
+    assert sorted(first) == sorted(second) and any(name.endswith(".dcm") for name in first)
+    assert [name for name in first if first[name] != second[name]] == []
+    other = tmp_path / "other_seed"
+    result = runner.invoke(
+        main, ["demo-data", str(other), "--n", "1", "--seed", "6", "--format", fmt, "--size", "24", "96", "96"]
+    )
+    assert result.exit_code == 0, result.output
+    uids = {pydicom.dcmread(path).SOPInstanceUID for root in (tmp_path / "a", other) for path in root.rglob("*.dcm")}
+    assert len(uids) == sum(1 for root in (tmp_path / "a", other) for _ in root.rglob("*.dcm"))  # all distinct
+
+
+def test_the_bundled_phantoms_are_exactly_what_their_documented_command_writes(tmp_path):
+    """examples/README.md names the command that made examples/phantoms; rerun, every file is byte-identical."""
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "examples" / "README.md").read_text(encoding="utf-8")
+    (command,) = [line for line in readme.splitlines() if line.startswith("omnict demo-data examples/phantoms ")]
+    args = shlex.split(command)[1:]
+    args[1] = str(tmp_path / "phantoms")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    bundled, written = repo / "examples" / "phantoms", tmp_path / "phantoms"
+    names = sorted(path.relative_to(written).as_posix() for path in written.rglob("*") if path.is_file())
+    assert names == sorted(path.relative_to(bundled).as_posix() for path in bundled.rglob("*") if path.is_file())
+    assert [name for name in names if (bundled / name).read_bytes() != (written / name).read_bytes()] == []

@@ -39,6 +39,7 @@ def write_dicom_series(
     instance_numbers=None,
     image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
     slice_thickness: float | None = None,
+    uid_source: tuple | None = None,
 ) -> list[Path]:
     """Write ``hu_volume[z, y, x]`` as one DICOM file per slice; returns the paths.
 
@@ -66,6 +67,9 @@ def write_dicom_series(
             must not rely on it.
         image_type: ImageType values (add ``"LOCALIZER"`` for a scout).
         slice_thickness: SliceThickness (default: the slice step).
+        uid_source: values every UID not given is derived from (e.g. seed and
+            case), so the same values write the same bytes; ``None`` draws
+            fresh random UIDs.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,14 +94,15 @@ def write_dicom_series(
         stored, signed = stored.astype(np.int16), 1
     else:
         raise ValueError("HU values do not fit 16-bit stored values with this rescale")
-    series_uid = generate_uid() if series_uid is None else series_uid
-    study_uid = generate_uid() if study_uid is None else study_uid
-    frame_uid = generate_uid()
+    uid = _uid_maker(uid_source)
+    series_uid = uid("series") if series_uid is None else series_uid
+    study_uid = uid("study") if study_uid is None else study_uid
+    frame_uid = uid("frame of reference")
     instance_numbers = list(range(1, count + 1)) if instance_numbers is None else list(instance_numbers)
     sop_class = SOP_CLASS_BY_MODALITY.get(modality.upper(), CTImageStorage)
     paths = []
     for k in range(count):
-        dataset = new_dataset(folder / f"{prefix}{k:04d}.dcm", sop_class)
+        dataset = new_dataset(folder / f"{prefix}{k:04d}.dcm", sop_class, uid("instance", k))
         dataset.Modality = modality
         dataset.StudyInstanceUID = study_uid
         dataset.SeriesInstanceUID = series_uid
@@ -124,11 +129,22 @@ def write_dicom_series(
     return paths
 
 
-def new_dataset(path: Path, sop_class) -> FileDataset:
-    """An empty Explicit VR Little Endian dataset with file meta and fresh SOP instance UID."""
+def _uid_maker(source: tuple | None):
+    """``uid(*what)``: a UID derived from ``source`` and ``what`` (pydicom hashes them), or a random one."""
+
+    def uid(*what) -> str:
+        if source is None:
+            return generate_uid()
+        return generate_uid(entropy_srcs=[str(part) for part in (*source, *what)])
+
+    return uid
+
+
+def new_dataset(path: Path, sop_class, sop_instance_uid: str | None = None) -> FileDataset:
+    """An empty Explicit VR Little Endian dataset with file meta and its SOP instance UID (fresh when None)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid or generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     dataset = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
     dataset.SOPClassUID = sop_class

@@ -75,7 +75,7 @@ def write_phantom_set(
         case = generate_case(seed, index, config)
         rng = np.random.default_rng([seed, index, 1])
         if fmt != "png":
-            volume_name = _write_volume(case, out_dir, fmt)
+            volume_name = _write_volume(case, out_dir, fmt, seed)
             references.append(
                 {
                     "VolumeName": volume_name,
@@ -86,7 +86,7 @@ def write_phantom_set(
             label_rows.append({"VolumeName": volume_name, **case.label_vector})
             qa_rows.append(report_row(case.report, f"volumes/{volume_name}", modality="3d"))
             qa_rows.extend(chat_row(pair, f"volumes/{volume_name}", modality="3d") for pair in case.qa)
-        slice_rows, slice_labels = _write_slice(case, out_dir, rng)
+        slice_rows, slice_labels = _write_slice(case, out_dir, rng, seed)
         qa_rows.extend(slice_rows)
         (label_rows if fmt == "png" else slice_label_rows).extend(slice_labels)
         summary.slices += len(slice_labels)
@@ -105,13 +105,15 @@ def write_phantom_set(
     return summary
 
 
-def _write_volume(case: PhantomCase, out_dir: Path, fmt: str) -> str:
+def _write_volume(case: PhantomCase, out_dir: Path, fmt: str, seed: int) -> str:
     """Write the HU volume and its label map; return the VolumeName used in the CSVs."""
     _write_nifti(out_dir / "labels" / f"{case.case_id}.nii.gz", case.labels, case.spacing)
     if fmt == "dicom":
         folder = out_dir / "volumes" / case.case_id
         staging = Path(tempfile.mkdtemp(prefix=f".{case.case_id}.", dir=_ensure(folder.parent)))
-        write_dicom_series(staging, case.hu, case.spacing, origin=_origin_lps(case))
+        write_dicom_series(
+            staging, case.hu, case.spacing, origin=_origin_lps(case), uid_source=_uids(seed, case.case_id)
+        )
         apply_umask(staging)  # not mkdtemp's 0700
         if folder.exists():
             shutil.rmtree(folder)
@@ -121,7 +123,7 @@ def _write_volume(case: PhantomCase, out_dir: Path, fmt: str) -> str:
     return f"{case.case_id}.nii.gz"
 
 
-def _write_slice(case: PhantomCase, out_dir: Path, rng) -> tuple[list[dict], list[dict]]:
+def _write_slice(case: PhantomCase, out_dir: Path, rng, seed: int) -> tuple[list[dict], list[dict]]:
     """PNG + one-frame DICOM of the axial slice through a finding, and its QA rows."""
     chosen = slice_through_finding(case)
     if chosen is None:
@@ -133,11 +135,23 @@ def _write_slice(case: PhantomCase, out_dir: Path, rng) -> tuple[list[dict], lis
     Image.fromarray(np.rint(grey * 255).astype(np.uint8)).save(buffer, format="PNG")
     _write_bytes(out_dir / "slices" / f"{name}.png", buffer.getvalue())
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=_ensure(out_dir / "slices")))
-    (path,) = write_dicom_series(staging, case.hu[z : z + 1], case.spacing, origin=_origin_lps(case, z), prefix=name)
+    (path,) = write_dicom_series(
+        staging,
+        case.hu[z : z + 1],
+        case.spacing,
+        origin=_origin_lps(case, z),
+        prefix=name,
+        uid_source=_uids(seed, name),
+    )
     os.replace(path, out_dir / "slices" / f"{name}.dcm")
     staging.rmdir()
     rows = [chat_row(pair, f"slices/{name}.png", modality="2d") for pair in slice_qa(case, on_slice, rng)]
     return rows, [{"VolumeName": f"{name}.png", **label_vector(on_slice)}]
+
+
+def _uids(seed: int, name: str) -> tuple:
+    """What a written DICOM's UIDs are derived from: the same seed and case give the same UIDs, and bytes."""
+    return ("omnict demo-data", seed, name)
 
 
 def _origin_lps(case: PhantomCase, z: int = 0) -> tuple[float, float, float]:
