@@ -307,7 +307,7 @@ def _configure(plan: _Plan, release: dict, projector) -> list[str]:
             slice_unshuffle=1,
             volume_unshuffle=projector.volume_unshuffle,
             projector_hidden_size=projector.hidden_size,
-            projector_hidden_act=str(release.get("projector_hidden_act", "gelu")),
+            projector_hidden_act=_activation(release, plan.warnings),
             volume_size=(OmniCTConfig.volume_size[0], side, side),
             slice_size=(side, side),
             **token_ids,
@@ -319,6 +319,17 @@ def _configure(plan: _Plan, release: dict, projector) -> list[str]:
 
     plan.assumptions = unverifiable(plan.config)
     return []
+
+
+def _activation(release: dict, warnings: list[str]) -> str:
+    """Eq. 4's sigma: config.json's ``projector_hidden_act`` when transformers knows it, else GELU (the paper's)."""
+    from transformers.activations import ACT2FN
+
+    name = release.get("projector_hidden_act", "gelu")
+    if isinstance(name, str) and name in ACT2FN:
+        return name
+    warnings.append(f"unknown projector_hidden_act {name!r} in config.json; using gelu (Eq. 4)")
+    return "gelu"
 
 
 def _tokenizer(plan: _Plan) -> tuple[dict, list[str]]:
