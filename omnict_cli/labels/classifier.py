@@ -47,8 +47,9 @@ file can make ``predict`` run an expression of its author's choosing.
 ``{"dtype": "<f8", "shape": [...], "base64": "..."}`` (little-endian float64,
 so numbers survive the round trip bit for bit); ``sha256`` is the hash of the
 payload serialised with sorted keys and no spaces. Loading parses JSON and
-decodes numbers with numpy only, then sets the fitted vocabulary and idf on
-fresh scikit-learn vectorizers; nothing in the file is ever executed or
+decodes numbers with numpy only, then applies the fitted vocabulary and idf
+with :class:`omnict_cli.labels.tfidf.FittedTfidf` (scikit-learn's TF-IDF,
+without importing scikit-learn); nothing in the file is ever executed or
 unpickled, and a file that is not a classifier file, has another format or
 version, a wrong checksum, wrong shapes or non-finite numbers is refused with
 a :class:`ClassifierFileError` naming it.
@@ -555,8 +556,12 @@ def _vectorizer_params_problem(params: dict, analyzer: str) -> str | None:
 
 
 def _vectorizer_from_entry(path: Path, entry, name: str, version: int):
-    """A fresh TfidfVectorizer with the saved parameters, vocabulary and idf (no refitting)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    """A :class:`~omnict_cli.labels.tfidf.FittedTfidf` with the saved parameters, vocabulary and idf.
+
+    Not scikit-learn's TfidfVectorizer: applying a fitted vocabulary needs no scikit-learn, whose
+    import would cost every ``score``, ``review`` and ``labels predict`` half a second.
+    """
+    from omnict_cli.labels.tfidf import FittedTfidf
 
     expected = {"word": "word", "char": "char_wb"}[name]
     if not isinstance(entry, dict) or not isinstance(entry.get("params"), dict):
@@ -580,10 +585,11 @@ def _vectorizer_from_entry(path: Path, entry, name: str, version: int):
         transform_params = {key: params[key] for key in _VECTORIZER_PARAMS if key not in ("min_df", "max_features")}
         transform_params["ngram_range"] = tuple(params["ngram_range"])
         transform_params["token_pattern"] = TOKEN_PATTERNS[params["token_pattern"]]
-        vectorizer = TfidfVectorizer(
-            **transform_params, vocabulary={term: i for i, term in enumerate(terms)}, dtype=np.float64
+        vectorizer = FittedTfidf(
+            **transform_params,
+            vocabulary_={term: i for i, term in enumerate(terms)},
+            idf_=_decode_array(path, entry.get("idf"), f"{name} idf", (len(terms),)),
         )
-        vectorizer.idf_ = _decode_array(path, entry.get("idf"), f"{name} idf", (len(terms),))
     except (TypeError, ValueError) as error:
         raise _refuse(path, f"damaged classifier file (vectorizer '{name}': {error})") from error
     return vectorizer
