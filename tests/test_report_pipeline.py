@@ -126,6 +126,23 @@ def test_rerunning_skips_finished_studies_and_retry_errors_redoes_only_failures(
     assert after[:2] == first[:2]
 
 
+def test_a_findings_file_from_before_suffix_kept_ids_resumes_without_redoing(model_dir, phantom_set, tmp_path):
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    for name in ("case_0001", "case_0002"):
+        (studies / f"{name}.nii.gz").write_bytes((phantom_set / "volumes" / f"{name}.nii.gz").read_bytes())
+    out = tmp_path / "findings.jsonl"
+    args = ["report", str(studies), "--out", str(out)]
+    assert run_cli(args, model_dir, tmp_path / "c").exit_code == 0
+    # as an older omnict wrote it: ids without the suffix, no root
+    old = [{**{k: v for k, v in r.items() if k != "root"}, "study_id": r["study_id"][:-7]} for r in records_of(out)]
+    out.write_text("".join(json.dumps(record) + "\n" for record in old))
+    assert [r["study_id"] for r in old] == ["case_0001", "case_0002"]
+    result = run_cli(args, model_dir, tmp_path / "c")
+    assert result.exit_code == 0, result.output
+    assert records_of(out) == old  # nothing redone, nothing added
+
+
 def test_a_torn_last_line_is_cut_and_the_study_redone(model_dir, phantom_set, tmp_path):
     out = tmp_path / "findings.jsonl"
     args = ["report", str(phantom_set / "volumes"), "--out", str(out)]

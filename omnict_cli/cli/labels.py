@@ -133,6 +133,12 @@ def _joined_training_set(reports_path, labels_path, console):
             f"{len(join.no_reference)} labelled studies in {labels_path} have no report in "
             f"{reports_path} (not used): {first_names(join.no_reference)}",
         )
+    if join.ambiguous:
+        _warn(
+            console,
+            f"{len(join.ambiguous)} reports in {reports_path} match several label rows in {labels_path} and none "
+            f"by its full name (not used): {first_names(join.ambiguous)}",
+        )
     if len(join.matched) < 2:
         raise click.ClickException(
             f"{labels_path}: only {len(join.matched)} studies have both a report and labels; need at least 2 to train"

@@ -38,8 +38,21 @@ STATUS_SKIPPED = "skipped"
 
 
 def record_id(record: dict) -> str:
-    """The resume key of a record: ``record_id`` when present, else the study id."""
-    return str(record.get("record_id") or record.get("study_id") or "")
+    """The resume key of a record: ``record_id`` when present, else the study id.
+
+    A record written before study ids kept their suffix (no ``root`` field,
+    ``study_id`` = ``input`` without its image suffix) is keyed by the id its
+    study has today, so resuming an older findings file redoes nothing.
+    """
+    key = str(record.get("record_id") or record.get("study_id") or "")
+    study_id, source = str(record.get("study_id") or ""), record.get("input")
+    if "root" in record or not isinstance(source, str) or source == study_id:
+        return key
+    from omnict_cli.study_ids import without_image_suffix
+
+    if study_id and without_image_suffix(source) == study_id and (key == study_id or key.startswith(study_id + "::")):
+        return source + key[len(study_id) :]
+    return key
 
 
 def encode_record(record: dict) -> bytes:
