@@ -384,3 +384,15 @@ def test_the_docs_reproduce_command_names_real_options():
     docs = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
     assert "omnict score submission.json --references valid_reports.csv" in docs
     assert "--protocol vlm3d" in docs and "--reference-labels" in docs
+
+
+def test_a_java_that_dies_skips_meteor_with_a_note_instead_of_hanging(tmp_path, monkeypatch):
+    from omnict_cli.metrics.coco_text import coco_scores
+
+    java = tmp_path / "java"
+    java.write_text('#!/bin/sh\nif [ "$1" = "-version" ]; then exit 0; fi\nexit 1\n')  # starts, then dies on the jar
+    java.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    result = coco_scores(["no pleural effusion"], ["no effusion"])
+    assert "meteor" not in result.corpus and "rouge_l" in result.corpus
+    assert len(result.notes) == 1 and result.notes[0].startswith("METEOR skipped: meteor-1.5.jar stopped")

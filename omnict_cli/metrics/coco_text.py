@@ -25,6 +25,7 @@ pycocoevalcap's corpus BLEU (a test checks this).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -155,8 +156,11 @@ def coco_scores(
     if meteor:
         reason = java_missing_reason()
         if reason is None:
-            corpus["meteor"], per_study["meteor"] = _meteor(references_by_id, hypotheses_by_id)
-        else:
+            try:
+                corpus["meteor"], per_study["meteor"] = _meteor(references_by_id, hypotheses_by_id)
+            except (OSError, ValueError) as error:  # the Java process died or answered garbage
+                reason = f"meteor-1.5.jar stopped without a score ({error})"
+        if reason is not None:
             notes.append(f"METEOR skipped: {reason}")
     return CocoTextScores(corpus, per_study, bleu_counts(hypotheses, references), notes)
 
@@ -169,9 +173,14 @@ def _meteor(references_by_id: dict, hypotheses_by_id: dict) -> tuple[float, np.n
     try:
         score, per_study = scorer.compute_score(references_by_id, hypotheses_by_id)
     finally:
-        scorer.meteor_p.stdin.close()
+        # compute_score keeps its lock when the Java process fails mid-way, and Meteor.__del__ waits for
+        # that lock: free it, and close the process here rather than at garbage collection
+        if scorer.lock.locked():
+            scorer.lock.release()
         scorer.meteor_p.kill()
-        scorer.meteor_p.wait()  # closed now, not whenever the garbage collector calls Meteor.__del__
+        scorer.meteor_p.wait()
+        with contextlib.suppress(OSError):
+            scorer.meteor_p.stdin.close()
     return float(score), np.asarray(per_study, dtype=np.float64)
 
 
