@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -226,3 +227,15 @@ def test_a_slice_removed_after_the_walk_is_left_out_of_its_series(tmp_path):
     summary = summarize_study(study)
     assert summary.shape == [4, 16, 16]  # the gap filled, even with 2 steps of 5 and 2.5 mm left
     assert "left out slice0001.dcm: the file is gone (removed after the folder was walked)" in summary.warnings
+
+
+def test_ask_batch_rows_name_a_study_as_report_does_and_score_joins_both_to_one_reference():
+    from omnict_cli.metrics.score_files import study_key
+    from omnict_cli.run.questions import study_for_image
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    by_report = {s.paths[0]: s.study_id for s in discover_studies(examples / "phantoms")}
+    row_image = "volumes/case_0002.nii.gz"  # as examples/phantoms/qa.jsonl names it
+    asked = study_for_image(examples / "phantoms", row_image)
+    assert asked.study_id == by_report[examples / "phantoms" / row_image] == row_image
+    assert study_key(asked.study_id) == study_key("case_0002.nii.gz") == study_key("case_0002")
