@@ -527,3 +527,14 @@ def test_rows_that_are_not_utf8_are_error_records_and_the_batch_goes_on(model_di
     assert statuses["line 2::2"][0] == "error"
     assert statuses["line 2::2"][1]["message"] == f"{rows} line 2: is not UTF-8 text (byte 32 of the line)"
     assert [status for status, _ in statuses.values()].count("ok") == 1
+
+
+def test_inputs_the_os_refuses_are_warnings_on_the_page(tmp_path):
+    records = [_ok_record("long", "x" * 5000), _ok_record("deep", "d/" * 3000 + "f"), _ok_record("nul", "a\x00b")]
+    findings = tmp_path / "findings.jsonl"
+    findings.write_bytes(b"".join(encode_record(record) for record in records))
+    page = tmp_path / "review.html"
+    result = CliRunner().invoke(main, ["review", str(findings), "--out", str(page), "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    html = page.read_text(encoding="utf-8")
+    assert html.count("File name too long") == 2 and html.count('<article class="study"') == 3

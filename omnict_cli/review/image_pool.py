@@ -35,7 +35,7 @@ def images_in_order(records: list[dict], settings: ImageSettings, workers: int):
     """Yield ``StudyImages`` for each record, in order; 0 workers renders in this process."""
     if workers <= 0:
         for record in records:
-            yield study_images(record, settings)
+            yield _images_or_warning(record, settings)
         return
     depth = 2 * workers + 2
     pending: deque = deque()
@@ -61,9 +61,17 @@ def images_in_order(records: list[dict], settings: ImageSettings, workers: int):
     # the study that broke the pool gets one warning; the rest are made here, one by one
     yield _failed(record, RuntimeError("the worker process making its images died"))
     for record, _ in pending:
-        yield study_images(record, settings)
+        yield _images_or_warning(record, settings)
     for record in remaining:
-        yield study_images(record, settings)
+        yield _images_or_warning(record, settings)
+
+
+def _images_or_warning(record: dict, settings: ImageSettings) -> StudyImages:
+    """The study's views made here; a failure is the study's warning, as it is when a worker raises."""
+    try:
+        return study_images(record, settings)
+    except Exception as error:  # one odd record (a path the OS refuses, ...) must not stop the page
+        return _failed(record, error)
 
 
 def _failed(record: dict, error: BaseException) -> StudyImages:

@@ -64,6 +64,13 @@ def read_own_records(path: str | Path) -> ExistingRecords:
         return ExistingRecords()
     try:
         with open(path, "rb") as stream:
+            if stream.read(1) not in (b"", b"{"):  # not JSON lines: refused before a large file is read
+                raise OutputError(
+                    "does not start with a JSON record: it is not a findings file omnict wrote",
+                    path=path,
+                    hint=NOT_OURS_HINT,
+                )
+            stream.seek(0)
             data = stream.read()
     except OSError as error:
         raise OutputError(f"cannot read the earlier records ({error.strerror})", path=path) from error
