@@ -538,3 +538,22 @@ def test_inputs_the_os_refuses_are_warnings_on_the_page(tmp_path):
     assert result.exit_code == 0, result.output
     html = page.read_text(encoding="utf-8")
     assert html.count("File name too long") == 2 and html.count('<article class="study"') == 3
+
+
+def test_rows_with_paths_or_values_of_the_wrong_kind_are_rows_with_reasons(tmp_path):
+    from omnict_cli.run.questions import read_question_rows
+
+    rows = tmp_path / "rows.jsonl"
+    bad = [{"image": "x" * 5000, "question": "q"}, {"image": ["a"], "question": "q"}, {"image": "a", "question": 5}]
+    bad += [{"image": "a", "messages": [{"role": "user", "content": ["x"]}]}, [1, 2], None]
+    rows.write_text("".join(json.dumps(row) + "\n" for row in bad))
+    jobs, problems = read_question_rows(rows)
+    assert not jobs
+    assert [problem.message.split(": ", 1)[1] for problem in problems] == [
+        "its image path cannot be used (File name too long)",
+        'has no "image" path',
+        'has no question (a user message or a "question" key)',
+        "has no user message",
+        "is not a JSON object",
+        "is not a JSON object",
+    ]

@@ -101,7 +101,11 @@ def _add_row(path: Path, line: int, row, organ, jobs: list, problems: list) -> N
         question = _question_of(row)
         if not isinstance(image, str) or not image.strip():
             raise QuestionRowsError('has no "image" path')
-        study = study_for_image(path.parent, image)
+        try:
+            study = study_for_image(path.parent, image)
+        except (OSError, ValueError) as error:  # a path the OS refuses: too long, a NUL byte
+            reason = getattr(error, "strerror", None) or error
+            raise QuestionRowsError(f"its image path cannot be used ({reason})") from None
     except OmnictError as error:
         problems.append(
             RowProblem(
