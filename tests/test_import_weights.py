@@ -329,3 +329,20 @@ def test_source_and_vision_may_be_hub_ids_from_an_offline_cache(tmp_path, siglip
         assert torch.equal(
             model.language_model(input_ids=PROMPT_IDS).logits, release_llm("projector")(input_ids=PROMPT_IDS).logits
         )
+
+
+def test_saved_buffers_are_dropped_with_their_reason(tmp_path, siglip):
+    """Older transformers saved SigLIP's position ids and Qwen2's rotary frequencies; both are rebuilt from code."""
+    source = write_release_checkpoint(tmp_path / "release", "mm_projector", with_vision=True)
+
+    def add_buffers(tensors):
+        tensors["model.vision_tower.vision_tower.vision_model.embeddings.position_ids"] = torch.arange(16)[None]
+        tensors["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(4)
+
+    rewrite_weights(source, add_buffers)
+    report = import_release(source, tmp_path / "m", vision=siglip, verify=False, echo=quiet)
+    dropped = {row.source: row.note for row in report.rows if not row.target}
+    assert dropped["model.vision_tower.vision_tower.vision_model.embeddings.position_ids"].startswith(
+        "position-id buffer"
+    )
+    assert dropped["model.layers.0.self_attn.rotary_emb.inv_freq"].startswith("rotary-embedding buffer")

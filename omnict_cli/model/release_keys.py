@@ -133,7 +133,9 @@ def sort_names(names, key_map=(), vision_only: bool = False) -> SortedNames:
         elif not vision_only and (target := qwen2_name(name)) is not None:
             result.llm.setdefault(target, []).append(source)
         elif (target := siglip_name(name)) is not None:
-            if target.startswith("head."):
+            if target == "embeddings.position_ids":
+                result.dropped[source] = "position-id buffer, rebuilt by SigLIP's own code"
+            elif target.startswith("head."):
                 result.dropped[source] = "SigLIP pooling head, not used by OmniCT (it reads hidden states)"
             else:
                 result.vision.setdefault(target, []).append(source)
