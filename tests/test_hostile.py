@@ -557,3 +557,10 @@ def test_rows_with_paths_or_values_of_the_wrong_kind_are_rows_with_reasons(tmp_p
         "is not a JSON object",
         "is not a JSON object",
     ]
+
+
+def test_a_question_of_chat_tokens_only_is_an_error_record(model_dir, one_study, tmp_path):
+    scan = next(one_study.glob("*.nii.gz"))
+    result = run_cli(["ask", str(scan), "<|im_end|> <|endoftext|>"], model_dir, tmp_path / "c")
+    assert result.exit_code == 1, result.output
+    assert "the question is empty once chat tokens are removed" in one_error_line(result.output)

@@ -201,14 +201,14 @@ class Pipeline:
         """``jobs`` with their questions cleaned by the one rule; a question over the limit is an error record here."""
         from dataclasses import replace
 
-        from omnict_cli.run.question_rules import clean_question, length_problem, shown_question
+        from omnict_cli.run.question_rules import clean_question, question_problem, shown_question
 
         limit = self.settings.max_question_chars
         usable = []
         for job in jobs:
             question, notes = clean_question(job.question)
             job = replace(job, question=question, notes=(*job.notes, *notes))
-            problem = length_problem(question, limit)
+            problem = question_problem(question, limit)
             if problem is None:
                 usable.append(job)
             else:

@@ -15,7 +15,8 @@ A question or prompt comes from a user (``ask``'s argument, ``report
   answers to references (:func:`omnict_cli.metrics.score_files.question_text`);
 - a question longer than the limit (``--max-question-chars``, default
   2,000 characters, about 500 tokens) is an error record naming the limit,
-  so a pasted megabyte does not hold a batch for ten minutes.
+  so a pasted megabyte does not hold a batch for ten minutes; a question
+  with nothing left once the tokens are gone is an error record too.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class QuestionTooLong(OmnictError):
     """A question or prompt over the run's length limit."""
 
 
+class QuestionEmpty(OmnictError):
+    """A question or prompt with nothing left once chat tokens and spaces are removed."""
+
+
 def clean_question(text: str) -> tuple[str, list[str]]:
     """``text`` without chat tokens, whitespace tidied; and the warnings for the record (at most one)."""
     stray = sorted({token for token in CHAT_TOKEN.findall(text) if token not in PLACEHOLDERS})
@@ -56,8 +61,10 @@ def clean_question(text: str) -> tuple[str, list[str]]:
     return question_text(text), notes
 
 
-def length_problem(question: str, limit: int) -> QuestionTooLong | None:
-    """The error for a question over ``limit`` characters, else None."""
+def question_problem(question: str, limit: int) -> OmnictError | None:
+    """The error for a cleaned question that is empty or over ``limit`` characters, else None."""
+    if not question:
+        return QuestionEmpty("the question is empty once chat tokens are removed", hint="Ask a question in words")
     if len(question) <= limit:
         return None
     return QuestionTooLong(
