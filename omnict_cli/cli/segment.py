@@ -52,7 +52,7 @@ def _check_device(context, parameter, value: str) -> str:
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
-    help="Also write <study_id>.nii.gz label maps that overlay each input, plus labels.json.",
+    help="Also write <study_id>.nii.gz label maps (no doubled suffix) that overlay each input, plus labels.json.",
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help=_CACHE_DIR_HELP)
 @_load_options
