@@ -564,3 +564,18 @@ def test_a_question_of_chat_tokens_only_is_an_error_record(model_dir, one_study,
     result = run_cli(["ask", str(scan), "<|im_end|> <|endoftext|>"], model_dir, tmp_path / "c")
     assert result.exit_code == 1, result.output
     assert "the question is empty once chat tokens are removed" in one_error_line(result.output)
+
+
+@pytest.mark.parametrize("planted", ["symlink", "folder", "fifo"])
+def test_a_lock_file_planted_as_a_link_or_a_special_file_is_never_written_through(
+    model_dir, one_study, tmp_path, planted
+):
+    out = tmp_path / "findings.jsonl"
+    lock = tmp_path / "findings.jsonl.lock"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    {"symlink": lambda: lock.symlink_to(victim), "folder": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[planted]()
+    result = run_cli(["report", str(one_study), "--out", str(out)], model_dir, tmp_path / "c")
+    assert result.exit_code == 2, result.output
+    assert "cannot use its lock file findings.jsonl.lock" in one_error_line(result.output)
+    assert victim.read_text() == "precious" and not out.exists()

@@ -30,6 +30,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 from pathlib import Path
 
 from omnict_cli.errors import OutputError
@@ -168,14 +169,24 @@ class FindingsLock:
             self._fd = None
 
     def _open(self) -> int:
+        """The lock file, opened without following a link: a planted ``x.lock -> /etc/...`` is never written."""
         try:
-            return os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
         except OSError as error:
+            reason = "it is a symlink" if error.errno == errno.ELOOP else error.strerror
             raise OutputError(
-                f"cannot create its lock file {self.lock_file.name} ({error.strerror})",
+                f"cannot use its lock file {self.lock_file.name} ({reason})",
                 path=self.path,
-                hint="Choose an --out in a folder this user can write",
+                hint="Remove that file if no omnict run is using it, or choose another --out",
             ) from error
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OutputError(
+                f"cannot use its lock file {self.lock_file.name} (not a regular file)",
+                path=self.path,
+                hint="Remove it, or choose another --out",
+            )
+        return fd
 
     def _lock(self, fd: int) -> bool:
         """Lock ``fd``; False when its file was removed meanwhile. Raises OutputError when another run holds it."""
