@@ -62,8 +62,26 @@ def _default_workers() -> int:
     show_default=True,
     help="Processes making the views (0: in this one).",
 )
+@click.option(
+    "--per-study",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="An 'omnict score --per-study' CSV: each study's text scores are shown under its report.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def review(findings, out, references, reference_labels, studies, cache_dir, page_size, thumbnail_size, workers, quiet):
+def review(
+    findings,
+    out,
+    references,
+    reference_labels,
+    studies,
+    cache_dir,
+    page_size,
+    thumbnail_size,
+    workers,
+    per_study,
+    quiet,
+):
     """Write a self-contained HTML page to review FINDINGS ('omnict report'
     JSONL): per study, axial / coronal / sagittal views through the organ the
     model pooled (lung and soft-tissue windows, organ outline from the mask
@@ -93,6 +111,7 @@ def review(findings, out, references, reference_labels, studies, cache_dir, page
         page_size=page_size,
         workers=workers,
         max_pixels=thumbnail_size,
+        per_study=per_study,
     )
     console = stderr_console()
     try:

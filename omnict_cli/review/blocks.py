@@ -95,8 +95,12 @@ def study_block(
     generated: dict[str, int] | None,
     reference: dict[str, int] | None,
     with_reference: bool,
+    text_scores: dict[str, float] | None = None,
 ) -> str:
-    """The ``<article>`` of one study; error and skipped records show their message and no images."""
+    """The ``<article>`` of one study; error and skipped records show their message and no images.
+
+    ``text_scores``: the study's row of an ``omnict score --per-study`` table, shown under its report.
+    """
     status = str(record.get("status", "unknown"))
     gen, ref = _indices(generated), _indices(reference)
     disagree = sorted(set(gen) ^ set(ref)) if reference is not None and generated is not None else []
@@ -121,6 +125,9 @@ def study_block(
             parts.append(_views_html(images))
         table = labels_table(generated, reference, with_reference) if "answer" not in record else ""
         parts.append(f'<div class="body"><div class="report">{_text_html(record)}</div>{table}</div>')
+    if text_scores:
+        scores = " &middot; ".join(f"{text(name)} {number(value, '.3f')}" for name, value in text_scores.items())
+        parts.append(f'<p class="text-scores">text scores (omnict score --per-study): {scores}</p>')
     warnings = list(record.get("warnings") or []) + (images.warnings if images is not None else [])
     if warnings:
         parts.append('<ul class="warnings">' + "".join(f"<li>{text(w)}</li>" for w in warnings) + "</ul>")

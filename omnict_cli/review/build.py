@@ -33,6 +33,8 @@ class ReviewOptions:
     workers: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
     method: str = "classifier"
+    per_study: str | Path | None = None
+    """An ``omnict score --per-study`` table whose text scores each study block shows."""
 
 
 @dataclass
@@ -124,6 +126,12 @@ def build_review(
     records, read_warnings = read_findings(findings)
     summary, labels = _summary_and_labels(records, findings, options)
     summary.warnings[:0] = read_warnings
+    per_study = None
+    if options.per_study is not None:
+        from omnict_cli.review.per_study_scores import read_per_study_scores
+
+        per_study = read_per_study_scores(options.per_study)
+        summary.warnings.extend(per_study.warnings)
     settings = ImageSettings(
         study_roots(findings, options.studies),
         None if options.cache_dir is None else Path(options.cache_dir),
@@ -142,9 +150,10 @@ def build_review(
                 result.image_bytes += sum(len(view.png) for view in study_images.views)
                 result.image_problems.extend(study_images.warnings[:1])
             generated, reference = labels_for(record, labels)
+            study_id = str(record.get("study_id", ""))
+            text_scores = per_study.scores_of(study_id) if per_study is not None else None
             pages.add(
-                str(record.get("study_id", "")),
-                study_block(index, record, study_images, generated, reference, with_reference),
+                study_id, study_block(index, record, study_images, generated, reference, with_reference, text_scores)
             )
             if on_study is not None:
                 on_study(index + 1, len(records))
