@@ -128,7 +128,7 @@ def score(
 ):
     """Score FINDINGS ('omnict report' JSONL or a CT-RATE reports CSV)
     against reference reports: 18-class CT-RATE label precision / recall / F1
-    (paper Table 16), BLEU-1..4, ROUGE-L, METEOR, optional BERTScore, and a
+    (paper Table 16), BLEU-1..4, ROUGE-L, METEOR, CIDEr-D, optional BERTScore, and a
     bootstrap 95% interval of macro F1. When FINDINGS holds answers
     ('omnict ask' records), scores VQA instead: closed and multiple-choice
     accuracy, open-answer token F1 / BLEU / ROUGE-L.
