@@ -64,7 +64,9 @@ def read_own_records(path: str | Path) -> ExistingRecords:
     if not path.exists():
         return ExistingRecords()
     try:
-        with open(path, "rb") as stream:
+        # O_NONBLOCK: a FIFO swapped in after the check above fails here instead of waiting for a writer
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
+            check_regular_or_absent(path, stream.fileno())
             if stream.read(1) not in (b"", b"{"):  # not JSON lines: refused before a large file is read
                 raise OutputError(
                     "does not start with a JSON record: it is not a findings file omnict wrote",

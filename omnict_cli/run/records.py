@@ -83,13 +83,19 @@ class RecordWriter:
     def __enter__(self) -> RecordWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            # O_NONBLOCK: a FIFO put at --out fails at once (the run checked --out before, but it may be swapped)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
         except OSError as error:
             raise OutputError(
                 f"cannot open for writing ({error.strerror})",
                 path=self.path,
                 hint="Choose another --out, or fix the folder's permissions",
             ) from error
+        try:
+            check_regular_or_absent(self.path, self._fd)
+        except OutputError:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -158,14 +164,14 @@ def read_records(path: str | Path, repair: bool = True) -> ExistingRecords:
     return ExistingRecords(records=records, cut_bytes=torn)
 
 
-def check_regular_or_absent(path: str | Path) -> None:
-    """Raise OutputError unless ``path`` is a regular file (or a link to one) or does not exist.
+def check_regular_or_absent(path: str | Path, fd: int | None = None) -> None:
+    """Raise OutputError unless ``path`` (open as ``fd``, if given) is a regular file (or a link to one) or absent.
 
     Checked with ``stat`` before anything opens it: ``/dev/zero`` reads
     forever, a FIFO blocks until someone writes, ``/dev/full`` takes nothing.
     """
     try:
-        mode = os.stat(path).st_mode
+        mode = (os.fstat(fd) if fd is not None else os.stat(path)).st_mode
     except FileNotFoundError:
         return
     except OSError as error:
