@@ -579,3 +579,12 @@ def test_a_lock_file_planted_as_a_link_or_a_special_file_is_never_written_throug
     assert result.exit_code == 2, result.output
     assert "cannot use its lock file findings.jsonl.lock" in one_error_line(result.output)
     assert victim.read_text() == "precious" and not out.exists()
+
+
+def test_review_never_writes_its_page_over_the_findings_file(tmp_path):
+    findings = tmp_path / "findings.jsonl"
+    content = encode_record({"study_id": "a", "status": "error", "error": {"message": "x"}})
+    findings.write_bytes(content)
+    result = CliRunner().invoke(main, ["review", str(findings), "--out", str(findings), "--workers", "0"])
+    assert result.exit_code == 1 and "is the findings file itself" in result.output
+    assert findings.read_bytes() == content

@@ -123,6 +123,12 @@ def build_review(
     from omnict_cli.review.study_images import ImageSettings
 
     findings, out = Path(findings), Path(out)
+    if out.exists() and out.resolve() == findings.resolve():
+        from omnict_cli.errors import OutputError
+
+        raise OutputError(
+            "is the findings file itself; the page would replace it", path=out, hint="Give --out a .html name"
+        )
     records, read_warnings = read_findings(findings)
     summary, labels = _summary_and_labels(records, findings, options)
     summary.warnings[:0] = read_warnings
