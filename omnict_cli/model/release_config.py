@@ -65,10 +65,14 @@ def text_config(release: dict, shapes: dict[str, tuple]) -> tuple[Qwen2Config | 
     inferred, reasons = {}, []
     if "num_attention_heads" not in given:
         if not given.get("head_dim"):  # no tensor shows how the width splits into heads
-            return None, {}, [
-                "config.json gives neither num_attention_heads nor head_dim, and no tensor shape tells them; "
-                "add the LLM's num_attention_heads to config.json (Qwen2.5-3B: 16, Qwen2.5-7B: 28)"
-            ]
+            return (
+                None,
+                {},
+                [
+                    "config.json gives neither num_attention_heads nor head_dim, and no tensor shape tells them; "
+                    "add the LLM's num_attention_heads to config.json (Qwen2.5-3B: 16, Qwen2.5-7B: 28)"
+                ],
+            )
         given["num_attention_heads"] = embed[1] // given["head_dim"]
         inferred["num_attention_heads"] = f"{given['num_attention_heads']} (width / head_dim)"
     head_dim = given.get("head_dim") or embed[1] // given["num_attention_heads"]
