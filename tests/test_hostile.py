@@ -577,7 +577,7 @@ def test_a_lock_file_planted_as_a_link_or_a_special_file_is_never_written_throug
     {"symlink": lambda: lock.symlink_to(victim), "folder": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[planted]()
     result = run_cli(["report", str(one_study), "--out", str(out)], model_dir, tmp_path / "c")
     assert result.exit_code == 2, result.output
-    assert "cannot use its lock file findings.jsonl.lock" in one_error_line(result.output)
+    assert "cannot write its lock file findings.jsonl.lock" in one_error_line(result.output)
     assert victim.read_text() == "precious" and not out.exists()
 
 

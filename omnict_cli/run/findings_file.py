@@ -177,14 +177,14 @@ class FindingsLock:
         except OSError as error:
             reason = "it is a symlink" if error.errno == errno.ELOOP else error.strerror
             raise OutputError(
-                f"cannot use its lock file {self.lock_file.name} ({reason})",
+                f"cannot write its lock file {self.lock_file.name} ({reason})",
                 path=self.path,
                 hint="Remove that file if no omnict run is using it, or choose another --out",
             ) from error
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise OutputError(
-                f"cannot use its lock file {self.lock_file.name} (not a regular file)",
+                f"cannot write its lock file {self.lock_file.name} (not a regular file)",
                 path=self.path,
                 hint="Remove it, or choose another --out",
             )
