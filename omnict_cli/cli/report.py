@@ -269,10 +269,14 @@ class _RunContext:
         self.call(check_out_path, out)
 
     def pipeline(self, add_labels: bool, on_record=None):
-        """Resolve and load the model (one line on stderr), choose the segmenter, build the pipeline."""
-        from omnict_cli.run.engine import Engine, GenerationSettings, resolve_model
+        """Resolve the model and build the pipeline; the model and segmenter load when a study needs them.
+
+        Loading prints the model's one line on stderr; a rerun with nothing left to do loads neither.
+        """
+        from omnict_cli.run.demo_notice import model_notices
+        from omnict_cli.run.engine import GenerationSettings, resolve_model
+        from omnict_cli.run.engine_on_demand import EngineOnDemand
         from omnict_cli.run.pipeline import Pipeline, RunSettings
-        from omnict_cli.run.study_inputs import PrepareSetup
 
         opts = self.options
 
@@ -280,14 +284,28 @@ class _RunContext:
             self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
         source = self.call(resolve_model, opts["model_dir"], say)  # a directory, hub id or release checkpoint
-        engine = self.call(Engine.load, source.path, opts["device"], opts["dtype"], source)
-        say(f"{engine.describe()} ({source.description})")
-        setup = PrepareSetup(
-            preprocess=engine.preprocess_config,
-            segmenter=self._segmenter(),
-            mask_cache=self._mask_cache(),
-            load_options=_make_load_options(opts["allow_non_ct"], opts["max_voxels"]),
+        engine = EngineOnDemand(
+            source.path,
+            opts["device"],
+            opts["dtype"],
+            source,
+            on_load=lambda loaded: opts["quiet"] or say(f"{loaded.describe()} ({source.description})"),
         )
+
+        def setup():
+            from omnict_cli.run.study_inputs import PrepareSetup
+
+            return PrepareSetup(
+                preprocess=engine.preprocess_config,
+                segmenter=self._segmenter(),
+                mask_cache=self._mask_cache(),
+                load_options=_make_load_options(opts["allow_non_ct"], opts["max_voxels"], opts["max_bytes"]),
+            )
+
+        notices = model_notices(source.path)
+        if not opts["quiet"]:
+            for notice in notices:  # once per command; every record carries it too
+                self.console.print(f"[yellow]{notice}[/yellow]", highlight=False, soft_wrap=True)
         settings = RunSettings(
             label_convention=opts.get("label_convention", "ctrate"),
             batch_size=opts["batch_size"],
@@ -295,6 +313,7 @@ class _RunContext:
             add_labels=add_labels,
             max_question_chars=opts["max_question_chars"],
             generation=GenerationSettings(opts["max_new_tokens"], opts["num_beams"]),
+            model_notices=notices,
         )
         return Pipeline(engine, setup, settings, on_record=on_record)
 
@@ -308,8 +327,13 @@ class _RunContext:
             self.options["segmenter_name"],
             False,
             "auto",
-            lambda text: self.console.print(text, highlight=False, markup=False),
+            self._notify,
         )
+
+    def _notify(self, text: str) -> None:
+        """One line on stderr, never wrapped (the segmenter's fallback notice); nothing with --quiet."""
+        if not self.options["quiet"]:
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def _mask_cache(self):
         if self.options["segmenter_name"] == "none":
@@ -330,6 +354,7 @@ class _RunContext:
         extra_records=(),
     ) -> None:
         """Run jobs into ``out`` with a progress bar; print the summary; exit with the documented code."""
+        from omnict_cli.errors import OmnictError
         from omnict_cli.run.pipeline import run_to_file
         from omnict_cli.run.records import OutputError
         from omnict_cli.run.sharding import distributed_shard, parse_shard
@@ -348,7 +373,7 @@ class _RunContext:
                     shard=shard,
                     extra_records=list(extra_records),
                 )
-        except OutputError as error:
+        except (OutputError, OmnictError) as error:  # an unwritable file; a model or segmenter that cannot load
             self.console.print(f"[red]error[/red] {_escape(error.one_line())}", highlight=False, soft_wrap=True)
             sys.exit(EXIT_USAGE)
         except KeyboardInterrupt as stop:
@@ -378,18 +403,33 @@ class _RunContext:
         collected = _CollectingWriter()
         pipeline = self.pipeline(add_labels=False)
         pipeline.settings.workers = 0
-        pipeline.run([Job(f"{study.study_id}::1", study, "ask", question, self.options["organ"], "1")], collected)
+        job = Job(f"{study.study_id}::1", study, "ask", question, self.options["organ"], "1")
+        self.call(pipeline.run, [job], collected)
         record = collected.records[0]
         if as_json:
             click.echo(json.dumps(record, indent=2))
         elif record["status"] == "ok":
             click.echo(record["answer"])
-            self.console.print(f"organ tokens: {_escape(record['organ_reason'])}", highlight=False)
+            self._print_answer_notes(record, pipeline.settings.model_notices)
         if record["status"] == "error":
             self.console.print(f"[red]error[/red] {_escape(record['error']['message'])}", highlight=False)
             sys.exit(EXIT_SOME_FAILED)
         if record["status"] == "skipped":
             self.console.print(_escape(record["note"]), highlight=False)
+
+    def _print_answer_notes(self, record: dict, notices) -> None:
+        """Under the answer, on stderr: P(Yes)/P(No) of a closed question, the organ used and the warnings."""
+        if self.options["quiet"]:
+            return
+        probabilities = record.get("answer_probabilities")
+        if probabilities:
+            self.console.print(
+                ", ".join(f"P({word}) {value:.3f}" for word, value in probabilities.items()), highlight=False
+            )
+        self.console.print(f"organ tokens: {_escape(record['organ_reason'])}", highlight=False, soft_wrap=True)
+        for warning in record["warnings"]:
+            if warning not in notices and warning not in record["organ_reason"]:  # not said already
+                self.console.print(f"[yellow]warning[/yellow] {_escape(warning)}", highlight=False, soft_wrap=True)
 
 
 class _CollectingWriter:

@@ -27,11 +27,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omnict_cli import __version__
 from omnict_cli.prompt_format import REPORT_QUESTION
+from omnict_cli.run.answers import CLOSED, OPEN, REQUEST, YesNoAnswer, first_phrase, question_kind
 from omnict_cli.run.engine import Engine, GenerationSettings, is_out_of_memory
-from omnict_cli.run.prefetch import StudyPrefetcher
 from omnict_cli.run.records import (
     STATUS_ERROR,
     STATUS_OK,
@@ -43,7 +44,9 @@ from omnict_cli.run.records import (
     study_location,
 )
 from omnict_cli.run.repeats import drop_repeated_sentences, repeat_warning
-from omnict_cli.run.study_inputs import PreparedStudy, PrepareSetup, organ_selection_for
+
+if TYPE_CHECKING:  # preparing studies imports torch: only a run with studies to do pays for it
+    from omnict_cli.run.study_inputs import PreparedStudy, PrepareSetup
 
 REPORT_PROMPT = REPORT_QUESTION
 """The authors' report question (their MedEval-CT rows and ``omnict demo-data`` use it)."""
@@ -79,10 +82,12 @@ class RunSettings:
     workers: int = 1
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     add_labels: bool = False
-    max_question_chars: int = 2000
-    """Longer questions and prompts are error records (:mod:`omnict_cli.run.question_rules`)."""
     label_convention: str = "ctrate"
     """How the labels read lymph nodes (``omnict_cli.labels.rules.CONVENTIONS``)."""
+    max_question_chars: int = 2000
+    """Longer questions and prompts are error records (:mod:`omnict_cli.run.question_rules`)."""
+    model_notices: tuple[str, ...] = ()
+    """Warnings every record of the run starts with (the bundled demo model's notice, :mod:`omnict_cli.run.demo_notice`)."""
 
 
 @dataclass
@@ -151,12 +156,17 @@ def open_findings(out: Path, identity, overwrite: bool = False, retry_errors: bo
 
 
 class Pipeline:
-    """Runs jobs through prefetch -> batched generation -> records; see the module notes."""
+    """Runs jobs through prefetch -> batched generation -> records; see the module notes.
+
+    ``engine`` may be an :class:`~omnict_cli.run.engine_on_demand.EngineOnDemand` and ``setup``
+    a function that builds the :class:`PrepareSetup`: both are then made only when a study is
+    left to do, so a rerun with every record written loads neither the model nor the segmenter.
+    """
 
     def __init__(
         self,
         engine: Engine,
-        setup: PrepareSetup,
+        setup: PrepareSetup | Callable[[], PrepareSetup],
         settings: RunSettings,
         on_record: Callable[[dict, RunCounts], None] | None = None,
     ):
@@ -173,6 +183,13 @@ class Pipeline:
         todo = [job for job in jobs if job.record_id not in done]
         self.counts.total, self.counts.already_done = len(jobs), len(jobs) - len(todo)
         todo = self._askable(todo, writer)
+        if not todo:
+            self.counts.seconds = time.perf_counter() - started
+            return self.counts
+        if callable(self.setup):
+            self.setup = self.setup()
+        from omnict_cli.run.prefetch import StudyPrefetcher  # imports torch: only when there is work
+
         by_study: dict[str, list[Job]] = {}
         for job in todo:
             by_study.setdefault(job.study.study_id, []).append(job)
@@ -221,12 +238,15 @@ class Pipeline:
 
     def _run_batch(self, entries: list, writer: RecordWriter) -> None:
         """Generate for the entries that can be, then write every entry's record in job order."""
+        from omnict_cli.run.study_inputs import organ_selection_for
+
         items = [(job, prepared) for job, prepared in entries if _generatable(prepared)]
         selections = [organ_selection_for(p, job.task, job.question, job.organ) for job, p in items]
         started = time.perf_counter()
-        outcomes = self._generate(items, selections) if items else []
+        outcomes = self._answer(items, selections) if items else []
         seconds = (time.perf_counter() - started) / max(len(items), 1)
         outcomes = [drop_repeated_sentences(o) if isinstance(o, str) else o for o in outcomes]  # (text, dropped)
+        outcomes = [(o, 0) if isinstance(o, YesNoAnswer) else o for o in outcomes]
         texts = [o[0] for o in outcomes if isinstance(o, tuple)]
         labels = iter(self._labels(texts)) if self.settings.add_labels and texts else None
         results = iter(zip(selections, outcomes))
@@ -245,15 +265,39 @@ class Pipeline:
                     )
             self._write(writer, record)
 
-    def _generate(self, items: list, selections: list) -> list:
-        """Texts (or the exception for a study) for ``items``; halves the batch on out-of-memory."""
+    def _answer(self, items: list, selections: list) -> list:
+        """Per item, in order: a report's text, an answer (:mod:`omnict_cli.run.answers`), or the study's exception.
+
+        Closed questions get a :class:`YesNoAnswer` (one forward pass), open ones the generated text cut at
+        its first phrase, reports and requests the whole generated text.
+        """
+        outcomes: list = [None] * len(items)
+        by_kind: dict[str, list[int]] = {}
+        for index, (job, _) in enumerate(items):
+            kind = question_kind(job.question) if job.task == "ask" else REQUEST
+            if kind == CLOSED and not self.engine.answers_yes_no:
+                kind = OPEN  # a tokenizer without distinct "Yes"/"No" tokens: generate the answer
+            by_kind.setdefault(kind, []).append(index)
+        for kind, indices in by_kind.items():
+            answers = self._generate([items[i] for i in indices], [selections[i] for i in indices], kind)
+            for index, answer in zip(indices, answers):
+                outcomes[index] = first_phrase(answer) if kind == OPEN and isinstance(answer, str) else answer
+        return outcomes
+
+    def _model_call(self, items: list, selections: list, kind: str) -> list:
+        questions = [job.question for job, _ in items]
+        model_inputs = [p.model_input for _, p in items]
+        masks = [s.mask for s in selections]
+        if kind == CLOSED:
+            return self.engine.answer_yes_no(questions, model_inputs, masks)
+        if kind == OPEN:
+            return self.engine.generate(questions, model_inputs, masks, self.settings.generation, open_answer=True)
+        return self.engine.generate(questions, model_inputs, masks, self.settings.generation)
+
+    def _generate(self, items: list, selections: list, kind: str = REQUEST) -> list:
+        """Outputs of one kind (or the exception for a study) for ``items``; halves the batch on out-of-memory."""
         try:
-            return self.engine.generate(
-                [job.question for job, _ in items],
-                [p.model_input for _, p in items],
-                [s.mask for s in selections],
-                self.settings.generation,
-            )
+            return self._model_call(items, selections, kind)
         except Exception as error:
             if is_out_of_memory(error):
                 _release_gpu_memory()
@@ -265,10 +309,12 @@ class Pipeline:
                         )
                     ]
                 half = len(items) // 2
-                return self._generate(items[:half], selections[:half]) + self._generate(items[half:], selections[half:])
+                return self._generate(items[:half], selections[:half], kind) + self._generate(
+                    items[half:], selections[half:], kind
+                )
             if len(items) == 1:
                 return [error]
-            return [self._generate([item], [selection])[0] for item, selection in zip(items, selections)]
+            return [self._generate([item], [selection], kind)[0] for item, selection in zip(items, selections)]
 
     def _labels(self, texts: list[str]) -> list[dict]:
         from omnict_cli.labels import CTRATE_ABNORMALITIES
@@ -318,11 +364,12 @@ class Pipeline:
         job: Job,
         prepared: PreparedStudy,
         selection,
-        text: str,
+        text: str | YesNoAnswer,
         repeats: int,
         model_seconds: float,
         labels: dict | None,
     ) -> dict:
+        """An ok record; ``text`` is the generated text, or a closed question's :class:`YesNoAnswer`."""
         record = self._base_record(job, prepared)
         record.update(
             organs=list(selection.groups),
@@ -335,11 +382,15 @@ class Pipeline:
 
             findings, impression = split_sections(text)
             record.update(findings=findings, impression=impression)
+        elif isinstance(text, YesNoAnswer):
+            record.update(answer=text.text, answer_kind=CLOSED, answer_probabilities=text.to_record())
         else:
-            record["answer"] = text
+            record.update(answer=text, answer_kind=question_kind(job.question))
         if labels is not None:
             record["labels"] = labels
         record = self._finish(record, prepared, STATUS_OK, model_seconds)
+        if selection.warning:
+            record["warnings"].append(selection.warning)
         if repeats:
             record["warnings"].append(repeat_warning(repeats))
         return record
@@ -365,7 +416,7 @@ class Pipeline:
             warnings=list(prepared.warnings) if prepared is not None else [],
             status=status,
         )
-        record["warnings"][:0] = question_notes
+        record["warnings"][:0] = [*self.settings.model_notices, *question_notes]
         return record
 
 
@@ -492,6 +543,7 @@ def _stamped(record: dict, pipeline: Pipeline) -> dict:
     record = dict(record)
     record.setdefault("model", pipeline.engine.identity.to_dict())
     record.setdefault("omnict_version", __version__)
+    record["warnings"] = [*pipeline.settings.model_notices, *record.get("warnings", [])]
     return record
 
 
