@@ -7,6 +7,7 @@ none of them should import torch or transformers just to spell a token.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 ORGAN_START = "<|organ_start|>"
@@ -37,3 +38,8 @@ PROMPT_TOKENS = {
     "volume": PromptTokens("<|image3d_start|>", "<|image3d|>", "<|image3d_end|>", "<|mask3d|>"),
 }
 """Per input kind, verbatim from the authors' release."""
+
+CHAT_TOKEN = re.compile(r"<\|[^|>]*\|>")
+"""Any token shaped ``<|name|>``: the placeholders above and the chat template's own (``<|im_start|>``,
+``<|im_end|>``, ``<|endoftext|>``, ...). Questions lose them before the model sees them
+(:mod:`omnict_cli.run.question_rules`) and scoring joins questions without them, by this one pattern."""

@@ -62,6 +62,7 @@ import numpy as np
 
 from omnict_cli.errors import OmnictError
 from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
+from omnict_cli.prompt_format import CHAT_TOKEN
 from omnict_cli.study_ids import join_key
 
 PROTOCOLS = ("omnict", "vlm3d")
@@ -459,7 +460,7 @@ def score_reports(
 # VQA scoring
 # --------------------------------------------------------------------------
 
-_SPECIAL_TOKEN = re.compile(r"<\|[^|>]*\|>")
+_SPECIAL_TOKEN = CHAT_TOKEN  # the one pattern the run removes from questions too
 _OPTION_LINE = re.compile(r"^\s*\(?[A-Z][.)]\s+\S")
 _YES_NO = re.compile(r"^\s*(yes|no)\s*[.!]?\s*$", re.IGNORECASE)
 

@@ -21,16 +21,11 @@ A question or prompt comes from a user (``ask``'s argument, ``report
 
 from __future__ import annotations
 
-import re
-
 from omnict_cli.errors import OmnictError
 from omnict_cli.metrics.score_files import question_text
-from omnict_cli.prompt_format import ORGAN_END, ORGAN_START, PROMPT_TOKENS
+from omnict_cli.prompt_format import CHAT_TOKEN, ORGAN_END, ORGAN_START, PROMPT_TOKENS
 
 DEFAULT_MAX_QUESTION_CHARS = 2000
-
-CHAT_TOKEN = re.compile(r"<\|[^|>]*\|>")
-"""The shape of every special token of the prompt format and of Qwen's chat template (as scoring strips them)."""
 
 PLACEHOLDERS = frozenset(
     token
