@@ -239,3 +239,20 @@ def test_ask_batch_rows_name_a_study_as_report_does_and_score_joins_both_to_one_
     asked = study_for_image(examples / "phantoms", row_image)
     assert asked.study_id == by_report[examples / "phantoms" / row_image] == row_image
     assert study_key(asked.study_id) == study_key("case_0002.nii.gz") == study_key("case_0002")
+
+
+def test_a_record_names_the_folder_the_run_was_given_and_the_input_under_it(tmp_path, testdata, monkeypatch):
+    from omnict_cli.run.records import study_location
+
+    shutil.copytree(testdata / "dicom_series", tmp_path / "run" / "pacs" / "ct")
+    shutil.copy(testdata / "ct_chest_small.nii.gz", tmp_path / "run" / "chest.nii.gz")
+    monkeypatch.chdir(tmp_path)  # the user typed a relative folder
+    found = {study.study_id: study_location(study) for study in discover_studies("run")}
+    assert found == {
+        "chest.nii.gz": (str(tmp_path / "run"), "chest.nii.gz"),
+        "pacs/ct": (str(tmp_path / "run"), "pacs/ct"),
+    }
+    (single,) = discover_studies("run/chest.nii.gz")
+    assert study_location(single) == (str(tmp_path / "run"), "chest.nii.gz")
+    (series,) = discover_studies("run/pacs/ct")  # a series folder given alone: its parent is the root
+    assert study_location(series) == (str(tmp_path / "run" / "pacs"), "ct")
