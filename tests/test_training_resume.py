@@ -144,6 +144,7 @@ def test_ctrl_c_finishes_the_step_saves_a_checkpoint_prints_the_resume_command_a
     assert 2 <= done < STEPS  # the step under way was finished, the run stopped before the end
     assert list_checkpoints(values["out"])[-1][0] == done  # no periodic checkpoint was due: this one is Ctrl-C's
     assert f"interrupted after step {done} of {STEPS}" in stderr and "Traceback" not in stderr
+    assert "Writing model shards" not in stderr and "it/s]" not in stderr, stderr  # no library bar at the checkpoint
     resume_line = stderr.strip().splitlines()[-1].split()
     assert resume_line[0] == "omnict" and resume_line[-1] == "--resume"
 

@@ -79,11 +79,13 @@ class TrainProgress:
         self.task = self.bar.add_task("training", total=total_steps, completed=done, loss="-", speed="-")
 
     def __enter__(self) -> TrainProgress:
+        self._restore_library_bars = silence_library_progress_bars()
         self.bar.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.bar.stop()
+        self._restore_library_bars()
 
     def update(self, step: int, loss: float, tokens_per_s: float) -> None:
         self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", speed=f"{tokens_per_s:,.0f}")
@@ -91,3 +93,26 @@ class TrainProgress:
     def note(self, text: str) -> None:
         """A line above the bar (checkpoints, problems)."""
         self.bar.console.print(text, highlight=False, markup=False)
+
+
+def silence_library_progress_bars():
+    """Turn off transformers' and huggingface_hub's own tqdm bars; returns the function that turns them back.
+
+    Why: ``save_pretrained`` draws "Writing model shards" (and loading "Loading weights") at every
+    checkpoint, cutting through the training bar and filling logs, even under ``--quiet``.
+    """
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    hub_was_on = not are_progress_bars_disabled()
+    transformers_was_on = transformers_logging.is_progress_bar_enabled()
+    disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+
+    def restore() -> None:
+        if hub_was_on:
+            enable_progress_bars()
+        if transformers_was_on:
+            transformers_logging.enable_progress_bar()
+
+    return restore

@@ -41,7 +41,7 @@ from omnict_cli.training.dataset import (
     fit_to_length,
     prepare_examples,
 )
-from omnict_cli.training.monitor import MetricsLog, TrainProgress
+from omnict_cli.training.monitor import MetricsLog, TrainProgress, silence_library_progress_bars
 from omnict_cli.training.optim import build_optimizer, learning_rate_at, optimizer_parameter_names, set_trainable
 from omnict_cli.training.rows import read_rows
 from omnict_cli.training.tensor_cache import TensorCache, default_tensor_cache_root
@@ -498,12 +498,15 @@ def load_model(model_dir: Path):
             path=model_dir,
             hint="Give the output of 'omnict build-model' or of an earlier training stage",
         )
+    restore_library_bars = silence_library_progress_bars()  # no "Loading weights" bar before ours
     try:
         saved_dtype = json.loads(config_file.read_text()).get("dtype") or "float32"
         model = OmniCTForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
         processor = OmniCTProcessor.from_pretrained(model_dir)
     except (OSError, ValueError) as error:
         raise TrainError(f"cannot load the model ({error})", path=model_dir) from error
+    finally:
+        restore_library_bars()
     if model.config.model_type != "omnict":
         raise TrainError(f"is a {model.config.model_type!r} model, not OmniCT", path=model_dir)
     return model, processor, getattr(torch, str(saved_dtype), torch.float32)
