@@ -90,7 +90,12 @@ def train_demo(out_dir, seed, work_dir, threads, overwrite, recipe_name):
             if isinstance(stopped, TrainInterrupted)
             else ""
         )
-        console.print(f"interrupted{where}; no model written to {target}", highlight=False, markup=False)
+        console.print(
+            f"interrupted{where}; no model written to {target} yet: run the same command again to continue "
+            "from its work folder",
+            highlight=False,
+            markup=False,
+        )
         sys.exit(130)
     steps = ", ".join(
         f"{stage} {info['steps']} steps (final loss {info['final_loss']:.3f})" for stage, info in summary.stages.items()
