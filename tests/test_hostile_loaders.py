@@ -403,3 +403,16 @@ def test_sigterm_finishes_the_write_prints_the_resume_line_and_exits_143(run_fol
     while _of_the_run(process.pid, set()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _of_the_run(process.pid, set())
+
+
+def test_a_valid_csv_with_a_1_mb_cell_is_read_not_called_malformed(tmp_path):
+    import csv
+
+    from omnict_cli.labels.ctrate_io import read_reports
+
+    findings = "x" * 1_000_000
+    path = tmp_path / "reports.csv"
+    path.write_text(f"VolumeName,Findings_EN,Impressions_EN\na.nii.gz,{findings},No acute findings.\n")
+    (report,) = read_reports(path)
+    assert report.findings == findings and report.impression == "No acute findings."
+    assert csv.field_size_limit() == 131072  # the csv module's own limit is left as it was

@@ -24,6 +24,7 @@ carry no report and are skipped; a scorer notices the missing names.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -148,6 +149,28 @@ def _read_text(path: Path, what: str) -> str:
 
 def _csv_rows(path: Path, text: str, required: tuple[str, ...], what: str) -> tuple[list[str], list]:
     """Header and ``(line_number, row_dict)`` pairs of a CSV text, after checking the required columns."""
+    with _cells_as_long_as(text):
+        return _parsed_csv_rows(path, text, required, what)
+
+
+@contextlib.contextmanager
+def _cells_as_long_as(text: str):
+    """Let the csv module read cells up to the length of ``text``, then restore its limit.
+
+    The csv module refuses cells over 128 K characters ("field larger than
+    field limit"), a guard for streams read piece by piece. Here the whole
+    file is already in memory, so the guard protects nothing, and a valid
+    report of a megabyte would be called malformed.
+    """
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, len(text) + 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _parsed_csv_rows(path: Path, text: str, required: tuple[str, ...], what: str) -> tuple[list[str], list]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [name.strip() for name in next(reader)]

@@ -7,8 +7,9 @@ folder uses the memory of ``depth`` studies, and yields results in the
 order the studies were given (resume and shard merges rely on that order).
 
 Workers are started with ``spawn`` (forking a process that has loaded torch
-and started its thread pools can deadlock) and ignore Ctrl-C and SIGTERM, so
-the main process decides how to stop (it finishes the record it is writing).
+and started its thread pools can deadlock) and ignore Ctrl-C, so the main
+process decides how to stop (it finishes the record it is writing). They do
+not ignore SIGTERM: the pool itself ends a broken pool's workers with it.
 Workers end themselves when the main process is gone, even by SIGKILL:
 otherwise they would block forever writing a result nobody reads, holding
 memory (and GPU memory, with TotalSegmentator in them). A worker that dies
@@ -46,7 +47,6 @@ EXIT_PARENT_GONE = 1
 def _init_worker(setup: PrepareSetup, parent_pid: int) -> None:
     global _WORKER_SETUP
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _exit_with_parent(parent_pid)
     import torch
 
@@ -100,9 +100,18 @@ class StudyPrefetcher:
         self.close()
 
     def close(self) -> None:
+        """Cancel the studies not started and wait for the pool's threads and workers to end.
+
+        Waiting (for at most the studies the workers are preparing) is what
+        keeps exit clean: after ``shutdown(wait=False)`` the pool's manager
+        thread is still closing its wake-up pipe when the interpreter exits,
+        and ``concurrent.futures``' exit hook (``_python_exit``) writes to that
+        pipe without the pool's lock (its own comment says so), so now and then
+        a run ended with an ``OSError: [Errno 9] Bad file descriptor`` traceback.
+        """
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def prepared(self, studies):
         """Iterate over ``studies`` prepared; never raises for a bad study."""
@@ -159,7 +168,7 @@ class StudyPrefetcher:
         self.close()
         for entry in pending:
             future = entry[1]
-            if not future.done() or isinstance(future.exception(), BrokenProcessPool):
+            if not future.done() or future.cancelled() or isinstance(future.exception(), BrokenProcessPool):
                 entry[1] = self._submit(entry[0])
 
 
