@@ -98,18 +98,27 @@ def test_an_open_question_gets_one_phrase_not_a_report(tmp_path):
 
 
 def test_a_report_with_the_demo_model_says_so_once_and_in_every_record(tmp_path):
+    from omnict_cli.segmentation.totalseg import totalsegmentator_status
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    for name in ("case_0002.nii.gz", "case_0003.nii.gz"):
+        (studies / name).symlink_to(PHANTOM.parent / name)
     out = tmp_path / "findings.jsonl"
-    result = omnict("report", str(PHANTOM), "--out", str(out), "--segmenter", "builtin", cwd=tmp_path)
+    result = omnict("report", str(studies), "--out", str(out), cwd=tmp_path)  # --segmenter auto
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines().count(DEMO_NOTICE) == 1
+    fallback = [line for line in result.stderr.splitlines() if line.startswith("using the built-in segmenter")]
+    assert len(fallback) == (0 if totalsegmentator_status(False)[0] else 1)  # one line, once per run
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert records and all(record["warnings"][0] == DEMO_NOTICE for record in records)
+    assert len(records) == 2 and all(record["warnings"][0] == DEMO_NOTICE for record in records)
 
 
 def test_help_and_a_report_rerun_with_nothing_to_do_import_no_torch(tmp_path):
     """The start of a command is not spent importing torch (or loading the model) when nothing needs it."""
     out = tmp_path / "findings.jsonl"
-    assert omnict("report", str(PHANTOM), "--out", str(out), "--quiet", cwd=tmp_path).returncode == 0
+    first = omnict("report", str(PHANTOM), "--out", str(out), "--quiet", cwd=tmp_path)
+    assert first.returncode == 0 and first.stderr == ""  # --quiet: no segmenter notice, demo line or model line
     probe = (
         "import runpy, sys\n"
         "sys.argv = ['omnict', *sys.argv[1:]]\n"
