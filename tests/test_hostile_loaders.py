@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -386,11 +388,15 @@ def test_after_sigkill_of_report_no_process_of_the_run_is_alive_10_s_later(run_f
     assert not _of_the_run(process.pid, workers), "processes of the killed run are still alive"
 
 
-def test_sigterm_finishes_the_write_prints_the_resume_line_and_exits_143(run_folder, tmp_path):
+@pytest.mark.parametrize("to_group", [False, True], ids=["kill-pid", "scheduler-kills-the-group"])
+def test_sigterm_finishes_the_write_prints_the_resume_line_and_exits_143(run_folder, tmp_path, to_group):
     out = tmp_path / "f.jsonl"
     process = _start_report(run_folder, out, tmp_path / "c")
     _wait_for_records(out, 2, process)
-    process.send_signal(signal.SIGTERM)
+    if to_group:  # a batch scheduler or `docker stop` signals the workers too
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr.decode()
     text = stderr.decode()
@@ -416,3 +422,31 @@ def test_a_valid_csv_with_a_1_mb_cell_is_read_not_called_malformed(tmp_path):
     (report,) = read_reports(path)
     assert report.findings == findings and report.impression == "No acute findings."
     assert csv.field_size_limit() == 131072  # the csv module's own limit is left as it was
+
+
+def test_closing_the_prefetcher_leaves_no_pool_thread_for_the_exit_hook_to_race(run_folder):
+    """The intermittent "Bad file descriptor" traceback at exit: a pool shut down without waiting still has
+    its manager thread closing the wake-up pipe that ``concurrent.futures``' exit hook writes to, unlocked.
+    Closing must leave no such thread (and no worker) behind."""
+    from concurrent.futures import process as futures_process
+
+    from omnict_cli.run.prefetch import StudyPrefetcher
+    from omnict_cli.run.study_inputs import PrepareSetup
+    from omnict_cli.studies.preprocess import PreprocessConfig
+
+    _, studies = run_folder
+    small = PreprocessConfig(volume_size=(12, 48, 48), slice_size=(48, 48), slices_per_unit=3)
+    with StudyPrefetcher(PrepareSetup(preprocess=small), workers=2) as prefetch:
+        results = list(prefetch.prepared(discover_studies(studies)[:3]))
+    assert len(results) == 3 and not [r for _, r in results if isinstance(r, Exception)]
+    managers = [t for t in threading.enumerate() if isinstance(t, futures_process._ExecutorManagerThread)]
+    assert not [t for t in managers if t.is_alive()]
+    workers = [pid for pid, (parent, _) in _processes().items() if parent == os.getpid() and _is_worker(pid)]
+    assert not workers
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # it ended while we looked
+        return False
