@@ -227,6 +227,21 @@ def test_qform_and_sform_that_disagree_are_a_warning_naming_both_and_the_one_use
     np.testing.assert_array_equal(loaded.voxels, load_path(tmp_path / "agree.nii").voxels)  # the sform's voxels
 
 
+@pytest.mark.parametrize("sform_code", [0, 1])
+def test_a_qform_quaternion_that_is_not_a_rotation_is_named_or_passed_over_never_a_traceback(tmp_path, sform_code):
+    image = nib.Nifti1Image(_volume(), np.diag([2.0, 3.0, 4.0, 1.0]))
+    image.set_qform(np.diag([2.0, 3.0, 4.0, 1.0]), code=1)
+    image.set_sform(np.diag([2.0, 3.0, 4.0, 1.0]), code=sform_code)
+    nib.save(image, tmp_path / "q.nii")
+    raw = bytearray((tmp_path / "q.nii").read_bytes())
+    raw[256:264] = np.array([0.9, 0.9], dtype="<f4").tobytes()  # quatern_b, quatern_c: 0.81 + 0.81 > 1
+    (tmp_path / "q.nii").write_bytes(bytes(raw))
+    if sform_code == 0:
+        assert "the qform has a quaternion that is not a rotation" in _load_error(tmp_path / "q.nii").message
+    else:  # the sform is used; the broken qform is not compared with it
+        assert load_path(tmp_path / "q.nii").spacing == pytest.approx((4.0, 3.0, 2.0))
+
+
 def _patched_nifti(tmp_path: Path, offset: int, value: float) -> Path:
     path = tmp_path / "patched.nii"
     nib.save(nib.Nifti1Image(_volume(), np.eye(4)), path)

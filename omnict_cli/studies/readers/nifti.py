@@ -171,17 +171,17 @@ def nifti_affine(header, path, warnings: list[str]) -> np.ndarray:
                     f"{_spacing_text(sform)} mm"
                 )
             elif qform_code > 0:
-                warnings.extend(_forms_disagree(sform, header.get_qform(), spatial))
+                warnings.extend(_forms_disagree(sform, _qform_or_none(header), spatial))
             return sform
         problems.append(f"the sform {problem}")
     if qform_code > 0 or sform_code == 0:
         unit_header = header.copy()  # the qform's rotation and origin, with a usable voxel size in pixdim
         unit_header["pixdim"][1:4] = np.where(np.isfinite(pixdim) & (pixdim > 0), pixdim, 1.0)
-        form = unit_header.get_qform() if qform_code > 0 else _method1_affine(unit_header)
+        form = _qform_or_none(unit_header) if qform_code > 0 else _method1_affine(unit_header)
         name = "qform" if qform_code > 0 else "pixdim grid"
-        if not pixdim_ok:
+        if form is not None and not pixdim_ok:
             form = _size_from_sform_rows(form, sform, pixdim[:spatial], spatial, name, warnings)
-        problem = affine_problem(form)
+        problem = _NOT_A_ROTATION if form is None else affine_problem(form)
         if problem is None:
             warnings.extend(f"{text}: used the {name}" for text in problems)
             if qform_code == 0 and sform_code == 0:
@@ -216,6 +216,17 @@ QFORM_SFORM_ANGLE_TOLERANCE_DEGREES = 1.0
 """Largest angle between the qform's and the sform's direction of one voxel axis taken as agreement."""
 
 
+_NOT_A_ROTATION = "has a quaternion that is not a rotation (quatern_b, _c and _d squared sum to over 1)"
+
+
+def _qform_or_none(header):
+    """The qform matrix, or None when its quaternion is not a rotation (nibabel raises ValueError then)."""
+    try:
+        return header.get_qform()
+    except ValueError:
+        return None
+
+
 def _forms_disagree(sform, qform, spatial) -> list[str]:
     """A warning naming both forms when their voxel sizes or axis directions differ beyond the tolerances.
 
@@ -224,6 +235,8 @@ def _forms_disagree(sform, qform, spatial) -> list[str]:
     geometries disagree is likely mislabelled in one of them. Origins are
     not compared: omnict's voxels do not depend on them.
     """
+    if qform is None:
+        return []  # an unusable qform is simply not used
     sform_axes, qform_axes = np.asarray(sform, float)[:3, :spatial], np.asarray(qform, float)[:3, :spatial]
     sform_sizes, qform_sizes = np.linalg.norm(sform_axes, axis=0), np.linalg.norm(qform_axes, axis=0)
     if not (np.isfinite(qform_sizes).all() and (qform_sizes > 0).all()):
