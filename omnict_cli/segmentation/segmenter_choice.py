@@ -59,8 +59,8 @@ def fallback_notice(message: str) -> str:
 
     reason = message.split(". ")[0].rstrip(".")
     return (
-        f"using the built-in segmenter (coarse organ masks, no abdominal organs): {reason}; TotalSegmentator: "
-        f'pip install -e ".[seg]", weights in ${HOME_ENV} (docs/segmentation-totalseg.md)'
+        f"using the built-in segmenter (coarse organ masks, no abdominal organs): {reason} "
+        f'(install: pip install -e ".[seg]"; weights: ${HOME_ENV}; see docs/segmentation-totalseg.md)'
     )
 
 
