@@ -304,8 +304,13 @@ def test_random_or_mislabelled_dcm_files_are_named_not_dicom(tmp_path):
     (tmp_path / "random.dcm").write_bytes(np.random.default_rng(1).bytes(5000))
     Image.new("L", (8, 8)).save(tmp_path / "picture.dcm", format="PNG")
     (tmp_path / "text.dcm").write_text("hello world\n")
+    bare = pydicom.Dataset()  # real DICOM fields, but no pixel data, SOP class or modality
+    bare.SeriesInstanceUID = "1.2.3"
+    bare.save_as(tmp_path / "bare.dcm", implicit_vr=True, little_endian=True)
     problems = {s.study_id: s.problem for s in discover_studies(tmp_path)}
-    assert len(problems) == 3
+    assert len(problems) == 4
+    bare_problem = problems.pop(next(key for key in problems if key.startswith("bare")))
+    assert bare_problem == "DICOM file has no pixel data (no SOP class or modality given)"
     for problem in problems.values():
         assert problem.startswith("not a DICOM file"), problem
         assert "()" not in problem

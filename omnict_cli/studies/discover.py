@@ -332,7 +332,7 @@ def _dicom_studies(candidates, root: Path) -> list[Study]:
                     "dicom",
                     (path,),
                     root,
-                    problem=f"DICOM file has no pixel data ({header.sop_class or header.modality})",
+                    problem=f"DICOM file has no pixel data ({header.sop_class or header.modality or 'no SOP class or modality given'})",
                     hint="It is not an image (report, structure set, ...), so there is nothing to "
                     "load; leave it out of the folder or ignore this line",
                 )
