@@ -39,9 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 GIB = 1024**3
 
 
-def _nifti_header_only(path: Path, shape, dtype, *, data: bytes = b"") -> Path:
+def _nifti_header_only(path: Path, shape, dtype, *, data: bytes = b"", endianness: str = "<") -> Path:
     """A NIfTI header claiming ``shape`` voxels of ``dtype``, followed by ``data`` (a first part of them, or nothing)."""
-    header = nib.Nifti1Header()
+    header = nib.Nifti1Header(endianness=endianness)
     header.set_data_dtype(dtype)
     header.set_data_shape(shape)
     header.set_qform(np.eye(4), code=1)
@@ -90,12 +90,15 @@ def test_a_1_kb_header_claiming_16_gib_of_complex128_is_refused_for_its_type_bef
     assert not isinstance(error, StudyTooLargeError)  # the type is judged first
 
 
+@pytest.mark.parametrize("endianness", ["<", ">"])
 def test_a_small_nii_gz_expanding_to_8_gb_of_float64_is_refused_from_its_header_in_one_line(
-    tmp_path, no_big_allocation
+    tmp_path, no_big_allocation, endianness
 ):
     # 1000^3 float64 = 8 GB, under the voxel limit (1024^3) the issue found it passed; zeros compress
     # about 1000-fold, so the file is the first 16 MB of such a volume (the whole one would be 7.8 MB)
-    path = _nifti_header_only(tmp_path / "bomb.nii.gz", (1000, 1000, 1000), np.float64, data=b"\0" * 2**24)
+    path = _nifti_header_only(
+        tmp_path / "bomb.nii.gz", (1000, 1000, 1000), np.float64, data=b"\0" * 2**24, endianness=endianness
+    )
     assert path.stat().st_size < 100_000
     error = _load_error(path)
     assert isinstance(error, StudyTooLargeError)

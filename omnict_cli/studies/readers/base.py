@@ -122,14 +122,17 @@ def study_bytes(shape, dtype) -> int:
 
 
 def describe_dtype(dtype) -> str:
-    """``int16``, ``complex128``, ``3 x float32`` (multi-component), ``record of 3 x uint8`` (RGB)."""
+    """``int16``, ``complex128``, ``3 x float32`` (multi-component), ``record of 3 x uint8`` (RGB).
+
+    Byte order is left out (a big-endian file's ``>i2`` is ``int16``): it changes no size.
+    """
     dtype = np.dtype(dtype)
     if dtype.subdtype is not None:
         base, shape = dtype.subdtype
-        return f"{'x'.join(str(n) for n in shape)} x {base}"
+        return f"{'x'.join(str(n) for n in shape)} x {base.name}"
     if dtype.fields:
-        return f"record of {len(dtype.fields)} x {next(iter(dtype.fields.values()))[0]}"
-    return str(dtype)
+        return f"record of {len(dtype.fields)} x {next(iter(dtype.fields.values()))[0].name}"
+    return dtype.name
 
 
 def _bytes_text(count: int) -> str:
