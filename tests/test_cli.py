@@ -204,3 +204,14 @@ def test_a_write_that_fails_after_the_work_is_one_line(tmp_path, monkeypatch):
         main, ["labels", "predict", str(reports), "--out", str(tmp_path / "labels.csv"), "--method", "rules"]
     )
     _one_line_failure(result, "labels.csv: cannot be written (No space left on device)")
+
+
+def test_the_convention_option_offers_the_labelers_conventions():
+    """--help must not import the labeler, so the choices are written out twice; they must agree."""
+    from omnict_cli.cli.label_options import CONVENTION_CHOICES
+    from omnict_cli.labels.rules import CONVENTIONS
+
+    assert tuple(CONVENTION_CHOICES) == tuple(CONVENTIONS)
+    for command in (["score"], ["labels", "predict"]):
+        assert "--convention [ctrate|clinical]" in CliRunner().invoke(main, [*command, "--help"]).output
+    assert "--label-convention [ctrate|clinical]" in CliRunner().invoke(main, ["report", "--help"]).output

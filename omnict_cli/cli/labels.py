@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import click
 
+from omnict_cli.cli.label_options import convention_option
 from omnict_cli.cli.main import main
 
 METHOD_CHOICES = ("classifier", "rules")
 """Same as ``omnict_cli.labels.labeler.METHODS`` (not imported: it pulls in numpy)."""
-CONVENTION_CHOICES = ("ctrate", "clinical")
 """Same as ``omnict_cli.labels.rules.CONVENTIONS``."""
 
 
@@ -174,14 +174,7 @@ def _joined_training_set(reports_path, labels_path, console):
     show_default=True,
     help="classifier = calibrated TF-IDF + rules model; rules = the transparent rule labeler alone.",
 )
-@click.option(
-    "--convention",
-    type=click.Choice(CONVENTION_CHOICES),
-    default="ctrate",
-    show_default=True,
-    help="How Lymphadenopathy is read: ctrate = any affirmed lymph node (CT-RATE's labels); "
-    "clinical = enlarged or pathological nodes only.",
-)
+@convention_option()
 @click.option(
     "--explain", "show_explanation", is_flag=True, help="Print every positive with the sentence and rule behind it."
 )

@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from omnict_cli.cli.label_options import convention_option
 from omnict_cli.cli.main import _load_options, _make_load_options, main
 
 EXIT_SOME_FAILED = 1
@@ -146,13 +147,7 @@ def _file_options(function):
     is_flag=True,
     help="Add the 18 CT-RATE abnormality labels of each generated report (bundled labeler).",
 )
-@click.option(
-    "--label-convention",
-    type=click.Choice(("ctrate", "clinical")),
-    default="ctrate",
-    show_default=True,
-    help="How --label reads lymph nodes: ctrate = any affirmed node (CT-RATE's labels); clinical = enlarged only.",
-)
+@convention_option("--label-convention", "--label reads lymph nodes")
 @_file_options
 @_run_options
 def report(studies, out, prompt, add_labels, resume, retry_errors, shard, **run_options):

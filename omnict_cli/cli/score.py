@@ -13,13 +13,13 @@ import math
 
 import click
 
+from omnict_cli.cli.label_options import convention_option
 from omnict_cli.cli.main import main
 
 METHOD_CHOICES = ("classifier", "rules")
 """Same as ``omnict_cli.labels.labeler.METHODS`` (not imported: it pulls in numpy)."""
 PROTOCOL_CHOICES = ("omnict", "vlm3d")
 """Same as ``omnict_cli.metrics.score_files.PROTOCOLS``."""
-CONVENTION_CHOICES = ("ctrate", "clinical")
 """Same as ``omnict_cli.labels.rules.CONVENTIONS`` (a test checks both pairs agree)."""
 NOT_DEFINED = "n/a"
 """How a score that is not defined (NaN) prints."""
@@ -62,14 +62,7 @@ NOT_DEFINED = "n/a"
     help="omnict = omnict's own scores; vlm3d = the VLM3D challenge's (pycocoevalcap text scores, "
     "18-label P/R/F1/accuracy, CRG). See docs/metrics.md.",
 )
-@click.option(
-    "--convention",
-    type=click.Choice(CONVENTION_CHOICES),
-    default="ctrate",
-    show_default=True,
-    help="How Lymphadenopathy is read: ctrate = any affirmed lymph node (CT-RATE's labels); "
-    "clinical = enlarged or pathological nodes only.",
-)
+@convention_option()
 @click.option(
     "--per-study",
     "per_study_path",
