@@ -200,7 +200,7 @@ def test_a_pickle_only_source_is_refused_without_unpickling(tmp_path):
     lines = refused_lines(tmp_path, source)
     assert len(lines) == 1
     assert lines[0].startswith(
-        f"refused: {source}: holds only pickle weights (pytorch_model.bin), which omnict never loads"
+        f"refused: {source}: the release weights are pickles (pytorch_model.bin), which omnict never loads"
     )
 
 

@@ -420,7 +420,8 @@ def test_a_directory_of_pickled_weights_is_refused_without_unpickling(tmp_path, 
     (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
     result = CliRunner().invoke(main, ["ask", str(SLICE), "Is there a nodule?", "--model", str(tmp_path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert f"{tmp_path}: holds only pickled weights (pytorch_model.bin); omnict loads safetensors only" in result.output
+    assert f"{tmp_path}: the model weights are pickles (pytorch_model.bin), which omnict never loads" in result.output
+    assert "save_file" in result.output  # how to convert them
 
 
 # ---- weights files that are not safetensors ------------------------------------------------------------------

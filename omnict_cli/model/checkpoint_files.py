@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnict_cli.errors import OmnictError
+from omnict_cli.model.safetensors_only import pickled_weight_files, require_safetensors
 from omnict_cli.model.weights_files import check_safetensors_file
 
 INDEX_NAME = "model.safetensors.index.json"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 COPY_CHUNK_BYTES = 64 * 1024 * 1024
 DTYPE_NAMES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64", "I64": "int64"}
 
@@ -128,15 +128,8 @@ def weight_files(folder: Path) -> list[Path]:
     files = sorted(folder.glob("*.safetensors"))
     if files:
         return files
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES) if folder.is_dir() else []
-    if pickles:
-        raise CheckpointError(
-            f"holds only pickle weights ({', '.join(pickles[:3])}), which omnict never loads: unpickling runs code",
-            path=folder,
-            hint="Convert them to safetensors first with the tool you trust for that file (e.g. "
-            "`save_file(torch.load(path, weights_only=True), 'model.safetensors')` from safetensors.torch), "
-            "or download the safetensors version of the release",
-        )
+    if folder.is_dir() and pickled_weight_files(folder):
+        require_safetensors(folder, "release")  # raises: the one pickle refusal every loader gives
     raise CheckpointError("no *.safetensors weights", path=folder, hint="Point at the released model directory")
 
 

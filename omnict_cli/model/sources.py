@@ -39,7 +39,6 @@ HUB_FILE_PATTERNS = [
     "*.tiktoken",
     "*.jinja",  # chat templates kept beside the tokenizer
 ]
-PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 # A hub repo id: one "/" between two names of letters, digits, "-", "_", "."; an optional "@revision".
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
 _TRUE = {"1", "on", "yes", "true"}
@@ -148,16 +147,13 @@ def resolve_model(value: str | Path, *, echo=print) -> ResolvedSource:
 
 
 def _check_has_safetensors(source: ResolvedSource) -> None:
-    """A folder without ``*.safetensors`` is refused here, naming the pickles it holds instead, if any."""
+    """A folder without ``*.safetensors`` is refused here: its pickles named with how to convert them, if any."""
+    from omnict_cli.model.safetensors_only import pickled_weight_files, require_safetensors
+
     if any(source.path.glob("*.safetensors")):
         return
-    pickles = sorted(path.name for pattern in PICKLE_PATTERNS for path in source.path.glob(pattern))
-    if pickles:
-        raise ModelSourceError(
-            f"holds only pickled weights ({', '.join(pickles[:3])}); omnict loads safetensors only and never unpickles",
-            path=source.description,
-            hint="Convert them to safetensors in an environment you trust, or use a repository that has them",
-        )
+    if pickled_weight_files(source.path):
+        require_safetensors(source.path)  # raises: the one pickle refusal every loader gives
     fetched = " (a hub id fetches *.safetensors only)" if source.hub_id else ""
     raise ModelSourceError(f"no *.safetensors weights{fetched}", path=source.description)
 
