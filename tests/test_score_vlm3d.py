@@ -371,13 +371,10 @@ def test_vlm3d_refuses_vqa_answers(tmp_path):
 
 
 def test_the_command_choices_match_the_library():
-    from omnict_cli.cli.labels import CONVENTION_CHOICES as LABELS_CONVENTIONS
-    from omnict_cli.cli.score import CONVENTION_CHOICES, PROTOCOL_CHOICES
-    from omnict_cli.labels.rules import CONVENTIONS
+    from omnict_cli.cli.score import PROTOCOL_CHOICES
     from omnict_cli.metrics.score_files import PROTOCOLS
 
-    assert PROTOCOL_CHOICES == PROTOCOLS
-    assert CONVENTION_CHOICES == CONVENTIONS == LABELS_CONVENTIONS
+    assert PROTOCOL_CHOICES == PROTOCOLS  # the conventions: tests/test_cli.py
 
 
 def test_the_docs_reproduce_command_names_real_options():
