@@ -118,7 +118,7 @@ def build_review(
     on that study's block.
     """
     from omnict_cli.review.blocks import labels_for, study_block, summary_html
-    from omnict_cli.review.image_pool import images_in_order
+    from omnict_cli.review.image_pool import started_images
     from omnict_cli.review.page import PageSet
     from omnict_cli.review.study_images import ImageSettings
 
@@ -130,26 +130,26 @@ def build_review(
             "is the findings file itself; the page would replace it", path=out, hint="Give --out a .html name"
         )
     records, read_warnings = read_findings(findings)
-    summary, labels = _summary_and_labels(records, findings, options)
-    summary.warnings[:0] = read_warnings
-    per_study = None
-    if options.per_study is not None:
-        from omnict_cli.review.per_study_scores import read_per_study_scores
-
-        per_study = read_per_study_scores(options.per_study)
-        summary.warnings.extend(per_study.warnings)
     settings = ImageSettings(
         study_roots(findings, options.studies),
         None if options.cache_dir is None else Path(options.cache_dir),
         options.max_pixels,
         record_roots=options.studies is None,
     )
-    pages = PageSet(out, f"omnict review: {findings.name}", summary_html(summary, findings.name), options.page_size)
-    result = ReviewResult(studies=len(records), warnings=list(summary.warnings))
-    with_reference = options.references is not None or options.reference_labels is not None
     with_images = [record for record in records if record.get("status") == "ok"]
-    # closing(): an error or Ctrl-C in this loop stops the worker pool now, not when the generator is collected
-    with closing(images_in_order(with_images, settings, options.workers)) as images:
+    # the workers render while this process labels and scores; closing(): an error or Ctrl-C stops them now
+    with closing(started_images(with_images, settings, options.workers)) as images:
+        summary, labels = _summary_and_labels(records, findings, options)
+        summary.warnings[:0] = read_warnings
+        per_study = None
+        if options.per_study is not None:
+            from omnict_cli.review.per_study_scores import read_per_study_scores
+
+            per_study = read_per_study_scores(options.per_study)
+            summary.warnings.extend(per_study.warnings)
+        pages = PageSet(out, f"omnict review: {findings.name}", summary_html(summary, findings.name), options.page_size)
+        result = ReviewResult(studies=len(records), warnings=list(summary.warnings))
+        with_reference = options.references is not None or options.reference_labels is not None
         for index, record in enumerate(records):
             study_images = next(images) if record.get("status") == "ok" else None
             if study_images is not None:

@@ -31,9 +31,24 @@ def _images_in_worker(record: dict) -> StudyImages:
     return study_images(record, _WORKER_SETTINGS)
 
 
+def started_images(records: list[dict], settings: ImageSettings, workers: int):
+    """:func:`images_in_order` with its workers already at work, so they render while the caller labels.
+
+    Returns the generator after its first step (worker processes started, the
+    first window of studies submitted); close it (``contextlib.closing``) to stop them.
+    """
+    images = images_in_order(records, settings, workers)
+    next(images)
+    return images
+
+
 def images_in_order(records: list[dict], settings: ImageSettings, workers: int):
-    """Yield ``StudyImages`` for each record, in order; 0 workers renders in this process."""
+    """Yield None once the work has started, then ``StudyImages`` for each record, in order.
+
+    0 workers renders in this process (nothing starts before the first study is asked for).
+    """
     if workers <= 0:
+        yield None
         for record in records:
             yield _images_or_warning(record, settings)
         return
@@ -46,6 +61,9 @@ def images_in_order(records: list[dict], settings: ImageSettings, workers: int):
         initializer=_init_worker,
         initargs=(settings,),
     ) as pool:
+        while len(pending) < depth and (record := next(remaining, None)) is not None:
+            pending.append((record, pool.submit(_images_in_worker, record)))
+        yield None  # started: the workers render while the caller does its own work
         while True:
             while len(pending) < depth and (record := next(remaining, None)) is not None:
                 pending.append((record, pool.submit(_images_in_worker, record)))
