@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -23,6 +25,39 @@ def progress(disable: bool = False) -> Progress:
         disable=disable,
         transient=True,
     )
+
+
+def silence_library_progress_bars():
+    """Turn off transformers' and huggingface_hub's own tqdm bars; returns the function that turns them back.
+
+    Why: ``save_pretrained`` draws "Writing model shards" (and loading "Loading weights") on every
+    call, cutting through omnict's own bars and lines and filling logs, even under ``--quiet``.
+    """
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    hub_was_on = not are_progress_bars_disabled()
+    transformers_was_on = transformers_logging.is_progress_bar_enabled()
+    disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+
+    def restore() -> None:
+        if hub_was_on:
+            enable_progress_bars()
+        if transformers_was_on:
+            transformers_logging.enable_progress_bar()
+
+    return restore
+
+
+@contextmanager
+def library_progress_bars_silenced():
+    """:func:`silence_library_progress_bars` for the length of a ``with`` block."""
+    restore = silence_library_progress_bars()
+    try:
+        yield
+    finally:
+        restore()
 
 
 def studies_table(summaries) -> Table:

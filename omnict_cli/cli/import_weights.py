@@ -44,7 +44,7 @@ def import_weights(source, out_dir, vision, key_map, dry_run, no_verify):
       omnict import-weights ./custom-release --out x --dry-run --key-map renames.json
     """
     from omnict_cli.model.release_import import ImportRefused, import_release
-    from omnict_cli.ui import stderr_console
+    from omnict_cli.ui import library_progress_bars_silenced, stderr_console
 
     console = stderr_console()
     checks = []
@@ -53,16 +53,17 @@ def import_weights(source, out_dir, vision, key_map, dry_run, no_verify):
 
         checks = [ask_on_example]
     try:
-        import_release(
-            source,
-            out_dir,
-            vision=vision,
-            key_map=key_map,
-            dry_run=dry_run,
-            verify=not no_verify,
-            echo=click.echo,
-            extra_checks=checks,
-        )
+        with library_progress_bars_silenced():  # the table and the checks are this command's output
+            import_release(
+                source,
+                out_dir,
+                vision=vision,
+                key_map=key_map,
+                dry_run=dry_run,
+                verify=not no_verify,
+                echo=click.echo,
+                extra_checks=checks,
+            )
     except ImportRefused as error:
         where = f"{error.path}: " if error.path else ""
         for reason in error.reasons:

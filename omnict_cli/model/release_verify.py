@@ -72,15 +72,15 @@ def quiet_transformers():
     """No progress bars or notes from transformers while loading: the importer prints its own lines."""
     from transformers.utils import logging
 
-    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    from omnict_cli.ui import library_progress_bars_silenced
+
+    verbosity = logging.get_verbosity()
     logging.set_verbosity_error()
-    logging.disable_progress_bar()
     try:
-        yield
+        with library_progress_bars_silenced():
+            yield
     finally:
         logging.set_verbosity(verbosity)
-        if bars:
-            logging.enable_progress_bar()
 
 
 def _prompt_ids(tokenizer, vocab_size: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ import jsonlines
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from omnict_cli.atomic import write_text_atomically
-from omnict_cli.ui import stderr_console
+from omnict_cli.ui import silence_library_progress_bars, stderr_console
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -93,26 +93,3 @@ class TrainProgress:
     def note(self, text: str) -> None:
         """A line above the bar (checkpoints, problems)."""
         self.bar.console.print(text, highlight=False, markup=False)
-
-
-def silence_library_progress_bars():
-    """Turn off transformers' and huggingface_hub's own tqdm bars; returns the function that turns them back.
-
-    Why: ``save_pretrained`` draws "Writing model shards" (and loading "Loading weights") at every
-    checkpoint, cutting through the training bar and filling logs, even under ``--quiet``.
-    """
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-    from transformers.utils import logging as transformers_logging
-
-    hub_was_on = not are_progress_bars_disabled()
-    transformers_was_on = transformers_logging.is_progress_bar_enabled()
-    disable_progress_bars()
-    transformers_logging.disable_progress_bar()
-
-    def restore() -> None:
-        if hub_was_on:
-            enable_progress_bars()
-        if transformers_was_on:
-            transformers_logging.enable_progress_bar()
-
-    return restore

@@ -41,10 +41,11 @@ from omnict_cli.training.dataset import (
     fit_to_length,
     prepare_examples,
 )
-from omnict_cli.training.monitor import MetricsLog, TrainProgress, silence_library_progress_bars
+from omnict_cli.training.monitor import MetricsLog, TrainProgress
 from omnict_cli.training.optim import build_optimizer, learning_rate_at, optimizer_parameter_names, set_trainable
 from omnict_cli.training.rows import read_rows
 from omnict_cli.training.tensor_cache import TensorCache, default_tensor_cache_root
+from omnict_cli.ui import silence_library_progress_bars
 
 RESULT_FILE = "training.json"
 """Written beside the final model: the run's settings, steps and final loss (what made these weights)."""
