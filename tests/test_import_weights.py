@@ -346,3 +346,26 @@ def test_saved_buffers_are_dropped_with_their_reason(tmp_path, siglip):
         "position-id buffer"
     )
     assert dropped["model.layers.0.self_attn.rotary_emb.inv_freq"].startswith("rotary-embedding buffer")
+
+
+def test_a_vision_tower_under_an_unlisted_prefix_is_found_by_its_siglip_names(tmp_path, siglip):
+    """Names no test style uses (``image_encoder.``, ``connector.*``): SigLIP's layer names and Eq. 4's shapes
+    place everything, the pooling head under the same prefix is dropped as the tower's, not refused."""
+    source = write_release_checkpoint(tmp_path / "release", "multi_modal_projector", with_vision=True)
+    projector_names = dict(zip(STYLES["multi_modal_projector"]["projector"], ("a.b2d", "a.b3d", "a.out")))
+
+    def rename_tower_and_projector(tensors):
+        for name in list(tensors):
+            new = name.replace("model.vision_tower.", "image_encoder.")
+            for old_prefix, new_prefix in projector_names.items():
+                new = new.replace(old_prefix, "connector." + new_prefix)
+            tensors[new] = tensors.pop(name)
+
+    rewrite_weights(source, rename_tower_and_projector)
+    report = import_release(source, tmp_path / "omnict", vision=siglip, echo=quiet)
+
+    assert [check.passed for check in report.checks] == [True, True, True]
+    tower = load_imported(tmp_path / "omnict").spatial_encoder.vision_tower.state_dict()
+    stock = release_vision().state_dict()
+    assert all(torch.equal(tower[name], stock[name]) for name in tower)
+    assert "head.probe" not in tower

@@ -8,8 +8,11 @@ The authors' tensor names are not public, so nothing here trusts one spelling:
   (with or without Qwen2's own inner ``model.``).
 - Vision tensors are SigLIP vision names (``embeddings.*``, ``encoder.*``,
   ``post_layernorm.*``, optionally under ``vision_model.``) below prefixes
-  made of ``model.``, ``vision_tower.``, ``vision_encoder.``, ``visual.``.
-  SigLIP's pooling ``head.*`` is dropped: OmniCT reads hidden states.
+  made of ``model.``, ``vision_tower.``, ``vision_encoder.``, ``visual.``;
+  SigLIP's own layer names (``patch_embedding``, ``layer_norm1``, ``mlp.fc1``,
+  ``out_proj``, ...) are recognised under any prefix. Two towers under two
+  prefixes claim the same places and are refused. SigLIP's pooling
+  ``head.*`` is dropped: OmniCT reads hidden states.
 - Every other tensor is a projector candidate, placed by the paper's Eq. 4
   on SHAPE alone (:func:`match_projector`).
 
@@ -37,6 +40,15 @@ _ROTARY_BUFFER = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
 _VISION = re.compile(
     r"^(?P<prefix>(?:(?:model|vision_tower|vision_encoder|visual)\.)*)(?:vision_model\.)?"
     r"(?P<body>(?:embeddings|encoder|post_layernorm|head)\..+)$"
+)
+# SigLIP's own layer names are specific enough (patch_embedding, layer_norm1, mlp.fc1, out_proj, post_layernorm)
+# to be recognised under any prefix a release may use (``image_encoder.``, ``mm_vision.backbone.``, ...);
+# its pooling ``head.*`` is not, so it is only recognised under the prefixes above.
+_SIGLIP_LAYER = re.compile(
+    r"^(?:[A-Za-z_]\w*\.)*?(?:vision_model\.)?"
+    r"(?P<body>embeddings\.(?:patch_embedding|position_embedding)\.(?:weight|bias)"
+    r"|encoder\.layers\.\d+\.(?:layer_norm[12]|mlp\.fc[12]|self_attn\.(?:q|k|v|out)_proj)\.(?:weight|bias)"
+    r"|post_layernorm\.(?:weight|bias))$"
 )
 SIGLIP_TEXT_TOWER = re.compile(r"^(text_model\.|logit_scale$|logit_bias$)")
 
@@ -109,7 +121,7 @@ def qwen2_name(name: str) -> str | None:
 
 def siglip_name(name: str) -> str | None:
     """The SiglipVisionModel name (``encoder.layers.0...``) of a source tensor name, or None."""
-    match = _VISION.match(name)
+    match = _VISION.match(name) or _SIGLIP_LAYER.match(name)
     return match.group("body") if match else None
 
 
@@ -133,15 +145,37 @@ def sort_names(names, key_map=(), vision_only: bool = False) -> SortedNames:
         elif not vision_only and (target := qwen2_name(name)) is not None:
             result.llm.setdefault(target, []).append(source)
         elif (target := siglip_name(name)) is not None:
-            if target == "embeddings.position_ids":
-                result.dropped[source] = "position-id buffer, rebuilt by SigLIP's own code"
-            elif target.startswith("head."):
-                result.dropped[source] = "SigLIP pooling head, not used by OmniCT (it reads hidden states)"
-            else:
-                result.vision.setdefault(target, []).append(source)
+            _sort_vision_name(result, source, target)
         else:
             result.others.append(source)
+    _sort_beside_the_vision_tower(result, key_map)
     return result
+
+
+def _sort_vision_name(result: SortedNames, source: str, target: str) -> None:
+    if target == "embeddings.position_ids":
+        result.dropped[source] = "position-id buffer, rebuilt by SigLIP's own code"
+    elif target.startswith("head."):
+        result.dropped[source] = "SigLIP pooling head, not used by OmniCT (it reads hidden states)"
+    else:
+        result.vision.setdefault(target, []).append(source)
+
+
+def _sort_beside_the_vision_tower(result: SortedNames, key_map) -> None:
+    """The pooling head and buffers of a tower found under an unlisted prefix are the tower's, not unplaced."""
+    prefixes = set()
+    for target, sources in result.vision.items():
+        for source in sources:
+            name = rename(source, key_map)
+            prefixes.add(name[: len(name) - len(target)])
+    for source in list(result.others):
+        name = rename(source, key_map)
+        prefix = next(
+            (p for p in prefixes if name.startswith(p + "head.") or name == p + "embeddings.position_ids"), None
+        )
+        if prefix is not None:
+            result.others.remove(source)
+            _sort_vision_name(result, source, name[len(prefix) :])
 
 
 @dataclass
