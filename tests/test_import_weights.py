@@ -369,3 +369,20 @@ def test_a_vision_tower_under_an_unlisted_prefix_is_found_by_its_siglip_names(tm
     stock = release_vision().state_dict()
     assert all(torch.equal(tower[name], stock[name]) for name in tower)
     assert "head.probe" not in tower
+
+
+def test_a_whole_llm_under_an_unknown_prefix_is_refused_with_the_key_map_that_places_it(tmp_path, siglip):
+    source = write_release_checkpoint(tmp_path / "release", "mm_projector")
+    rewrite_weights(
+        source,
+        lambda t: t.update({f"decoder.{k}": t.pop(k) for k in list(t) if k.startswith(("model.layers.", "model.e"))}),
+    )
+
+    lines = refused_lines(tmp_path, source, "--vision", str(siglip))
+    hint = next(line for line in lines if "looks like the LLM's embedding" in line)
+    assert "decoder.model.embed_tokens.weight" in hint and "under the prefix 'decoder.'" in hint
+
+    key_map = tmp_path / "renames.json"
+    key_map.write_text(hint.split("a key map ", 1)[1].removesuffix(" places the LLM"))  # the map the line gives
+    report = import_release(source, tmp_path / "m", vision=siglip, key_map=key_map, echo=quiet)
+    assert all(check.passed for check in report.checks)

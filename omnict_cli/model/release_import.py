@@ -187,6 +187,8 @@ def _plan(source_dir: Path, vision, key_map) -> _Plan:
     llm = _claims(found.llm, files, reasons)
     vision_files, vision_found, vision_given = _vision_source(files, found, release, vision, reasons, warnings)
     vision_tensors = _claims(vision_found.vision, vision_files, reasons)
+    if "model.embed_tokens.weight" not in llm:
+        reasons += release_keys.unknown_llm_prefix_hint(found.others)
     plan = _sized_plan(source_dir, release, llm, vision_tensors, vision_given, reasons)
     projector_shapes = {name: files.entries[name].shape for name in found.others}
     projector, projector_reasons = release_keys.match_projector(

@@ -119,6 +119,22 @@ def qwen2_name(name: str) -> str | None:
     return None
 
 
+def unknown_llm_prefix_hint(names) -> list[str]:
+    """When the LLM was not found: the Qwen2 embedding under a prefix no known code uses, and the key map for it."""
+    hints = []
+    for name in names:
+        for body in ("model.embed_tokens.weight", "embed_tokens.weight"):
+            if name.endswith("." + body):
+                prefix = name[: -len(body)]
+                renamed = "" if body.startswith("model.") else "model."
+                hints.append(
+                    f"{name} looks like the LLM's embedding under the prefix {prefix!r}: "
+                    f"a key map {json.dumps({'^' + re.escape(prefix): renamed})} places the LLM"
+                )
+                break
+    return hints
+
+
 def siglip_name(name: str) -> str | None:
     """The SiglipVisionModel name (``encoder.layers.0...``) of a source tensor name, or None."""
     match = _VISION.match(name) or _SIGLIP_LAYER.match(name)
