@@ -343,17 +343,7 @@ class ReportScores:
             "references": self.references,
             "method": self.method,
             "reference_labels": self.reference_labels_source,
-            "n_scored": self.n_scored,
-            "n_failed": len(self.failed),
-            "n_empty": len(self.empty),
-            "failed": self.failed,
-            "empty": self.empty,
-            "n_no_prediction": len(self.join.no_prediction),
-            "no_prediction": self.join.no_prediction,
-            "n_no_reference": len(self.join.no_reference),
-            "no_reference": self.join.no_reference,
-            "n_ambiguous": len(self.join.ambiguous),
-            "ambiguous": self.join.ambiguous,
+            **joined_counts(self.join, self.failed, self.empty),
             "per_class": [asdict(scores) for scores in report.per_class],
             "macro": {"precision": report.macro_precision, "recall": report.macro_recall, "f1": report.macro_f1},
             "micro": {"precision": report.micro_precision, "recall": report.micro_recall, "f1": report.micro_f1},
@@ -363,6 +353,23 @@ class ReportScores:
             "notes": self.notes,
         }
         return nan_to_none(data)
+
+
+def joined_counts(join: StudyJoin, failed: list[str], empty: list[str]) -> dict:
+    """What the join scored and left out, as both protocols' JSON gives it."""
+    return {
+        "n_scored": len(join.matched),
+        "n_failed": len(failed),
+        "n_empty": len(empty),
+        "failed": failed,
+        "empty": empty,
+        "n_no_prediction": len(join.no_prediction),
+        "no_prediction": join.no_prediction,
+        "n_no_reference": len(join.no_reference),
+        "no_reference": join.no_reference,
+        "n_ambiguous": len(join.ambiguous),
+        "ambiguous": join.ambiguous,
+    }
 
 
 def reference_label_matrix(path: Path, reference_names: list[str]) -> np.ndarray:

@@ -38,7 +38,7 @@ from omnict_cli.labels.classes import CTRATE_ABNORMALITIES
 from omnict_cli.metrics.bootstrap import percentile_interval, resample_counts
 from omnict_cli.metrics.coco_text import bleu_from_counts, coco_scores
 from omnict_cli.metrics.crg import crg_from_counts
-from omnict_cli.metrics.score_files import ScoreOptions, nan_to_none
+from omnict_cli.metrics.score_files import ScoreOptions, joined_counts, nan_to_none
 
 DROPPED_FROM_GENERATED = "\"'_"
 """Characters the challenge's clean-up deletes from generated reports: quotes and underscores."""
@@ -190,15 +190,7 @@ class Vlm3dScores:
             "method": self.method,
             "convention": self.convention,
             "reference_labels": self.reference_labels_source,
-            "n_scored": self.n_scored,
-            "n_failed": len(self.failed),
-            "n_empty": len(self.empty),
-            "failed": self.failed,
-            "empty": self.empty,
-            "n_no_prediction": len(self.join.no_prediction),
-            "no_prediction": self.join.no_prediction,
-            "n_no_reference": len(self.join.no_reference),
-            "no_reference": self.join.no_reference,
+            **joined_counts(self.join, self.failed, self.empty),
             "per_class": self.per_class,
             "classification": self.figures,
             "text": self.text,
