@@ -473,3 +473,29 @@ def _is_worker(pid: int) -> bool:
         return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:  # it ended while we looked
         return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="walks /proc (Linux)")
+def test_after_sigkill_of_review_no_process_of_it_is_alive_10_s_later(run_folder, tmp_path):
+    """review's image workers come from the same pool as report's: none outlives a killed review."""
+    out = tmp_path / "f.jsonl"
+    report = _start_report(run_folder, out, tmp_path / "c")
+    report.communicate(timeout=300)
+    records = out.read_text().splitlines()
+    out.write_text("\n".join(records * 20) + "\n")  # the same studies again and again: a page that takes a while
+    review = subprocess.Popen(
+        [sys.executable, "-m", "omnict_cli", "review", str(out), "--out", str(tmp_path / "r.html"), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(workers := _of_the_run(review.pid, set())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(workers) >= 2, "review should have image workers (and a resource tracker) by now"
+    review.send_signal(signal.SIGKILL)
+    review.wait()
+    deadline = time.monotonic() + 10
+    while _of_the_run(review.pid, workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _of_the_run(review.pid, workers), "processes of the killed review are still alive"

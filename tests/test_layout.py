@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "omnict_cli"
 
 # The shared ground floor: any package may import these, and they import only each other.
-GROUND_FLOOR = {"atomic", "csv_safe", "errors", "ui", "prompt_format", "study_ids", "__version__"}
+GROUND_FLOOR = {"atomic", "csv_safe", "errors", "ui", "prompt_format", "study_ids", "worker_pool", "__version__"}
 
 # What each package may import besides the ground floor (its own modules always).
 ALLOWED = {

@@ -1,29 +1,25 @@
 """Make the views of many studies in worker processes, in record order, with a bounded window.
 
 A 1,000-study page re-reads 1,000 scans: seconds of CPU each, and no
-shared state, so they spread over processes. Workers are started with
-``spawn`` like :mod:`omnict_cli.run.prefetch` (forking a process that may have
-torch's thread pools running can deadlock) and ignore Ctrl-C so the main
-process decides how to stop. At most ``2 * workers + 2`` studies are in
+shared state, so they spread over processes, from
+:func:`omnict_cli.worker_pool.worker_pool` like ``report``'s (spawned, deaf to
+Ctrl-C, gone when the main process is gone, even by SIGKILL). At most ``2 * workers + 2`` studies are in
 flight, so memory stays flat however long the run.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from omnict_cli.review.study_images import ImageSettings, StudyImages, study_images
+from omnict_cli.worker_pool import worker_pool
 
 _WORKER_SETTINGS: ImageSettings | None = None
 
 
 def _init_worker(settings: ImageSettings) -> None:
     global _WORKER_SETTINGS
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_SETTINGS = settings
 
 
@@ -55,12 +51,7 @@ def images_in_order(records: list[dict], settings: ImageSettings, workers: int):
     depth = 2 * workers + 2
     pending: deque = deque()
     remaining = iter(records)
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(settings,),
-    ) as pool:
+    with worker_pool(workers, _init_worker, (settings,)) as pool:
         while len(pending) < depth and (record := next(remaining, None)) is not None:
             pending.append((record, pool.submit(_images_in_worker, record)))
         yield None  # started: the workers render while the caller does its own work

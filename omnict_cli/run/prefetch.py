@@ -6,13 +6,9 @@ takes its own seconds on the GPU. :class:`StudyPrefetcher` keeps at most
 folder uses the memory of ``depth`` studies, and yields results in the
 order the studies were given (resume and shard merges rely on that order).
 
-Workers are started with ``spawn`` (forking a process that has loaded torch
-and started its thread pools can deadlock) and ignore Ctrl-C, so the main
-process decides how to stop (it finishes the record it is writing). They do
-not ignore SIGTERM: the pool itself ends a broken pool's workers with it.
-Workers end themselves when the main process is gone, even by SIGKILL:
-otherwise they would block forever writing a result nobody reads, holding
-memory (and GPU memory, with TotalSegmentator in them). A worker that dies
+Workers come from :func:`omnict_cli.worker_pool.worker_pool`: spawned,
+deaf to Ctrl-C (the main process finishes the record it is writing), and
+ending themselves when the main process is gone, even by SIGKILL. A worker that dies
 (out of memory, a crash in a native reader) breaks the pool: the pool is
 restarted, the unfinished studies are resubmitted, and a study that breaks a
 fresh pool a second time becomes an error of its own.
@@ -20,16 +16,12 @@ fresh pool a second time becomes an error of its own.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import threading
-import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from omnict_cli.run.study_inputs import PreparedStudy, PrepareSetup, prepare_study
+from omnict_cli.worker_pool import worker_pool
 
 _WORKER_SETUP: PrepareSetup | None = None
 
@@ -38,40 +30,12 @@ class WorkerDied(RuntimeError):
     """The worker process preparing a study ended abruptly, twice."""
 
 
-PARENT_CHECK_SECONDS = 0.5
-"""How often a worker checks that the process that started it is still alive."""
-
-EXIT_PARENT_GONE = 1
-
-
-def _init_worker(setup: PrepareSetup, parent_pid: int) -> None:
+def _init_worker(setup: PrepareSetup) -> None:
     global _WORKER_SETUP
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(1)  # workers are many; the model process keeps the cores it was given
     _WORKER_SETUP = setup
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """End this worker within ``PARENT_CHECK_SECONDS`` of its parent's death, whatever it is doing.
-
-    When the parent dies the worker is re-parented, so ``os.getppid()``
-    changes; a daemon thread watches for that and calls ``os._exit`` (no
-    cleanup: the queues it would flush have no reader). ``os._exit`` also
-    ends a worker blocked in a queue write, which nothing else could.
-    Linux's ``PR_SET_PDEATHSIG`` is not used: it fires when the *thread*
-    that started the worker ends, not the process, which would kill healthy
-    workers of a pool started from a short-lived thread.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(PARENT_CHECK_SECONDS)
-        os._exit(EXIT_PARENT_GONE)
-
-    threading.Thread(target=watch, name="omnict-parent-watch", daemon=True).start()
 
 
 def _prepare_in_worker(study) -> PreparedStudy:
@@ -155,12 +119,7 @@ class StudyPrefetcher:
 
     def _submit(self, study):
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(self.setup, os.getpid()),
-            )
+            self._pool = worker_pool(self.workers, _init_worker, (self.setup,))
         return self._pool.submit(_prepare_in_worker, study)
 
     def _restart(self, pending: deque) -> None:
