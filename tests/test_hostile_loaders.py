@@ -396,6 +396,16 @@ def _of_the_run(root_pid: int, known: set[int]) -> set[int]:
     return members - {root_pid}
 
 
+def _sigkill_and_expect_no_survivors(process: subprocess.Popen, workers: set[int]) -> None:
+    """SIGKILL ``process``; within 10 s no process of its group or seen among ``workers`` may be alive."""
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while _of_the_run(process.pid, workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _of_the_run(process.pid, workers), "processes of the killed command are still alive"
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="walks /proc (Linux)")
 def test_after_sigkill_of_report_no_process_of_the_run_is_alive_10_s_later(run_folder, tmp_path):
     out = tmp_path / "f.jsonl"
@@ -403,12 +413,7 @@ def test_after_sigkill_of_report_no_process_of_the_run_is_alive_10_s_later(run_f
     _wait_for_records(out, 2, process)
     workers = _of_the_run(process.pid, set())
     assert len(workers) >= 2, "the run should have loader workers (and a resource tracker) by now"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    deadline = time.monotonic() + 10
-    while _of_the_run(process.pid, workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _of_the_run(process.pid, workers), "processes of the killed run are still alive"
+    _sigkill_and_expect_no_survivors(process, workers)
 
 
 @pytest.mark.parametrize("to_group", [False, True], ids=["kill-pid", "scheduler-kills-the-group"])
@@ -493,9 +498,4 @@ def test_after_sigkill_of_review_no_process_of_it_is_alive_10_s_later(run_folder
     while len(workers := _of_the_run(review.pid, set())) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(workers) >= 2, "review should have image workers (and a resource tracker) by now"
-    review.send_signal(signal.SIGKILL)
-    review.wait()
-    deadline = time.monotonic() + 10
-    while _of_the_run(review.pid, workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _of_the_run(review.pid, workers), "processes of the killed review are still alive"
+    _sigkill_and_expect_no_survivors(review, workers)
