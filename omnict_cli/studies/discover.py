@@ -153,13 +153,11 @@ def _walk(root: Path):
     def on_error(error: OSError):
         where = Path(error.filename) if error.filename else root
         problems.append(
-            Study(
-                _relative(where, root),
-                "unknown",
-                (where,),
+            _problem_study(
+                where,
                 root,
-                problem=f"cannot list folder ({error.strerror or error})",
-                hint="Make the folder readable for this user (chmod/chown); the rest was walked",
+                f"cannot list folder ({error.strerror or error})",
+                "Make the folder readable for this user (chmod/chown); the rest was walked",
             )
         )
 
@@ -173,13 +171,11 @@ def _walk(root: Path):
             continue
         if identity in seen:
             problems.append(
-                Study(
-                    _relative(folder_path, root),
-                    "unknown",
-                    (folder_path,),
+                _problem_study(
+                    folder_path,
                     root,
-                    problem="symlink loop: this folder was already visited, not followed again",
-                    hint="Nothing is lost; remove the link if it should not be there",
+                    "symlink loop: this folder was already visited, not followed again",
+                    "Nothing is lost; remove the link if it should not be there",
                 )
             )
             subfolders[:] = []
@@ -193,14 +189,7 @@ def _walk(root: Path):
                 continue
             if path.is_symlink() and not path.exists():
                 problems.append(
-                    Study(
-                        _relative(path, root),
-                        "unknown",
-                        (path,),
-                        root,
-                        problem="broken symlink: its target does not exist",
-                        hint="Fix or remove the link",
-                    )
+                    _problem_study(path, root, "broken symlink: its target does not exist", "Fix or remove the link")
                 )
                 continue
             special = _special_file_study(path, root)
@@ -209,6 +198,11 @@ def _walk(root: Path):
                 continue
             files.append(path)
     return files, problems
+
+
+def _problem_study(path: Path, root: Path, problem: str, hint: str = "") -> Study:
+    """A study under ``root`` that cannot be loaded, named by its relative path, with what is wrong."""
+    return Study(_relative(path, root), "unknown", (path,), root, problem=problem, hint=hint)
 
 
 def _links_to_ancestor(subfolder: Path, root: Path, problems: list) -> bool:
@@ -223,13 +217,11 @@ def _links_to_ancestor(subfolder: Path, root: Path, problems: list) -> bool:
     if here != target and not here.startswith(target.rstrip(os.sep) + os.sep):
         return False
     problems.append(
-        Study(
-            _relative(subfolder, root),
-            "unknown",
-            (subfolder,),
+        _problem_study(
+            subfolder,
             root,
-            problem="symlink to a folder that contains it (a loop or an ancestor), not followed",
-            hint="Nothing under the named folder is lost; remove the link if it should not be there",
+            "symlink to a folder that contains it (a loop or an ancestor), not followed",
+            "Nothing under the named folder is lost; remove the link if it should not be there",
         )
     )
     return True
@@ -256,13 +248,11 @@ def _special_file_study(path: Path, root: Path) -> Study | None:
         return None
     for is_kind, kind in _SPECIAL_FILE_KINDS:
         if is_kind(mode):
-            return Study(
-                _relative(path, root),
-                "unknown",
-                (path,),
+            return _problem_study(
+                path,
                 root,
-                problem=f"{kind}, not a regular file: skipped without opening it",
-                hint="Only regular files are read; remove it from the folder or ignore this line",
+                f"{kind}, not a regular file: skipped without opening it",
+                "Only regular files are read; remove it from the folder or ignore this line",
             )
     return None
 
