@@ -188,11 +188,17 @@ class Engine:
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, device: str = "auto", dtype: str = "auto", source: ResolvedSource | None = None
+        cls,
+        model_dir: str | Path,
+        device: str = "auto",
+        dtype: str = "auto",
+        source: ResolvedSource | None = None,
+        identity: ModelIdentity | None = None,
     ) -> Engine:
         """Load from a local directory (safetensors only, no remote code); raises ModelError when it cannot.
 
-        ``source`` (from ``resolve_model``) is where the directory came from, for the records.
+        ``source`` (from ``resolve_model``) is where the directory came from, for the records;
+        ``identity``, when the caller has already computed it, saves hashing the weights again.
         """
         from transformers.utils import logging as transformers_logging
 
@@ -219,7 +225,7 @@ class Engine:
                 path=model_dir,
                 hint="Pass --device cpu, or a device this machine has (cuda, cuda:1, ...)",
             ) from error
-        return cls(model, processor, model_identity(model_dir, source), device)
+        return cls(model, processor, identity or model_identity(model_dir, source), device)
 
     @property
     def preprocess_config(self):

@@ -50,7 +50,7 @@ class EngineOnDemand:
         if self._engine is None:
             from omnict_cli.run.engine import Engine
 
-            self._engine = Engine.load(self.model_dir, self._device, self._dtype, self._source)
+            self._engine = Engine.load(self.model_dir, self._device, self._dtype, self._source, self.identity)
             if self._on_load is not None:
                 self._on_load(self._engine)
         return self._engine
