@@ -66,7 +66,7 @@ def read_findings(path: str | Path) -> tuple[list[dict], list[str]]:
     from omnict_cli.run.records import read_records
 
     try:
-        existing = read_records(path, repair=False)
+        existing = read_records(path)
     except OmnictError as error:  # its hint speaks of resuming a run; here only the file matters
         raise OmnictError(
             error.message, path=path, hint="Give the JSONL file 'omnict report' or 'omnict ask' wrote"

@@ -134,18 +134,21 @@ class ExistingRecords:
 
     records: list[dict] = field(default_factory=list)
     cut_bytes: int = 0
-    """Bytes of a torn last line that were removed."""
+    """Bytes of a torn last line (not a whole record): cut on resume, left out when only reading."""
 
     def by_id(self) -> dict[str, dict]:
         """Last record per id (a retried study's new record wins)."""
         return {record_id(record): record for record in self.records}
 
 
-def read_records(path: str | Path, repair: bool = True) -> ExistingRecords:
-    """Every record of a findings file; a torn last line is cut (``repair``) or ignored.
+def read_records(path: str | Path) -> ExistingRecords:
+    """Every record of a findings file, to read it (``review``); the file is never changed.
 
-    A bad line anywhere else is not something a crash makes: it raises
-    :class:`OutputError` naming the line, and nothing is changed.
+    A torn last line is left out and counted in ``cut_bytes``. A bad line
+    anywhere else is not something a crash makes: it raises
+    :class:`OutputError` naming the line. A run that will write to the file
+    reads it through :mod:`omnict_cli.run.findings_file` instead, which
+    checks it is omnict's before anything is cut.
     """
     path = Path(path)
     check_regular_or_absent(path)
@@ -158,10 +161,7 @@ def read_records(path: str | Path, repair: bool = True) -> ExistingRecords:
         raise OutputError(f"cannot read the earlier records ({error.strerror})", path=path) from error
     complete = data.rfind(b"\n") + 1
     torn = len(data) - complete
-    records = parse_lines(path, data[:complete])
-    if torn and repair:
-        _truncate(path, complete)
-    return ExistingRecords(records=records, cut_bytes=torn)
+    return ExistingRecords(records=parse_lines(path, data[:complete]), cut_bytes=torn)
 
 
 def check_regular_or_absent(path: str | Path, fd: int | None = None) -> None:
@@ -201,13 +201,6 @@ def parse_lines(path: Path, data: bytes, hint: str = "") -> list[dict]:
             hint=hint or "This file was not written by omnict or was edited; move it away",
         ) from error
     return records
-
-
-def _truncate(path: Path, length: int) -> None:
-    try:
-        os.truncate(path, length)
-    except OSError as error:
-        raise OutputError(f"cannot cut its torn last line ({error.strerror})", path=path) from error
 
 
 def rewrite_records(path: str | Path, records: list[dict]) -> None:
