@@ -467,14 +467,16 @@ def score_reports(
 # VQA scoring
 # --------------------------------------------------------------------------
 
-_SPECIAL_TOKEN = CHAT_TOKEN  # the one pattern the run removes from questions too
 _OPTION_LINE = re.compile(r"^\s*\(?[A-Z][.)]\s+\S")
 _YES_NO = re.compile(r"^\s*(yes|no)\s*[.!]?\s*$", re.IGNORECASE)
 
 
 def question_text(content: str) -> str:
-    """A question without the image / organ placeholder tokens, spaces tidied (kept for display)."""
-    lines = [" ".join(line.split()) for line in _SPECIAL_TOKEN.sub("", content).splitlines()]
+    """A question without chat tokens (the image / organ placeholders and any other ``<|...|>``), spaces tidied.
+
+    The run removes the same tokens from questions (``run.question_rules``), so answers and references join.
+    """
+    lines = [" ".join(line.split()) for line in CHAT_TOKEN.sub("", content).splitlines()]
     return "\n".join(line for line in lines if line)
 
 
